@@ -1,0 +1,1 @@
+"""The gallery of confirmed cases: storage (SQLite + FAISS), search and cohort exploration."""

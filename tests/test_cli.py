@@ -1,0 +1,87 @@
+"""The `bone2gene` command line, run as a subprocess exactly as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def run(cli: list[str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+@pytest.mark.parametrize("command", [[], ["synth"], ["demo"]])
+def test_help_on_every_command(cli: list[str], command: list[str]) -> None:
+    result = run(cli, *command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+
+
+def test_top_level_help_lists_the_commands(cli: list[str]) -> None:
+    out = run(cli, "--help").stdout
+    assert "synth" in out and "demo" in out
+
+
+def test_synth_writes_a_cohort_and_is_deterministic(cli: list[str], tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        result = run(cli, "synth", "--n", "5", "--out", str(tmp_path / name), "--seed", "9", "--size", "160")
+        assert result.returncode == 0, result.stderr
+        assert "5 images" in result.stdout
+    a = pd.read_csv(tmp_path / "a" / "manifest.csv", keep_default_na=False)
+    assert len(a) == 5
+    for rel in a["image"]:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+
+
+def test_synth_with_a_custom_spec_file(cli: list[str], tmp_path: Path) -> None:
+    spec = tmp_path / "new.yaml"
+    spec.write_text(
+        "- id: short_fourth\n  name: Short fourth metacarpal, GENEX-related\n  genes: [GENEX]\n"
+        "  nosology: {group: 18}\n  length: {MC4: 0.6}\n"
+    )
+    result = run(cli, "synth", "--n", "3", "--out", str(tmp_path / "c"), "--spec", str(spec),
+                 "--disorders", "short_fourth", "--size", "128")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(tmp_path / "c" / "manifest.csv", keep_default_na=False)
+    assert set(manifest["disorder"]) == {"short_fourth"} and set(manifest["gene"]) == {"GENEX"}
+    bones = pd.read_csv(tmp_path / "c" / "bones.csv").pivot(index="case_id", columns="bone", values="length_mm")
+    assert ((bones["MC4"] / bones["MC3"]) < 0.65).all()  # 0.90 normally, times 0.6
+
+
+def test_synth_lists_disorders(cli: list[str]) -> None:
+    result = run(cli, "synth", "--list-disorders")
+    assert result.returncode == 0
+    assert "achondroplasia" in result.stdout and "FGFR3" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--disorders", "nonsense"], "unknown disorder(s): nonsense"),
+        (["--size", "5"], "--size must be between"),
+        (["--spec", "/no/such/file.yaml"], "does not exist"),
+        (["--format", "jpeg"], "jpeg"),
+    ],
+)
+def test_synth_bad_input_gives_a_clear_error(cli: list[str], tmp_path: Path, args: list[str], message: str) -> None:
+    result = run(cli, "synth", "--n", "2", "--out", str(tmp_path / "x"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_synth_refuses_to_overwrite(cli: list[str], tmp_path: Path) -> None:
+    assert run(cli, "synth", "--n", "2", "--out", str(tmp_path), "--size", "96").returncode == 0
+    result = run(cli, "synth", "--n", "2", "--out", str(tmp_path), "--size", "96")
+    assert result.returncode == 2 and "--overwrite" in result.stderr
+
+
+def test_demo_builds_then_reuses_its_cohort(cli: list[str], tmp_path: Path) -> None:
+    first = run(cli, "demo", "--out", str(tmp_path), "--n", "8", "--size", "160")
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "contact_sheet.png").stat().st_size > 1000
+    second = run(cli, "demo", "--out", str(tmp_path))
+    assert second.returncode == 0 and "reusing" in second.stdout

@@ -1,0 +1,314 @@
+"""From a hand layout to a processed radiograph: framing, attenuation, detector, processing.
+
+Physics kept deliberately simple but in the right order, because each step leaves a
+mark real images have: Beer-Lambert attenuation through soft tissue, cortical and
+trabecular bone; scatter (veiling glare that lowers contrast); quantum noise, stronger
+where fewer photons arrive; detector blur; then the vendor's log transform, tone curve
+and unsharp-mask edge enhancement; finally collimation edges, lead side markers and
+burnt-in labels. Every setting is sampled per image (`Exposure`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from training.synth.geometry import HandLayout
+from training.synth.raster import Disc, PathMaps, Tube, draw_disc, draw_tube
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Acquisition and processing settings of one radiograph."""
+
+    mu_soft: float  # linear attenuation per mm
+    mu_cortical: float
+    mu_trabecular: float
+    photons: float  # quanta per pixel in the open field (noise level)
+    scatter: float  # fraction of veiling glare
+    blur_mm: float  # detector/focal-spot blur
+    tone_k: float  # tone-curve compression
+    background: float  # processed grey of the open field
+    white: float  # processed grey of the densest anatomy
+    range_margin: float  # auto-ranging headroom above the densest anatomy
+    gamma: float
+    edge_enhance: float
+    heel: float  # anode heel gradient across the image
+    texture: float  # trabecular texture amplitude
+    collimation: tuple[float, float, float, float]  # inset fraction left, top, right, bottom
+    collimation_white: bool  # unexposed border white (raw) or black (electronic shutter)
+    marker: bool
+    label: bool
+
+    @classmethod
+    def sample(cls, rng: np.random.Generator) -> Exposure:
+        sides = tuple(float(rng.uniform(0.01, 0.07)) if rng.random() < 0.35 else 0.0 for _ in range(4))
+        return cls(
+            mu_soft=float(rng.uniform(0.028, 0.040)),
+            mu_cortical=float(rng.uniform(0.11, 0.16)),
+            mu_trabecular=float(rng.uniform(0.055, 0.070)),
+            photons=float(rng.uniform(6000.0, 20000.0)),
+            scatter=float(rng.uniform(0.05, 0.25)),
+            blur_mm=float(rng.uniform(0.15, 0.35)),
+            tone_k=float(rng.uniform(0.3, 1.1)),
+            background=float(rng.uniform(0.20, 0.48)),
+            white=float(rng.uniform(0.82, 0.97)),
+            range_margin=float(rng.uniform(0.95, 1.15)),
+            gamma=float(rng.uniform(1.0, 1.5)),
+            edge_enhance=float(rng.uniform(0.05, 0.35)),
+            heel=float(rng.uniform(-0.06, 0.06)),
+            texture=float(rng.uniform(0.06, 0.14)),
+            collimation=sides,  # type: ignore[arg-type]
+            collimation_white=bool(rng.random() < 0.6),
+            marker=bool(rng.random() < 0.6),
+            label=bool(rng.random() < 0.35),
+        )
+
+
+@dataclass(frozen=True)
+class Frame:
+    """How the millimetre layout lands on the detector."""
+
+    shape: tuple[int, int]  # (height, width) px
+    px_per_mm: float
+    rotation: float  # radians, clockwise on the image
+    offset: tuple[float, float]  # image position of the layout origin
+
+    def point(self, xy: tuple[float, float] | np.ndarray) -> tuple[float, float]:
+        x, y = float(xy[0]), -float(xy[1])  # +y (distal) is up the image
+        c, s = math.cos(self.rotation), math.sin(self.rotation)
+        return (self.offset[0] + self.px_per_mm * (c * x - s * y), self.offset[1] + self.px_per_mm * (s * x + c * y))
+
+    def points(self, pts: np.ndarray) -> np.ndarray:
+        return np.array([self.point(p) for p in pts], dtype=np.float32)
+
+
+def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.random.Generator) -> Frame:
+    """Scale and place the hand like a radiographer would: filling most of the field."""
+    height = int(size)
+    width = int(round(size * rng.uniform(0.74, 0.88)))
+    rotation = math.radians(rotation_deg)
+    probe = Frame((height, width), 1.0, rotation, (0.0, 0.0))
+    # capsule ends padded by their radius so that fingertips are never cut off
+    hand_pts = []
+    for c in layout.capsules:
+        for p, r in ((c.p0, c.r0), (c.p1, c.r1)):
+            hand_pts += [(p[0] + dx * r, p[1] + dy * r) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))]
+    for poly in layout.polygons[:-1]:  # not the forearm, which runs off the image
+        hand_pts += list(poly)
+    hand_pts.append(layout.wrist)
+    px = np.array([probe.point(p) for p in hand_pts])
+    x0, y0 = px.min(axis=0)
+    x1, y1 = px.max(axis=0)
+    extra = 12.0 * layout.scale
+    fill = rng.uniform(0.70, 0.86)
+    scale = min(fill * height / (y1 - y0 + extra), 0.94 * width / (x1 - x0 + extra))
+    top_margin = rng.uniform(0.025, 0.08) * height
+    offset_y = top_margin - (y0 - extra / 2) * scale
+    centre_x = (x0 + x1) / 2 * scale
+    offset_x = width / 2 - centre_x + rng.normal(0.0, 0.03) * width
+    return Frame((height, width), float(scale), rotation, (float(offset_x), float(offset_y)))
+
+
+def _tube_to_px(tube: Tube, frame: Frame) -> Tube:
+    k = frame.px_per_mm
+    return Tube(
+        **{**tube.__dict__, "origin": frame.point(tube.origin), "angle": tube.angle + frame.rotation,
+           "length": tube.length * k, "r_prox": tube.r_prox * k, "r_shaft": tube.r_shaft * k,
+           "r_dist": tube.r_dist * k, "cortex": tube.cortex * k, "bend": tube.bend * k}
+    )  # fmt: skip
+
+
+def _disc_to_px(disc: Disc, frame: Frame) -> Disc:
+    k = frame.px_per_mm
+    return Disc(
+        **{**disc.__dict__, "centre": frame.point(disc.centre), "angle": disc.angle + frame.rotation,
+           "half_q": disc.half_q * k, "half_p": disc.half_p * k, "depth": disc.depth * k}
+    )  # fmt: skip
+
+
+def bone_paths(layout: HandLayout, frame: Frame) -> PathMaps:
+    """Path lengths through bone (px) for every primitive of the layout."""
+    maps = PathMaps.empty(frame.shape)
+    for tube in layout.tubes:
+        draw_tube(maps, _tube_to_px(tube, frame))
+    for disc in layout.discs:
+        draw_disc(maps, _disc_to_px(disc, frame))
+    return maps
+
+
+def soft_tissue(layout: HandLayout, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    """(thickness in mm, binary mask) of the soft-tissue envelope."""
+    h, w = frame.shape
+    mask = np.zeros((h, w), np.uint8)
+    forearm = np.zeros((h, w), np.uint8)
+    k = frame.px_per_mm
+    for cap in layout.capsules:
+        p0, p1 = np.array(frame.point(cap.p0)), np.array(frame.point(cap.p1))
+        d = p1 - p0
+        n = np.array([-d[1], d[0]]) / max(float(np.linalg.norm(d)), 1e-6)
+        quad = np.array([p0 + n * cap.r0 * k, p1 + n * cap.r1 * k, p1 - n * cap.r1 * k, p0 - n * cap.r0 * k])
+        cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255, lineType=cv2.LINE_AA)
+        cv2.circle(mask, tuple(np.round(p0).astype(int)), int(round(cap.r0 * k)), 255, -1, cv2.LINE_AA)
+        cv2.circle(mask, tuple(np.round(p1).astype(int)), int(round(cap.r1 * k)), 255, -1, cv2.LINE_AA)
+    for i, poly in enumerate(layout.polygons):
+        pts = cv2.convexHull(np.round(frame.points(poly)).astype(np.int32))
+        target = forearm if i == len(layout.polygons) - 1 else mask
+        cv2.fillConvexPoly(target, pts, 255, lineType=cv2.LINE_AA)
+    mask = cv2.max(mask, forearm)
+    # round the joins between fingers, palm and forearm a little, as flesh does
+    mask = (_blur(mask.astype(np.float32), max(1.5, 2.5 * k * layout.scale)) > 127).astype(np.uint8) * 255
+    dist_mm = cv2.distanceTransform(mask, cv2.DIST_L2, 5) / k
+    rc = 12.0 * layout.scale + 2.0
+    hand_t = np.where(dist_mm < rc, 2.0 * np.sqrt(np.clip(dist_mm * (2 * rc - dist_mm), 0, None)), 2.0 * rc)
+    forearm_dist = cv2.distanceTransform(forearm, cv2.DIST_L2, 5) / k
+    rf = 15.0 * layout.scale + 3.0
+    fore_t = 2.0 * np.sqrt(np.clip(forearm_dist * (2 * rf - np.minimum(forearm_dist, rf)), 0, None))
+    thickness = np.maximum(hand_t, fore_t * (forearm > 0))
+    thickness = _blur(thickness.astype(np.float32), max(1.0, 1.0 * k))
+    return thickness * (mask > 0), mask
+
+
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur; wide kernels run on a downsampled copy (a large share of render time)."""
+    if sigma <= 6.0:
+        return cv2.GaussianBlur(image, (0, 0), sigma)
+    factor = sigma / 3.0
+    h, w = image.shape
+    small = cv2.resize(image, (max(1, int(w / factor)), max(1, int(h / factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 3.0)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _band_noise(shape: tuple[int, int], sigma: float, rng: np.random.Generator, stretch: float = 1.0) -> np.ndarray:
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    fine = cv2.GaussianBlur(noise, (0, 0), sigmaX=sigma, sigmaY=sigma * stretch)
+    coarse = _blur(cv2.GaussianBlur(noise, (0, 0), sigmaX=sigma, sigmaY=sigma * stretch), sigma * 3)
+    band = fine - coarse
+    return band / max(float(band.std()), 1e-6)
+
+
+@dataclass
+class Radiograph:
+    """A processed image in [0, 1] (bone bright), its hand mask and pixel spacing."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    pixel_spacing_mm: float
+
+
+def expose(
+    layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0
+) -> Radiograph:
+    """Render the layout as a processed radiograph."""
+    k = frame.px_per_mm
+    soft, mask = soft_tissue(layout, frame)
+    maps = bone_paths(layout, frame)
+    cortical_mm = maps.cortical / k
+    trabecular_mm = maps.trabecular / k
+    texture = _band_noise(frame.shape, max(0.5, 0.12 * k * coarseness), rng, stretch=2.0)
+    soft_only = np.maximum(soft - cortical_mm - trabecular_mm, 0.0)
+    attenuation = (
+        exposure.mu_soft * soft_only
+        + exposure.mu_cortical * cortical_mm
+        + exposure.mu_trabecular * trabecular_mm * (1.0 + exposure.texture * coarseness * texture)
+    )
+    intensity = cv2.exp((-attenuation).astype(np.float32))
+    glare = _blur(intensity, 25.0 * k)
+    intensity = (1 - exposure.scatter) * intensity + exposure.scatter * glare
+    photons = exposure.photons * (frame.shape[0] / 1024.0) ** -2  # bigger pixels collect more quanta
+    noisy = intensity + rng.standard_normal(frame.shape, dtype=np.float32) * np.sqrt(intensity * np.float32(1.0 / photons))
+    blur = max(0.3, exposure.blur_mm * k)
+    noisy = cv2.GaussianBlur(noisy.astype(np.float32), (0, 0), blur)
+    log_signal = -cv2.log(np.maximum(noisy, np.float32(1e-4)))
+
+    # Vendor processing auto-ranges on the anatomy (histogram analysis), so the densest
+    # part lands near white whatever the exposure; then a compressive tone curve and gamma,
+    # applied as a lookup table (one pass over the image).
+    inside = log_signal[::4, ::4][mask[::4, ::4] > 0]
+    l_max = float(np.percentile(inside, 99.5)) * exposure.range_margin if inside.size else 2.4
+    l_max = max(l_max, 0.2)
+    table_top = l_max * 1.5
+    grid = np.linspace(0.0, table_top, 8192, dtype=np.float64)
+    tone = (1.0 - np.exp(-exposure.tone_k * grid)) / (1.0 - math.exp(-exposure.tone_k * l_max))
+    span = exposure.white - exposure.background
+    table = (exposure.background + span * np.clip(tone, 0.0, 1.0) ** exposure.gamma).astype(np.float32)
+    index = np.minimum(np.maximum(log_signal, 0.0) * np.float32(8191 / table_top), 8191).astype(np.int32)
+    image = table[index]
+    low = _blur(image, 1.5 * k + 2.0)
+    image = image + exposure.edge_enhance * (image - low)
+    h, w = frame.shape
+    ramp = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
+    image = image * (1.0 + exposure.heel * ramp)
+
+    open_field = _collimate(frame.shape, exposure, rng)
+    outside = open_field == 0
+    if outside.any():
+        fill = rng.uniform(0.9, 1.0) if exposure.collimation_white else rng.uniform(0.0, 0.04)
+        image[outside] = fill + rng.normal(0, 0.01, int(outside.sum()))
+    hand_mask = ((mask > 0) & (open_field > 0)).astype(np.uint8) * 255
+    overlay = _annotations(frame.shape, exposure, hand_mask, rng)
+    image = np.where(overlay >= 0, overlay, image)
+    hand_mask[overlay >= 0] = 0
+    return Radiograph(np.clip(image, 0.0, 1.0).astype(np.float32), hand_mask, 1.0 / k)
+
+
+def _collimate(shape: tuple[int, int], exposure: Exposure, rng: np.random.Generator) -> np.ndarray:
+    h, w = shape
+    left, top, right, bottom = exposure.collimation
+    field_ = np.zeros(shape, np.uint8)
+    rect = np.array([[left * w, top * h], [w - right * w, top * h], [w - right * w, h - bottom * h], [left * w, h - bottom * h]])
+    angle = rng.normal(0.0, 1.2) if any(exposure.collimation) else 0.0
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    rect = cv2.transform(rect[None].astype(np.float32), rot)[0]
+    # where no blade is in, the field runs past the image border on that side
+    if left == 0.0:
+        rect[[0, 3], 0] = -w
+    if top == 0.0:
+        rect[[0, 1], 1] = -h
+    if right == 0.0:
+        rect[[1, 2], 0] = 2 * w
+    if bottom == 0.0:
+        rect[[2, 3], 1] = 2 * h
+    cv2.fillConvexPoly(field_, np.round(rect).astype(np.int32), 1)
+    return field_
+
+
+_LABELS = ("L", "LEFT", "L PA", "PA", "LT")
+
+
+def _annotations(shape: tuple[int, int], exposure: Exposure, hand: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Lead side marker and burnt-in text, placed where the hand is not; -1 = no overlay."""
+    h, w = shape
+    overlay = np.full(shape, -1.0, np.float32)
+    scale = h / 1024.0
+    items: list[tuple[str, float, bool]] = []
+    if exposure.marker:
+        items.append((str(rng.choice(["L", "L", "LT"])), 1.6 * scale, True))
+    if exposure.label:
+        items.append((f"{rng.choice(_LABELS)} {rng.integers(1, 99):02d}", 0.9 * scale, False))
+    for text, font_scale, boxed in items:
+        thickness = max(1, int(round(3 * scale)))
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        pad = int(6 * scale)
+        for _ in range(20):  # look for a corner region clear of the hand
+            x = int(rng.uniform(0.02, 0.98) * w - tw) if rng.random() < 0.5 else int(rng.uniform(0.02, 0.25) * w)
+            y = int(rng.uniform(0.05, 0.3) * h) if rng.random() < 0.6 else int(rng.uniform(0.75, 0.95) * h)
+            x0, y0, x1, y1 = x - pad, y - th - pad, x + tw + pad, y + base + pad
+            if x0 < 0 or y0 < 0 or x1 >= w or y1 >= h:
+                continue
+            if hand[y0:y1, x0:x1].any() or (overlay[y0:y1, x0:x1] >= 0).any():
+                continue
+            ink = np.zeros((y1 - y0, x1 - x0), np.uint8)  # OpenCV 5 draws text on 8-bit only
+            if boxed:
+                cv2.rectangle(ink, (0, 0), (x1 - x0 - 1, y1 - y0 - 1), 255, max(1, thickness // 2))
+            cv2.putText(ink, text, (pad, pad + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, 255, thickness, cv2.LINE_AA)
+            alpha = ink.astype(np.float32) / 255.0
+            ground = -1.0 if boxed else float(rng.uniform(0.0, 0.1))
+            patch = np.where(alpha > 0, 0.98 * alpha + max(ground, 0.0) * (1 - alpha), ground).astype(np.float32)
+            overlay[y0:y1, x0:x1] = patch
+            break
+    return overlay
