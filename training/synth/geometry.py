@@ -60,7 +60,7 @@ class Pose:
     def sample(cls, rng: np.random.Generator) -> Pose:
         return cls(
             rotation_deg=float(np.clip(rng.normal(0.0, 6.0), -20, 20)),
-            finger_spread=float(rng.uniform(0.6, 2.0)),
+            finger_spread=float(rng.uniform(0.3, 1.4)),
             thumb_abduction_deg=float(rng.normal(0.0, 7.0)),
             wrist_deviation_deg=float(np.clip(rng.normal(0.0, 4.0), -12, 12)),
         )
@@ -141,6 +141,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 class _Builder:
     case: CaseAnatomy
     scale: float  # mm of this child per mm of the adult layout
+    adult: float  # the same for a same-sex adult (the end point of growth)
     rng: np.random.Generator
     layout: HandLayout = field(default_factory=HandLayout)
 
@@ -151,7 +152,9 @@ class _Builder:
     def bone_dims(self, bone: A.TubularBone, length_scale: float = 1.0, width_scale: float = 1.0) -> tuple[float, float]:
         ind = self.case.individual
         length = bone.length_mm * self.scale * self.ph.length_factor[bone.name] * ind.length[bone.name] * length_scale
-        width = bone.shaft_width_mm * self.scale * self.ph.width_factor[bone.name] * ind.width[bone.name] * width_scale
+        # bones grow in length faster than in width: a toddler's metacarpal is stubbier
+        width_growth = self.scale**0.7 * self.adult**0.3
+        width = bone.shaft_width_mm * width_growth * self.ph.width_factor[bone.name] * ind.width[bone.name] * width_scale
         return length, width
 
     def state(self, bone: A.TubularBone, digit_alias: str | None = None) -> M.EpiphysisState:
@@ -333,7 +336,8 @@ def build_hand(case: CaseAnatomy) -> HandLayout:
     ph = case.phenotype
     effective_age = 0.7 * case.age_years + 0.3 * case.bone_age_years
     scale = A.adult_scale(case.sex) * A.size_fraction(effective_age, case.sex) * ph.feature("size") * case.individual.size
-    b = _Builder(case, scale, np.random.default_rng(case.individual.seed + int(case.age_years * 1000)))
+    adult = A.adult_scale(case.sex) * ph.feature("size") * case.individual.size
+    b = _Builder(case, scale, adult, np.random.default_rng(case.individual.seed + int(case.age_years * 1000)))
     b.layout.scale = scale
     pose = case.pose
     maturity = min(max(case.bone_age_years / 16.0, 0.0), 1.0)
@@ -403,15 +407,16 @@ def _carpals(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float)
             centre[1] -= delta * 0.06
         centre = _rotate_about(centre * scale, wrist, hand_rotation)
         mean_axis = (carpal.half_x + carpal.half_y) / 2
-        half_x = (carpal.half_x * (1 - st.roundness) + mean_axis * st.roundness) * st.size * size_factor * scale
-        half_y = (carpal.half_y * (1 - st.roundness) + mean_axis * st.roundness) * st.size * size_factor * scale
+        # 0.92: mature carpals touch at their articular margins rather than overlap broadly
+        half_x = (carpal.half_x * (1 - st.roundness) + mean_axis * st.roundness) * st.size * size_factor * scale * 0.92
+        half_y = (carpal.half_y * (1 - st.roundness) + mean_axis * st.roundness) * st.size * size_factor * scale * 0.92
         disc = Disc(
             carpal.name,
             (float(centre[0]), float(centre[1])),
             math.radians(rotation + hand_rotation),
             half_x,
             half_y,
-            min(half_x, half_y) * 0.9,
+            min(half_x, half_y) * 0.6,
             density=ph.feature("bone_density"),
             shell=0.10,
             irregularity=irregular + 0.04,
@@ -537,7 +542,7 @@ def _soft_tissue(b: _Builder, scale: float, wrist: np.ndarray, tips: dict[int, t
     """Fingers as tapered capsules; palm, thenar and forearm as polygons."""
     tubes = {t.name: t for t in b.layout.tubes}
     # infants carry relatively more subcutaneous fat: wider fingers around slim bones
-    margin = 4.0 * scale + 2.6 * (1.0 - min(b.case.age_years / 12.0, 1.0)) + 0.6
+    margin = 4.0 * scale + 3.5 * (1.0 - min(b.case.age_years / 12.0, 1.0)) + 0.8
 
     def ends(tube: Tube) -> tuple[np.ndarray, np.ndarray]:
         p0 = np.array(tube.origin)
@@ -570,7 +575,7 @@ def _soft_tissue(b: _Builder, scale: float, wrist: np.ndarray, tips: dict[int, t
     if "MC6" in tubes:
         p0, p1 = ends(tubes["MC6"])
         palm_pts += [p0 - np.array([margin, 0]), p1 - np.array([margin, 0])]
-    wrist_half = (A.RADIUS_END[0] - A.ULNA_END[0]) / 2 * scale + 11.0 * scale
+    wrist_half = (A.RADIUS_END[0] - A.ULNA_END[0]) / 2 * scale + 14.0 * scale + 2.0
     wrist_centre = np.array([(A.RADIUS_END[0] + A.ULNA_END[0]) / 2 * scale, wrist[1]])
     palm_pts += [wrist_centre + np.array([-wrist_half, 0]), wrist_centre + np.array([wrist_half, 0])]
     if palm_pts:
@@ -592,8 +597,8 @@ def _soft_tissue(b: _Builder, scale: float, wrist: np.ndarray, tips: dict[int, t
         np.array([
             wrist_centre + np.array([-wrist_half, 6 * scale]),
             wrist_centre + np.array([wrist_half, 6 * scale]),
-            far + np.array([wrist_half * 1.25, 0]),
-            far + np.array([-wrist_half * 1.25, 0]),
+            far + np.array([wrist_half * 1.4, 0]),
+            far + np.array([-wrist_half * 1.4, 0]),
         ])
     )  # fmt: skip
     b.layout.wrist = (float(wrist_centre[0]), float(wrist_centre[1]))

@@ -139,7 +139,8 @@ def epiphysis_state(
     fusion = max(epiphysis_fusion(bone, sex) - fusion_advance, onset + 1.0)
     growth = _smoothstep((ba - onset) / max(equal - onset, 0.5))
     width = 0.28 + 0.72 * growth + 0.08 * _smoothstep((ba - equal) / max(capping_age - equal, 0.5))
-    height = 0.30 + 0.70 * _smoothstep((ba - onset) / max(capping_age - onset, 0.5))
+    # a new centre is a round dot (as tall as wide), flattening into a disc as it widens
+    height = 0.45 + 0.55 * _smoothstep((ba - onset) / max(capping_age - onset, 0.5))
     capping = _smoothstep((ba - (capping_age - 1.0)) / 2.0)
     if ba >= fusion:
         scar = 1.0 - _smoothstep((ba - fusion) / FUSION_SCAR_YEARS)
