@@ -542,7 +542,7 @@ def _soft_tissue(b: _Builder, scale: float, wrist: np.ndarray, tips: dict[int, t
     """Fingers as tapered capsules; palm, thenar and forearm as polygons."""
     tubes = {t.name: t for t in b.layout.tubes}
     # infants carry relatively more subcutaneous fat: wider fingers around slim bones
-    margin = 4.0 * scale + 3.5 * (1.0 - min(b.case.age_years / 12.0, 1.0)) + 0.8
+    margin = 3.4 * scale + 2.2 * (1.0 - min(b.case.age_years / 12.0, 1.0)) + 0.6
 
     def ends(tube: Tube) -> tuple[np.ndarray, np.ndarray]:
         p0 = np.array(tube.origin)

@@ -1,0 +1,112 @@
+"""The quality gate: real hands pass; photographs, scenes, noise and bad radiographs are refused
+with a reason; dysplastic hands (short fingers, extra digits, missing thumbs) are not refused."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from matcher.io import read_radiograph
+from matcher.quality import GateVerdict, assess_quality
+from training.synth.cohort import PlannedCase, simulate
+from training.synth.spec import builtin_specs
+
+SKIMAGE_NAMES = [
+    "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee", "coins",
+    "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry", "logo",
+    "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+]  # fmt: skip
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def gate(source: bytes | Path) -> GateVerdict:
+    return assess_quality(read_radiograph(source))
+
+
+def skimage_png(name: str) -> bytes:
+    from skimage import data
+
+    array = getattr(data, name)()
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    elif array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).astype(np.uint8) if array.max() <= 1 else array.astype(np.uint8)
+    return png_bytes(array)
+
+
+def test_gate_counts_on_real_hands_and_non_hands(real_hands: list[Path]) -> None:
+    real = {p.name: gate(p) for p in real_hands}
+    rng = np.random.default_rng(0)
+    others = {name: gate(skimage_png(name)) for name in SKIMAGE_NAMES}
+    others["uniform noise"] = gate(png_bytes(rng.integers(0, 256, (600, 500), dtype=np.uint8)))
+    others["smooth noise"] = gate(png_bytes(cv2.GaussianBlur(rng.integers(0, 256, (600, 500), dtype=np.uint8), (0, 0), 8)))
+    accepted_real = sum(v.accepted for v in real.values())
+    refused_other = sum(not v.accepted for v in others.values())
+    print(f"\nreal hands accepted {accepted_real}/{len(real)}; non-hand images refused {refused_other}/{len(others)}")
+    for name, verdict in others.items():
+        print(f"  {name:22s} {','.join(verdict.codes)}")
+    assert accepted_real == len(real), {n: v.reasons for n, v in real.items() if not v.accepted}
+    assert refused_other == len(others), [n for n, v in others.items() if v.accepted]
+    assert all(v.reasons and all(r.strip() for r in v.reasons) for v in others.values())
+
+
+@pytest.fixture(scope="module")
+def hand(real_hands: list[Path]) -> np.ndarray:
+    return cv2.imread(str(real_hands[2]), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.mark.parametrize(
+    ("transform", "code"),
+    [
+        (lambda h: np.hstack([h, h]), "several_objects"),
+        (lambda h: np.ascontiguousarray(np.rot90(h)), "rotation"),
+        (lambda h: np.ascontiguousarray(h[::-1]), "rotation"),
+        (lambda h: h[int(h.shape[0] * 0.2) :], "cut_off"),
+        (lambda h: h[:, : int(h.shape[1] * 0.6)], "cut_off"),
+        (lambda h: np.full_like(h, 128), "blank"),
+        (lambda h: np.clip(h.astype(int) * 3, 0, 255).astype(np.uint8), "exposure"),
+    ],
+    ids=["two hands", "rotated 90", "upside down", "fingers cut", "side cut", "blank", "over-exposed"],
+)
+def test_unusable_radiographs_are_refused_for_the_right_reason(hand: np.ndarray, transform, code: str) -> None:
+    verdict = gate(png_bytes(transform(hand)))
+    assert not verdict.accepted and code in verdict.codes, (verdict.codes, verdict.measurements)
+
+
+def test_colour_photograph_refused_but_grey_rgb_and_tinted_photo_of_film_pass(hand: np.ndarray) -> None:
+    from skimage import data
+
+    photo = gate(png_bytes(data.astronaut()))
+    assert "colour_photograph" in photo.codes
+    grey_rgb = gate(png_bytes(np.stack([hand] * 3, axis=-1)))
+    tinted = np.stack([hand * 0.97, hand * 1.0, hand * 0.90], axis=-1).clip(0, 255).astype(np.uint8)
+    phone = gate(png_bytes(tinted))
+    assert grey_rgb.accepted and phone.accepted, (grey_rgb.reasons, phone.reasons)
+
+
+def test_the_gate_does_not_refuse_dysplastic_hands() -> None:
+    """One synthetic child per disorder: short fingers, extra digits, absent thumbs all pass."""
+    refused = {}
+    for k, spec in enumerate(builtin_specs()):
+        low, high = spec.age_years
+        plan = PlannedCase("q", "q", spec.id, "F" if spec.female_fraction == 1.0 else "M", min(max(8.0, low), high), 40 + k, 80 + k)
+        image = simulate(plan, spec, 640).radiograph.image
+        verdict = gate(png_bytes((image * 255).astype(np.uint8)))
+        if not verdict.accepted:
+            refused[spec.id] = verdict.codes
+    assert not refused, refused
+
+
+def test_measurements_are_reported(real_hands: list[Path]) -> None:
+    verdict = gate(real_hands[0])
+    assert {"dynamic_range", "hand_fraction", "finger_gaps", "rotation_deg", "cut_fraction"} <= set(verdict.measurements)
