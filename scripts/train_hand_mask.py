@@ -125,6 +125,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--cohort", type=Path, help="reuse a synthetic cohort directory")
+    parser.add_argument("--max-train", type=int, default=0, help="train on at most this many images (0 = all)")
     parser.add_argument("--out", type=Path, default=repo / "matcher" / "weights" / "hand_mask.safetensors")
     parser.add_argument("--real", type=Path, default=repo.parent / "shared" / "real_hands")
     args = parser.parse_args()
@@ -137,7 +138,10 @@ def main() -> None:
         generate_cohort(CohortConfig(n=args.n, out=root, seed=args.seed, size=320))
     manifest = pd.read_csv(root / "manifest.csv", keep_default_na=False)
     held_out = manifest["patient_id"].isin(manifest["patient_id"].drop_duplicates().sample(frac=0.1, random_state=args.seed))
-    train_set = SyntheticMasks(root, manifest[~held_out], train=True, seed=args.seed)
+    train_rows = manifest[~held_out]
+    if args.max_train:
+        train_rows = train_rows.sample(n=min(args.max_train, len(train_rows)), random_state=args.seed)
+    train_set = SyntheticMasks(root, train_rows, train=True, seed=args.seed)
     val_set = SyntheticMasks(root, manifest[held_out], train=False, seed=args.seed)
     train_loader = DataLoader(train_set, batch_size=args.batch, shuffle=True, num_workers=1, persistent_workers=False)
     val_loader = DataLoader(val_set, batch_size=32)
@@ -161,7 +165,7 @@ def main() -> None:
             loss.backward()
             optimiser.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         model.eval()
         scores = []
         with torch.no_grad():
