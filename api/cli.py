@@ -113,6 +113,60 @@ def demo(
     typer.echo(f"contact sheet (one image per disorder): {sheet}")
 
 
+model_app = typer.Typer(help="Import and inspect encoder models.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("import-deeplasia")
+def model_import_deeplasia(
+    checkpoints: Annotated[list[Path], typer.Argument(help="Deeplasia .ckpt files (legacy or new format).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output directory (one model per checkpoint if several).")],
+    parameters: Annotated[
+        Path | None, typer.Option("--parameters", help="Deeplasia's parameters.yml (legacy checkpoints need it).")
+    ] = None,
+    trust_pickle: Annotated[
+        bool, typer.Option("--trust-pickle", help="Allow files that contain Python objects (runs code from the file).")
+    ] = False,
+) -> None:
+    """Convert real Deeplasia weights into a Bone2Gene model directory (safetensors + config)."""
+    from matcher.checkpoint import import_deeplasia
+    from matcher.deeplasia import CheckpointError
+
+    targets = [out] if len(checkpoints) == 1 else [out / c.stem for c in checkpoints]
+    for checkpoint, target in zip(checkpoints, targets, strict=True):
+        try:
+            fingerprint = import_deeplasia(checkpoint, target, parameters, trust_pickle)
+        except CheckpointError as exc:
+            _fail(str(exc))
+            return
+        typer.echo(f"{checkpoint.name} -> {target}  fingerprint {fingerprint[:16]}")
+
+
+@model_app.command("info")
+def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model directory.")]) -> None:
+    """Describe a model: architecture, heads, age constants, fingerprint and provenance."""
+    from matcher.checkpoint import ModelFormatError, read_card
+
+    try:
+        card = read_card(directory)
+    except ModelFormatError as exc:
+        _fail(str(exc))
+        return
+    c = card.config
+    lines = [
+        f"model        {directory}",
+        f"fingerprint  {card.fingerprint}",
+        f"backbone     {c.backbone_name}, 1 channel, input {c.input_size} px, {card.parameters / 1e6:.2f} M parameters",
+        f"bone age     Deeplasia {c.head.style} head, dense {list(c.head.dense_widths)}, sex input {c.head.sex_input_width}",
+        f"age scale    mean {c.calibration.age_mean:.4f}, sd {c.calibration.age_sd:.4f}, "
+        f"slope {c.calibration.slope}, intercept {c.calibration.intercept}",
+        f"sex head     {'trained' if c.sex_head_trained else 'untrained (predictions not meaningful)'}",
+        f"embedding    {c.embedding_dim}-d, {'trained' if c.embedding_trained else 'untrained (needs metric learning)'}",
+        f"provenance   {card.provenance}",
+    ]
+    typer.echo("\n".join(lines))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,0 +1,122 @@
+"""Our model format: a directory with `model.safetensors`, `config.json` and a fingerprint.
+
+safetensors holds tensors only (no code runs on load). The fingerprint is the sha256 of
+the weights file: galleries record it so that embeddings of two models never mix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from matcher.deeplasia import DeeplasiaCheckpoint, read_deeplasia
+from matcher.model import Bone2GeneModel, ModelConfig
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "bone2gene-model/1"
+
+
+class ModelFormatError(ValueError):
+    """A model directory that is missing, incomplete or inconsistent."""
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What `bone2gene model info` prints: config, fingerprint and provenance."""
+
+    config: ModelConfig
+    fingerprint: str
+    provenance: dict
+    parameters: int
+
+
+def fingerprint_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model(model: Bone2GeneModel, directory: Path, provenance: dict | None = None) -> str:
+    """Write weights and config atomically; returns the fingerprint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format": FORMAT})
+    fingerprint = fingerprint_of(tmp_weights)
+    document = {
+        "format": FORMAT,
+        "fingerprint": fingerprint,
+        "config": model.config.to_json_dict(),
+        "provenance": {"saved": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(provenance or {})},
+    }
+    tmp_config = directory / (CONFIG_FILE + ".tmp")
+    tmp_config.write_text(json.dumps(document, indent=1))
+    os.replace(tmp_weights, directory / WEIGHTS_FILE)
+    os.replace(tmp_config, directory / CONFIG_FILE)
+    return fingerprint
+
+
+def read_card(directory: Path) -> ModelCard:
+    config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise ModelFormatError(f"{directory} is not a Bone2Gene model directory ({CONFIG_FILE} and {WEIGHTS_FILE} expected)")
+    try:
+        document = json.loads(config_path.read_text())
+        config = ModelConfig.from_json_dict(document["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ModelFormatError(f"{config_path} is not a valid model config: {exc}") from exc
+    if document.get("format") != FORMAT:
+        raise ModelFormatError(f"{config_path} has format {document.get('format')!r}, expected {FORMAT!r}")
+    state = load_file(str(weights_path))
+    return ModelCard(config, document["fingerprint"], document.get("provenance", {}), sum(v.numel() for v in state.values()))
+
+
+def load_model(directory: Path) -> tuple[Bone2GeneModel, ModelCard]:
+    """The model in eval mode, after checking the weights against the recorded fingerprint."""
+    card = read_card(directory)
+    actual = fingerprint_of(directory / WEIGHTS_FILE)
+    if actual != card.fingerprint:
+        raise ModelFormatError(f"{directory / WEIGHTS_FILE} does not match its recorded fingerprint (changed or damaged)")
+    model = Bone2GeneModel(card.config)
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+    return model.eval(), card
+
+
+def model_from_deeplasia(checkpoint: DeeplasiaCheckpoint, embedding_dim: int = 256, seed: int = 0) -> Bone2GeneModel:
+    """Deeplasia's backbone and bone-age head; a fresh (seeded) embedding head to be trained."""
+    config = ModelConfig(
+        variant=checkpoint.variant,
+        input_size=checkpoint.input_size,
+        head=checkpoint.head,
+        calibration=checkpoint.calibration,
+        embedding_dim=embedding_dim,
+        sex_head_trained=checkpoint.head.has_sex_head,
+    )
+    torch.manual_seed(seed)
+    model = Bone2GeneModel(config)
+    model.backbone.load_state_dict(checkpoint.backbone_state, strict=True)
+    model.bone_age.load_state_dict(checkpoint.head_state, strict=True)
+    return model.eval()
+
+
+def import_deeplasia(checkpoint_path: Path, out: Path, parameters: Path | None = None, trust_pickle: bool = False) -> str:
+    """Convert one Deeplasia checkpoint into a model directory; returns its fingerprint."""
+    checkpoint = read_deeplasia(checkpoint_path, parameters, trust_pickle)
+    model = model_from_deeplasia(checkpoint)
+    provenance = {
+        "imported_from": checkpoint_path.name,
+        "source_sha256": fingerprint_of(checkpoint_path),
+        "deeplasia_format": checkpoint.style,
+        "parameters_yml": parameters.name if parameters else None,
+    }
+    return save_model(model, out, provenance)
