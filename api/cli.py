@@ -167,6 +167,62 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
     typer.echo("\n".join(lines))
 
 
+class Sex(str, Enum):
+    M = "M"
+    F = "F"
+
+
+@app.command()
+def analyze(
+    images: Annotated[list[Path], typer.Argument(help="Radiographs (DICOM, PNG, JPEG, TIFF).")],
+    sex: Annotated[Sex | None, typer.Option("--sex", help="M or F (default: from the DICOM header).")] = None,
+    age_months: Annotated[
+        float | None, typer.Option("--age-months", help="Chronological age in months (default: from the header).")
+    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Model directory (see `bone2gene model`).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+    overlay: Annotated[Path | None, typer.Option("--overlay", help="Write the attention overlay PNG here.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation (10 views, averaged).")] = False,
+) -> None:
+    """Quality gate, bone age, sex check and embedding for each radiograph."""
+    import json
+
+    import cv2
+
+    from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
+    from matcher.checkpoint import ModelFormatError, load_model
+    from matcher.io import read_radiograph
+
+    if model is None:
+        _fail("no model is bundled yet: import one with `bone2gene model import-deeplasia` and pass --model DIR")
+        return
+    try:
+        loaded, _ = load_model(model)
+    except ModelFormatError as exc:
+        _fail(str(exc))
+        return
+    analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None))
+    for index, path in enumerate(images):
+        result = analyzer.analyze(path, sex=sex.value if sex else None, age_months=age_months)
+        if as_json:
+            typer.echo(json.dumps({"image": path.name, **result.to_json()}))
+        else:
+            typer.echo(f"{path.name}: {'accepted' if result.accepted else 'REFUSED'}")
+            for reason in result.reasons:
+                typer.echo(f"  - {reason}")
+            if result.bone_age_months is not None:
+                deviation = "" if result.bone_age_deviation_months is None else f" ({result.bone_age_deviation_months:+.1f} months vs age)"
+                typer.echo(f"  bone age {result.bone_age_months:.1f} months = {result.bone_age_months / 12:.1f} years{deviation}")
+                typer.echo(f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
+                           f"{'' if result.sex_head_trained else ' [sex head untrained]'}")  # fmt: skip
+            if result.sex_warning:
+                typer.echo(f"  warning: {result.sex_warning}")
+            typer.echo(f"  time {result.timings_ms.get('total', sum(result.timings_ms.values())):.0f} ms")
+        if overlay is not None and result.attention is not None:
+            target = overlay if len(images) == 1 else overlay.with_name(f"{overlay.stem}_{index}{overlay.suffix}")
+            cv2.imwrite(str(target), attention_overlay(read_radiograph(path).normalised(), result.attention))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -13,7 +13,9 @@ def run(cli: list[str], *args: str, cwd: Path | None = None) -> subprocess.Compl
     return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-@pytest.mark.parametrize("command", [[], ["synth"], ["demo"], ["model"], ["model", "import-deeplasia"], ["model", "info"]])
+@pytest.mark.parametrize(
+    "command", [[], ["synth"], ["demo"], ["analyze"], ["model"], ["model", "import-deeplasia"], ["model", "info"]]
+)
 def test_help_on_every_command(cli: list[str], command: list[str]) -> None:
     result = run(cli, *command, "--help")
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,198 @@
+"""One radiograph in, everything the matcher knows about it out.
+
+read -> quality gate (with hand mask) -> Deeplasia preprocessing -> one forward pass
+(embedding, bone age, sex logit), optionally with Deeplasia's test-time augmentation
+(rotations of -10, -5, 0, 5, 10 degrees, with and without mirroring, averaged) and an
+attention map (absolute gradient of the predicted bone age with respect to the input,
+smoothed with a Gaussian kernel 5% of the image size, divided by its 99th percentile and
+clipped to 1, drawn back onto the original radiograph through the crop transform).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+
+from matcher.errors import RadiographError
+from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
+from matcher.mask import Method, segment_hand
+from matcher.model import Bone2GeneModel
+from matcher.preprocess import CropTransform, deeplasia_input
+from matcher.quality import GateVerdict, assess_quality
+
+TTA_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
+SEX_DISAGREEMENT = 0.8  # warn when the model is this sure of the other sex
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    tta: bool = False
+    attention: bool = False
+    mask_method: Method = "auto"
+
+
+@dataclass
+class Analysis:
+    """The result for one image; `to_json` is what the CLI and the API return."""
+
+    accepted: bool
+    reasons: list[str]
+    gate: GateVerdict | None
+    metadata: RadiographMetadata | None
+    sex: str | None = None
+    sex_source: str | None = None
+    age_months: float | None = None
+    bone_age_months: float | None = None
+    bone_age_deviation_months: float | None = None
+    male_probability: float | None = None
+    sex_head_trained: bool = False
+    sex_warning: str | None = None
+    embedding: np.ndarray | None = None
+    crop: CropTransform | None = None
+    attention: np.ndarray | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self, include_embedding: bool = False) -> dict:
+        data = {
+            "accepted": self.accepted,
+            "reasons": self.reasons,
+            "sex": self.sex,
+            "sex_source": self.sex_source,
+            "age_months": self.age_months,
+            "bone_age_months": None if self.bone_age_months is None else round(self.bone_age_months, 2),
+            "bone_age_deviation_months": None if self.bone_age_deviation_months is None else round(self.bone_age_deviation_months, 2),
+            "male_probability": None if self.male_probability is None else round(self.male_probability, 4),
+            "sex_head_trained": self.sex_head_trained,
+            "sex_warning": self.sex_warning,
+            "quality": None if self.gate is None else {"codes": self.gate.codes, "measurements": self.gate.measurements},
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
+        if include_embedding and self.embedding is not None:
+            data["embedding"] = [round(float(v), 6) for v in self.embedding]
+        return data
+
+
+def _rotate(batch: np.ndarray, angle: float, mirror: bool) -> np.ndarray:
+    """Rotate/mirror a (1, S, S) z-scored input, filling with its background value."""
+    image = batch[0]
+    if mirror:
+        image = image[:, ::-1]
+    if angle:
+        size = image.shape[0]
+        matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, 1.0)
+        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=float(image.min()))  # fmt: skip
+    return np.ascontiguousarray(image)[None]
+
+
+class Analyzer:
+    """Holds a loaded model; `analyze` is safe to call repeatedly (not concurrently)."""
+
+    def __init__(self, model: Bone2GeneModel, options: AnalysisOptions | None = None) -> None:
+        self.model = model.eval()
+        self.options = options or AnalysisOptions()
+
+    def analyze(self, source: Source | Radiograph, sex: str | None = None, age_months: float | None = None) -> Analysis:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            radiograph = source if isinstance(source, Radiograph) else read_radiograph(source)
+        except RadiographError as exc:
+            return Analysis(False, [str(exc)], None, None, timings_ms={"read": (time.perf_counter() - start) * 1e3})
+        timings["read"] = (time.perf_counter() - start) * 1e3
+
+        t = time.perf_counter()
+        hand = segment_hand(radiograph.pixels, self.options.mask_method)
+        timings["mask"] = (time.perf_counter() - t) * 1e3
+        t = time.perf_counter()
+        verdict = assess_quality(radiograph, hand)
+        timings["gate"] = (time.perf_counter() - t) * 1e3
+        meta = radiograph.metadata
+        given_sex = sex.upper() if sex else None
+        if given_sex not in (None, "M", "F"):
+            raise ValueError(f"sex must be M or F, not {sex!r}")
+        result = Analysis(verdict.accepted, list(verdict.reasons), verdict, meta, timings_ms=timings)
+        result.age_months = age_months if age_months is not None else meta.age_months
+        result.sex, result.sex_source = (given_sex, "given") if given_sex else (meta.sex, "dicom" if meta.sex else None)
+        result.sex_head_trained = self.model.config.sex_head_trained
+        if not verdict.accepted:
+            return result
+
+        t = time.perf_counter()
+        prepared = deeplasia_input(radiograph.pixels, hand.mask, size=self.model.config.input_size)
+        timings["preprocess"] = (time.perf_counter() - t) * 1e3
+        result.crop = prepared.transform
+        if result.sex is None and not self.model.config.sex_head_trained:
+            result.accepted = False
+            result.reasons.append("the patient's sex is needed for bone age and was not given (and the image header has none)")
+            return result
+
+        t = time.perf_counter()
+        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
+        batch = np.stack([_rotate(prepared.tensor, a, m) for a, m in variants])
+        x = torch.from_numpy(batch)
+        with torch.inference_mode():
+            male_guess = 0.5 if result.sex is None else float(result.sex == "M")
+            out = self.model(x, torch.full((len(variants), 1), male_guess))
+            if result.sex is None:  # no sex given: use the model's own (trained) sex head
+                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
+                out = self.model(x, torch.full((len(variants), 1), float(result.sex == "M")))
+        months = self.model.config.calibration.months(out.bone_age_raw.numpy())
+        result.bone_age_months = float(np.mean(months))
+        embedding = out.embedding.mean(dim=0)
+        result.embedding = (embedding / embedding.norm()).numpy()
+        result.male_probability = float(torch.sigmoid(out.sex_logit).mean())
+        timings["model"] = (time.perf_counter() - t) * 1e3
+        if result.age_months is not None:
+            result.bone_age_deviation_months = result.bone_age_months - result.age_months
+        if result.sex_head_trained and result.sex_source != "predicted":
+            other = result.male_probability if result.sex == "F" else 1 - result.male_probability
+            if other >= SEX_DISAGREEMENT:
+                result.sex_warning = (
+                    f"the image looks {'male' if result.sex == 'F' else 'female'} to the model ({other:.0%}); "
+                    "check that the sex and the image belong to the same patient"
+                )
+        if self.options.attention:
+            t = time.perf_counter()
+            result.attention = self.attention_map(prepared.tensor, float(result.sex == "M"), prepared.transform)
+            timings["attention"] = (time.perf_counter() - t) * 1e3
+        timings["total"] = (time.perf_counter() - start) * 1e3
+        return result
+
+    def attention_map(self, tensor: np.ndarray, male: float, transform: CropTransform) -> np.ndarray:
+        """Deeplasia's bone-age attention, on the original image grid, in [0, 1]."""
+        x = torch.from_numpy(tensor[None]).requires_grad_(True)
+        with torch.enable_grad():
+            out = self.model(x, torch.tensor([[male]]))
+            out.bone_age_raw.sum().backward()
+        assert x.grad is not None
+        return self._smooth_and_map(np.abs(x.grad[0, 0].numpy()), transform)
+
+    def similarity_map(self, tensor: np.ndarray, male: float, transform: CropTransform, other: np.ndarray) -> np.ndarray:
+        """Where the image drives its cosine similarity to another case's embedding."""
+        x = torch.from_numpy(tensor[None]).requires_grad_(True)
+        with torch.enable_grad():
+            out = self.model(x, torch.tensor([[male]]))
+            (out.embedding[0] @ torch.from_numpy(other.astype(np.float32))).backward()
+        assert x.grad is not None
+        return self._smooth_and_map(np.abs(x.grad[0, 0].numpy()), transform)
+
+    @staticmethod
+    def _smooth_and_map(gradient: np.ndarray, transform: CropTransform) -> np.ndarray:
+        kernel = int(round(0.05 * gradient.shape[0])) | 1
+        smooth = cv2.GaussianBlur(gradient.astype(np.float32), (kernel, kernel), 0)
+        scale = float(np.percentile(smooth, 99))
+        normalised = np.clip(smooth / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(smooth)
+        return transform.map_to_original(normalised)
+
+
+def attention_overlay(image01: np.ndarray, attention: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """An 8-bit BGR picture: the radiograph with the attention map in colour on top."""
+    grey = cv2.cvtColor((np.clip(image01, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    heat = cv2.applyColorMap((np.clip(attention, 0, 1) * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    weight = (alpha * np.clip(attention, 0, 1))[..., None]
+    return (grey * (1 - weight) + heat * weight).astype(np.uint8)
