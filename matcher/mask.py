@@ -57,6 +57,13 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return np.clip((image - low) / max(float(high - low), 1e-6) * 255, 0, 255).astype(np.uint8)
 
 
+def _wide_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A wide Gaussian blur computed on a copy 4x smaller (the result is smooth anyway)."""
+    h, w = image.shape
+    small = cv2.resize(image, (max(1, w // 4), max(1, h // 4)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / 4), (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def _flatten_uniform_borders(image: np.ndarray) -> np.ndarray:
     """Collimation borders (uniform bright or dark bands at the edges) become background."""
     out = image.copy()
@@ -86,7 +93,8 @@ def tissue_binary(pixels: np.ndarray) -> np.ndarray:
     """
     h, w = pixels.shape
     scale = WORKING_SIDE / max(h, w)
-    small = cv2.resize(_to_uint8(pixels), (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    # downscale first, then stretch: percentiles of the working copy are all the mask needs
+    small = _to_uint8(cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA))
     small = _flatten_uniform_borders(small)
     blurred = cv2.GaussianBlur(small, (9, 9), 0)
     otsu, _ = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -96,8 +104,8 @@ def tissue_binary(pixels: np.ndarray) -> np.ndarray:
     first = cv2.morphologyEx((blurred > background + 0.4 * (otsu - background)).astype(np.uint8), cv2.MORPH_OPEN, kernel)
     outside = (cv2.dilate(first, kernel, iterations=3) == 0).astype(np.float32)
     sigma = max(small.shape) / 12
-    local = cv2.GaussianBlur(blurred.astype(np.float32) * outside, (0, 0), sigma)
-    weight = cv2.GaussianBlur(outside, (0, 0), sigma)
+    local = _wide_blur(blurred.astype(np.float32) * outside, sigma)
+    weight = _wide_blur(outside, sigma)
     local = np.where(weight > 1e-3, local / np.maximum(weight, 1e-3), background)
     binary = (blurred.astype(np.float32) - local > 0.4 * (otsu - background)).astype(np.uint8)
     return cv2.morphologyEx(binary, cv2.MORPH_OPEN, kernel)
