@@ -106,3 +106,20 @@ def test_cli_analyze_json_and_overlay(cli: list[str], model_dir: Path, real_hand
     assert overlay.stat().st_size > 10_000
     no_model = subprocess.run([*cli, "analyze", str(real_hands[0])], capture_output=True, text=True, timeout=120)
     assert no_model.returncode == 2 and "--model" in no_model.stderr
+
+
+def test_batch_embedding_matches_single_analysis_and_keeps_order(model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:
+    from PIL import Image
+    from skimage import data
+
+    from matcher.batch import BatchItem, embed_many
+
+    Image.fromarray(data.moon()).save(tmp_path / "moon.png")
+    model, _ = load_model(model_dir)
+    items = [BatchItem(real_hands[0], "F"), BatchItem(tmp_path / "moon.png", "M"), BatchItem(real_hands[4], "M")]
+    results = embed_many(model, items, batch_size=2, workers=1)
+    assert [r.path for r in results] == [i.path for i in items]
+    assert [r.accepted for r in results] == [True, False, True] and results[1].reasons
+    single = Analyzer(model).analyze(real_hands[4], sex="M")
+    assert np.allclose(results[2].embedding, single.embedding, atol=1e-5)
+    assert results[2].bone_age_months == pytest.approx(single.bone_age_months, abs=1e-3)

@@ -1,0 +1,88 @@
+"""Embed many radiographs: decoding, masking and the gate run in worker processes while
+the model runs batched in the main process (a DataLoader pipeline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from matcher.errors import RadiographError
+from matcher.io import read_radiograph
+from matcher.mask import segment_hand
+from matcher.model import Bone2GeneModel
+from matcher.preprocess import deeplasia_input
+from matcher.quality import assess_quality
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    path: Path
+    sex: str  # "M" or "F": bone age needs it, so batch callers must know it
+
+
+@dataclass
+class BatchResult:
+    path: Path
+    accepted: bool
+    reasons: list[str]
+    embedding: np.ndarray | None = None
+    bone_age_months: float | None = None
+    male_probability: float | None = None
+
+
+class _Prepared(Dataset):
+    def __init__(self, items: Sequence[BatchItem], size: int) -> None:
+        self.items = list(items)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.items[index]
+        empty = np.zeros((1, self.size, self.size), np.float32)
+        try:
+            radiograph = read_radiograph(item.path)
+            hand = segment_hand(radiograph.pixels)
+            verdict = assess_quality(radiograph, hand)
+            if not verdict.accepted:
+                return {"index": index, "ok": False, "reasons": "\n".join(verdict.reasons), "x": empty}
+            tensor = deeplasia_input(radiograph.pixels, hand.mask, size=self.size).tensor
+        except RadiographError as exc:
+            return {"index": index, "ok": False, "reasons": str(exc), "x": empty}
+        return {"index": index, "ok": True, "reasons": "", "x": tensor}
+
+
+def _single_thread_worker(_: int) -> None:
+    torch.set_num_threads(1)  # workers decode; the main process owns the cores for inference
+
+
+def embed_many(
+    model: Bone2GeneModel, items: Sequence[BatchItem], batch_size: int = 8, workers: int = 1
+) -> list[BatchResult]:
+    """Embeddings, bone ages and sex probabilities for many images, in input order."""
+    loader = DataLoader(
+        _Prepared(items, model.config.input_size), batch_size=batch_size, num_workers=workers,
+        worker_init_fn=_single_thread_worker if workers else None, persistent_workers=False,
+    )  # fmt: skip
+    results: list[BatchResult | None] = [None] * len(items)
+    model.eval()
+    for batch in loader:
+        ok = batch["ok"].numpy().astype(bool)
+        indices = batch["index"].numpy()
+        for i in indices[~ok]:
+            results[i] = BatchResult(items[i].path, False, batch["reasons"][list(indices).index(i)].split("\n"))
+        if ok.any():
+            male = torch.tensor([[1.0 if items[i].sex == "M" else 0.0] for i in indices[ok]])
+            with torch.inference_mode():
+                out = model(batch["x"][ok], male)
+            months = model.config.calibration.months(out.bone_age_raw.numpy())
+            probability = torch.sigmoid(out.sex_logit).numpy()
+            for row, i in enumerate(indices[ok]):
+                results[i] = BatchResult(items[i].path, True, [], out.embedding[row].numpy(), float(months[row]), float(probability[row]))
+    return [r for r in results if r is not None]
