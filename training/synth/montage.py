@@ -9,24 +9,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from matcher.io import read_radiograph
+
 TILE_HEIGHT = 300
 
 
 def load_grey(path: Path) -> np.ndarray:
-    """Any 8/16-bit image or DICOM as a [0, 1] float array (display only: no de-identification)."""
-    if path.suffix.lower() == ".dcm":
-        import pydicom
-
-        ds = pydicom.dcmread(path)
-        pixels = ds.pixel_array.astype(np.float32)
-        pixels = (pixels - pixels.min()) / max(float(np.ptp(pixels)), 1.0)
-        return 1.0 - pixels if ds.PhotometricInterpretation == "MONOCHROME1" else pixels
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f"cannot read image {path}")
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    return image.astype(np.float32) / (65535.0 if image.dtype == np.uint16 else 255.0)
+    """Any radiograph the reader accepts, as float32 in [0, 1] (bone bright)."""
+    return read_radiograph(path).normalised()
 
 
 def tile(image01: np.ndarray, caption: str, height: int = TILE_HEIGHT) -> np.ndarray:
