@@ -66,7 +66,8 @@ def save_model(model: Bone2GeneModel, directory: Path, provenance: dict | None =
     return fingerprint
 
 
-def read_card(directory: Path) -> ModelCard:
+def read_card(directory: Path | str) -> ModelCard:
+    directory = Path(directory)
     config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
     if not config_path.is_file() or not weights_path.is_file():
         raise ModelFormatError(f"{directory} is not a Bone2Gene model directory ({CONFIG_FILE} and {WEIGHTS_FILE} expected)")
@@ -81,8 +82,9 @@ def read_card(directory: Path) -> ModelCard:
     return ModelCard(config, document["fingerprint"], document.get("provenance", {}), sum(v.numel() for v in state.values()))
 
 
-def load_model(directory: Path) -> tuple[Bone2GeneModel, ModelCard]:
+def load_model(directory: Path | str) -> tuple[Bone2GeneModel, ModelCard]:
     """The model in eval mode, after checking the weights against the recorded fingerprint."""
+    directory = Path(directory)
     card = read_card(directory)
     actual = fingerprint_of(directory / WEIGHTS_FILE)
     if actual != card.fingerprint:

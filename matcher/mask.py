@@ -160,9 +160,14 @@ class NetworkHandMasker:
     def __call__(self, pixels: np.ndarray) -> HandMask:
         prob = self.probability(pixels)
         h, w = pixels.shape
-        full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-        mask = largest_filled_component(full > DEEPLASIA_THRESHOLD)
-        return HandMask((mask * 255).astype(np.uint8), "network", prob)
+        # the component search runs at working resolution; the outline is then taken from
+        # the probability at full resolution, restricted to that component
+        scale = min(1.0, WORKING_SIDE / max(h, w))
+        work = cv2.resize(prob, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_LINEAR)
+        component = cv2.dilate(largest_filled_component(work > DEEPLASIA_THRESHOLD), np.ones((3, 3), np.uint8))
+        full = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR) > DEEPLASIA_THRESHOLD
+        keep = cv2.resize(component, (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return HandMask(((full & keep) * 255).astype(np.uint8), "network", prob)
 
 
 @lru_cache(maxsize=1)

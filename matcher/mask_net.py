@@ -62,7 +62,8 @@ class HandMaskNet(nn.Module):
 
 def network_input(pixels: np.ndarray, size: int = INPUT_SIZE) -> np.ndarray:
     """Resize to size x size and normalise by robust percentiles (float32, 1 x S x S)."""
-    image = cv2.resize(pixels.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
+    # resize the integer image first: converting the full-resolution image to float is the slow part
+    image = cv2.resize(pixels, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
     low, high = np.percentile(image, [1.0, 99.0])
     scaled = (image - low) / max(float(high - low), 1e-6)
     return ((np.clip(scaled, -0.5, 1.5) - 0.5) / 0.25).astype(np.float32)[None]

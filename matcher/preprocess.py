@@ -90,6 +90,28 @@ def mask_crop(mask01: np.ndarray, crop_factor: float = DEEPLASIA_CROP_FACTOR) ->
     return x_centre - half, y_centre - half, 2 * half
 
 
+def first_percentile_of_nonzero(image: np.ndarray) -> float:
+    """np.percentile(image[image > 0], 1) (linear interpolation), from an integer histogram.
+
+    Same value as numpy's, without partitioning a million pixels: find the two order
+    statistics that numpy interpolates between from the cumulative histogram.
+    """
+    if image.dtype not in (np.uint8, np.uint16):
+        values = image[image > 0]
+        return float(np.percentile(values, 1)) if values.size else 0.0
+    counts = np.bincount(image.ravel(), minlength=256)
+    counts[0] = 0
+    n = int(counts.sum())
+    if n == 0:
+        return 0.0
+    position = 0.01 * (n - 1)
+    low_rank, fraction = int(np.floor(position)), position - np.floor(position)
+    cumulative = np.cumsum(counts)
+    low = int(np.searchsorted(cumulative, low_rank + 1))
+    high = int(np.searchsorted(cumulative, min(low_rank + 2, n)))
+    return float(low + (high - low) * fraction)
+
+
 def deeplasia_input(
     pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_factor: float = DEEPLASIA_CROP_FACTOR
 ) -> PreprocessedInput:
@@ -100,8 +122,7 @@ def deeplasia_input(
         raise ValueError(f"image {pixels.shape} and mask {mask.shape} must be 2-D and the same size")
     mask01 = binarise_mask(mask)
     masked = cv2.bitwise_and(pixels, pixels, mask=mask01)
-    foreground = masked[masked > 0]
-    percentile = float(np.percentile(foreground, 1)) if foreground.size else 0.0
+    percentile = first_percentile_of_nonzero(masked)
     subtracted = cv2.subtract(masked, percentile)  # saturates at zero
     x0, y0, side = mask_crop(mask01, crop_factor)
     cropped = _crop_with_zero_padding(subtracted, x0, y0, side)

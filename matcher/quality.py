@@ -174,8 +174,12 @@ def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config:
     if meta.colour and meta.channel_difference > config.max_colour_difference:
         refuse("colour_photograph", "this is a colour photograph, not a radiograph; upload the X-ray image itself (DICOM or PNG)")
 
-    image = radiograph.normalised()
-    sample = image[::3, ::3]  # exposure statistics need no more than every ninth pixel
+    # one working copy (longer side 512) serves every statistic below
+    h, w = radiograph.pixels.shape
+    scale = min(1.0, 512 / max(h, w))
+    working = cv2.resize(radiograph.pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    image = working.astype(np.float32) / float(radiograph.max_value)
+    sample = radiograph.pixels[::3, ::3].astype(np.float32) / float(radiograph.max_value)  # clipping needs raw pixels
     low, high = np.percentile(sample, [1, 99])
     clipped_white = float((sample >= 0.995).mean())
     clipped_black = float((sample <= 0.005).mean())
@@ -200,7 +204,7 @@ def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config:
     spread = max(float(high - low), 1e-3)
     measured.update(finger_gaps=gaps, solidity=round(solidity, 3), interior_texture=round(interior / spread, 4),
                     background_texture=round(background / spread, 4))  # fmt: skip
-    others = _objects_outside(radiograph.pixels, mask)
+    others = _objects_outside(working, mask)
     second = others[0] / max(int(mask.sum()), 1) if others else 0.0
     measured["second_object_ratio"] = round(second, 3)
     if second > config.second_object_ratio and others[0] > 0.03 * small.size:

@@ -82,3 +82,17 @@ def test_sixteen_bit_images_keep_their_depth() -> None:
 def test_transform_is_exposed_for_maps() -> None:
     t = CropTransform(x0=-10, y0=20, side=200, output_size=512, image_shape=(300, 180))
     assert t.scale == pytest.approx(2.56)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_histogram_percentile_equals_numpy(dtype: type) -> None:
+    from matcher.preprocess import first_percentile_of_nonzero
+
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    for n in (1, 2, 3, 50, 101, 1000, 12345):
+        for _ in range(10):
+            values = rng.integers(0, top, n, dtype=dtype)
+            values[rng.random(n) < 0.3] = 0
+            expected = float(np.percentile(values[values > 0], 1)) if (values > 0).any() else 0.0
+            assert first_percentile_of_nonzero(values) == pytest.approx(expected, abs=1e-9)
