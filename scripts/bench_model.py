@@ -66,6 +66,17 @@ def main() -> None:
     with torch.inference_mode():
         channels_last_ok = torch.allclose(backbone_cl(x8.to(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-5)
 
+    # torch.compile (first call is slow, then reused) and bf16 autocast: kept only within tolerance
+    compiled = torch.compile(model.backbone)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        compiled_out = compiled(x8)
+    compile_seconds = time.perf_counter() - start
+    compile_ok = torch.allclose(compiled_out, reference, atol=1e-4, rtol=1e-5)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_out = model.backbone(x8).float()
+    bf16_error = float(((bf16_out - reference).abs().max() / reference.abs().max()))
+
     analyzer = Analyzer(model)
     xc1, xc8 = x1.to(memory_format=torch.channels_last), x8.to(memory_format=torch.channels_last)
     rows: dict[str, float] = {}
@@ -76,6 +87,9 @@ def main() -> None:
             if channels_last_ok:
                 rows["cl1"] = min(rows.get("cl1", 1e9), timed(lambda: backbone_cl(xc1), args.repeats))
                 rows["cl8"] = min(rows.get("cl8", 1e9), timed(lambda: backbone_cl(xc8), max(3, args.repeats // 3)) / 8)
+            rows["compiled1"] = min(rows.get("compiled1", 1e9), timed(lambda: compiled(x1), args.repeats))
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                rows["bf16_1"] = min(rows.get("bf16_1", 1e9), timed(lambda: model.backbone(x1), args.repeats))
         per_image = [timed(lambda p=p: analyzer.analyze(p, sex="F"), 2) for p in images]
         rows["analyze"] = min(rows.get("analyze", 1e9), statistics.median(per_image))
         items = [BatchItem(p, "F") for p in images] * 2
@@ -107,6 +121,13 @@ def main() -> None:
         ]
     else:
         lines.append("| channels-last | outputs differ by more than 1e-4: not used | |")
+    lines += [
+        f"| torch.compile forward, batch 1 (first call {compile_seconds:.0f} s; "
+        f"{'within 1e-4' if compile_ok else 'outputs differ: not used'}) | {ms(rows['compiled1'])} | {rows['compiled1'] / rows['bare1']:.2f} |",
+        f"| bf16 autocast forward, batch 1 (relative error {bf16_error:.1e}: "
+        f"{'within tolerance' if bf16_error <= 1e-5 else 'beyond tolerance, not used'}) | "
+        f"{ms(rows['bf16_1'])} | {rows['bf16_1'] / rows['bare1']:.2f} |",
+    ]
     analyze_ratio = rows["analyze"] / rows["bare1"]
     batch_ratio = rows["bare8"] / rows["batch"]
     lines += [
