@@ -33,10 +33,6 @@ class HandMask:
     method: str
     probability: np.ndarray | None = None  # the network's output at its working size
 
-    @property
-    def area_fraction(self) -> float:
-        return float((self.mask > 0).mean())
-
 
 def largest_filled_component(binary: np.ndarray) -> np.ndarray:
     """The largest 8-connected component with its holes filled (uint8 0/1)."""

@@ -112,7 +112,6 @@ class HandLayout:
     polygons: list[np.ndarray] = field(default_factory=list)
     bones: list[BoneRecord] = field(default_factory=list)
     carpals: list[str] = field(default_factory=list)
-    fingertip: tuple[float, float] = (0.0, 0.0)
     wrist: tuple[float, float] = (0.0, -20.0)
     scale: float = 1.0  # this child's size relative to the adult layout
 
@@ -132,9 +131,6 @@ def _rotate_about(point: np.ndarray, centre: np.ndarray, angle_deg: float) -> np
     d = point - centre
     return centre + np.array([d[0] * math.cos(a) + d[1] * math.sin(a), -d[0] * math.sin(a) + d[1] * math.cos(a)])
 
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / max(float(np.linalg.norm(v)), 1e-9)
 
 
 @dataclass
@@ -157,8 +153,8 @@ class _Builder:
         width = bone.shaft_width_mm * width_growth * self.ph.width_factor[bone.name] * ind.width[bone.name] * width_scale
         return length, width
 
-    def state(self, bone: A.TubularBone, digit_alias: str | None = None) -> M.EpiphysisState:
-        name = digit_alias or bone.name
+    def state(self, bone: A.TubularBone) -> M.EpiphysisState:
+        name = bone.name
         delay = self.case.individual.onset_jitter.get(name, 0.0) + self.ph.feature_on("epiphysis_delay_years", name)
         advance = self.ph.feature_on("early_fusion_years", name)
         return M.epiphysis_state(bone, self.case.sex, self.case.bone_age_years, delay, advance)
@@ -183,12 +179,12 @@ class _Builder:
         ph = self.ph
         name = name or bone.name
         axis = _direction(angle_deg)
-        st = self.state(bone, None if name == bone.name else bone.name)
+        st = self.state(bone)
         r_shaft = width / 2
         flare = ph.feature_on("metaphyseal_flare", bone)
         r_prox = r_shaft * bone.proximal_width * (flare if bone.epiphysis_end == "proximal" else 1.0)
         r_dist = r_shaft * bone.distal_width * (flare if bone.epiphysis_end == "distal" else 1.0)
-        if bone.name == "DP1" or bone.row is A.Row.DP:
+        if bone.row is A.Row.DP:
             r_dist *= ph.feature_on("dp_tuft_width", bone)
         density = ph.feature("bone_density")
         maturity = min(self.case.bone_age_years / 14.0, 1.0)
@@ -200,13 +196,10 @@ class _Builder:
         ends = {"proximal": "square", "distal": "round"}
         if bone.row is A.Row.DP:
             ends["distal"] = "tuft"
-        if bone.row is A.Row.FOREARM:
-            ends["proximal"] = "square"
         if bone.row is A.Row.MC and bone.digit != 1 and ph.feature_on("mc_base_pointing", bone, ("MC2", "MC3", "MC4", "MC5")) > 0.05:
             ends["proximal"] = "point"
         cone = cup = fray = tongue = 0.0
         if st.present and not st.fused:
-            ends[bone.epiphysis_end] = "flat"
             cone = float(np.clip(ph.feature_on("cone_epiphysis", bone, ()), 0, 1))
             cup = float(np.clip(ph.feature_on("metaphyseal_cupping", bone), 0, 1))
             fray = float(np.clip(ph.feature_on("metaphyseal_fraying", bone), 0, 1))
@@ -501,8 +494,6 @@ def _rays(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float) ->
             point = end
             last_radius = width / 2
         tips[digit] = (point + _direction(finger_angle) * A.FINGERTIP_PAD_MM[digit] * scale, last_radius)
-        if digit == 3:
-            b.layout.fingertip = tuple(tips[3][0])  # type: ignore[assignment]
     if ph.feature("polydactyly_postaxial") > 0.5:
         tips[6] = _extra_digit(b, scale, wrist, hand_rotation, joint)
     return tips

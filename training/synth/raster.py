@@ -11,7 +11,7 @@ carpals and sesamoids are ellipsoids with a thin shell and optional deformations
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -93,7 +93,6 @@ class PathMaps:
 
     cortical: np.ndarray
     trabecular: np.ndarray
-    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> PathMaps:
@@ -215,7 +214,6 @@ def draw_tube(maps: PathMaps, tube: Tube) -> None:
     weight = inside * tube.density
     maps.cortical[sl] += (np.maximum(outer - inner, 0.0) * weight).astype(np.float32)
     maps.trabecular[sl] += (marrow * weight).astype(np.float32)
-    maps.boxes[tube.name] = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)
 
 
 def draw_disc(maps: PathMaps, disc: Disc) -> None:
@@ -266,4 +264,3 @@ def draw_disc(maps: PathMaps, disc: Disc) -> None:
         maps.trabecular[sl] += interior.astype(np.float32)
     else:  # a calcification: dense throughout
         maps.cortical[sl] += (cortical + interior).astype(np.float32)
-    maps.boxes[disc.name] = (sl[1].start, sl[0].start, sl[1].stop, sl[0].stop)

@@ -87,7 +87,6 @@ PARAMETERS: dict[str, Parameter] = {
 }
 
 THUMB_FORMS = ("normal", "hypoplastic", "absent", "triphalangeal", "duplicated")
-CATEGORIES = ("control", "skeletal_dysplasia", "growth_disorder_non_nosology")
 
 
 def _bone_groups() -> dict[str, tuple[str, ...]]:
@@ -374,8 +373,3 @@ class ResolvedPhenotype:
             return PARAMETERS[name].neutral
         return self.feature(name)
 
-
-def unaffected() -> ResolvedPhenotype:
-    """The phenotype of an unaffected child (used by tests and as a baseline)."""
-    spec = DisorderSpec(id="unaffected", name="Unaffected", category="control")
-    return PatientPhenotype.sample(spec, np.random.default_rng(0)).at_age(10.0)
