@@ -191,6 +191,7 @@ def analyze(
 
     from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
     from matcher.checkpoint import ModelFormatError, load_model
+    from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
     if model is None:
@@ -203,7 +204,11 @@ def analyze(
         return
     analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None))
     for index, path in enumerate(images):
-        result = analyzer.analyze(path, sex=sex.value if sex else None, age_months=age_months)
+        try:
+            source = read_radiograph(path)  # read once: the overlay is drawn on the same pixels
+        except RadiographError:
+            source = path  # let the analyzer report the problem with the file
+        result = analyzer.analyze(source, sex=sex.value if sex else None, age_months=age_months)
         if as_json:
             typer.echo(json.dumps({"image": path.name, **result.to_json()}))
         else:
@@ -218,9 +223,9 @@ def analyze(
             if result.sex_warning:
                 typer.echo(f"  warning: {result.sex_warning}")
             typer.echo(f"  time {result.timings_ms.get('total', sum(result.timings_ms.values())):.0f} ms")
-        if overlay is not None and result.attention is not None:
+        if overlay is not None and result.attention is not None and not isinstance(source, Path):
             target = overlay if len(images) == 1 else overlay.with_name(f"{overlay.stem}_{index}{overlay.suffix}")
-            cv2.imwrite(str(target), attention_overlay(read_radiograph(path).normalised(), result.attention))
+            cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
 
 
 def main() -> None:  # pragma: no cover - console entry point

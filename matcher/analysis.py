@@ -136,11 +136,12 @@ class Analyzer:
         batch = np.stack([_rotate(prepared.tensor, a, m) for a, m in variants])
         x = torch.from_numpy(batch)
         with torch.inference_mode():
+            features = self.model.backbone(x)
             male_guess = 0.5 if result.sex is None else float(result.sex == "M")
-            out = self.model(x, torch.full((len(variants), 1), male_guess))
+            out = self.model.heads(features, torch.full((len(variants), 1), male_guess))
             if result.sex is None:  # no sex given: use the model's own (trained) sex head
                 result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-                out = self.model(x, torch.full((len(variants), 1), float(result.sex == "M")))
+                out = self.model.heads(features, torch.full((len(variants), 1), float(result.sex == "M")))
         months = self.model.config.calibration.months(out.bone_age_raw.numpy())
         result.bone_age_months = float(np.mean(months))
         embedding = out.embedding.mean(dim=0)

@@ -128,7 +128,10 @@ class Bone2GeneModel(nn.Module):
 
     def forward(self, x: torch.Tensor, male: torch.Tensor) -> ModelOutput:
         """`x`: (B, 1, S, S) preprocessed input; `male`: (B, 1) 1.0 for boys, 0.0 for girls."""
-        features = self.backbone(x)
+        return self.heads(self.backbone(x), male)
+
+    def heads(self, features: torch.Tensor, male: torch.Tensor) -> ModelOutput:
+        """All heads on pooled features: re-running with another sex input skips the backbone."""
         raw, sex = self.bone_age(features, male)
         if sex is None:
             assert self.sex is not None
