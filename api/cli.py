@@ -179,7 +179,9 @@ def analyze(
     age_months: Annotated[
         float | None, typer.Option("--age-months", help="Chronological age in months (default: from the header).")
     ] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="Model directory (see `bone2gene model`).")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model directory (see `bone2gene model`; default: the bundled demo model).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
     overlay: Annotated[Path | None, typer.Option("--overlay", help="Write the attention overlay PNG here.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation (10 views, averaged).")] = False,
@@ -190,13 +192,11 @@ def analyze(
     import cv2
 
     from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
-    from matcher.checkpoint import ModelFormatError, load_model
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelFormatError, load_model
     from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
-    if model is None:
-        _fail("no model is bundled yet: import one with `bone2gene model import-deeplasia` and pass --model DIR")
-        return
+    model = model or BUNDLED_MODEL_DIR
     try:
         loaded, _ = load_model(model)
     except ModelFormatError as exc:

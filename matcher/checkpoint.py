@@ -19,6 +19,8 @@ from safetensors.torch import load_file, save_file
 from matcher.deeplasia import DeeplasiaCheckpoint, read_deeplasia
 from matcher.model import Bone2GeneModel, ModelConfig
 
+# The demo model shipped with the package (scripts/build_demo_model.py made it).
+BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "bone2gene-model/1"
@@ -46,10 +48,18 @@ def fingerprint_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: Bone2GeneModel, directory: Path, provenance: dict | None = None) -> str:
-    """Write weights and config atomically; returns the fingerprint."""
+def save_model(
+    model: Bone2GeneModel, directory: Path, provenance: dict | None = None, storage_dtype: torch.dtype = torch.float32
+) -> str:
+    """Write weights and config atomically; returns the fingerprint.
+
+    `storage_dtype=torch.float16` halves the file (the bundled demo model); weights are
+    loaded back into float32 parameters either way.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    state = {
+        k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()
+    }
     tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": FORMAT})
     fingerprint = fingerprint_of(tmp_weights)

@@ -2,7 +2,7 @@
 
 Mask multiply; subtract the 1st percentile of the non-zero masked pixels (saturating,
 like `cv2.subtract`); a square crop of side 2*(round(max(h, w) * 1.15) // 2) centred on
-the mask's bounding box with zero padding; bilinear resize to 512 or 1024 on the integer
+the mask's bounding box with zero padding; bilinear resize to the model's size (Deeplasia: 512 or 1024) on the integer
 image; z-score over the whole resized image (float32, unbiased SD). The fixtures in
 `../shared/fixtures/deeplasia/preprocess/` made by Deeplasia's own code are reproduced
 bit for bit for the integer steps.
@@ -21,7 +21,8 @@ import numpy as np
 from matcher.errors import MaskError
 
 DEEPLASIA_CROP_FACTOR = 1.15
-SUPPORTED_SIZES = (512, 1024)
+# 512 and 1024 are Deeplasia's; 256 and 384 serve small models (the CPU demo model).
+SUPPORTED_SIZES = (256, 384, 512, 1024)
 
 
 @dataclass(frozen=True)

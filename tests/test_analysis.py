@@ -104,8 +104,12 @@ def test_cli_analyze_json_and_overlay(cli: list[str], model_dir: Path, real_hand
     assert record["accepted"] is True and record["reasons"] == []
     assert {"bone_age_months", "male_probability", "timings_ms"} <= set(record)
     assert overlay.stat().st_size > 10_000
-    no_model = subprocess.run([*cli, "analyze", str(real_hands[0])], capture_output=True, text=True, timeout=120)
-    assert no_model.returncode == 2 and "--model" in no_model.stderr
+    # without --model: the bundled demo model, whose trained sex head fills in the missing sex
+    bundled = subprocess.run([*cli, "analyze", str(real_hands[0]), "--json"], capture_output=True, text=True, timeout=120)
+    assert bundled.returncode == 0, bundled.stderr
+    record = json.loads(bundled.stdout.strip().splitlines()[-1])
+    assert record["accepted"] is True and record["sex_source"] == "predicted" and record["sex_head_trained"] is True
+    assert 0 < record["bone_age_months"] < 240
 
 
 def test_batch_embedding_matches_single_analysis_and_keeps_order(model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:

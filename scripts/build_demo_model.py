@@ -1,0 +1,81 @@
+"""Build the bundled demo model from nothing: a synthetic cohort, then training.
+
+    python scripts/build_demo_model.py --work /tmp/demo-build [--n 8000] [--epochs 40]
+        [--device auto] [--install]
+
+1. Generate `--n` synthetic radiographs (seeded; `training.synth`).
+2. Train `tf_efficientnet_b0` at 256 px from random weights (no pretrained weights can be
+   downloaded here) with metric learning + bone age + sex (`training.train`). The disorders
+   in HELD_OUT never reach training: they are the "rare" disorders used to show that a new
+   syndrome is ranked after being added to a gallery, without retraining.
+3. With `--install`, copy the model (float16 weights) to `matcher/weights/demo_model/`,
+   where `bone2gene analyze`/`demo` find it without `--model`.
+
+On a GPU the default settings take minutes; on this 2-core CPU use e.g. `--n 3000
+--epochs 4` (DESIGN.md section 6 budgets 45 minutes for a CPU build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from matcher.checkpoint import load_model, save_model  # noqa: E402
+from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort  # noqa: E402
+from training.train import TrainConfig, train  # noqa: E402
+
+HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
+BUNDLE = REPO / "matcher" / "weights" / "demo_model"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="folder for the cohort, checkpoints and logs")
+    parser.add_argument("--n", type=int, default=8000)
+    parser.add_argument("--image-size", type=int, default=512, help="synthetic radiograph size (px)")
+    parser.add_argument("--input-size", type=int, default=256, help="model input size (px)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=96)
+    parser.add_argument("--m-per-class", type=int, default=6, help="cases per disorder in each batch")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--install", action="store_true", help="copy the result to matcher/weights/demo_model")
+    args = parser.parse_args()
+
+    cohort = args.work / "cohort"
+    started = time.perf_counter()
+    if not (cohort / "manifest.csv").is_file():
+        print(f"generating {args.n} synthetic radiographs in {cohort}", file=sys.stderr)
+        generate_cohort(CohortConfig(n=args.n, out=cohort, seed=args.seed, size=args.image_size, workers=args.workers), ProgressPrinter())
+    generated = time.perf_counter()
+    config = TrainConfig(
+        manifest=cohort / "manifest.csv", out=args.work / "train", input_size=args.input_size,
+        epochs=args.epochs, batch_size=args.batch_size, m_per_class=args.m_per_class, held_out=HELD_OUT, device=args.device,
+        prepare_workers=args.workers, seed=args.seed, resume=args.resume,
+    )  # fmt: skip
+    model_dir = train(config)
+    finished = time.perf_counter()
+    timing = {"generate_s": round(generated - started, 1), "train_s": round(finished - generated, 1)}
+    print(json.dumps(timing), file=sys.stderr)
+    if args.install:
+        model, card = load_model(model_dir)
+        if BUNDLE.exists():
+            shutil.rmtree(BUNDLE)
+        provenance = {**card.provenance, "cohort": {"n": args.n, "seed": args.seed, "image_size": args.image_size}, "build": timing}
+        fingerprint = save_model(model, BUNDLE, provenance=provenance, storage_dtype=torch.float16)
+        print(f"installed demo model {fingerprint[:12]} in {BUNDLE}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

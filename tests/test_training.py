@@ -1,0 +1,103 @@
+"""Training pipeline: manifest checks, patient-level splits, augmentation, and a tiny real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matcher.checkpoint import load_model
+from matcher.preprocess import deeplasia_input
+from training.augment import AugmentConfig, augment, to_model_input
+from training.dataset import ManifestError, prepare, read_manifest
+from training.synth.cohort import CohortConfig, generate_cohort
+from training.train import TrainConfig, split_by_patient, train
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-cohort")
+    disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "trps1")
+    generate_cohort(CohortConfig(n=48, out=out, seed=3, size=256, disorders=disorders, workers=2))
+    return out / "manifest.csv"
+
+
+def test_manifest_errors_name_the_problem(tmp_path: Path, tiny_cohort: Path) -> None:
+    table = pd.read_csv(tiny_cohort)
+    table.drop(columns=["patient_id"]).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(ManifestError, match="patient_id"):
+        read_manifest(tmp_path / "a.csv")
+    table.assign(sex="x").to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(ManifestError, match="sex must be M or F"):
+        read_manifest(tmp_path / "b.csv")
+    pd.concat([table, table.head(1)]).to_csv(tmp_path / "c.csv", index=False)
+    with pytest.raises(ManifestError, match="unique"):
+        read_manifest(tmp_path / "c.csv")
+
+
+def test_split_keeps_patients_together_and_held_out_disorders_out(tiny_cohort: Path) -> None:
+    table = read_manifest(tiny_cohort)
+    train_mask, val_mask, rare = split_by_patient(table, ("trps1",), 0.3, seed=1)
+    assert not (train_mask & val_mask).any() and not ((train_mask | val_mask) & rare).any()
+    assert set(table.loc[rare, "disorder"]) == {"trps1"}
+    patients = table["patient_id"]
+    assert not set(patients[train_mask]) & set(patients[val_mask])
+
+
+def test_prepared_crops_are_deeplasia_crops_and_cached(tiny_cohort: Path) -> None:
+    from matcher.io import read_radiograph
+
+    prepared = prepare(tiny_cohort, 256, workers=1)
+    assert prepared.crops.shape == (48, 256, 256) and prepared.crops.dtype == np.uint8
+    row = prepared.table.iloc[5]
+    radiograph = read_radiograph(tiny_cohort.parent / row["image"])
+    import cv2
+
+    mask = cv2.imread(str(tiny_cohort.parent / row["mask"]), cv2.IMREAD_GRAYSCALE)
+    expected = deeplasia_input(radiograph.pixels, mask, size=256)
+    assert np.array_equal(prepared.crops[5], expected.resized)
+    # unaugmented model input equals what analysis feeds the model
+    assert torch.allclose(to_model_input(torch.from_numpy(prepared.crops[5:6]))[0], torch.from_numpy(expected.tensor), atol=1e-5)
+    again = prepare(tiny_cohort, 256, workers=1)  # from the cache
+    assert np.array_equal(again.crops, prepared.crops)
+
+
+def test_augmentation_is_seeded_zscored_and_keeps_background_flat(tiny_cohort: Path) -> None:
+    crops = torch.from_numpy(prepare(tiny_cohort, 256, workers=1).crops[:6])
+    a = augment(crops, AugmentConfig(), torch.Generator().manual_seed(0))
+    b = augment(crops, AugmentConfig(), torch.Generator().manual_seed(0))
+    c = augment(crops, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    flat = a.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(6), atol=1e-4) and torch.allclose(flat.std(1), torch.ones(6), atol=1e-4)
+    corners = a[:, 0, :4, :4].flatten(1)
+    assert torch.allclose(corners, corners[:, :1].expand_as(corners))  # background is one value, like masked input
+
+
+def test_tiny_training_run_saves_a_loadable_model_and_resumes(tiny_cohort: Path, tmp_path: Path) -> None:
+    config = TrainConfig(
+        manifest=tiny_cohort, out=tmp_path / "run", input_size=256, epochs=1, batch_size=6, m_per_class=2,
+        held_out=("trps1",), val_fraction=0.25, device="cpu", prepare_workers=1, seed=0,
+    )  # fmt: skip
+    model_dir = train(config, log=lambda _: None)
+    _, card = load_model(model_dir)
+    assert card.config.embedding_trained and card.config.sex_head_trained
+    assert set(card.config.labels) == {"unaffected", "achondroplasia", "brachydactyly_e"}
+    assert card.provenance["held_out_disorders"] == ["trps1"]
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert len(history) == 1 and np.isfinite(history[0]["loss_metric"]) and "val_top1" in history[0]
+    # a second epoch continues from the checkpoint instead of starting again
+    config.epochs, config.resume = 2, True
+    train(config, log=lambda _: None)
+    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:
+    config = TrainConfig(manifest=tiny_cohort, out=tmp_path / "run", input_size=256, batch_size=64, m_per_class=2, device="cpu", prepare_workers=1)
+    with pytest.raises(ManifestError, match="cannot fill a batch"):
+        train(config, log=lambda _: None)
