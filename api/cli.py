@@ -185,6 +185,10 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
     overlay: Annotated[Path | None, typer.Option("--overlay", help="Write the attention overlay PNG here.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation (10 views, averaged).")] = False,
+    ba_reference: Annotated[
+        Path | None,
+        typer.Option("--ba-reference", help="YAML table of bone-age SDs by age and sex for the z-score (see matcher/bone_age_reference.py)."),
+    ] = None,
 ) -> None:
     """Quality gate, bone age, sex check and embedding for each radiograph."""
     import json
@@ -196,13 +200,16 @@ def analyze(
     from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
+    from matcher.bone_age_reference import ReferenceError, load_reference
+
     model = model or BUNDLED_MODEL_DIR
     try:
         loaded, _ = load_model(model)
-    except ModelFormatError as exc:
+        reference = load_reference(ba_reference) if ba_reference else None
+    except (ModelFormatError, ReferenceError) as exc:
         _fail(str(exc))
         return
-    analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None))
+    analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None, reference=reference))
     for index, path in enumerate(images):
         try:
             source = read_radiograph(path)  # read once: the overlay is drawn on the same pixels
@@ -218,6 +225,8 @@ def analyze(
             if result.bone_age_months is not None:
                 deviation = "" if result.bone_age_deviation_months is None else f" ({result.bone_age_deviation_months:+.1f} months vs age)"
                 typer.echo(f"  bone age {result.bone_age_months:.1f} months = {result.bone_age_months / 12:.1f} years{deviation}")
+                if result.bone_age_z is not None:
+                    typer.echo(f"  z-score {result.bone_age_z:+.2f} against {result.bone_age_z_note}")
                 typer.echo(f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
                            f"{'' if result.sex_head_trained else ' [sex head untrained]'}")  # fmt: skip
             if result.sex_warning:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from matcher.bone_age_reference import BoneAgeReference, z_score
 from matcher.errors import RadiographError
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
@@ -33,6 +34,7 @@ class AnalysisOptions:
     tta: bool = False
     attention: bool = False
     mask_method: Method = "auto"
+    reference: BoneAgeReference | None = None  # SD table for the bone-age z-score
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Analysis:
     age_months: float | None = None
     bone_age_months: float | None = None
     bone_age_deviation_months: float | None = None
+    bone_age_z: float | None = None
+    bone_age_z_note: str | None = None
     male_probability: float | None = None
     sex_head_trained: bool = False
     sex_warning: str | None = None
@@ -65,6 +69,8 @@ class Analysis:
             "age_months": self.age_months,
             "bone_age_months": None if self.bone_age_months is None else round(self.bone_age_months, 2),
             "bone_age_deviation_months": None if self.bone_age_deviation_months is None else round(self.bone_age_deviation_months, 2),
+            "bone_age_z": None if self.bone_age_z is None else round(self.bone_age_z, 2),
+            "bone_age_z_note": self.bone_age_z_note,
             "male_probability": None if self.male_probability is None else round(self.male_probability, 4),
             "sex_head_trained": self.sex_head_trained,
             "sex_warning": self.sex_warning,
@@ -92,8 +98,9 @@ def _rotate(batch: np.ndarray, angle: float, mirror: bool) -> np.ndarray:
 class Analyzer:
     """Holds a loaded model; `analyze` is safe to call repeatedly (not concurrently)."""
 
-    def __init__(self, model: Bone2GeneModel, options: AnalysisOptions | None = None) -> None:
-        self.model = model.eval()
+    def __init__(self, model: Bone2GeneModel, options: AnalysisOptions | None = None, device: str | torch.device = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
         self.options = options or AnalysisOptions()
 
     def analyze(self, source: Source | Radiograph, sex: str | None = None, age_months: float | None = None) -> Analysis:
@@ -134,22 +141,27 @@ class Analyzer:
         t = time.perf_counter()
         variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
         batch = np.stack([_rotate(prepared.tensor, a, m) for a, m in variants])
-        x = torch.from_numpy(batch)
+        x = torch.from_numpy(batch).to(self.device)
+        n = len(variants)
         with torch.inference_mode():
             features = self.model.backbone(x)
             male_guess = 0.5 if result.sex is None else float(result.sex == "M")
-            out = self.model.heads(features, torch.full((len(variants), 1), male_guess))
+            out = self.model.heads(features, torch.full((n, 1), male_guess, device=self.device))
             if result.sex is None:  # no sex given: use the model's own (trained) sex head
                 result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-                out = self.model.heads(features, torch.full((len(variants), 1), float(result.sex == "M")))
-        months = self.model.config.calibration.months(out.bone_age_raw.numpy())
-        result.bone_age_months = float(np.mean(months))
-        embedding = out.embedding.mean(dim=0)
-        result.embedding = (embedding / embedding.norm()).numpy()
-        result.male_probability = float(torch.sigmoid(out.sex_logit).mean())
+                out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
+            embedding = out.embedding.mean(dim=0)
+            embedding = (embedding / embedding.norm()).cpu().numpy()
+            raw, male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())
+        result.bone_age_months = float(np.mean(self.model.config.calibration.months(raw)))
+        result.embedding = embedding
+        result.male_probability = male_probability
         timings["model"] = (time.perf_counter() - t) * 1e3
         if result.age_months is not None:
             result.bone_age_deviation_months = result.bone_age_months - result.age_months
+        result.bone_age_z, result.bone_age_z_note = z_score(
+            self.options.reference, result.sex, result.age_months, result.bone_age_deviation_months
+        )
         if result.sex_head_trained and result.sex_source != "predicted":
             other = result.male_probability if result.sex == "F" else 1 - result.male_probability
             if other >= SEX_DISAGREEMENT:
@@ -166,21 +178,21 @@ class Analyzer:
 
     def attention_map(self, tensor: np.ndarray, male: float, transform: CropTransform) -> np.ndarray:
         """Deeplasia's bone-age attention, on the original image grid, in [0, 1]."""
-        x = torch.from_numpy(tensor[None]).requires_grad_(True)
+        x = torch.from_numpy(tensor[None]).to(self.device).requires_grad_(True)
         with torch.enable_grad():
-            out = self.model(x, torch.tensor([[male]]))
+            out = self.model(x, torch.tensor([[male]], device=self.device))
             out.bone_age_raw.sum().backward()
         assert x.grad is not None
-        return self._smooth_and_map(np.abs(x.grad[0, 0].numpy()), transform)
+        return self._smooth_and_map(np.abs(x.grad[0, 0].cpu().numpy()), transform)
 
     def similarity_map(self, tensor: np.ndarray, male: float, transform: CropTransform, other: np.ndarray) -> np.ndarray:
         """Where the image drives its cosine similarity to another case's embedding."""
-        x = torch.from_numpy(tensor[None]).requires_grad_(True)
+        x = torch.from_numpy(tensor[None]).to(self.device).requires_grad_(True)
         with torch.enable_grad():
-            out = self.model(x, torch.tensor([[male]]))
-            (out.embedding[0] @ torch.from_numpy(other.astype(np.float32))).backward()
+            out = self.model(x, torch.tensor([[male]], device=self.device))
+            (out.embedding[0] @ torch.from_numpy(other.astype(np.float32)).to(self.device)).backward()
         assert x.grad is not None
-        return self._smooth_and_map(np.abs(x.grad[0, 0].numpy()), transform)
+        return self._smooth_and_map(np.abs(x.grad[0, 0].cpu().numpy()), transform)
 
     @staticmethod
     def _smooth_and_map(gradient: np.ndarray, transform: CropTransform) -> np.ndarray:
