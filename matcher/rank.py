@@ -79,3 +79,53 @@ def macro_topk(ranks: np.ndarray, true_codes: np.ndarray, ks: Sequence[int] = (1
         per_class = [float(np.mean(ranks[true_codes == c] <= k)) for c in classes]
         result[k] = float(np.mean(per_class)) if per_class else float("nan")
     return result
+
+
+@dataclass
+class RankedLabel:
+    """One row of a disorder or gene ranking."""
+
+    label: str
+    name: str | None
+    rank: int
+    score: float | None  # cosine similarity of the nearest case; None: no case within the search depth
+    evidence: list[str]  # case ids, nearest first
+    cases_in_gallery: int
+    probability: float | None = None
+    interval: tuple[float, float] | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "label": self.label, "name": self.name, "rank": self.rank,
+            "score": None if self.score is None else round(self.score, 4), "evidence": self.evidence,
+            "cases_in_gallery": self.cases_in_gallery,
+            "probability": None if self.probability is None else round(self.probability, 4),
+            "interval": None if self.interval is None else [round(self.interval[0], 4), round(self.interval[1], 4)],
+        }  # fmt: skip
+
+
+def rank_labels(
+    hit_labels: Sequence[str | None], hit_case_ids: Sequence[str], hit_scores: Sequence[float],
+    all_labels: dict[str, int], names: dict[str, str] | None = None, evidence_per_label: int = 3,
+) -> list[RankedLabel]:  # fmt: skip
+    """Nearest-case ranking of every label in `all_labels` (label -> cases in the gallery).
+
+    `hit_*` are the searched cases, best first. A label scores its nearest hit; labels with
+    no hit among them are listed after the others with score None.
+    """
+    evidence: dict[str, list[str]] = {}
+    score: dict[str, float] = {}
+    for label, case_id, s in zip(hit_labels, hit_case_ids, hit_scores, strict=True):
+        if label is None or label not in all_labels:
+            continue
+        if label not in score:
+            score[label] = float(s)
+        if len(evidence.setdefault(label, [])) < evidence_per_label:
+            evidence[label].append(case_id)
+    seen = sorted(score, key=lambda lab: (-score[lab], lab))
+    unseen = sorted(set(all_labels) - set(score))
+    names = names or {}
+    return [
+        RankedLabel(lab, names.get(lab), i + 1, score.get(lab), evidence.get(lab, []), all_labels[lab])
+        for i, lab in enumerate(seen + unseen)
+    ]

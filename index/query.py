@@ -1,0 +1,122 @@
+"""One query against a gallery: similar cases, then disorders and genes ranked with evidence,
+a calibrated probability per disorder and an explicit "no close match".
+
+The ranking searches the `depth` nearest cases (all of them for galleries up to that
+size, so the ranking is then exact); a disorder with no case that close is listed last
+without a score. Calibration is computed from the gallery itself and cached in it; it is
+recomputed when the gallery has changed enough (`Calibration.stale`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.store import Filters, Gallery, Hit
+from matcher.calibration import Calibration, CalibrationError, fit_calibration
+from matcher.rank import RankedLabel, rank_labels
+
+DEFAULT_DEPTH = 4096
+
+
+@dataclass
+class SimilarCase:
+    case_id: str
+    similarity: float
+    disorder: str | None
+    disorder_name: str | None
+    gene: str | None
+    sex: str
+    age_months: float
+    source: str
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "similarity": round(self.similarity, 4)}
+
+
+@dataclass
+class QueryResult:
+    cases: list[SimilarCase]
+    disorders: list[RankedLabel]
+    genes: list[RankedLabel]
+    no_close_match: bool
+    calibration_note: str
+    searched_cases: int
+    gallery_cases: int
+
+    def to_json(self) -> dict:
+        return {
+            "cases": [c.to_json() for c in self.cases],
+            "disorders": [{"disorder": d.label, **d.to_json()} for d in self.disorders],
+            "genes": [{"gene": g.label, **g.to_json()} for g in self.genes],
+            "no_close_match": self.no_close_match,
+            "calibration": self.calibration_note,
+            "searched_cases": self.searched_cases,
+            "gallery_cases": self.gallery_cases,
+        }
+
+
+def calibration_for(gallery: Gallery, seed: int = 0) -> Calibration | None:
+    """The gallery's calibration, recomputed and stored when stale; None when too little data."""
+    table = gallery.cases()
+    diagnosed = table[table["disorder"].notna()]
+    counts = {str(k): int(v) for k, v in diagnosed["disorder"].value_counts().items()}
+    stored = gallery.stored_calibration()
+    if stored is not None:
+        calibration = Calibration.from_json(stored[1])
+        if not calibration.stale(counts):
+            return calibration
+    if diagnosed.empty:
+        return None
+    vectors = gallery.vectors_of(diagnosed["row"].tolist())
+    try:
+        calibration = fit_calibration(vectors, diagnosed["disorder"].astype(str).tolist(), diagnosed["patient_id"].astype(str).tolist(), seed=seed)
+    except CalibrationError:
+        return None
+    gallery.store_calibration(calibration.to_json())
+    return calibration
+
+
+def query(
+    gallery: Gallery, embedding: np.ndarray, top_k: int = 10, filters: Filters | None = None,
+    depth: int = DEFAULT_DEPTH, calibration: Calibration | None = None, exclude_patient: str | None = None,
+) -> QueryResult:  # fmt: skip
+    """Rank the gallery's disorders and genes for one query embedding."""
+    hits: list[Hit] = gallery.search(embedding, max(top_k, depth), filters)
+    table = gallery.cases().set_index("row")
+    if exclude_patient is not None:
+        hits = [h for h in hits if table.at[h.row, "patient_id"] != exclude_patient]
+    rows = [h.row for h in hits]
+    meta = table.loc[rows] if rows else table.iloc[0:0]
+    scores = [h.similarity for h in hits]
+    considered = table if filters is None or not filters.active() else table.loc[table.index.isin(gallery.cases(filters)["row"])]
+    disorder_counts = {str(k): int(v) for k, v in considered["disorder"].dropna().value_counts().items()}
+    gene_counts = {str(k): int(v) for k, v in considered["gene"].dropna().value_counts().items()}
+    names = {d.id: d.name for d in gallery.disorders()}
+    disorder_labels = [None if isinstance(d, float) or d is None else str(d) for d in meta["disorder"]]
+    gene_labels = [None if isinstance(g, float) or g is None else str(g) for g in meta["gene"]]
+    case_ids = meta["case_id"].astype(str).tolist()
+    disorders = rank_labels(disorder_labels, case_ids, scores, disorder_counts, names)
+    genes = rank_labels(gene_labels, case_ids, scores, gene_counts)
+
+    note = "no calibration: the gallery needs at least 10 cases whose disorder has another patient"
+    no_close_match = not disorders or disorders[0].score is None
+    if calibration is not None:
+        for entry in disorders:
+            if entry.score is not None:
+                p, lo, hi = calibration.probability(entry.score)
+                entry.probability, entry.interval = p, (lo, hi)
+        best = disorders[0].score if disorders else None
+        no_close_match = best is None or best < calibration.no_match_threshold
+        note = (
+            f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
+            f"{calibration.expected_calibration_error:.3f}; 'no close match' below similarity {calibration.no_match_threshold:.3f}"
+        )
+    similar = [
+        SimilarCase(str(r["case_id"]), s, None if isinstance(r["disorder"], float) else r["disorder"],
+                    None if isinstance(r["disorder_name"], float) else r["disorder_name"],
+                    None if isinstance(r["gene"], float) else r["gene"], str(r["sex"]), float(r["age_months"]), str(r["source"]))  # fmt: skip
+        for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
+    ]
+    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table))
