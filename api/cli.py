@@ -237,6 +237,13 @@ def analyze(
             cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
 
 
+from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
+
+app.add_typer(gallery_app, name="gallery")
+app.add_typer(disorders_app, name="disorders")
+app.command("query")(query_command)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -33,12 +33,14 @@ class BatchResult:
     embedding: np.ndarray | None = None
     bone_age_months: float | None = None
     male_probability: float | None = None
+    pixels: np.ndarray | None = None  # the decoded radiograph, when asked for (gallery image store)
 
 
 class _Prepared(Dataset):
-    def __init__(self, items: Sequence[BatchItem], size: int) -> None:
+    def __init__(self, items: Sequence[BatchItem], size: int, keep_pixels: bool = False) -> None:
         self.items = list(items)
         self.size = size
+        self.keep_pixels = keep_pixels
 
     def __len__(self) -> int:
         return len(self.items)
@@ -55,7 +57,18 @@ class _Prepared(Dataset):
             tensor = deeplasia_input(radiograph.pixels, hand.mask, size=self.size).tensor
         except RadiographError as exc:
             return {"index": index, "ok": False, "reasons": str(exc), "x": empty}
-        return {"index": index, "ok": True, "reasons": "", "x": tensor}
+        return {"index": index, "ok": True, "reasons": "", "x": tensor, "pixels": radiograph.pixels if self.keep_pixels else None}
+
+
+def _collate(samples: list[dict]) -> dict:
+    """Stack the model inputs; pixels of different sizes travel as a list."""
+    return {
+        "index": np.array([s["index"] for s in samples]),
+        "ok": np.array([s["ok"] for s in samples]),
+        "reasons": [s["reasons"] for s in samples],
+        "x": torch.from_numpy(np.stack([s["x"] for s in samples])),
+        "pixels": [s.get("pixels") for s in samples],
+    }
 
 
 def _single_thread_worker(_: int) -> None:
@@ -64,7 +77,7 @@ def _single_thread_worker(_: int) -> None:
 
 def embed_many(
     model: Bone2GeneModel, items: Sequence[BatchItem], batch_size: int = 8, workers: int = 1,
-    device: str | torch.device = "cpu", channels_last: bool = True,
+    device: str | torch.device = "cpu", channels_last: bool = True, keep_pixels: bool = False,
 ) -> list[BatchResult]:  # fmt: skip
     """Embeddings, bone ages and sex probabilities for many images, in input order.
 
@@ -76,14 +89,14 @@ def embed_many(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(
-        _Prepared(items, model.config.input_size), batch_size=batch_size, num_workers=workers,
+        _Prepared(items, model.config.input_size, keep_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_single_thread_worker if workers else None, persistent_workers=False,
         pin_memory=torch.device(device).type == "cuda",
     )  # fmt: skip
     results: list[BatchResult | None] = [None] * len(items)
     for batch in loader:
-        ok = batch["ok"].numpy().astype(bool)
-        indices = batch["index"].numpy()
+        ok = batch["ok"].astype(bool)
+        indices = batch["index"]
         for i in indices[~ok]:
             results[i] = BatchResult(items[i].path, False, batch["reasons"][list(indices).index(i)].split("\n"))
         if ok.any():
@@ -96,6 +109,7 @@ def embed_many(
                 embeddings, raw = out.embedding.cpu().numpy(), out.bone_age_raw.cpu().numpy()
                 probability = torch.sigmoid(out.sex_logit).cpu().numpy()
             months = model.config.calibration.months(raw)
+            pixels = [p for p, good in zip(batch["pixels"], ok, strict=True) if good]
             for row, i in enumerate(indices[ok]):
-                results[i] = BatchResult(items[i].path, True, [], embeddings[row], float(months[row]), float(probability[row]))
+                results[i] = BatchResult(items[i].path, True, [], embeddings[row], float(months[row]), float(probability[row]), pixels[row])
     return [r for r in results if r is not None]

@@ -79,6 +79,13 @@ class Radiograph:
     def max_value(self) -> int:
         return 255 if self.pixels.dtype == np.uint8 else 65535
 
+    @classmethod
+    def from_pixels(cls, pixels: np.ndarray, source_format: str = "stored") -> Radiograph:
+        """Wrap already-decoded bone-bright pixels (e.g. from a gallery's image store)."""
+        if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"expected 2-D uint8 or uint16 pixels, not {pixels.dtype} {pixels.shape}")
+        return cls(pixels, RadiographMetadata(source_format, 8 if pixels.dtype == np.uint8 else 16))
+
     def normalised(self) -> np.ndarray:
         """Pixels as float32 in [0, 1]."""
         return self.pixels.astype(np.float32) / float(self.max_value)

@@ -18,30 +18,13 @@ import numpy as np
 import pandas as pd
 
 from matcher.io import read_radiograph
+from matcher.manifest import ManifestError, read_case_manifest
 from matcher.mask import segment_hand
 from matcher.preprocess import deeplasia_input
 
-REQUIRED_COLUMNS = ("image", "case_id", "patient_id", "sex", "age_months", "disorder")
-
-
-class ManifestError(ValueError):
-    """A manifest that cannot be used; the message says which column or row is wrong."""
-
-
 def read_manifest(path: Path) -> pd.DataFrame:
-    """The manifest with the columns training needs, checked."""
-    if not path.is_file():
-        raise ManifestError(f"no manifest at {path}")
-    table = pd.read_csv(path, dtype={"case_id": str, "patient_id": str, "disorder": str, "gene": str, "sex": str})
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)} (see DESIGN.md section 2)")
-    bad_sex = ~table["sex"].isin(["M", "F"])
-    if bad_sex.any():
-        raise ManifestError(f"{path}: sex must be M or F; row(s) {list(table.index[bad_sex][:5])} are not")
-    if table["case_id"].duplicated().any():
-        raise ManifestError(f"{path}: case_id must be unique; {table['case_id'][table['case_id'].duplicated()].iloc[0]!r} repeats")
-    return table
+    """The manifest, checked (`matcher.manifest`); training needs a diagnosis or '' per case."""
+    return read_case_manifest(path)
 
 
 @dataclass

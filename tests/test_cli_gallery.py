@@ -1,0 +1,122 @@
+"""`bone2gene gallery|disorders|query` as a user runs them (real subprocesses, bundled model)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from training.synth.cohort import CohortConfig, generate_cohort
+
+DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
+
+
+def run(cli: list[str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([*cli, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if ok:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gallery-cohort")
+    generate_cohort(CohortConfig(n=32, out=out, seed=5, size=384, disorders=DISORDERS, workers=2))
+    return out / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def gallery(cli: list[str], cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("g") / "gallery"
+    assert "25 disorders in the catalogue" in run(cli, "gallery", "init", path).stdout
+    added = run(cli, "gallery", "add", path, cohort)
+    assert "added" in added.stdout and "/32" in added.stderr  # progress shown
+    return path
+
+
+def test_add_is_idempotent_and_stats_count_cases(cli: list[str], gallery: Path, cohort: Path) -> None:
+    again = run(cli, "gallery", "add", gallery, cohort)
+    assert "added 0 case(s)" in again.stdout
+    stats = json.loads(run(cli, "gallery", "stats", gallery, "--json").stdout)
+    accepted = stats["cases"]
+    assert 28 <= accepted <= 32 and stats["index_vectors"] == accepted and set(stats["by_disorder"]) <= set(DISORDERS)
+    listed = json.loads(run(cli, "gallery", "list", gallery, "--disorder", "achondroplasia", "--sex", "F", "--json").stdout)
+    assert listed and all(r["disorder"] == "achondroplasia" and r["sex"] == "F" for r in listed)
+    assert "image_sha256" not in listed[0]  # no storage internals in listings
+
+
+def test_query_json_ranks_disorders_with_evidence(cli: list[str], gallery: Path, cohort: Path) -> None:
+    table = pd.read_csv(cohort)
+    accepted = {r["case_id"] for r in json.loads(run(cli, "gallery", "list", gallery, "--json").stdout)}
+    row = table[(table["disorder"] == "achondroplasia") & table["case_id"].isin(accepted)].iloc[0]
+    result = run(cli, "query", cohort.parent / row["image"], "--sex", row["sex"], "--age-months", row["age_months"],
+                 "--gallery", gallery, "--top", "3", "--json")  # fmt: skip
+    record = json.loads(result.stdout)
+    assert {"disorders", "cases", "no_close_match", "genes", "bone_age_months"} <= set(record)
+    assert len(record["disorders"]) == len(DISORDERS)
+    first = record["disorders"][0]
+    assert {"disorder", "score", "evidence", "rank", "cases_in_gallery"} <= set(first) and first["evidence"]
+    assert len(record["cases"]) == 3 and record["cases"][0]["similarity"] >= record["cases"][-1]["similarity"]
+    assert first["score"] == pytest.approx(record["cases"][0]["similarity"], abs=1e-4)
+    text = run(cli, "query", cohort.parent / row["image"], "--sex", row["sex"], "--gallery", gallery).stdout
+    assert "not a diagnosis" in text and "rank" in text
+
+
+def test_curation_commands_and_their_errors(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    case_id = json.loads(run(cli, "gallery", "list", gallery, "--json").stdout)[0]["case_id"]
+    run(cli, "gallery", "relabel", gallery, case_id, "--disorder", "brachydactyly_e", "--gene", "pthlh")
+    row = next(r for r in json.loads(run(cli, "gallery", "list", gallery, "--json").stdout) if r["case_id"] == case_id)
+    assert row["disorder"] == "brachydactyly_e" and row["gene"] == "PTHLH"
+    bad = run(cli, "gallery", "relabel", gallery, case_id, "--disorder", "nonsense", ok=False)
+    assert bad.returncode == 2 and "not in the catalogue" in bad.stderr
+
+    new = run(cli, "disorders", "add", "--gallery", gallery, "--id", "new_syndrome", "--name", "Novel dysplasia, XYZ1-related", "--gene", "XYZ1")
+    assert "added new_syndrome" in new.stdout
+    listed = json.loads(run(cli, "disorders", "list", "--gallery", gallery, "--json").stdout)
+    assert any(d["id"] == "new_syndrome" and d["genes"] == ["XYZ1"] for d in listed)
+    invalid = run(cli, "disorders", "add", "--gallery", gallery, "--id", "Bad Id", "--name", "x", ok=False)
+    assert invalid.returncode == 2 and "--id" in invalid.stderr
+
+    snapshot = tmp_path / "snap.tar"
+    run(cli, "gallery", "export", gallery, "-o", snapshot)
+    run(cli, "gallery", "import", snapshot, tmp_path / "copy")
+    assert len(json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout)) == json.loads(
+        run(cli, "gallery", "stats", gallery, "--json").stdout
+    )["cases"]
+    run(cli, "gallery", "remove", tmp_path / "copy", case_id)
+    assert case_id not in {r["case_id"] for r in json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout)}
+    gone = run(cli, "gallery", "remove", tmp_path / "copy", case_id, ok=False)
+    assert gone.returncode == 2 and "no case" in gone.stderr
+
+
+def test_manifest_problems_are_explained(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cohort)
+    table["image"] = [str(cohort.parent / p) for p in table["image"]]
+    table.assign(case_id=[f"x{i}" for i in range(len(table))], disorder="no_such_disorder").to_csv(tmp_path / "a.csv", index=False)
+    result = run(cli, "gallery", "add", gallery, tmp_path / "a.csv", ok=False)
+    assert result.returncode == 2 and "no_such_disorder" in result.stderr and "not in the catalogue" in result.stderr
+    table.assign(case_id=[f"y{i}" for i in range(len(table))], sex="male").to_csv(tmp_path / "b.csv", index=False)
+    result = run(cli, "gallery", "add", gallery, tmp_path / "b.csv", ok=False)
+    assert result.returncode == 2 and "sex must be M or F" in result.stderr
+    result = run(cli, "gallery", "stats", tmp_path / "nowhere", ok=False)
+    assert result.returncode == 2 and "gallery init" in result.stderr
+
+
+def test_deeplasia_annotation_layout_imports(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cohort).head(3)
+    deeplasia = pd.DataFrame({
+        "image_ID": [Path(p).name for p in table["image"]], "dir": "images", "patient_ID": table["patient_id"],
+        "sex": table["sex"], "bone_age": table["bone_age_months"], "chronological_age": table["age_months"],
+        "disorder": table["disorder"],
+    })  # fmt: skip
+    target = cohort.parent / "deeplasia_annotation.csv"
+    deeplasia.to_csv(target, index=False)
+    copy = tmp_path / "g2"
+    run(cli, "gallery", "init", copy)
+    assert "added 3 case(s)" in run(cli, "gallery", "add", copy, target).stdout
+    assert {r["case_id"] for r in json.loads(run(cli, "gallery", "list", copy, "--json").stdout)} == {
+        Path(p).stem for p in table["image"]
+    }
