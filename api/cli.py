@@ -84,33 +84,40 @@ def synth(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where the demo data lives (reused when present).")] = Path(
-        "demo-data"
-    ),
-    n: Annotated[int, typer.Option("--n", help="Images in the demo cohort.")] = 50,
+    out: Annotated[Path, typer.Option("--out", help="Where the demo data lives (reused when present).")] = Path("demo-data"),
+    n: Annotated[int, typer.Option("--n", help="Synthetic radiographs in the demo gallery.")] = 300,
     size: Annotated[int, typer.Option("--size", help="Image height in pixels.")] = 512,
+    port: Annotated[int, typer.Option("--port", help="TCP port on 127.0.0.1.")] = 8000,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the service (default) or only build the demo.")] = True,
 ) -> None:
-    """Build (or reuse) the synthetic demo cohort and write a contact sheet of it.
+    """The main job: a synthetic demo gallery with the bundled model, served with its web page on 127.0.0.1.
 
-    Until the matching service exists this is the project's main job: it shows what the
-    synthetic cohort looks like, one image per disorder.
+    Builds the cohort and gallery once (reused afterwards), writes a contact sheet of the
+    cohort, prints a fresh admin key for the page and starts the service.
     """
     import pandas as pd
 
-    from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort, summarise
+    from api.cli_service import build_demo_gallery, run_service
+    from api.keys import KeyStore
+    from training.synth.cohort import summarise
     from training.synth.montage import cohort_contact_sheet
 
-    cohort_dir = out / "cohort"
-    if (cohort_dir / "manifest.csv").exists():
-        typer.echo(f"reusing the demo cohort in {cohort_dir}")
-        manifest = pd.read_csv(cohort_dir / "manifest.csv", keep_default_na=False)
-    else:
-        typer.echo(f"generating a demo cohort of {n} images in {cohort_dir} ...")
-        manifest = generate_cohort(CohortConfig(n=n, out=cohort_dir, seed=2026, size=size), progress=ProgressPrinter())
+    gallery = build_demo_gallery(out, n, size)
+    manifest = pd.read_csv(out / "cohort" / "manifest.csv", keep_default_na=False)
     typer.echo(summarise(manifest))
     sheet = out / "contact_sheet.png"
-    cohort_contact_sheet(cohort_dir, manifest, sheet)
+    if not sheet.exists():
+        cohort_contact_sheet(out / "cohort", manifest, sheet)
     typer.echo(f"contact sheet (one image per disorder): {sheet}")
+    keys = KeyStore(gallery / "keys.sqlite")
+    for old in keys.list():
+        if old.label == "demo":
+            keys.revoke(old.key_id)
+    secret, _ = keys.create("admin", "demo")
+    typer.echo(f"demo API key (admin; paste it into the page to sign in): {secret}")
+    typer.echo(f"try a radiograph from {out / 'cohort' / 'images'}")
+    if serve:
+        run_service(gallery, None, "127.0.0.1", port)
 
 
 model_app = typer.Typer(help="Import and inspect encoder models.", no_args_is_help=True)
@@ -238,8 +245,11 @@ def analyze(
 
 
 from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
+from api.cli_service import keys_app, serve  # noqa: E402
 
 app.add_typer(gallery_app, name="gallery")
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
 app.command("query")(query_command)
 

@@ -81,9 +81,15 @@ def test_synth_refuses_to_overwrite(cli: list[str], tmp_path: Path) -> None:
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 
-def test_demo_builds_then_reuses_its_cohort(cli: list[str], tmp_path: Path) -> None:
-    first = run(cli, "demo", "--out", str(tmp_path), "--n", "8", "--size", "160")
+def test_demo_builds_then_reuses_its_gallery(cli: list[str], tmp_path: Path) -> None:
+    from api.keys import KeyStore
+
+    first = run(cli, "demo", "--out", str(tmp_path), "--n", "8", "--size", "256", "--no-serve")
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "contact_sheet.png").stat().st_size > 1000
-    second = run(cli, "demo", "--out", str(tmp_path))
+    assert (tmp_path / "gallery" / "gallery.sqlite").is_file() and "demo gallery:" in first.stdout
+    key = first.stdout.split("demo API key (admin; paste it into the page to sign in): ")[1].split()[0]
+    assert KeyStore(tmp_path / "gallery" / "keys.sqlite").verify(key).role == "admin"
+    second = run(cli, "demo", "--out", str(tmp_path), "--no-serve")
     assert second.returncode == 0 and "reusing" in second.stdout
+    assert KeyStore(tmp_path / "gallery" / "keys.sqlite").verify(key) is None  # each start revokes the previous demo key

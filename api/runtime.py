@@ -1,0 +1,142 @@
+"""What the service holds while it runs: the model, the gallery, the keys, recent analyses,
+and the gate that bounds concurrent inference.
+
+Loaded once at start-up. Inference is CPU/GPU bound, so at most `inference_slots`
+analyses run at a time; up to `queue_limit` more wait (at most `queue_timeout_s`), and
+anything beyond is told to retry (503 + Retry-After) instead of piling up.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, Field
+
+from api.keys import KeyStore
+from index.store import Gallery
+from matcher.analysis import Analysis, AnalysisOptions, Analyzer, attention_overlay
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from matcher.io import ReadLimits
+
+
+class ServiceSettings(BaseModel):
+    gallery: Path
+    model: Path = BUNDLED_MODEL_DIR
+    keys: Path | None = None  # default: <gallery>/keys.sqlite
+    max_upload_bytes: int = Field(40 * 2**20, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    inference_slots: int = Field(1, ge=1)
+    queue_limit: int = Field(16, ge=0)
+    queue_timeout_s: float = Field(60.0, gt=0)
+    analyses_kept: int = Field(256, ge=1)  # recent analyses (overlays, add-to-gallery) kept in memory
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys or self.gallery / "keys.sqlite"
+
+
+class Busy(Exception):  # noqa: N818
+    """Too many analyses waiting; the client should retry later."""
+
+
+class InferenceGate:
+    def __init__(self, slots: int, queue_limit: int, timeout_s: float) -> None:
+        self._slots = threading.Semaphore(slots)
+        self._waiting = 0
+        self._limit = slots + queue_limit
+        self._lock = threading.Lock()
+        self.timeout_s = timeout_s
+
+    def __enter__(self) -> InferenceGate:
+        with self._lock:
+            if self._waiting >= self._limit:
+                raise Busy("the service is busy with other analyses")
+            self._waiting += 1
+        if not self._slots.acquire(timeout=self.timeout_s):
+            with self._lock:
+                self._waiting -= 1
+            raise Busy(f"no analysis slot became free within {self.timeout_s:.0f} s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._slots.release()
+        with self._lock:
+            self._waiting -= 1
+
+
+@dataclass
+class StoredAnalysis:
+    analysis: Analysis
+    pixels: np.ndarray
+    overlay_png: bytes | None
+    thumbnail_png: bytes
+    created: float = field(default_factory=time.time)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return encoded.tobytes()
+
+
+def thumbnail(pixels: np.ndarray, side: int = 384) -> np.ndarray:
+    """An 8-bit thumbnail (longer side `side`), for display only."""
+    image = pixels.astype(np.float32) / (255.0 if pixels.dtype == np.uint8 else 65535.0)
+    h, w = image.shape
+    scale = min(1.0, side / max(h, w))
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return (np.clip(small, 0, 1) * 255).astype(np.uint8)
+
+
+class Runtime:
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        model, card = load_model(settings.model)
+        self.model, self.card = model, card
+        self.gallery = Gallery.open(settings.gallery)
+        if self.gallery.model_fingerprint != card.fingerprint:
+            raise ValueError(
+                f"gallery {settings.gallery} holds model {self.gallery.model_fingerprint[:12]} but the service was started with "
+                f"{card.fingerprint[:12]}; start it with the gallery's model or re-embed the gallery"
+            )
+        self.keys = KeyStore(settings.keys_path)
+        self.limits = ReadLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+        self.gate = InferenceGate(settings.inference_slots, settings.queue_limit, settings.queue_timeout_s)
+        self._analyzers = {flag: Analyzer(model, AnalysisOptions(attention=flag)) for flag in (False, True)}
+        self._model_lock = threading.Lock()  # one forward/backward at a time per model instance
+        self._analyses: OrderedDict[str, StoredAnalysis] = OrderedDict()
+        self._analyses_lock = threading.Lock()
+
+    def analyze(self, radiograph, sex: str | None, age_months: float | None, attention: bool) -> tuple[str, StoredAnalysis]:  # noqa: ANN001
+        with self.gate, self._model_lock:
+            result = self._analyzers[attention].analyze(radiograph, sex=sex, age_months=age_months)
+        overlay = None
+        if result.attention is not None:
+            display = radiograph.normalised()
+            overlay_image = attention_overlay(display, result.attention)
+            h, w = overlay_image.shape[:2]
+            scale = min(1.0, 768 / max(h, w))
+            overlay = png_bytes(cv2.resize(overlay_image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA))
+        stored = StoredAnalysis(result, radiograph.pixels, overlay, png_bytes(thumbnail(radiograph.pixels)))
+        analysis_id = secrets.token_urlsafe(12)
+        with self._analyses_lock:
+            self._analyses[analysis_id] = stored
+            while len(self._analyses) > self.settings.analyses_kept:
+                self._analyses.popitem(last=False)
+        return analysis_id, stored
+
+    def analysis(self, analysis_id: str) -> StoredAnalysis | None:
+        with self._analyses_lock:
+            return self._analyses.get(analysis_id)
+
+    def case_thumbnail(self, digest: str) -> bytes:
+        return png_bytes(thumbnail(self.gallery.images.get(digest)))
+

@@ -1,0 +1,174 @@
+"""Request and response models of the HTTP API (they make the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DISCLAIMER = (
+    "Similarity ranking to support a clinical geneticist's differential diagnosis. It is not a diagnosis: "
+    "scores say how closely the radiograph resembles confirmed cases in this gallery, which may be small or synthetic."
+)
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+
+
+class Me(BaseModel):
+    key_id: str
+    role: Literal["reader", "curator", "admin"]
+    label: str
+
+
+class ModelInfo(BaseModel):
+    fingerprint: str
+    backbone: str
+    input_size: int
+    embedding_dim: int
+    sex_head_trained: bool
+    embedding_trained: bool
+    training_disorders: list[str]
+    note: str
+
+
+class RankedEntry(BaseModel):
+    label: str
+    name: str | None
+    rank: int
+    score: float | None = Field(description="cosine similarity of the nearest gallery case (1 = identical)")
+    evidence: list[str] = Field(description="case ids of the nearest cases, best first")
+    cases_in_gallery: int
+    probability: float | None = Field(description="calibrated probability that this is the right label, if calibrated")
+    interval: list[float] | None = Field(description="90% interval of the probability")
+
+
+class SimilarCase(BaseModel):
+    case_id: str
+    similarity: float
+    disorder: str | None
+    disorder_name: str | None
+    gene: str | None
+    sex: str
+    age_months: float
+    source: str
+
+
+class Ranking(BaseModel):
+    disorders: list[RankedEntry]
+    genes: list[RankedEntry]
+    cases: list[SimilarCase]
+    no_close_match: bool
+    calibration: str
+    searched_cases: int
+    gallery_cases: int
+    disclaimer: str = DISCLAIMER
+
+
+class Quality(BaseModel):
+    codes: list[str]
+    measurements: dict[str, float | int | str | bool | None]
+
+
+class Links(BaseModel):
+    thumbnail: str
+    overlay: str | None
+
+
+class AnalysisResult(BaseModel):
+    analysis_id: str
+    accepted: Literal[True]
+    sex: str
+    sex_source: str
+    age_months: float | None
+    bone_age_months: float
+    bone_age_deviation_months: float | None
+    bone_age_z: float | None
+    bone_age_z_note: str | None
+    male_probability: float
+    sex_warning: str | None
+    quality: Quality
+    ranking: Ranking
+    links: Links
+    timings_ms: dict[str, float]
+
+
+class EmbeddingQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    embedding: list[Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
+        min_length=1, max_length=4096, description="unit-length embedding from this gallery's model (each number in [-1, 1])"
+    )
+    top: int = Field(10, ge=1, le=100)
+    sex: Literal["M", "F"] | None = None
+    age_min_months: float | None = Field(None, ge=0, le=1200)
+    age_max_months: float | None = Field(None, ge=0, le=1200)
+    source: str | None = Field(None, max_length=200)
+
+
+class Case(BaseModel):
+    case_id: str
+    patient_id: str
+    sex: str
+    age_months: float
+    disorder: str | None
+    disorder_name: str | None
+    gene: str | None
+    bone_age_months: float | None
+    source: str
+    added: str
+
+
+class CaseList(BaseModel):
+    total: int
+    cases: list[Case]
+
+
+class NewCaseFromAnalysis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    analysis_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    disorder: str = Field(min_length=1, max_length=300, description="catalogue id or name of the confirmed diagnosis")
+    gene: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9.-]*$")
+    patient_id: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.:-]*$", description="a pseudonym, never a real identifier")
+    source: str = Field("", max_length=200)
+
+
+class Relabel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    disorder: str | None = Field(None, max_length=300)
+    gene: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9.-]*$")
+
+
+class DisorderOut(BaseModel):
+    id: str
+    name: str
+    category: str
+    genes: list[str]
+    omim: str | None
+    orpha: str | None
+    mondo: str | None
+    nosology_group: int | None
+    nosology_revision: int | None
+    cases: int
+
+
+class GalleryStatsOut(BaseModel):
+    cases: int
+    patients: int
+    disorders_with_cases: int
+    catalogue_disorders: int
+    genes: int
+    by_disorder: dict[str, int]
+    by_sex: dict[str, int]
+    by_source: dict[str, int]
+    by_age_band: dict[str, int]
+    model_fingerprint: str
+    embedding_dim: int
+    index_factory: str
+    index_vectors: int
+    generation: int
+
+
+class Deleted(BaseModel):
+    deleted: str

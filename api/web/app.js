@@ -1,0 +1,169 @@
+// Bone2Gene web page: plain JavaScript, no build step. The API key stays in this tab
+// (sessionStorage) and is sent as a Bearer header; images are fetched the same way and
+// shown through blob URLs, so no file path or key ever appears in a URL.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let key = sessionStorage.getItem("b2g-key") || "";
+let role = "";
+let currentAnalysis = null;
+let catalogue = {};
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Authorization: `Bearer ${key}` }, options.headers || {});
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`;
+    try {
+      const problem = await response.json();
+      message = problem.detail || problem.title || message;
+      if (problem.reasons && problem.reasons.length) message += "\n• " + problem.reasons.join("\n• ");
+    } catch (e) { /* not JSON */ }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+async function imageInto(img, path) {
+  const blob = await (await api(path)).blob();
+  if (img.src && img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(blob);
+}
+
+function text(node, value) { node.textContent = value; }
+
+function years(months) { return (months / 12).toFixed(1); }
+
+async function signIn(candidate) {
+  key = candidate;
+  const model = await (await api("/api/v1/model")).json();
+  const stats = await (await api("/api/v1/gallery/stats")).json();
+  const me = await (await api("/api/v1/me")).json();
+  role = me.role;
+  const canCurate = role === "curator" || role === "admin";
+  sessionStorage.setItem("b2g-key", key);
+  text($("who"), `(${role})`);
+  text($("gallery-size"), stats.cases);
+  text($("model-note"), `${model.fingerprint.slice(0, 12)}${model.note ? " — " + model.note : ""}`);
+  $("signin").hidden = true;
+  $("app").hidden = false;
+  $("curate").dataset.allowed = canCurate ? "1" : "";
+  const disorders = await (await api("/api/v1/disorders")).json();
+  catalogue = Object.fromEntries(disorders.map((d) => [d.id, d]));
+  const select = $("add-disorder");
+  select.innerHTML = "";
+  for (const d of disorders) {
+    const option = document.createElement("option");
+    option.value = d.id;
+    option.textContent = d.name;
+    select.appendChild(option);
+  }
+}
+
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  text($("signin-error"), "");
+  try { await signIn($("key").value.trim()); }
+  catch (e) { key = ""; text($("signin-error"), e.message); }
+});
+
+$("signout").addEventListener("click", () => {
+  sessionStorage.removeItem("b2g-key");
+  location.reload();
+});
+
+function renderResult(result) {
+  currentAnalysis = result;
+  $("result").hidden = false;
+  const measured = result.quality.codes.length ? ` (notes: ${result.quality.codes.join(", ")})` : "";
+  text($("gate"), `Accepted: a usable hand radiograph${measured}.`);
+  let bone = `${years(result.bone_age_months)} years (${result.bone_age_months.toFixed(0)} months)`;
+  if (result.bone_age_deviation_months !== null) {
+    const d = result.bone_age_deviation_months;
+    bone += `; ${Math.abs(d).toFixed(0)} months ${d >= 0 ? "ahead of" : "behind"} the chronological age`;
+  }
+  if (result.bone_age_z !== null) bone += `; z-score ${result.bone_age_z.toFixed(2)} (${result.bone_age_z_note})`;
+  text($("bone-age"), bone);
+  const p = result.male_probability;
+  let sexText = `Used: ${result.sex === "M" ? "male" : "female"} (${result.sex_source}). The model reads the image as ${p >= 0.5 ? "male" : "female"} (${Math.round(100 * Math.max(p, 1 - p))}%).`;
+  if (result.sex_warning) sexText += ` Warning: ${result.sex_warning}.`;
+  text($("sex-check"), sexText);
+  $("no-match").hidden = !result.ranking.no_close_match;
+  const body = $("disorders").querySelector("tbody");
+  body.innerHTML = "";
+  result.ranking.disorders.slice(0, 10).forEach((d) => {
+    const row = document.createElement("tr");
+    const cells = [
+      d.rank, d.name || d.label, ((catalogue[d.label] || {}).genes || []).join(", "),
+      d.score === null ? "—" : d.score.toFixed(3),
+      d.probability === null ? "not calibrated" : `${Math.round(100 * d.probability)}% (${Math.round(100 * d.interval[0])}–${Math.round(100 * d.interval[1])}%)`,
+      d.cases_in_gallery,
+    ];
+    for (const value of cells) { const td = document.createElement("td"); td.textContent = value; row.appendChild(td); }
+    const evidence = document.createElement("td");
+    if (d.evidence.length) {
+      const img = document.createElement("img");
+      img.alt = `Most similar ${d.name || d.label} case ${d.evidence[0]}`;
+      img.title = `case ${d.evidence[0]}`;
+      evidence.appendChild(img);
+      imageInto(img, `/api/v1/cases/${encodeURIComponent(d.evidence[0])}/thumbnail.png`).catch(() => { img.alt = "image unavailable"; });
+    }
+    row.appendChild(evidence);
+    body.appendChild(row);
+  });
+  text($("calibration"), `${result.ranking.calibration}. ${result.ranking.disclaimer}`);
+  imageInto($("query-thumb"), result.links.thumbnail);
+  $("overlay-figure").hidden = !result.links.overlay;
+  if (result.links.overlay) imageInto($("overlay"), result.links.overlay);
+  $("curate").hidden = !$("curate").dataset.allowed;
+  text($("add-status"), "");
+  text($("add-error"), "");
+}
+
+$("analyse-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  text($("analyse-error"), "");
+  const file = $("image").files[0];
+  if (!file) { text($("analyse-error"), "Choose a radiograph first."); return; }
+  const form = new FormData();
+  form.append("image", file);
+  if ($("sex").value) form.append("sex", $("sex").value);
+  const y = $("age-years").value, m = $("age-extra-months").value;
+  if (y !== "" || m !== "") form.append("age_months", String(12 * Number(y || 0) + Number(m || 0)));
+  $("analyse-button").disabled = true;
+  text($("analyse-status"), "Analysing… (a few seconds)");
+  try {
+    const result = await (await api("/api/v1/analyses", { method: "POST", body: form })).json();
+    renderResult(result);
+    text($("analyse-status"), "Done.");
+  } catch (e) {
+    $("result").hidden = true;
+    text($("analyse-status"), "");
+    text($("analyse-error"), e.message);
+  } finally {
+    $("analyse-button").disabled = false;
+  }
+});
+
+$("add-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!currentAnalysis) return;
+  text($("add-error"), "");
+  const payload = { analysis_id: currentAnalysis.analysis_id, disorder: $("add-disorder").value };
+  if ($("add-gene").value.trim()) payload.gene = $("add-gene").value.trim();
+  if ($("add-patient").value.trim()) payload.patient_id = $("add-patient").value.trim();
+  try {
+    const added = await (await api("/api/v1/cases", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(payload),
+    })).json();
+    text($("add-status"), `Added as case ${added.case_id} (${added.disorder_name}).`);
+    const stats = await (await api("/api/v1/gallery/stats")).json();
+    text($("gallery-size"), stats.cases);
+  } catch (e) {
+    text($("add-error"), e.message);
+  }
+});
+
+if (key) signIn(key).catch(() => { sessionStorage.removeItem("b2g-key"); key = ""; });

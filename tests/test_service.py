@@ -1,0 +1,194 @@
+"""The HTTP API in-process (FastAPI's TestClient over the real app, model and gallery).
+
+Security (401 without a key on every route, 403 for the wrong role, no path traversal,
+deleted cases gone everywhere), the bad-input table (each answered with the right status
+and a problem+json message), and the analyse -> add case -> relabel -> delete flow.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from api.cli_gallery import add_manifest, seed_catalogue
+from api.keys import KeyStore
+from api.runtime import ServiceSettings
+from api.service import create_app
+from index.store import Gallery
+from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.cohort import CohortConfig, generate_cohort
+
+DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("service")
+    manifest = generate_cohort(CohortConfig(n=28, out=root / "cohort", seed=8, size=384, disorders=DISORDERS, workers=2))
+    card = read_card(BUNDLED_MODEL_DIR)
+    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(gallery)
+    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
+    gallery.close()
+    keys = KeyStore(root / "gallery" / "keys.sqlite")
+    secrets = {role: keys.create(role, f"test {role}")[0] for role in ("reader", "curator", "admin")}
+    app = create_app(ServiceSettings(gallery=root / "gallery", max_upload_bytes=3 * 2**20))
+    accepted = set(app.state.runtime.gallery.cases()["case_id"])
+    images = [root / "cohort" / p for p, c in zip(manifest["image"], manifest["case_id"], strict=True) if c in accepted]
+    return {"client": TestClient(app), "keys": secrets, "images": images, "root": root}
+
+
+def auth(service: dict, role: str) -> dict:
+    return {"Authorization": f"Bearer {service['keys'][role]}"}
+
+
+def analyse(service: dict, path: Path, role: str = "reader", **form) -> object:
+    data = {"sex": "F", "age_months": "96", **{k: str(v) for k, v in form.items()}}
+    return service["client"].post("/api/v1/analyses", headers=auth(service, role), files={"image": (path.name, path.read_bytes())}, data=data)
+
+
+def is_problem(response, status: int, *words: str) -> None:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    text = (body["detail"] + " " + " ".join(body.get("reasons", []))).lower()
+    for word in words:
+        assert word.lower() in text, (word, body)
+
+
+def test_every_route_but_health_needs_a_key(service: dict) -> None:
+    client = service["client"]
+    assert client.get("/api/v1/health").json()["status"] == "ok"
+    checked = 0
+    for route in client.app.routes:
+        path = getattr(route, "path", "")
+        if not path.startswith("/api/v1/") or path == "/api/v1/health":
+            continue
+        concrete = path.replace("{case_id}", "syn-000001").replace("{analysis_id}", "abc")
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            is_problem(client.request(method, concrete), 401, "API key")
+            is_problem(client.request(method, concrete, headers={"Authorization": "Bearer b2g_wrong"}), 401, "not valid")
+            checked += 1
+    assert checked >= 14
+
+
+def test_roles_are_enforced(service: dict) -> None:
+    client = service["client"]
+    assert client.get("/api/v1/me", headers=auth(service, "reader")).json()["role"] == "reader"
+    is_problem(client.post("/api/v1/cases", headers=auth(service, "reader"), json={"analysis_id": "x", "disorder": "achondroplasia"}), 403, "curator")
+    is_problem(client.delete("/api/v1/cases/syn-000001", headers=auth(service, "reader")), 403, "curator")
+    is_problem(client.post("/api/v1/disorders", headers=auth(service, "reader"), json={"id": "x1", "name": "X dysplasia"}), 403, "curator")
+    is_problem(client.get("/api/v1/audit", headers=auth(service, "curator")), 403, "admin")
+    assert client.get("/api/v1/audit", headers=auth(service, "admin")).status_code == 200
+
+
+def test_analysis_returns_ranking_bone_age_and_images(service: dict) -> None:
+    response = analyse(service, service["images"][0], top=3)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["accepted"] is True and 0 < body["bone_age_months"] < 240 and body["sex"] == "F"
+    assert body["bone_age_deviation_months"] == pytest.approx(body["bone_age_months"] - 96, abs=0.05)
+    ranking = body["ranking"]
+    assert len(ranking["cases"]) == 3 and ranking["disorders"][0]["evidence"] and "not a diagnosis" in ranking["disclaimer"]
+    for link in (body["links"]["thumbnail"], body["links"]["overlay"]):
+        image = service["client"].get(link, headers=auth(service, "reader"))
+        assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_bad_input_table(service: dict) -> None:
+    from skimage import data
+
+    client = service["client"]
+    real = service["images"][0].read_bytes()
+    post = lambda files, form=None, role="reader": client.post(  # noqa: E731
+        "/api/v1/analyses", headers=auth(service, role), files=files, data=form or {"sex": "F", "age_months": "96"}
+    )
+    is_problem(post({"image": ("empty.png", b"")}), 422, "empty")
+    is_problem(post({"image": ("cut.png", real[: len(real) // 3])}), 422)
+    is_problem(post({"image": ("notes.txt", b"patient notes, not an image")}), 422, "not")
+    is_problem(post({"image": ("huge.png", b"\x89PNG" + bytes(4 * 2**20))}), 413, "MB")
+    is_problem(post({"image": ("photo.png", _png(data.astronaut()))}), 422, "quality check")
+    is_problem(post({"image": ("hand.png", real)}, {"sex": "X", "age_months": "ten"}), 422, "sex", "age_months")
+    is_problem(post({}, {"sex": "F"}), 422, "image")
+    is_problem(client.post("/api/v1/analyses", files={"image": ("hand.png", real)}), 401, "API key")
+    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": [0.1, 0.2]}), 422, "numbers")
+    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": [1.0] * 256}), 422, "unit-length")
+    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": "abc"}), 422, "embedding")
+    is_problem(client.get("/api/v1/cases?limit=0", headers=auth(service, "reader")), 422, "limit")
+    is_problem(client.get("/api/v1/nowhere", headers=auth(service, "reader")), 404)
+
+
+def test_path_traversal_is_refused(service: dict) -> None:
+    client = service["client"]
+    for path in (
+        "/api/v1/cases/..%2F..%2Fgallery.sqlite/thumbnail.png",
+        "/api/v1/cases/../../etc/passwd/thumbnail.png",
+        "/api/v1/analyses/..%2F..%2Fkeys.sqlite/overlay.png",
+        "/static/../../pyproject.toml",
+        "/static/..%2F..%2Fkeys.py",
+        "/static/%2e%2e/%2e%2e/service.py",
+    ):
+        response = client.get(path, headers=auth(service, "admin"))
+        assert response.status_code in (404, 422), (path, response.status_code)
+        assert b"b2g_" not in response.content and b"SQLite" not in response.content and b"def " not in response.content
+
+
+def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service: dict) -> None:
+    client = service["client"]
+    body = analyse(service, service["images"][1], age_months=130).json()
+    added = client.post("/api/v1/cases", headers=auth(service, "curator"),
+                        json={"analysis_id": body["analysis_id"], "disorder": "Achondroplasia, FGFR3-related", "gene": "fgfr3", "patient_id": "pseudo-1"})  # fmt: skip
+    assert added.status_code == 201, added.text
+    case = added.json()
+    assert case["disorder"] == "achondroplasia" and case["gene"] == "FGFR3" and case["age_months"] == 130
+    case_id = case["case_id"]
+    assert client.get(f"/api/v1/cases/{case_id}", headers=auth(service, "reader")).json()["patient_id"] == "pseudo-1"
+    # the same image now finds itself as the nearest case
+    again = analyse(service, service["images"][1]).json()
+    assert again["ranking"]["cases"][0]["case_id"] == case_id and again["ranking"]["cases"][0]["similarity"] > 0.999
+    relabelled = client.patch(f"/api/v1/cases/{case_id}", headers=auth(service, "curator"), json={"disorder": "brachydactyly_e", "gene": "PTHLH"})
+    assert relabelled.json()["disorder"] == "brachydactyly_e"
+    is_problem(client.patch(f"/api/v1/cases/{case_id}", headers=auth(service, "curator"), json={"disorder": "nonsense"}), 422, "catalogue")
+    assert client.delete(f"/api/v1/cases/{case_id}", headers=auth(service, "curator")).json() == {"deleted": case_id}
+    is_problem(client.get(f"/api/v1/cases/{case_id}", headers=auth(service, "reader")), 404)
+    is_problem(client.get(f"/api/v1/cases/{case_id}/thumbnail.png", headers=auth(service, "reader")), 404)
+    listed = client.get("/api/v1/cases?limit=1000", headers=auth(service, "reader")).json()
+    assert case_id not in {c["case_id"] for c in listed["cases"]}
+    after = analyse(service, service["images"][1]).json()
+    ids = {c["case_id"] for c in after["ranking"]["cases"]} | {e for d in after["ranking"]["disorders"] for e in d["evidence"]}
+    assert case_id not in ids
+    is_problem(client.delete(f"/api/v1/cases/{case_id}", headers=auth(service, "curator")), 404)
+    is_problem(client.post("/api/v1/cases", headers=auth(service, "curator"), json={"analysis_id": "expired", "disorder": "achondroplasia"}), 404, "analyse")
+
+
+def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
+    client = service["client"]
+    analysis_id = analyse(service, service["images"][2]).json()["analysis_id"]
+    embedding = client.app.state.runtime.analysis(analysis_id).analysis.embedding
+    ranking = client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": embedding.tolist(), "top": 2, "sex": "M"}).json()
+    assert len(ranking["cases"]) <= 2 and all(c["sex"] == "M" for c in ranking["cases"])
+    created = client.post("/api/v1/disorders", headers=auth(service, "curator"),
+                          json={"id": "novel_dysplasia", "name": "Novel dysplasia, XYZ1-related", "genes": ["XYZ1"]})  # fmt: skip
+    assert created.status_code == 201 and created.json()["cases"] == 0
+    is_problem(client.post("/api/v1/disorders", headers=auth(service, "curator"), json={"id": "novel_dysplasia", "name": "Other"}), 422, "already")
+    assert any(d["id"] == "novel_dysplasia" for d in client.get("/api/v1/disorders", headers=auth(service, "reader")).json())
+
+
+def test_web_page_is_served_without_secrets(service: dict) -> None:
+    client = service["client"]
+    page = client.get("/")
+    assert page.status_code == 200 and "Bone2Gene matcher" in page.text and "not a diagnosis" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert "b2g_" not in page.text.replace("<code>b2g_</code>", "")

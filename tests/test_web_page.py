@@ -1,0 +1,134 @@
+"""The web page in headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
+against a real `bone2gene serve` on loopback: sign in, upload, result, add case.
+Screenshots go to docs/. Skips when Chromium or Selenium is not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.cli_gallery import add_manifest, seed_catalogue
+from api.keys import KeyStore
+from index.store import Gallery
+from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.cohort import CohortConfig, generate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+selenium = pytest.importorskip("selenium", reason="selenium is not installed")
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("web")
+    disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
+    manifest = generate_cohort(CohortConfig(n=24, out=root / "cohort", seed=12, size=384, disorders=disorders, workers=2))
+    card = read_card(BUNDLED_MODEL_DIR)
+    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(gallery)
+    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
+    accepted = set(gallery.cases()["case_id"])
+    gallery.close()
+    keys = KeyStore(root / "gallery" / "keys.sqlite")
+    curator, _ = keys.create("curator", "browser test")
+    port = free_port()
+    process = subprocess.Popen([*cli, "serve", "--gallery", str(root / "gallery"), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail(f"the service did not start: {process.communicate()[0][-2000:]}")
+    row = manifest[manifest["case_id"].isin(accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
+    yield {"url": url, "key": curator, "image": root / "cohort" / row["image"], "sex": row["sex"], "age_months": float(row["age_months"])}
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1400"):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def wait_for(driver, condition, timeout: float = 120.0):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout).until(condition)
+
+
+def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(server["url"] + "/")
+    browser.find_element(By.ID, "key").send_keys("b2g_not-a-key")
+    browser.find_element(By.ID, "signin-button").click()
+    wait_for(browser, lambda d: "not valid" in d.find_element(By.ID, "signin-error").text)
+
+    key_field = browser.find_element(By.ID, "key")
+    key_field.clear()
+    key_field.send_keys(server["key"])
+    browser.find_element(By.ID, "signin-button").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "app").is_displayed())
+    assert "curator" in browser.find_element(By.ID, "who").text
+
+    browser.find_element(By.ID, "image").send_keys(str(server["image"]))
+    Select(browser.find_element(By.ID, "sex")).select_by_value(server["sex"])
+    browser.find_element(By.ID, "age-years").send_keys(str(int(server["age_months"] // 12)))
+    browser.find_element(By.ID, "age-extra-months").send_keys(str(int(server["age_months"] % 12)))
+    browser.find_element(By.ID, "analyse-button").click()
+    wait_for(browser, lambda d: d.find_element(By.ID, "result").is_displayed() and len(d.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")) >= 3)
+    wait_for(browser, lambda d: d.execute_script("return document.getElementById('overlay').naturalWidth") > 0)
+    assert "years" in browser.find_element(By.ID, "bone-age").text and "months" in browser.find_element(By.ID, "bone-age").text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")
+    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "1"
+    wait_for(browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)"))
+    docs = REPO / "docs"
+    browser.save_screenshot(str(docs / "web_result.png"))
+
+    Select(browser.find_element(By.ID, "add-disorder")).select_by_value("achondroplasia")
+    browser.find_element(By.ID, "add-gene").send_keys("FGFR3")
+    browser.find_element(By.ID, "add-button").click()
+    wait_for(browser, lambda d: "Added as case" in d.find_element(By.ID, "add-status").text)
+    browser.execute_script("document.getElementById('curate').scrollIntoView()")
+    browser.save_screenshot(str(docs / "web_add_case.png"))
+
+    # a non-hand upload is refused with the reasons, in plain words
+    from PIL import Image
+    from skimage import data
+
+    photo = server["image"].parent.parent / "photo.png"
+    Image.fromarray(data.coffee()).save(photo)
+    browser.find_element(By.ID, "image").send_keys(str(photo))
+    browser.find_element(By.ID, "analyse-button").click()
+    wait_for(browser, lambda d: "quality check refused" in d.find_element(By.ID, "analyse-error").text.lower())
