@@ -245,10 +245,12 @@ def analyze(
 
 
 from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
+from api.cli_explore import explore_app  # noqa: E402
 from api.cli_service import keys_app, serve  # noqa: E402
 
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(keys_app, name="keys")
+app.add_typer(explore_app, name="explore")
 app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
 app.command("query")(query_command)

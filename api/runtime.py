@@ -114,6 +114,8 @@ class Runtime:
         self._model_lock = threading.Lock()  # one forward/backward at a time per model instance
         self._analyses: OrderedDict[str, StoredAnalysis] = OrderedDict()
         self._analyses_lock = threading.Lock()
+        self._map = None
+        self._map_lock = threading.Lock()
 
     def analyze(self, radiograph, sex: str | None, age_months: float | None, attention: bool) -> tuple[str, StoredAnalysis]:  # noqa: ANN001
         with self.gate, self._model_lock:
@@ -132,6 +134,24 @@ class Runtime:
             while len(self._analyses) > self.settings.analyses_kept:
                 self._analyses.popitem(last=False)
         return analysis_id, stored
+
+    def cohort_map(self):  # noqa: ANN201 - index.explore.CohortMap
+        """The whole gallery's map (fitted on first use, refitted when the gallery changed)."""
+        from index.explore import cohort_map
+
+        with self._map_lock:
+            if self._map is None or self._map.generation != self.gallery.generation:
+                self._map = cohort_map(self.gallery)
+            return self._map
+
+    def map_position(self, embedding: np.ndarray) -> list[float] | None:
+        """Where a query lands on the current map; None until someone asked for the map (fitting takes seconds)."""
+        with self._map_lock:
+            current = self._map
+        if current is None or current.generation != self.gallery.generation:
+            return None
+        x, y = current.place(embedding)[0]
+        return [round(float(x), 4), round(float(y), 4)]
 
     def analysis(self, analysis_id: str) -> StoredAnalysis | None:
         with self._analyses_lock:

@@ -77,6 +77,23 @@ class Links(BaseModel):
     overlay: str | None
 
 
+class MapPoint(BaseModel):
+    case_id: str
+    x: float
+    y: float
+    disorder: str
+    disorder_name: str | None
+    sex: str
+    age_months: float
+
+
+class CohortMapOut(BaseModel):
+    key: str
+    generation: int
+    model_fingerprint: str
+    points: list[MapPoint]
+
+
 class AnalysisResult(BaseModel):
     analysis_id: str
     accepted: Literal[True]
@@ -92,6 +109,7 @@ class AnalysisResult(BaseModel):
     quality: Quality
     ranking: Ranking
     links: Links
+    map_position: list[float] | None = Field(None, description="the query on the gallery's cohort map (x, y), once a map was drawn")
     timings_ms: dict[str, float]
 
 

@@ -28,12 +28,14 @@ from api.schemas import (
     AnalysisResult,
     Case,
     CaseList,
+    CohortMapOut,
     Deleted,
     DisorderOut,
     EmbeddingQuery,
     GalleryStatsOut,
     Health,
     Links,
+    MapPoint,
     Me,
     ModelInfo,
     NewCaseFromAnalysis,
@@ -131,6 +133,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         if not result.accepted or result.embedding is None:
             raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
         ranking = await run_in_threadpool(_rank, result.embedding, top, None)
+        position = await run_in_threadpool(runtime.map_position, result.embedding)
         return AnalysisResult(
             analysis_id=analysis_id, accepted=True, sex=result.sex or "", sex_source=result.sex_source or "", age_months=result.age_months,
             bone_age_months=round(result.bone_age_months or 0.0, 2),
@@ -141,7 +144,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             ranking=ranking,
             links=Links(thumbnail=f"/api/v1/analyses/{analysis_id}/thumbnail.png",
                         overlay=f"/api/v1/analyses/{analysis_id}/overlay.png" if stored.overlay_png else None),
-            timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
+            map_position=position, timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
         )  # fmt: skip
 
     def _rank(embedding: np.ndarray, top: int, filters: Filters | None) -> Ranking:
@@ -264,6 +267,34 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def stats(_: Reader) -> GalleryStatsOut:
         s = gallery.stats()
         return GalleryStatsOut(**{k: getattr(s, k) for k in GalleryStatsOut.model_fields})
+
+    @app.get("/api/v1/cohort-map", response_model=CohortMapOut, tags=["gallery"])
+    async def cohort_map_points(_: Reader) -> CohortMapOut:
+        from index.explore import MapError, map_table
+
+        try:
+            current = await run_in_threadpool(runtime.cohort_map)
+        except MapError as exc:
+            raise Problem(422, "No map yet", str(exc)) from None
+        table = map_table(gallery, current)
+        points = [MapPoint(case_id=r.case_id, x=round(float(r.x), 4), y=round(float(r.y), 4), disorder=r.disorder,
+                           disorder_name=r.disorder_name if isinstance(r.disorder_name, str) else None, sex=r.sex,
+                           age_months=float(r.age_months)) for r in table.itertuples()]  # fmt: skip
+        return CohortMapOut(key=current.key, generation=current.generation, model_fingerprint=current.model_fingerprint, points=points)
+
+    @app.get("/api/v1/analyses/{analysis_id}/map-position", response_model=list[float], tags=["gallery"])
+    async def analysis_map_position(_: Reader, analysis_id: Annotated[str, PathParam(max_length=64)]) -> list[float]:
+        from index.explore import MapError
+
+        stored = _stored(analysis_id)
+        try:
+            await run_in_threadpool(runtime.cohort_map)
+        except MapError as exc:
+            raise Problem(422, "No map yet", str(exc)) from None
+        position = await run_in_threadpool(runtime.map_position, stored.analysis.embedding)
+        if position is None:  # the gallery changed in between: the next call refits
+            raise Problem(503, "Map being refitted", "The gallery changed while placing the query; try again.", headers={"Retry-After": "2"})
+        return position
 
     @app.get("/api/v1/audit", tags=["gallery"])
     def audit(_: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def run(cli: list[str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
@@ -93,3 +95,11 @@ def test_demo_builds_then_reuses_its_gallery(cli: list[str], tmp_path: Path) -> 
     second = run(cli, "demo", "--out", str(tmp_path), "--no-serve")
     assert second.returncode == 0 and "reusing" in second.stdout
     assert KeyStore(tmp_path / "gallery" / "keys.sqlite").verify(key) is None  # each start revokes the previous demo key
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (REPO / "README.md").read_text()
+    commands = [block.split("```")[0].strip() for block in readme.split("```bash\n")[1:3]]
+    ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    assert ci_lines == [commands[1]], (ci_lines, commands)
+    assert commands[0].endswith("bone2gene demo")

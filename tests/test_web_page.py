@@ -60,7 +60,8 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
         process.kill()
         pytest.fail(f"the service did not start: {process.communicate()[0][-2000:]}")
     row = manifest[manifest["case_id"].isin(accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
-    yield {"url": url, "key": curator, "image": root / "cohort" / row["image"], "sex": row["sex"], "age_months": float(row["age_months"])}
+    yield {"url": url, "key": curator, "image": root / "cohort" / row["image"], "sex": row["sex"], "age_months": float(row["age_months"]),
+           "gallery": root / "gallery"}  # fmt: skip
     process.terminate()
     process.wait(timeout=30)
 
@@ -115,6 +116,9 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
     wait_for(browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)"))
     docs = REPO / "docs"
     browser.save_screenshot(str(docs / "web_result.png"))
+    wait_for(browser, lambda d: "this radiograph" in d.find_element(By.ID, "map-status").text, timeout=300)
+    browser.execute_script("document.getElementById('map').scrollIntoView()")
+    browser.save_screenshot(str(docs / "web_cohort_map.png"))
 
     Select(browser.find_element(By.ID, "add-disorder")).select_by_value("achondroplasia")
     browser.find_element(By.ID, "add-gene").send_keys("FGFR3")
@@ -132,3 +136,29 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
     browser.find_element(By.ID, "image").send_keys(str(photo))
     browser.find_element(By.ID, "analyse-button").click()
     wait_for(browser, lambda d: "quality check refused" in d.find_element(By.ID, "analyse-error").text.lower())
+
+
+def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from index.explore import cohort_map, map_table
+    from index.map_figures import write_html
+
+    gallery = Gallery.open(server["gallery"])
+    cmap = cohort_map(gallery)
+    table = map_table(gallery, cmap)
+    vector = gallery.vectors_of(gallery.cases()["row"].tolist()[:1])
+    rows = gallery.cases().set_index("row")
+    nearest = [str(rows.at[h.row, "case_id"]) for h in gallery.search(vector[0], 4)]
+    page = write_html(table, "disorder", tmp_path / "map.html", "Synthetic demo cohort", cmap.place(vector)[0], nearest)
+    browser.get(page.as_uri())  # a local file: nothing to fetch from any network
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#legend .item")) == table["disorder"].nunique())
+    painted = browser.execute_script(
+        "const c=document.getElementById('c');const d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;"
+        "let n=0;for(let i=3;i<d.length;i+=4){if(d[i]>0)n++;}return n;"
+    )
+    assert painted > 500  # the points are drawn
+    browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].click()  # legend toggle hides a group
+    assert "off" in browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].get_attribute("class")
+    browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].click()
+    browser.save_screenshot(str(REPO / "docs" / "cohort_map.png"))

@@ -117,9 +117,43 @@ function renderResult(result) {
   imageInto($("query-thumb"), result.links.thumbnail);
   $("overlay-figure").hidden = !result.links.overlay;
   if (result.links.overlay) imageInto($("overlay"), result.links.overlay);
+  drawMap(result.analysis_id);
   $("curate").hidden = !$("curate").dataset.allowed;
   text($("add-status"), "");
   text($("add-error"), "");
+}
+
+const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696"];
+
+async function drawMap(analysisId) {
+  text($("map-status"), "Drawing the cohort map… (the first map of a gallery takes up to a minute)");
+  try {
+    const map = await (await api("/api/v1/cohort-map")).json();
+    const position = await (await api(`/api/v1/analyses/${analysisId}/map-position`)).json();
+    const canvas = $("map"), ctx = canvas.getContext("2d");
+    const xs = map.points.map((p) => p.x).concat([position[0]]), ys = map.points.map((p) => p.y).concat([position[1]]);
+    const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+    const sx = (x) => 20 + (x - x0) / ((x1 - x0) || 1) * (canvas.width - 40);
+    const sy = (y) => canvas.height - 20 - (y - y0) / ((y1 - y0) || 1) * (canvas.height - 40);
+    const groups = [...new Set(map.points.map((p) => p.disorder))].sort();
+    const colour = Object.fromEntries(groups.map((g, i) => [g, PALETTE[i % PALETTE.length]]));
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    for (const p of map.points) { ctx.fillStyle = colour[p.disorder]; ctx.beginPath(); ctx.arc(sx(p.x), sy(p.y), 3.5, 0, 7); ctx.fill(); }
+    ctx.fillStyle = "gold"; ctx.strokeStyle = "#000"; ctx.beginPath();
+    for (let k = 0; k < 10; k++) { const a = Math.PI / 5 * k - Math.PI / 2, r = k % 2 ? 5 : 11; ctx.lineTo(sx(position[0]) + r * Math.cos(a), sy(position[1]) + r * Math.sin(a)); }
+    ctx.closePath(); ctx.fill(); ctx.stroke();
+    const legend = $("map-legend"); legend.innerHTML = "";
+    for (const g of groups) {
+      const row = document.createElement("div"), dot = document.createElement("span");
+      dot.style.background = colour[g]; row.appendChild(dot);
+      row.appendChild(document.createTextNode(((catalogue[g] || {}).name || g)));
+      legend.appendChild(row);
+    }
+    text($("map-status"), `${map.points.length} gallery cases; ★ = this radiograph.`);
+  } catch (e) {
+    text($("map-status"), `Map not available: ${e.message}`);
+  }
 }
 
 $("analyse-form").addEventListener("submit", async (event) => {

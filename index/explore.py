@@ -1,0 +1,152 @@
+"""UMAP maps of a gallery's feature space, fitted once and kept with the gallery.
+
+A map is fitted on a gallery (or a filtered subset) with umap-learn (cosine metric) and
+stored under `<gallery>/maps/` together with the model fingerprint and the gallery
+generation it was fitted at; asking again returns the stored map until the gallery
+changes. New queries are placed on a map with UMAP's `transform` (no refit). umap-learn
+imports numba and JIT-compiles on first use (seconds), so it is imported only here, only
+when a map is needed, never at service start-up.
+
+The stored reducer is a pickle written by this module into the gallery directory; it is
+read back only from there (a gallery directory is trusted like the database beside it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from index.store import Filters, Gallery
+
+MIN_CASES = 10
+
+
+class MapError(ValueError):
+    """A map that cannot be made; the message says why."""
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    seed: int = 42
+
+
+@dataclass
+class CohortMap:
+    key: str
+    model_fingerprint: str
+    generation: int
+    filters: dict
+    settings: MapSettings
+    case_ids: list[str]
+    coords: np.ndarray
+    reducer: object
+
+    def place(self, embeddings: np.ndarray) -> np.ndarray:
+        """2-D positions of new embeddings on this map (no refit)."""
+        vectors = np.atleast_2d(np.asarray(embeddings, dtype=np.float32))
+        return np.asarray(self.reducer.transform(vectors), dtype=np.float64)
+
+
+def filters_to_dict(filters: Filters | None) -> dict:
+    if filters is None:
+        return {}
+    data = asdict(filters)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v not in (None, ())}
+
+
+def map_key(fingerprint: str, filters: Filters | None, settings: MapSettings) -> str:
+    text = json.dumps({"model": fingerprint, "filters": filters_to_dict(filters), "settings": asdict(settings)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fit_umap(vectors: np.ndarray, settings: MapSettings) -> tuple[object, np.ndarray]:
+    import umap  # slow import (numba): only when a map is fitted
+
+    reducer = umap.UMAP(n_neighbors=min(settings.n_neighbors, len(vectors) - 1), min_dist=settings.min_dist, metric="cosine",
+                        random_state=settings.seed, n_jobs=1)  # fmt: skip
+    coords = reducer.fit_transform(vectors)
+    return reducer, np.asarray(coords, dtype=np.float64)
+
+
+def cohort_map(gallery: Gallery, filters: Filters | None = None, settings: MapSettings | None = None, refit: bool = False) -> CohortMap:
+    """The stored map for this gallery state and subset, fitted when missing or stale."""
+    settings = settings or MapSettings()
+    fingerprint = gallery.model_fingerprint
+    key = map_key(fingerprint, filters, settings)
+    directory = gallery.path / "maps"
+    meta_path, model_path = directory / f"{key}.json", directory / f"{key}.pkl"
+    generation = gallery.generation
+    if not refit and meta_path.is_file() and model_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta["generation"] == generation and meta["model_fingerprint"] == fingerprint:
+            with model_path.open("rb") as handle:
+                reducer = pickle.load(handle)  # noqa: S301 - written by this module into the gallery directory
+            return CohortMap(key, fingerprint, generation, meta["filters"], settings, meta["case_ids"], np.array(meta["coords"]), reducer)
+    table = gallery.cases(filters)
+    if len(table) < MIN_CASES:
+        raise MapError(f"a map needs at least {MIN_CASES} cases; this selection has {len(table)}")
+    vectors = gallery.vectors_of(table["row"].tolist())
+    reducer, coords = fit_umap(vectors, settings)
+    coords = coords.round(5)  # what is stored is what every caller sees
+    directory.mkdir(exist_ok=True)
+    tmp_model, tmp_meta = model_path.with_suffix(".pkl.tmp"), meta_path.with_suffix(".json.tmp")
+    with tmp_model.open("wb") as handle:
+        pickle.dump(reducer, handle)
+    tmp_meta.write_text(json.dumps({"generation": generation, "model_fingerprint": fingerprint, "filters": filters_to_dict(filters),
+                                    "settings": asdict(settings), "case_ids": table["case_id"].tolist(), "coords": coords.tolist()}))  # fmt: skip
+    os.replace(tmp_model, model_path)
+    os.replace(tmp_meta, meta_path)
+    return CohortMap(key, fingerprint, generation, filters_to_dict(filters), settings, table["case_id"].tolist(), coords, reducer)
+
+
+def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:
+    """Map coordinates with the case metadata needed to colour and facet them."""
+    cases = gallery.cases().set_index("case_id")
+    table = cases.loc[cohort.case_ids].reset_index()
+    table["x"], table["y"] = cohort.coords[:, 0], cohort.coords[:, 1]
+    table["bone_age_deviation_months"] = table["bone_age_months"] - table["age_months"]
+    table["disorder"] = table["disorder"].fillna("(undiagnosed)")
+    table["gene"] = table["gene"].fillna("(none)")
+    table["source"] = table["source"].replace("", "(none)")
+    return table.drop(columns=["row", "image_sha256", "added"])
+
+
+def parse_filter(text: str | None) -> Filters:
+    """'disorder=achondroplasia,hypochondroplasia;sex=F;age=60-120;source=site-a' -> Filters."""
+    if not text:
+        return Filters()
+    values: dict = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        if "=" not in part:
+            raise MapError(f"filter part {part!r} must look like key=value (keys: disorder, gene, sex, age, source)")
+        key, value = (s.strip() for s in part.split("=", 1))
+        if key == "disorder":
+            values["disorders"] = tuple(v.strip() for v in value.split(",") if v.strip())
+        elif key == "gene":
+            values["genes"] = tuple(v.strip().upper() for v in value.split(",") if v.strip())
+        elif key == "sex":
+            if value.upper() not in ("M", "F"):
+                raise MapError(f"sex must be M or F, not {value!r}")
+            values["sex"] = value.upper()
+        elif key == "age":
+            try:
+                low, high = (float(v) for v in value.split("-", 1))
+            except ValueError:
+                raise MapError(f"age must be a range in months like 60-120, not {value!r}") from None
+            values["age_min_months"], values["age_max_months"] = low, high
+        elif key == "source":
+            values["source"] = value
+        else:
+            raise MapError(f"unknown filter key {key!r}; use disorder, gene, sex, age or source")
+    return Filters(**values)

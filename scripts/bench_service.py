@@ -1,0 +1,172 @@
+"""Load benchmark: a real `bone2gene serve` (uvicorn) on loopback, 16 concurrent clients for
+60 s mixing analyses (queries) and case additions, against the bare `analyze` time measured
+in the same run.
+
+    python scripts/bench_service.py [--clients 16] [--seconds 60] [--out benchmarks/service.md]
+
+Each client loops: analyse a synthetic radiograph (POST /api/v1/analyses, attention
+overlay off, as an API client would call it); every fifth iteration it then adds that
+analysis to the gallery as a confirmed case (POST /api/v1/cases, curator key). Latency is
+per request; throughput is completed analyses per second. Expected: with one inference
+slot on 2 cores, an analysis waits for the ones queued before it, so latency is about
+(clients x analyse time) and throughput about 1 / analyse time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from api.cli_gallery import add_manifest, seed_catalogue  # noqa: E402
+from api.keys import KeyStore  # noqa: E402
+from index.store import Gallery  # noqa: E402
+from matcher.analysis import Analyzer  # noqa: E402
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
+from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "service.md")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="b2g-load-"))
+    manifest = generate_cohort(CohortConfig(n=80, out=root / "cohort", seed=31, size=768, workers=0))
+    model, card = load_model(BUNDLED_MODEL_DIR)
+    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(gallery)
+    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
+    accepted = set(gallery.cases()["case_id"])
+    gallery.close()
+    rows = manifest[manifest["case_id"].isin(accepted)]
+    uploads = [((root / "cohort" / r["image"]).read_bytes(), r["sex"], r["age_months"], r["disorder"]) for _, r in rows.iterrows()]
+
+    # baseline: bare analyze in this process, same images, before the server starts
+    analyzer = Analyzer(model)
+    for data, sex, age, _ in uploads[:3]:
+        analyzer.analyze(data, sex=sex, age_months=age)
+    bare: list[float] = []
+    for data, sex, age, _ in uploads[:20]:
+        start = time.perf_counter()
+        analyzer.analyze(data, sex=sex, age_months=age)
+        bare.append(time.perf_counter() - start)
+    bare_ms = statistics.median(bare) * 1e3
+    del analyzer, model
+
+    keys = KeyStore(root / "gallery" / "keys.sqlite")
+    reader, _ = keys.create("reader", "load")
+    curator, _ = keys.create("curator", "load")
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--gallery", str(root / "gallery"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    latencies: dict[str, list[float]] = {"analysis": [], "add case": []}
+    statuses: dict[int, int] = {}
+    errors: list[str] = []
+    lock = threading.Lock()
+    deadline = time.perf_counter() + args.seconds
+
+    def client(index: int) -> None:
+        rng = np.random.default_rng(index)
+        with httpx.Client(base_url=url, timeout=300) as http:
+            iteration = 0
+            while time.perf_counter() < deadline:
+                data, sex, age, disorder = uploads[int(rng.integers(len(uploads)))]
+                start = time.perf_counter()
+                try:
+                    response = http.post("/api/v1/analyses", headers={"Authorization": f"Bearer {reader}"},
+                                         files={"image": ("hand.png", data)},
+                                         data={"sex": sex, "age_months": str(age), "attention": "false"})  # fmt: skip
+                except httpx.HTTPError as exc:
+                    with lock:
+                        errors.append(f"analysis: {type(exc).__name__}")
+                    continue
+                elapsed = time.perf_counter() - start
+                with lock:
+                    statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                    if response.status_code == 200:
+                        latencies["analysis"].append(elapsed)
+                    else:
+                        errors.append(f"analysis: {response.status_code} {response.text[:120]}")
+                iteration += 1
+                if response.status_code == 200 and iteration % 5 == 0:
+                    start = time.perf_counter()
+                    added = http.post("/api/v1/cases", headers={"Authorization": f"Bearer {curator}"},
+                                      json={"analysis_id": response.json()["analysis_id"], "disorder": disorder, "patient_id": f"load-{index}-{iteration}"})  # fmt: skip
+                    with lock:
+                        statuses[added.status_code] = statuses.get(added.status_code, 0) + 1
+                        if added.status_code == 201:
+                            latencies["add case"].append(time.perf_counter() - start)
+                        else:
+                            errors.append(f"add case: {added.status_code} {added.text[:120]}")
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    server.terminate()
+    server.wait(timeout=60)
+
+    def pct(values: list[float], q: float) -> str:
+        return f"{np.percentile(values, q) * 1e3:.0f}" if values else "-"
+
+    analyses = latencies["analysis"]
+    lines = [
+        "# Service under load",
+        "",
+        f"Command: `python scripts/bench_service.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}); real uvicorn server on 127.0.0.1 (`bone2gene serve`), bundled "
+        f"model ({card.config.backbone_name} at {card.config.input_size} px), gallery of {len(accepted)} synthetic cases at start; "
+        f"{args.clients} concurrent clients for {args.seconds:.0f} s; one inference slot; 768-px PNG uploads.",
+        "",
+        "| requests | count | p50 ms | p95 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| analysis (POST /api/v1/analyses) | {len(analyses)} | {pct(analyses, 50)} | {pct(analyses, 95)} | {pct(analyses, 99)} |",
+        f"| add case (POST /api/v1/cases) | {len(latencies['add case'])} | {pct(latencies['add case'], 50)} | "
+        f"{pct(latencies['add case'], 95)} | {pct(latencies['add case'], 99)} |",
+        "",
+        f"- Errors: **{len(errors)}** (status counts: {dict(sorted(statuses.items()))}){'; first: ' + errors[0] if errors else ''}.",
+        f"- Throughput: **{len(analyses) / wall:.2f} analyses/s** over {wall:.0f} s.",
+        f"- Bare `analyze` in the same run (in-process, no HTTP, median of 20): **{bare_ms:.0f} ms**, i.e. at most "
+        f"{1000 / bare_ms:.2f} analyses/s on one slot. Service throughput is {len(analyses) / wall * bare_ms / 1000:.2f}x that bound; "
+        f"p50 latency is {np.percentile(analyses, 50) * 1e3 / bare_ms:.1f}x the bare time with {args.clients} clients queued.",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Cohort maps and statistics on a synthetic cohort embedded with the bundled model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from api.cli_gallery import add_manifest, seed_catalogue
+from index.cohort_stats import compare, neighbour_purity, tightness
+from index.explore import MapError, cohort_map, map_table, parse_filter
+from index.store import Filters, Gallery
+from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.cohort import CohortConfig, generate_cohort
+
+DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia", "pseudoachondroplasia")
+
+
+@pytest.fixture(scope="module")
+def gallery(tmp_path_factory: pytest.TempPathFactory) -> Gallery:
+    root = tmp_path_factory.mktemp("explore")
+    generate_cohort(CohortConfig(n=150, out=root / "cohort", seed=41, size=384, disorders=DISORDERS, workers=2, control_fraction=0.3))
+    card = read_card(BUNDLED_MODEL_DIR)
+    g = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(g)
+    add_manifest(g, root / "cohort" / "manifest.csv", None, 16, 1)
+    return g
+
+
+def vectors(gallery: Gallery, filters: Filters | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    table = gallery.cases(filters)
+    return gallery.vectors_of(table["row"].tolist()), table
+
+
+def test_strong_phenotype_is_tighter_than_random(gallery: Gallery) -> None:
+    cohort, _ = vectors(gallery, Filters(disorders=("achondroplasia",)))
+    everything, _ = vectors(gallery)
+    result = tightness(cohort, everything, permutations=500, seed=1)
+    assert result.p_value < 0.01 and result.observed < result.random_mean
+
+
+def test_random_control_subsets_are_not_tighter_than_controls(gallery: Gallery) -> None:
+    controls, _ = vectors(gallery, Filters(disorders=("unaffected",)))
+    rng = np.random.default_rng(0)
+    p_values = [tightness(controls[rng.choice(len(controls), 10, replace=False)], controls, permutations=200, seed=s).p_value for s in range(10)]
+    assert np.median(p_values) > 0.05 and sum(p < 0.05 for p in p_values) <= 2, p_values
+
+
+def test_distinct_disorders_separate_and_same_disorder_halves_do_not(gallery: Gallery) -> None:
+    a, ta = vectors(gallery, Filters(disorders=("achondroplasia",)))
+    b, tb = vectors(gallery, Filters(disorders=("cleidocranial_dysplasia",)))
+    different = compare(a, b, ta["patient_id"].tolist(), tb["patient_id"].tolist(), permutations=100, seed=0)
+    assert different.auc > 0.85 and different.auc_p_value < 0.05 and different.between > max(different.within_a, different.within_b)
+    controls, tc = vectors(gallery, Filters(disorders=("unaffected",)))
+    patients = tc["patient_id"].unique()
+    half = set(np.random.default_rng(3).choice(patients, len(patients) // 2, replace=False))
+    first = tc["patient_id"].isin(half).to_numpy()
+    same = compare(controls[first], controls[~first], tc["patient_id"][first].tolist(), tc["patient_id"][~first].tolist(), permutations=100, seed=0)
+    assert same.auc_p_value > 0.05 and same.auc < 0.8
+
+
+def test_purity_is_a_share_per_disorder(gallery: Gallery) -> None:
+    v, table = vectors(gallery)
+    purity = neighbour_purity(v, table["disorder"].astype(str).tolist(), table["patient_id"].astype(str).tolist())
+    assert set(purity) == set(table["disorder"]) and all(0 <= p <= 1 for p in purity.values())
+    assert np.mean(list(purity.values())) > 1 / len(purity)  # better than chance
+
+
+def test_map_is_cached_places_queries_near_their_disorder_and_refits_after_changes(gallery: Gallery) -> None:
+    first = cohort_map(gallery)
+    again = cohort_map(gallery)
+    assert np.array_equal(first.coords, again.coords) and first.key == again.key
+    table = map_table(gallery, first)
+    assert len(table) == len(gallery.cases()) and {"x", "y", "bone_age_deviation_months"} <= set(table.columns)
+    # a case placed with transform lands among the cases of its own disorder
+    v, cases = vectors(gallery, Filters(disorders=("achondroplasia",)))
+    placed = first.place(v[:5])
+    coords = table[["x", "y"]].to_numpy()
+    hits = 0
+    for point in placed:
+        nearest = np.argsort(np.linalg.norm(coords - point, axis=1))[:5]
+        hits += (table["disorder"].to_numpy()[nearest] == "achondroplasia").mean() > 0.5
+    assert hits >= 4
+    subset = cohort_map(gallery, parse_filter("disorder=achondroplasia,unaffected;sex=F"))
+    assert subset.key != first.key and set(map_table(gallery, subset)["sex"]) == {"F"}
+    with pytest.raises(MapError, match="at least"):
+        cohort_map(gallery, parse_filter("disorder=achondroplasia;age=0-1"))
+    with pytest.raises(MapError, match="unknown filter key"):
+        parse_filter("colour=red")
+
+
+def test_cli_writes_html_png_and_report(cli: list[str], gallery: Gallery, tmp_path: Path) -> None:
+    html, png = tmp_path / "map.html", tmp_path / "map.png"
+    result = subprocess.run([*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(html), "-o", str(png),
+                             "--colour", "disorder", "--thumbnails"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = html.read_text()
+    assert "http://" not in document.split("<script>")[1] and "https://" not in document  # works offline
+    payload = json.loads(document.split("const D=")[1].split(";const P=")[0])
+    assert len(payload["points"]["x"]) == len(gallery.cases()) and payload["thumbs"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    report = tmp_path / "report.md"
+    result = subprocess.run([*cli, "explore", "compare", "--gallery", str(gallery.path), "--a", "disorder=achondroplasia",
+                             "--b", "disorder=cleidocranial_dysplasia", "-o", str(report), "--permutations", "200"],
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    text = report.read_text()
+    assert "AUC" in text and "tighter" in text and (tmp_path / "report_distances.png").is_file() and (tmp_path / "report_heatmap.png").is_file()
+    bad = subprocess.run([*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(tmp_path / "x.html"), "--where", "sex=X"],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert bad.returncode == 2 and "sex must be M or F" in bad.stderr
