@@ -229,6 +229,29 @@ def gallery_stats(path: GalleryArg, as_json: JsonOpt = False) -> None:
     typer.echo("\n".join(lines))
 
 
+@gallery_app.command("calibration")
+def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False) -> None:
+    """How well similarity scores are calibrated on this gallery (reliability table), recomputing if stale."""
+    from index.query import calibration_for
+
+    calibration = calibration_for(_open(path))
+    if calibration is None:
+        _fail("too few cases to calibrate: at least 10 cases whose disorder has another patient are needed")
+        return
+    if as_json:
+        typer.echo(json.dumps(calibration.to_json()))
+        return
+    lines = [
+        f"calibrated leave-one-patient-out on {calibration.queries} cases of {calibration.disorders} disorders",
+        f"expected calibration error (two-fold cross-fitted): {calibration.expected_calibration_error:.3f}",
+        f"'no close match' below similarity {calibration.no_match_threshold:.3f} (95th percentile of the best unrelated disorder)",
+        "reliability (predicted probability bins vs observed share of right disorders):",
+        f"  {'bin':>9}  {'pairs':>6}  {'predicted':>9}  {'observed':>8}",
+        *[f"  {r['bin']:>9}  {r['pairs']:>6}  {r['mean_predicted']:>9.3f}  {r['observed']:>8.3f}" for r in calibration.reliability],
+    ]
+    typer.echo("\n".join(lines))
+
+
 @gallery_app.command("reembed")
 def gallery_reembed(path: GalleryArg, model: Annotated[Path, typer.Option("--model", help="The new model directory.")]) -> None:
     """Re-embed every case from its stored image with a new model (one atomic swap)."""

@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -63,6 +63,8 @@ def test_query_json_ranks_disorders_with_evidence(cli: list[str], gallery: Path,
     assert first["score"] == pytest.approx(record["cases"][0]["similarity"], abs=1e-4)
     text = run(cli, "query", cohort.parent / row["image"], "--sex", row["sex"], "--gallery", gallery).stdout
     assert "not a diagnosis" in text and "rank" in text
+    report = run(cli, "gallery", "calibration", gallery).stdout
+    assert "reliability" in report and "expected calibration error" in report
 
 
 def test_curation_commands_and_their_errors(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:

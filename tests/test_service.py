@@ -192,3 +192,12 @@ def test_web_page_is_served_without_secrets(service: dict) -> None:
     assert page.status_code == 200 and "Bone2Gene matcher" in page.text and "not a diagnosis" in page.text
     assert client.get("/static/app.js").status_code == 200
     assert "b2g_" not in page.text.replace("<code>b2g_</code>", "")
+
+
+def test_heavy_libraries_stay_out_of_start_up() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, api.service, api.cli; print(sorted(m for m in ('umap', 'numba', 'matplotlib') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr

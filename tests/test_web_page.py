@@ -47,8 +47,9 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
     keys = KeyStore(root / "gallery" / "keys.sqlite")
     curator, _ = keys.create("curator", "browser test")
     port = free_port()
+    log = (root / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
     process = subprocess.Popen([*cli, "serve", "--gallery", str(root / "gallery"), "--port", str(port)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                               stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -58,12 +59,13 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
             time.sleep(0.2)
     else:
         process.kill()
-        pytest.fail(f"the service did not start: {process.communicate()[0][-2000:]}")
+        pytest.fail(f"the service did not start: {(root / 'server.log').read_text()[-2000:]}")
     row = manifest[manifest["case_id"].isin(accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
     yield {"url": url, "key": curator, "image": root / "cohort" / row["image"], "sex": row["sex"], "age_months": float(row["age_months"]),
-           "gallery": root / "gallery"}  # fmt: skip
+           "gallery": root / "gallery", "process": process, "root": root}  # fmt: skip
     process.terminate()
     process.wait(timeout=30)
+    log.close()
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +164,25 @@ def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, tmp_pa
     assert "off" in browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].get_attribute("class")
     browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].click()
     browser.save_screenshot(str(REPO / "docs" / "cohort_map.png"))
+
+
+def test_no_patient_data_in_the_server_log(server: dict) -> None:
+    """Runs last in this module: uploads DICOMs carrying (fake) PHI, stops the server, reads its whole log."""
+    import pydicom
+
+    out = server["root"] / "dicoms"
+    manifest = generate_cohort(CohortConfig(n=3, out=out, seed=5, size=384, format="dicom", disorders=("achondroplasia",), workers=1))
+    secrets = []
+    for image in manifest["image"]:
+        header = pydicom.dcmread(out / image)
+        secrets += [str(header.PatientName), str(header.PatientID), str(header.PatientBirthDate)]
+        response = httpx.post(f"{server['url']}/api/v1/analyses", headers={"Authorization": f"Bearer {server['key']}"},
+                              files={"image": ("scan.dcm", (out / image).read_bytes())}, timeout=300)  # fmt: skip
+        assert response.status_code in (200, 422) and "PatientName" not in response.text
+        assert not any(secret and secret in response.text for secret in secrets)
+    server["process"].terminate()
+    server["process"].wait(timeout=60)
+    log = (server["root"] / "server.log").read_text()
+    assert "POST /api/v1/analyses" in log  # the log is there and was read
+    leaked = [secret for secret in secrets if secret and secret in log]
+    assert not leaked, leaked
