@@ -104,7 +104,7 @@ class VectorIndex:
             threads = faiss.omp_get_max_threads()
             faiss.omp_set_num_threads(1 if len(queries) == 1 else max(1, os.cpu_count() or 1))
             try:
-                sims, ids = self.index.search(queries, k, params=params) if params is not None else self.index.search(queries, k)
+                sims, ids = _numpy_search(self.index)(queries, k, params=params)
             finally:
                 faiss.omp_set_num_threads(threads)
         return sims, ids
@@ -167,3 +167,14 @@ class VectorIndex:
         with self._lock:
             self.index = index
             self.epoch, self.generation = epoch, generation
+
+
+def _numpy_search(index: faiss.Index):
+    """The numpy ``search`` of ``index``, even after ``faiss.contrib.torch_utils`` was imported.
+
+    pytorch-metric-learning imports ``faiss.contrib.torch_utils``, which swaps
+    ``Index.search`` for a torch-aware version without the ``params`` argument
+    (filters and nprobe/efSearch would raise TypeError); it keeps the original
+    as ``search_numpy``.
+    """
+    return getattr(index, "search_numpy", index.search)
