@@ -81,8 +81,8 @@ def embed_many(
 ) -> list[BatchResult]:  # fmt: skip
     """Embeddings, bone ages and sex probabilities for many images, in input order.
 
-    Channels-last is the default because it gave the same outputs (within 1e-4) and was
-    1.3x faster at batch 8 on the CPU (benchmarks/model.md); at batch 1 it is not.
+    Channels-last is the default because it gives the same outputs (within 1e-4) and the
+    forward was faster with it at batch 1 and 8 on the CPU (benchmarks/model.md).
     """
     device = torch.device(device)
     model = model.eval().to(device)

@@ -80,11 +80,10 @@ def binarise_mask(mask: np.ndarray) -> np.ndarray:
 
 def mask_crop(mask01: np.ndarray, crop_factor: float = DEEPLASIA_CROP_FACTOR) -> tuple[int, int, int]:
     """(x0, y0, side) of Deeplasia's square crop around the mask's bounding box."""
-    ys, xs = np.nonzero(mask01)
-    if xs.size == 0:
+    x_min, y_min, width, height = cv2.boundingRect(np.ascontiguousarray(mask01, dtype=np.uint8))  # of the non-zero pixels
+    if width == 0 or height == 0:
         raise MaskError("no hand was found in the image (the hand mask is empty); check that the image shows a hand")
-    x_min, x_max = int(xs.min()), int(xs.max()) + 1
-    y_min, y_max = int(ys.min()), int(ys.max()) + 1
+    x_max, y_max = x_min + width, y_min + height
     x_centre = x_min + (x_max - x_min) // 2
     y_centre = y_min + (y_max - y_min) // 2
     half = round(max(y_max - y_min, x_max - x_min) * crop_factor) // 2
@@ -100,7 +99,11 @@ def first_percentile_of_nonzero(image: np.ndarray) -> float:
     if image.dtype not in (np.uint8, np.uint16):
         values = image[image > 0]
         return float(np.percentile(values, 1)) if values.size else 0.0
-    counts = np.bincount(image.ravel(), minlength=256)
+    if image.size < 2**24:  # OpenCV's float32 bin counts are exact below 2**24 pixels
+        bins = 256 if image.dtype == np.uint8 else 65536
+        counts = cv2.calcHist([np.ascontiguousarray(image)], [0], None, [bins], [0, bins]).ravel().astype(np.int64)
+    else:
+        counts = np.bincount(image.ravel(), minlength=256)
     counts[0] = 0
     n = int(counts.sum())
     if n == 0:

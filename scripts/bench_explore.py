@@ -64,10 +64,10 @@ def main() -> None:
         fit_s = time.perf_counter() - t
         reducer.transform(queries)  # warm-up of the transform path at both batch sizes
         reducer.transform(queries[:1])
-        one = statistics.median([_timed(lambda i=i: reducer.transform(queries[i : i + 1])) for i in range(10)])
-        hundred = _timed(lambda: reducer.transform(queries))
+        one = statistics.median([_timed(lambda i=i, r=reducer, q=queries: r.transform(q[i : i + 1])) for i in range(10)])
+        hundred = _timed(lambda r=reducer, q=queries: r.transform(q))
         blob = pickle.dumps(reducer)
-        load_s = statistics.median([_timed(lambda: pickle.loads(blob)) for _ in range(3)])  # noqa: S301 - our own object
+        load_s = statistics.median([_timed(lambda b=blob: pickle.loads(b)) for _ in range(3)])  # noqa: S301 - our own object
         rows.append((n, pca_s, fit_s, one, hundred, load_s, len(blob)))
         print(f"{n}: fit {fit_s:.1f} s", file=sys.stderr)
     lines = [

@@ -127,3 +127,19 @@ def test_batch_embedding_matches_single_analysis_and_keeps_order(model_dir: Path
     single = Analyzer(model).analyze(real_hands[4], sex="M")
     assert np.allclose(results[2].embedding, single.embedding, atol=1e-5)
     assert results[2].bone_age_months == pytest.approx(single.bone_age_months, abs=1e-3)
+
+
+def test_channels_last_default_matches_the_contiguous_layout(model_dir: Path, real_hands: list[Path]) -> None:
+    """The faster NHWC weights (the default) give the same answer as the plain layout."""
+    fast = Analyzer(load_model(model_dir)[0]).analyze(real_hands[3], sex="F", age_months=100)
+    plain = Analyzer(load_model(model_dir)[0], channels_last=False).analyze(real_hands[3], sex="F", age_months=100)
+
+    def nhwc(analyzer: Analyzer) -> bool:
+        weights = [p for p in analyzer.model.backbone.parameters() if p.dim() == 4]
+        # strides, not is_contiguous: EfficientNet's 1x1 and depthwise kernels satisfy both layouts
+        return all(p.stride() == (c * h * w, 1, w * c, c) for p in weights for _, c, h, w in [p.shape])
+
+    assert nhwc(Analyzer(load_model(model_dir)[0])) and not nhwc(Analyzer(load_model(model_dir)[0], channels_last=False))
+    assert np.allclose(fast.embedding, plain.embedding, atol=1e-4)
+    assert fast.bone_age_months == pytest.approx(plain.bone_age_months, abs=1e-2)
+    assert fast.male_probability == pytest.approx(plain.male_probability, abs=1e-4)

@@ -96,3 +96,18 @@ def test_histogram_percentile_equals_numpy(dtype: type) -> None:
             values[rng.random(n) < 0.3] = 0
             expected = float(np.percentile(values[values > 0], 1)) if (values > 0).any() else 0.0
             assert first_percentile_of_nonzero(values) == pytest.approx(expected, abs=1e-9)
+
+
+def test_crop_box_is_the_bounding_box_of_the_mask_pixels() -> None:
+    """Deeplasia's box is min/max of the non-zero pixels; ours comes from cv2.boundingRect."""
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        h, w = (int(v) for v in rng.integers(5, 120, 2))
+        mask = (rng.random((h, w)) < rng.uniform(0.001, 0.2)).astype(np.uint8)
+        mask[rng.integers(h), rng.integers(w)] = 1
+        ys, xs = np.nonzero(mask)
+        x_centre = int(xs.min()) + (int(xs.max()) + 1 - int(xs.min())) // 2
+        y_centre = int(ys.min()) + (int(ys.max()) + 1 - int(ys.min())) // 2
+        half = round(max(int(ys.max()) + 1 - int(ys.min()), int(xs.max()) + 1 - int(xs.min())) * 1.15) // 2
+        assert mask_crop(mask) == (x_centre - half, y_centre - half, 2 * half)
+        assert mask_crop(mask.astype(bool)) == (x_centre - half, y_centre - half, 2 * half)

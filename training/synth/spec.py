@@ -152,7 +152,7 @@ class Effect(BaseModel):
 
     def mean_at(self, age_years: float) -> float:
         if self.by_age:
-            ages, values = zip(*self.by_age)
+            ages, values = zip(*self.by_age, strict=True)
             return float(np.interp(age_years, ages, values))
         assert self.mean is not None
         return self.mean
