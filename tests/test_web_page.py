@@ -1,10 +1,13 @@
 """The web page in headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
 against a real `bone2gene serve` on loopback: sign in, upload, result, add case.
-Screenshots go to docs/. Skips when Chromium or Selenium is not installed.
+Screenshots go to a temporary folder, or to the folder named by BONE2GENE_SCREENSHOTS
+(`BONE2GENE_SCREENSHOTS=docs pytest tests/test_web_page.py` refreshes the ones in docs/), so a
+test run never changes tracked files. Skips when Chromium or Selenium is not installed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -20,11 +23,18 @@ from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from training.synth.cohort import CohortConfig, generate_cohort
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 selenium = pytest.importorskip("selenium", reason="selenium is not installed")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="Debian's chromium and chromium-driver are not installed")
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("BONE2GENE_SCREENSHOTS")
+    folder = Path(chosen).resolve() if chosen else tmp_path_factory.mktemp("screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def free_port() -> int:
@@ -89,7 +99,7 @@ def wait_for(driver, condition, timeout: float = 120.0):
     return WebDriverWait(driver, timeout).until(condition)
 
 
-def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
+def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -116,18 +126,17 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
     rows = browser.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")
     assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "1"
     wait_for(browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)"))
-    docs = REPO / "docs"
-    browser.save_screenshot(str(docs / "web_result.png"))
+    browser.save_screenshot(str(screenshots / "web_result.png"))
     wait_for(browser, lambda d: "this radiograph" in d.find_element(By.ID, "map-status").text, timeout=300)
     browser.execute_script("document.getElementById('map').scrollIntoView()")
-    browser.save_screenshot(str(docs / "web_cohort_map.png"))
+    browser.save_screenshot(str(screenshots / "web_cohort_map.png"))
 
     Select(browser.find_element(By.ID, "add-disorder")).select_by_value("achondroplasia")
     browser.find_element(By.ID, "add-gene").send_keys("FGFR3")
     browser.find_element(By.ID, "add-button").click()
     wait_for(browser, lambda d: "Added as case" in d.find_element(By.ID, "add-status").text)
     browser.execute_script("document.getElementById('curate').scrollIntoView()")
-    browser.save_screenshot(str(docs / "web_add_case.png"))
+    browser.save_screenshot(str(screenshots / "web_add_case.png"))
 
     # a non-hand upload is refused with the reasons, in plain words
     from PIL import Image
@@ -140,7 +149,7 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser) -> None:
     wait_for(browser, lambda d: "quality check refused" in d.find_element(By.ID, "analyse-error").text.lower())
 
 
-def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, tmp_path: Path) -> None:
+def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, screenshots: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
 
     from index.explore import cohort_map, map_table
@@ -163,7 +172,7 @@ def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, tmp_pa
     browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].click()  # legend toggle hides a group
     assert "off" in browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].get_attribute("class")
     browser.find_elements(By.CSS_SELECTOR, "#legend .item")[0].click()
-    browser.save_screenshot(str(REPO / "docs" / "cohort_map.png"))
+    browser.save_screenshot(str(screenshots / "cohort_map.png"))
 
 
 def test_no_patient_data_in_the_server_log(server: dict) -> None:
