@@ -194,7 +194,11 @@ def analyze(
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation (10 views, averaged).")] = False,
     ba_reference: Annotated[
         Path | None,
-        typer.Option("--ba-reference", help="YAML table of bone-age SDs by age and sex for the z-score (see matcher/bone_age_reference.py)."),
+        typer.Option(
+            "--ba-reference",
+            help="YAML table of bone-age SDs by age and sex for the z-score (see matcher/bone_age_reference.py; "
+            "default: the bundled Brush Foundation / Greulich & Pyle table).",
+        ),
     ] = None,
 ) -> None:
     """Quality gate, bone age, sex check and embedding for each radiograph."""
@@ -207,12 +211,12 @@ def analyze(
     from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
-    from matcher.bone_age_reference import ReferenceError, load_reference
+    from matcher.bone_age_reference import ReferenceError, bundled_reference, load_reference
 
     model = model or BUNDLED_MODEL_DIR
     try:
         loaded, _ = load_model(model)
-        reference = load_reference(ba_reference) if ba_reference else None
+        reference = load_reference(ba_reference) if ba_reference else bundled_reference()
     except (ModelFormatError, ReferenceError) as exc:
         _fail(str(exc))
         return

@@ -66,7 +66,7 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-def run_service(gallery: Path, model: Path | None, host: str, port: int) -> None:
+def run_service(gallery: Path, model: Path | None, host: str, port: int, ba_reference: Path | None = None) -> None:
     import uvicorn
 
     from api.runtime import ServiceSettings
@@ -75,7 +75,7 @@ def run_service(gallery: Path, model: Path | None, host: str, port: int) -> None
     from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelFormatError
 
     try:
-        app = create_app(ServiceSettings(gallery=gallery, model=model or BUNDLED_MODEL_DIR))
+        app = create_app(ServiceSettings(gallery=gallery, model=model or BUNDLED_MODEL_DIR, ba_reference=ba_reference))
     except (GalleryError, ModelFormatError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -88,9 +88,13 @@ def serve(
     model: Annotated[Path | None, typer.Option("--model", help="Model directory (default: the bundled demo model).")] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (127.0.0.1 = this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    ba_reference: Annotated[
+        Path | None,
+        typer.Option("--ba-reference", help="YAML table of bone-age SDs for z-scores (default: the bundled Brush Foundation / Greulich & Pyle table)."),
+    ] = None,
 ) -> None:
     """Start the HTTP service and web page for a gallery (create keys with `bone2gene keys create`)."""
-    run_service(gallery, model, host, port)
+    run_service(gallery, model, host, port, ba_reference)
 
 
 def build_demo_gallery(out: Path, n: int, size: int) -> Path:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from api.keys import KeyStore
 from index.store import Gallery
 from matcher.analysis import Analysis, AnalysisOptions, Analyzer, attention_overlay
+from matcher.bone_age_reference import bundled_reference, load_reference
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import ReadLimits
 
@@ -36,6 +37,7 @@ class ServiceSettings(BaseModel):
     queue_limit: int = Field(16, ge=0)
     queue_timeout_s: float = Field(60.0, gt=0)
     analyses_kept: int = Field(256, ge=1)  # recent analyses (overlays, add-to-gallery) kept in memory
+    ba_reference: Path | None = None  # bone-age SD table for z-scores; default: the bundled one
 
     @property
     def keys_path(self) -> Path:
@@ -99,6 +101,7 @@ def thumbnail(pixels: np.ndarray, side: int = 384) -> np.ndarray:
 class Runtime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
+        reference = load_reference(settings.ba_reference) if settings.ba_reference else bundled_reference()  # cheap: fail first
         model, card = load_model(settings.model)
         self.model, self.card = model, card
         self.gallery = Gallery.open(settings.gallery)
@@ -110,7 +113,7 @@ class Runtime:
         self.keys = KeyStore(settings.keys_path)
         self.limits = ReadLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
         self.gate = InferenceGate(settings.inference_slots, settings.queue_limit, settings.queue_timeout_s)
-        self._analyzers = {flag: Analyzer(model, AnalysisOptions(attention=flag)) for flag in (False, True)}
+        self._analyzers = {flag: Analyzer(model, AnalysisOptions(attention=flag, reference=reference)) for flag in (False, True)}
         self._model_lock = threading.Lock()  # one forward/backward at a time per model instance
         self._analyses: OrderedDict[str, StoredAnalysis] = OrderedDict()
         self._analyses_lock = threading.Lock()

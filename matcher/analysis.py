@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from matcher.bone_age_reference import BoneAgeReference, z_score
+from matcher.bone_age_reference import BoneAgeReference, bundled_reference, z_score
 from matcher.errors import RadiographError
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
@@ -34,7 +34,7 @@ class AnalysisOptions:
     tta: bool = False
     attention: bool = False
     mask_method: Method = "auto"
-    reference: BoneAgeReference | None = None  # SD table for the bone-age z-score
+    reference: BoneAgeReference | None = field(default_factory=bundled_reference)  # SD table for the z-score; None: months only
 
 
 @dataclass

@@ -1,28 +1,33 @@
 """Bone-age deviation as a z-score: (bone age - chronological age) / SD(age, sex).
 
-The SD comes from a published reference table that the user supplies as YAML (for example
-the Brush Foundation SDs printed in the Greulich & Pyle atlas, or a local population's).
-No table is bundled: none could be checked against its source in this offline build, and a
-mistyped SD would silently mislabel children as advanced or delayed. The result always
-names the table it used, and says so when there is none or the age is outside its range
-(no extrapolation).
+The SD comes from a published reference table in YAML. The bundled default is the Brush
+Foundation table behind the Greulich & Pyle standard (`references/brush_greulich_pyle.yaml`,
+as printed in Gaskin et al. 2011, Tables 1-2); its `provenance` says how it was checked. A
+hospital can supply its own population's table instead. The result always names the table
+it used, and says so when the age is outside its range: a z-score is never extrapolated,
+because the SDs change steeply at the ends of childhood.
 
 File format::
 
     name: Greulich & Pyle (Brush Foundation) skeletal-age SDs
     citation: Greulich WW, Pyle SI. Radiographic Atlas of Skeletal Development of the Hand
       and Wrist, 2nd ed. Stanford University Press, 1959.
+    provenance: how the values were checked (optional)
     boys:   [[age_months, sd_months], ...]   # ascending ages
     girls:  [[age_months, sd_months], ...]
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+BUNDLED_REFERENCE = Path(__file__).resolve().parent / "references" / "brush_greulich_pyle.yaml"
 
 
 class ReferenceError(ValueError):
@@ -34,6 +39,7 @@ class BoneAgeReference(BaseModel):
 
     name: str = Field(min_length=1)
     citation: str = Field(min_length=1)
+    provenance: str | None = None
     boys: tuple[tuple[float, float], ...] = Field(min_length=2)
     girls: tuple[tuple[float, float], ...] = Field(min_length=2)
 
@@ -68,6 +74,12 @@ def load_reference(path: Path) -> BoneAgeReference:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ReferenceError(f"{path}: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def bundled_reference() -> BoneAgeReference:
+    """The default table, read once per process."""
+    return load_reference(BUNDLED_REFERENCE)
 
 
 def z_score(reference: BoneAgeReference | None, sex: str | None, age_months: float | None, deviation_months: float | None) -> tuple[float | None, str]:

@@ -1,4 +1,5 @@
-"""Bone-age z-scores against a user-supplied SD table (the values here are test values, not a reference)."""
+"""Bone-age z-scores: the bundled Brush Foundation table, and user-supplied tables (TABLE's
+values are made up for the tests, not a reference)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from matcher.bone_age_reference import ReferenceError, load_reference, z_score
+from matcher.analysis import AnalysisOptions
+from matcher.bone_age_reference import BUNDLED_REFERENCE, ReferenceError, bundled_reference, load_reference, z_score
 
 TABLE = """\
 name: test table
@@ -66,3 +68,36 @@ def test_cli_reports_the_z_score_and_refuses_a_bad_table(cli: list[str], real_ha
     bad.write_text("name: x\n")
     refused = subprocess.run([*cli, "analyze", str(real_hands[1]), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "citation" in refused.stderr
+
+
+def test_bundled_table_is_the_brush_foundation_table_and_the_default() -> None:
+    """Spot values from Gaskin et al. 2011 Tables 1-2; the shape of the whole table is checked too."""
+    table = load_reference(BUNDLED_REFERENCE)
+    assert "Brush Foundation" in table.name and "Gaskin" in table.citation and "Greulich" in table.citation and table.provenance
+    assert (table.boys[0][0], table.boys[-1][0], len(table.boys)) == (3, 204, 24)
+    assert (table.girls[0][0], table.girls[-1][0], len(table.girls)) == (3, 192, 23)
+    assert all(0.5 < sd < 14 for _, sd in table.boys + table.girls)
+    assert table.sd_months("M", 120) == pytest.approx(9.79) and table.sd_months("F", 144) == pytest.approx(10.24)
+    assert table.sd_months("M", 66) == pytest.approx((8.79 + 9.17) / 2)  # linear between 60 and 72 months
+    assert AnalysisOptions().reference == table and bundled_reference() is bundled_reference()
+    z, note = z_score(table, "M", 120, -2 * 9.79)
+    assert z == pytest.approx(-2.0) and "Brush Foundation" in note and "Gaskin" in note
+    for sex, age in (("F", 200), ("M", 2), ("M", 210)):  # beyond the table: never extrapolated
+        z, note = z_score(table, sex, age, 5.0)
+        assert z is None and "outside the range" in note
+
+
+def test_cli_uses_the_bundled_table_by_default(cli: list[str], real_hands: list[Path]) -> None:
+    run = subprocess.run([*cli, "analyze", str(real_hands[1]), "--sex", "M", "--age-months", "150", "--json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    record = json.loads(run.stdout.strip().splitlines()[-1])
+    sd = bundled_reference().sd_months("M", 150)
+    assert record["bone_age_z"] == pytest.approx(record["bone_age_deviation_months"] / sd, abs=0.01)
+    assert "Brush Foundation" in record["bone_age_z_note"]
+
+
+def test_serve_refuses_a_bad_table_before_loading_anything(cli: list[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nboys: [[1, 1], [2, 2]]\ngirls: [[1, 1], [2, 2]]\n")
+    run = subprocess.run([*cli, "serve", "--gallery", str(tmp_path / "no-gallery"), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "citation" in run.stderr and not (tmp_path / "no-gallery").exists()

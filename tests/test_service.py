@@ -94,6 +94,8 @@ def test_analysis_returns_ranking_bone_age_and_images(service: dict) -> None:
     body = response.json()
     assert body["accepted"] is True and 0 < body["bone_age_months"] < 240 and body["sex"] == "F"
     assert body["bone_age_deviation_months"] == pytest.approx(body["bone_age_months"] - 96, abs=0.05)
+    # girls' SD at 96 months in the bundled Brush Foundation table is 10.23 months
+    assert body["bone_age_z"] == pytest.approx(body["bone_age_deviation_months"] / 10.23, abs=0.01) and "Brush" in body["bone_age_z_note"]
     ranking = body["ranking"]
     assert len(ranking["cases"]) == 3 and ranking["disorders"][0]["evidence"] and "not a diagnosis" in ranking["disclaimer"]
     for link in (body["links"]["thumbnail"], body["links"]["overlay"]):
