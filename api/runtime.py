@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -36,7 +36,10 @@ class ServiceSettings(BaseModel):
     inference_slots: int = Field(1, ge=1)
     queue_limit: int = Field(16, ge=0)
     queue_timeout_s: float = Field(60.0, gt=0)
-    analyses_kept: int = Field(256, ge=1)  # recent analyses (overlays, add-to-gallery) kept in memory
+    # recent analyses (overlays, add-to-gallery) are kept in memory, the oldest dropped first
+    # when either bound is reached: a 16-bit 2,500 x 2,000 radiograph alone is 10 MB
+    analyses_kept: int = Field(256, ge=1)
+    analyses_memory_bytes: int = Field(1024 * 2**20, ge=2**20)
     ba_reference: Path | None = None  # bone-age SD table for z-scores; default: the bundled one
 
     @property
@@ -81,6 +84,12 @@ class StoredAnalysis:
     thumbnail_png: bytes
     created: float = field(default_factory=time.time)
 
+    @property
+    def nbytes(self) -> int:
+        """Memory it holds (pixels, pictures, embedding): what the service's memory bound counts."""
+        embedding = self.analysis.embedding
+        return self.pixels.nbytes + len(self.overlay_png or b"") + len(self.thumbnail_png) + (0 if embedding is None else embedding.nbytes)
+
 
 def png_bytes(image: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", image)
@@ -116,6 +125,7 @@ class Runtime:
         self._analyzers = {flag: Analyzer(model, AnalysisOptions(attention=flag, reference=reference)) for flag in (False, True)}
         self._model_lock = threading.Lock()  # one forward/backward at a time per model instance
         self._analyses: OrderedDict[str, StoredAnalysis] = OrderedDict()
+        self._analyses_bytes = 0
         self._analyses_lock = threading.Lock()
         self._map = None
         self._map_lock = threading.Lock()
@@ -130,13 +140,23 @@ class Runtime:
             h, w = overlay_image.shape[:2]
             scale = min(1.0, 768 / max(h, w))
             overlay = png_bytes(cv2.resize(overlay_image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA))
-        stored = StoredAnalysis(result, radiograph.pixels, overlay, png_bytes(thumbnail(radiograph.pixels)))
+        # the full-resolution attention array (4 bytes a pixel) lives on only as the overlay PNG
+        stored = StoredAnalysis(replace(result, attention=None), radiograph.pixels, overlay, png_bytes(thumbnail(radiograph.pixels)))
         analysis_id = secrets.token_urlsafe(12)
         with self._analyses_lock:
             self._analyses[analysis_id] = stored
-            while len(self._analyses) > self.settings.analyses_kept:
-                self._analyses.popitem(last=False)
+            self._analyses_bytes += stored.nbytes
+            while len(self._analyses) > 1 and (
+                len(self._analyses) > self.settings.analyses_kept or self._analyses_bytes > self.settings.analyses_memory_bytes
+            ):
+                self._analyses_bytes -= self._analyses.popitem(last=False)[1].nbytes
         return analysis_id, stored
+
+    @property
+    def analyses_memory(self) -> tuple[int, int]:
+        """How many analyses are kept, and the bytes they hold."""
+        with self._analyses_lock:
+            return len(self._analyses), self._analyses_bytes
 
     def cohort_map(self):  # noqa: ANN201 - index.explore.CohortMap
         """The whole gallery's map (fitted on first use, refitted when the gallery changed)."""

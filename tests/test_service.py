@@ -21,6 +21,7 @@ from api.runtime import ServiceSettings
 from api.service import create_app
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from matcher.io import read_radiograph
 from training.synth.cohort import CohortConfig, generate_cohort
 
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
@@ -203,3 +204,17 @@ def test_heavy_libraries_stay_out_of_start_up() -> None:
     probe = "import sys, api.service, api.cli; print(sorted(m for m in ('umap', 'numba', 'matplotlib') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_recent_analyses_are_bounded_in_memory_and_keep_no_attention_array(service: dict) -> None:
+    """Hospital radiographs are large: the analyses kept for overlays and add-to-gallery must not grow without bound."""
+    bound = 2**20
+    runtime = create_app(ServiceSettings(gallery=service["root"] / "gallery", analyses_memory_bytes=bound)).state.runtime
+    radiograph = read_radiograph(service["images"][0].read_bytes())
+    first_id, first = runtime.analyze(radiograph, "F", 96.0, True)
+    assert first.analysis.attention is None and first.overlay_png and first.nbytes >= radiograph.pixels.nbytes
+    ids = [first_id] + [runtime.analyze(radiograph, "F", 96.0, False)[0] for _ in range(bound // first.nbytes + 1)]
+    count, held = runtime.analyses_memory
+    kept = [runtime.analysis(i) for i in ids if runtime.analysis(i) is not None]
+    assert 1 <= count == len(kept) < len(ids) and held == sum(s.nbytes for s in kept) <= bound
+    assert runtime.analysis(first_id) is None and runtime.analysis(ids[-1]) is not None  # the oldest go first
