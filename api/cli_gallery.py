@@ -150,6 +150,7 @@ def gallery_add(
     for refusal in refusals:
         typer.echo(f"  not added: {refusal}", err=True)
     typer.echo(f"added {added} case(s) to {path}; {len(refusals)} refused by the quality gate; gallery now holds {gallery.stats().cases}")
+    gallery.close()  # saves an index file that a large gallery deferred
 
 
 @gallery_app.command("remove")
@@ -162,6 +163,7 @@ def gallery_remove(path: GalleryArg, case_ids: Annotated[list[str], typer.Argume
         except _errors() as exc:
             _fail(str(exc))
         typer.echo(f"removed {case_id}")
+    gallery.close()
 
 
 @gallery_app.command("relabel")

@@ -9,6 +9,8 @@ answering while curators write.
 """
 
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -56,8 +58,14 @@ ERRORS = {status: {"model": ProblemDocument, "content": {"application/problem+js
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.gallery.save_deferred_index()  # the app stays usable: a test harness may start it again
+
     app = FastAPI(
-        title="Bone2Gene matcher", version=VERSION, responses=ERRORS,
+        title="Bone2Gene matcher", version=VERSION, responses=ERRORS, lifespan=lifespan,
         description="Find the rare bone disease behind a child's hand radiograph: bone age, sex check and a ranking of "
         "disorders by their most similar confirmed cases. Decision support, not a diagnosis.",
     )  # fmt: skip

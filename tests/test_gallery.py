@@ -11,7 +11,7 @@ import pytest
 
 from index.catalogue import Disorder
 from index.query import calibration_for, query
-from index.store import Filters, Gallery, GalleryError, NewCase
+from index.store import Filters, Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
 
 DIM = 16
@@ -152,6 +152,49 @@ def test_stale_or_damaged_index_file_is_repaired_from_sqlite(gallery: Gallery) -
     assert Gallery.open(gallery.path).vectors.ntotal == 12
     old_file.write_bytes(b"garbage")
     assert Gallery.open(gallery.path).vectors.ntotal == 12
+
+
+def _index_file_generation(path: Path) -> int:
+    (only,) = path.glob("index.e*.g*.faiss")
+    return int(only.name.split(".g")[1].split(".")[0])
+
+
+def test_small_galleries_save_the_index_after_every_write(gallery: Gallery) -> None:
+    cases, _ = clustered_cases(6)
+    for case in cases:
+        gallery.add_cases([case], "fp-a")
+        assert gallery.unsaved_changes() == 0 and _index_file_generation(gallery.path) == gallery.generation
+
+
+def test_large_galleries_defer_index_saves_and_lose_nothing(gallery: Gallery) -> None:
+    """With the policy of a large gallery: saves wait for 25% unsaved changes; other openers catch up; close() saves."""
+    gallery.save_policy = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=0.25)
+    cases, centres = clustered_cases(40)
+    gallery.add_cases(cases[:20], "fp-a")  # no file covers them yet: saved
+    assert gallery.unsaved_changes() == 0
+    for i, case in enumerate(cases[20:24]):  # 1..4 unsaved, under 25% of 21..24
+        gallery.add_cases([case], "fp-a")
+        assert gallery.unsaved_changes() == i + 1
+    gallery.remove_case(cases[0].case_id)
+    assert gallery.unsaved_changes() == 5  # 5 < 0.25 * 23
+    stale = _index_file_generation(gallery.path)
+    assert stale < gallery.generation
+    gallery.add_cases([cases[24]], "fp-a")  # 6 >= 0.25 * 24: saved
+    assert gallery.unsaved_changes() == 0 and _index_file_generation(gallery.path) == gallery.generation
+    gallery.add_cases(cases[25:27], "fp-a")
+    other = Gallery.open(gallery.path)  # loads the lagging file and adds what SQLite has since
+    assert _index_file_generation(gallery.path) < gallery.generation
+    assert sorted(other.vectors.ids().tolist()) == sorted(gallery.vectors.ids().tolist()) == sorted(gallery.cases()["row"].tolist())
+    query_vector = unit(centres[2])
+    assert [h.row for h in other.search(query_vector, 10)] == [h.row for h in gallery.search(query_vector, 10)]
+    other.close()  # a reader that wrote nothing leaves the file alone
+    assert _index_file_generation(gallery.path) < gallery.generation
+    gallery.close()  # the writer saves what it deferred
+    reopened = Gallery.open(gallery.path)
+    assert reopened.unsaved_changes() == 0 and reopened.vectors.ntotal == 26
+    reopened.close()
+    with pytest.raises(ValueError, match="max_unsaved_fraction"):
+        IndexSavePolicy(max_unsaved_fraction=0)
 
 
 def test_reembed_swaps_model_atomically(gallery: Gallery) -> None:

@@ -8,6 +8,7 @@ and a problem+json message), and the analyse -> add case -> relabel -> delete fl
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from api.cli_gallery import add_manifest, seed_catalogue
 from api.keys import KeyStore
 from api.runtime import ServiceSettings
 from api.service import create_app
-from index.store import Gallery
+from index.store import Gallery, IndexSavePolicy
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from matcher.io import read_radiograph
 from training.synth.cohort import CohortConfig, generate_cohort
@@ -218,3 +219,20 @@ def test_recent_analyses_are_bounded_in_memory_and_keep_no_attention_array(servi
     kept = [runtime.analysis(i) for i in ids if runtime.analysis(i) is not None]
     assert 1 <= count == len(kept) < len(ids) and held == sum(s.nbytes for s in kept) <= bound
     assert runtime.analysis(first_id) is None and runtime.analysis(ids[-1]) is not None  # the oldest go first
+
+
+def test_shutdown_saves_the_index_file_a_large_gallery_deferred(service: dict, tmp_path: Path) -> None:
+    shutil.copytree(service["root"] / "gallery", tmp_path / "gallery")
+    app = create_app(ServiceSettings(gallery=tmp_path / "gallery"))
+    gallery = app.state.runtime.gallery
+    gallery.save_policy = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=1.0)  # as in a large gallery
+    path = service["images"][3]
+    with TestClient(app) as client:  # runs the app's lifespan, as uvicorn does
+        analysis = client.post("/api/v1/analyses", headers=auth(service, "reader"), files={"image": (path.name, path.read_bytes())},
+                               data={"sex": "M", "age_months": "100"})  # fmt: skip
+        added = client.post("/api/v1/cases", headers=auth(service, "curator"), json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"})
+        assert added.status_code == 201, added.text
+        assert gallery.unsaved_changes() == 1
+    reopened = Gallery.open(tmp_path / "gallery")
+    assert reopened.unsaved_changes() == 0 and added.json()["case_id"] in set(reopened.cases()["case_id"])
+    reopened.close()
