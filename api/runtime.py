@@ -8,6 +8,7 @@ anything beyond is told to retry (503 + Retry-After) instead of piling up.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import threading
 import time
@@ -25,6 +26,8 @@ from matcher.analysis import Analysis, AnalysisOptions, Analyzer, attention_over
 from matcher.bone_age_reference import bundled_reference, load_reference
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import ReadLimits
+
+log = logging.getLogger(__name__)
 
 
 class ServiceSettings(BaseModel):
@@ -127,7 +130,9 @@ class Runtime:
         self._analyses: OrderedDict[str, StoredAnalysis] = OrderedDict()
         self._analyses_bytes = 0
         self._analyses_lock = threading.Lock()
-        self._map = None
+        self._map = None  # the last fit of the cohort map
+        self._extended_map = None  # that fit brought up to the current generation (cached)
+        self._refitting = False
         self._map_lock = threading.Lock()
 
     def analyze(self, radiograph, sex: str | None, age_months: float | None, attention: bool) -> tuple[str, StoredAnalysis]:  # noqa: ANN001
@@ -159,19 +164,59 @@ class Runtime:
             return len(self._analyses), self._analyses_bytes
 
     def cohort_map(self):  # noqa: ANN201 - index.explore.CohortMap
-        """The whole gallery's map (fitted on first use, refitted when the gallery changed)."""
-        from index.explore import cohort_map
+        """The whole gallery's map, for the gallery as it is now.
+
+        The first call fits it (or loads the stored fit) and waits. After the gallery
+        changes, the last fit keeps answering at once: cases added since are placed on it
+        with UMAP's transform, removed ones are left out, and one refit runs in the
+        background and replaces it when done (a refit takes about a minute at 30,000 cases).
+        """
+        from index.explore import cohort_map, extend_map
 
         with self._map_lock:
-            if self._map is None or self._map.generation != self.gallery.generation:
+            if self._map is None or self._map.model_fingerprint != self.gallery.model_fingerprint:
                 self._map = cohort_map(self.gallery)
-            return self._map
+            fitted = self._map
+        generation = self.gallery.generation
+        if fitted.generation == generation:
+            return fitted
+        self._refit_in_background()
+        with self._map_lock:
+            cached = self._extended_map
+        if cached is not None and cached.generation == generation and cached.fitted_generation == fitted.generation and cached.key == fitted.key:
+            return cached
+        extended = extend_map(fitted, self.gallery)
+        with self._map_lock:
+            self._extended_map = extended
+        return extended
+
+    def _refit_in_background(self) -> None:
+        with self._map_lock:
+            if self._refitting:
+                return
+            self._refitting = True
+
+        def refit() -> None:
+            from index.explore import cohort_map
+
+            try:
+                fresh = cohort_map(self.gallery)
+                with self._map_lock:
+                    if self._map is None or fresh.generation > self._map.generation:
+                        self._map = fresh
+            except Exception:  # noqa: BLE001 - the old map keeps answering; the next request tries again
+                log.exception("refitting the cohort map failed")
+            finally:
+                with self._map_lock:
+                    self._refitting = False
+
+        threading.Thread(target=refit, name="cohort-map-refit", daemon=True).start()
 
     def map_position(self, embedding: np.ndarray) -> list[float] | None:
         """Where a query lands on the current map; None until someone asked for the map (fitting takes seconds)."""
         with self._map_lock:
             current = self._map
-        if current is None or current.generation != self.gallery.generation:
+        if current is None:
             return None
         x, y = current.place(embedding)[0]
         return [round(float(x), 4), round(float(y), 4)]

@@ -89,9 +89,12 @@ class MapPoint(BaseModel):
 
 class CohortMapOut(BaseModel):
     key: str
-    generation: int
+    generation: int  # the gallery state the points show
+    fitted_generation: int = Field(description="the gallery state the layout was fitted at; older while a refit runs")
+    placed_by_transform: int = Field(description="cases added since the fit, placed on it without refitting")
     model_fingerprint: str
     points: list[MapPoint]
+    query_position: list[float] | None = Field(None, description="where the analysis given as analysis_id lands on this map")
 
 
 class AnalysisResult(BaseModel):

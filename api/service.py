@@ -277,18 +277,28 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         return GalleryStatsOut(**{k: getattr(s, k) for k in GalleryStatsOut.model_fields})
 
     @app.get("/api/v1/cohort-map", response_model=CohortMapOut, tags=["gallery"])
-    async def cohort_map_points(_: Reader) -> CohortMapOut:
+    async def cohort_map_points(
+        _: Reader,
+        analysis_id: Annotated[str | None, Query(max_length=64, description="also place this analysis on the same map")] = None,
+    ) -> CohortMapOut:
         from index.explore import MapError, map_table
 
+        stored = _stored(analysis_id) if analysis_id else None
         try:
             current = await run_in_threadpool(runtime.cohort_map)
         except MapError as exc:
             raise Problem(422, "No map yet", str(exc)) from None
+        query_position = None
+        if stored is not None:  # placed on the very map returned, even if a refit lands meanwhile
+            x, y = (await run_in_threadpool(current.place, stored.analysis.embedding))[0]
+            query_position = [round(float(x), 4), round(float(y), 4)]
         table = map_table(gallery, current)
         points = [MapPoint(case_id=r.case_id, x=round(float(r.x), 4), y=round(float(r.y), 4), disorder=r.disorder,
                            disorder_name=r.disorder_name if isinstance(r.disorder_name, str) else None, sex=r.sex,
                            age_months=float(r.age_months)) for r in table.itertuples()]  # fmt: skip
-        return CohortMapOut(key=current.key, generation=current.generation, model_fingerprint=current.model_fingerprint, points=points)
+        return CohortMapOut(key=current.key, generation=current.generation, fitted_generation=current.fitted_generation or current.generation,
+                            placed_by_transform=current.placed_by_transform, model_fingerprint=current.model_fingerprint, points=points,
+                            query_position=query_position)  # fmt: skip
 
     @app.get("/api/v1/analyses/{analysis_id}/map-position", response_model=list[float], tags=["gallery"])
     async def analysis_map_position(_: Reader, analysis_id: Annotated[str, PathParam(max_length=64)]) -> list[float]:
@@ -300,8 +310,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         except MapError as exc:
             raise Problem(422, "No map yet", str(exc)) from None
         position = await run_in_threadpool(runtime.map_position, stored.analysis.embedding)
-        if position is None:  # the gallery changed in between: the next call refits
-            raise Problem(503, "Map being refitted", "The gallery changed while placing the query; try again.", headers={"Retry-After": "2"})
+        if position is None:  # only if the map was dropped in between
+            raise Problem(503, "Map not ready", "The cohort map is being prepared; try again.", headers={"Retry-After": "2"})
         return position
 
     @app.get("/api/v1/audit", tags=["gallery"])

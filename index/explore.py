@@ -48,6 +48,8 @@ class CohortMap:
     case_ids: list[str]
     coords: np.ndarray
     reducer: object
+    placed_by_transform: int = 0  # cases added since the fit, placed with `place` (see extend_map)
+    fitted_generation: int | None = None  # the generation the reducer was fitted at, when older
 
     def place(self, embeddings: np.ndarray) -> np.ndarray:
         """2-D positions of new embeddings on this map (no refit)."""
@@ -105,6 +107,28 @@ def cohort_map(gallery: Gallery, filters: Filters | None = None, settings: MapSe
     os.replace(tmp_model, model_path)
     os.replace(tmp_meta, meta_path)
     return CohortMap(key, fingerprint, generation, filters_to_dict(filters), settings, table["case_id"].tolist(), coords, reducer)
+
+
+def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
+    """A fitted map brought up to the gallery's current state without refitting.
+
+    Cases still in the gallery keep their fitted positions, cases added since are placed
+    with `transform` (as queries are), removed ones are left out. A service answers with
+    this at once while the refit that reflects the new cases' influence on the layout
+    runs in the background.
+    """
+    generation = gallery.generation
+    selection = {k: tuple(v) if isinstance(v, list) else v for k, v in fitted.filters.items()}
+    table = gallery.cases(Filters(**selection) if selection else None)
+    position = {case_id: i for i, case_id in enumerate(fitted.case_ids)}
+    known = table["case_id"].isin(position.keys()).to_numpy()
+    kept, added = table[known], table[~known]
+    coords = [fitted.coords[[position[c] for c in kept["case_id"]]].reshape(-1, 2)]
+    if len(added):
+        coords.append(fitted.place(gallery.vectors_of(added["row"].tolist())).round(5))
+    return CohortMap(fitted.key, fitted.model_fingerprint, generation, fitted.filters, fitted.settings,
+                     kept["case_id"].tolist() + added["case_id"].tolist(), np.vstack(coords), fitted.reducer,
+                     placed_by_transform=len(added), fitted_generation=fitted.fitted_generation or fitted.generation)  # fmt: skip
 
 
 def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -236,3 +237,30 @@ def test_shutdown_saves_the_index_file_a_large_gallery_deferred(service: dict, t
     reopened = Gallery.open(tmp_path / "gallery")
     assert reopened.unsaved_changes() == 0 and added.json()["case_id"] in set(reopened.cases()["case_id"])
     reopened.close()
+
+
+def test_cohort_map_answers_at_once_after_changes_and_refits_in_the_background(service: dict, tmp_path: Path) -> None:
+    shutil.copytree(service["root"] / "gallery", tmp_path / "gallery")
+    client = TestClient(create_app(ServiceSettings(gallery=tmp_path / "gallery")))
+    reader, curator = auth(service, "reader"), auth(service, "curator")
+    first = client.get("/api/v1/cohort-map", headers=reader).json()
+    assert first["placed_by_transform"] == 0 and first["fitted_generation"] == first["generation"]
+    fitted = {p["case_id"]: (p["x"], p["y"]) for p in first["points"]}
+    path = service["images"][4]
+    analysis = client.post("/api/v1/analyses", headers=reader, files={"image": (path.name, path.read_bytes())}, data={"sex": "F", "age_months": "90"})
+    new_id = client.post("/api/v1/cases", headers=curator, json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"}).json()["case_id"]
+    removed_id = first["points"][0]["case_id"]
+    assert client.delete(f"/api/v1/cases/{removed_id}", headers=curator).status_code == 200
+    # the last fit, brought up to date, without waiting; the analysis is placed on that same map
+    second = client.get("/api/v1/cohort-map", headers=reader, params={"analysis_id": analysis.json()["analysis_id"]}).json()
+    points = {p["case_id"]: (p["x"], p["y"]) for p in second["points"]}
+    assert second["generation"] > first["generation"] and second["fitted_generation"] == first["generation"]
+    assert second["placed_by_transform"] == 1 and new_id in points and removed_id not in points
+    assert all(points[c] == fitted[c] for c in points if c != new_id)  # kept cases stay where they were
+    assert np.allclose(second["query_position"], points[new_id], atol=1e-2)  # the new case sits where its radiograph lands
+    deadline = time.monotonic() + 240
+    while second["placed_by_transform"] or second["fitted_generation"] != second["generation"]:
+        assert time.monotonic() < deadline, "the background refit never replaced the map"
+        time.sleep(0.5)
+        second = client.get("/api/v1/cohort-map", headers=reader).json()
+    assert {p["case_id"] for p in second["points"]} == set(points)

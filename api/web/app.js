@@ -129,8 +129,8 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 async function drawMap(analysisId) {
   text($("map-status"), "Drawing the cohort map… (the first map of a gallery takes up to a minute)");
   try {
-    const map = await (await api("/api/v1/cohort-map")).json();
-    const position = await (await api(`/api/v1/analyses/${analysisId}/map-position`)).json();
+    const map = await (await api(`/api/v1/cohort-map?analysis_id=${encodeURIComponent(analysisId)}`)).json();
+    const position = map.query_position;
     const canvas = $("map"), ctx = canvas.getContext("2d");
     const xs = map.points.map((p) => p.x).concat([position[0]]), ys = map.points.map((p) => p.y).concat([position[1]]);
     const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -150,7 +150,8 @@ async function drawMap(analysisId) {
       row.appendChild(document.createTextNode(((catalogue[g] || {}).name || g)));
       legend.appendChild(row);
     }
-    text($("map-status"), `${map.points.length} gallery cases; ★ = this radiograph.`);
+    const placed = map.placed_by_transform ? ` (${map.placed_by_transform} added since the layout was fitted are placed on it; a refit is running)` : "";
+    text($("map-status"), `${map.points.length} gallery cases${placed}; ★ = this radiograph.`);
   } catch (e) {
     text($("map-status"), `Map not available: ${e.message}`);
   }
