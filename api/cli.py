@@ -211,12 +211,12 @@ def analyze(
     from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
-    from matcher.bone_age_reference import ReferenceError, bundled_reference, load_reference
+    from matcher.bone_age_reference import ReferenceError, reference_or_bundled
 
     model = model or BUNDLED_MODEL_DIR
     try:
         loaded, _ = load_model(model)
-        reference = load_reference(ba_reference) if ba_reference else bundled_reference()
+        reference = reference_or_bundled(ba_reference)
     except (ModelFormatError, ReferenceError) as exc:
         _fail(str(exc))
         return

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from api.keys import KeyStore
 from index.store import Gallery
 from matcher.analysis import Analysis, AnalysisOptions, Analyzer, attention_overlay
-from matcher.bone_age_reference import bundled_reference, load_reference
+from matcher.bone_age_reference import reference_or_bundled
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import ReadLimits
 
@@ -94,6 +94,12 @@ class StoredAnalysis:
         return self.pixels.nbytes + len(self.overlay_png or b"") + len(self.thumbnail_png) + (0 if embedding is None else embedding.nbytes)
 
 
+def position_on(cohort, embedding: np.ndarray) -> list[float]:  # noqa: ANN001 - index.explore.CohortMap
+    """(x, y) of an embedding on a cohort map, rounded as the API reports points."""
+    x, y = cohort.place(embedding)[0]
+    return [round(float(x), 4), round(float(y), 4)]
+
+
 def png_bytes(image: np.ndarray) -> bytes:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
@@ -113,7 +119,7 @@ def thumbnail(pixels: np.ndarray, side: int = 384) -> np.ndarray:
 class Runtime:
     def __init__(self, settings: ServiceSettings) -> None:
         self.settings = settings
-        reference = load_reference(settings.ba_reference) if settings.ba_reference else bundled_reference()  # cheap: fail first
+        reference = reference_or_bundled(settings.ba_reference)  # cheap: fail first
         model, card = load_model(settings.model)
         self.model, self.card = model, card
         self.gallery = Gallery.open(settings.gallery)
@@ -131,7 +137,7 @@ class Runtime:
         self._analyses_bytes = 0
         self._analyses_lock = threading.Lock()
         self._map = None  # the last fit of the cohort map
-        self._extended_map = None  # that fit brought up to the current generation (cached)
+        self._extended_map = None  # (the fit it extends, that fit brought up to a later generation)
         self._refitting = False
         self._map_lock = threading.Lock()
 
@@ -183,11 +189,11 @@ class Runtime:
         self._refit_in_background()
         with self._map_lock:
             cached = self._extended_map
-        if cached is not None and cached.generation == generation and cached.fitted_generation == fitted.generation and cached.key == fitted.key:
-            return cached
+        if cached is not None and cached[0] is fitted and cached[1].generation == generation:
+            return cached[1]
         extended = extend_map(fitted, self.gallery)
         with self._map_lock:
-            self._extended_map = extended
+            self._extended_map = (fitted, extended)
         return extended
 
     def _refit_in_background(self) -> None:
@@ -213,13 +219,10 @@ class Runtime:
         threading.Thread(target=refit, name="cohort-map-refit", daemon=True).start()
 
     def map_position(self, embedding: np.ndarray) -> list[float] | None:
-        """Where a query lands on the current map; None until someone asked for the map (fitting takes seconds)."""
+        """Where a query lands on the last fit; None until someone asked for the map (an analysis never waits for a fit)."""
         with self._map_lock:
             current = self._map
-        if current is None:
-            return None
-        x, y = current.place(embedding)[0]
-        return [round(float(x), 4), round(float(y), 4)]
+        return None if current is None else position_on(current, embedding)
 
     def analysis(self, analysis_id: str) -> StoredAnalysis | None:
         with self._analyses_lock:

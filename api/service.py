@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from api import problems
 from api.keys import KeyInfo, Role, role_allows
 from api.problems import Problem, ProblemDocument
-from api.runtime import Busy, Runtime, ServiceSettings
+from api.runtime import Busy, Runtime, ServiceSettings, position_on
 from api.schemas import (
     AnalysisResult,
     Case,
@@ -288,15 +288,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
             current = await run_in_threadpool(runtime.cohort_map)
         except MapError as exc:
             raise Problem(422, "No map yet", str(exc)) from None
-        query_position = None
-        if stored is not None:  # placed on the very map returned, even if a refit lands meanwhile
-            x, y = (await run_in_threadpool(current.place, stored.analysis.embedding))[0]
-            query_position = [round(float(x), 4), round(float(y), 4)]
+        # placed on the very map returned, even if a refit lands meanwhile
+        query_position = None if stored is None else await run_in_threadpool(position_on, current, stored.analysis.embedding)
         table = map_table(gallery, current)
         points = [MapPoint(case_id=r.case_id, x=round(float(r.x), 4), y=round(float(r.y), 4), disorder=r.disorder,
                            disorder_name=r.disorder_name if isinstance(r.disorder_name, str) else None, sex=r.sex,
                            age_months=float(r.age_months)) for r in table.itertuples()]  # fmt: skip
-        return CohortMapOut(key=current.key, generation=current.generation, fitted_generation=current.fitted_generation or current.generation,
+        return CohortMapOut(key=current.key, generation=current.generation, fitted_generation=current.fitted_generation,
                             placed_by_transform=current.placed_by_transform, model_fingerprint=current.model_fingerprint, points=points,
                             query_position=query_position)  # fmt: skip
 
@@ -306,13 +304,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
         stored = _stored(analysis_id)
         try:
-            await run_in_threadpool(runtime.cohort_map)
+            current = await run_in_threadpool(runtime.cohort_map)
         except MapError as exc:
             raise Problem(422, "No map yet", str(exc)) from None
-        position = await run_in_threadpool(runtime.map_position, stored.analysis.embedding)
-        if position is None:  # only if the map was dropped in between
-            raise Problem(503, "Map not ready", "The cohort map is being prepared; try again.", headers={"Retry-After": "2"})
-        return position
+        return await run_in_threadpool(position_on, current, stored.analysis.embedding)
 
     @app.get("/api/v1/audit", tags=["gallery"])
     def audit(_: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:

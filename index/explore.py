@@ -49,7 +49,11 @@ class CohortMap:
     coords: np.ndarray
     reducer: object
     placed_by_transform: int = 0  # cases added since the fit, placed with `place` (see extend_map)
-    fitted_generation: int | None = None  # the generation the reducer was fitted at, when older
+    fitted_generation: int | None = None  # the generation the layout was fitted at (default: `generation`)
+
+    def __post_init__(self) -> None:
+        if self.fitted_generation is None:
+            self.fitted_generation = self.generation
 
     def place(self, embeddings: np.ndarray) -> np.ndarray:
         """2-D positions of new embeddings on this map (no refit)."""
@@ -62,6 +66,11 @@ def filters_to_dict(filters: Filters | None) -> dict:
         return {}
     data = asdict(filters)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v not in (None, ())}
+
+
+def filters_from_dict(data: dict) -> Filters | None:
+    """The inverse of `filters_to_dict` (what a stored map records)."""
+    return Filters(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}) if data else None
 
 
 def map_key(fingerprint: str, filters: Filters | None, settings: MapSettings) -> str:
@@ -118,8 +127,7 @@ def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
     runs in the background.
     """
     generation = gallery.generation
-    selection = {k: tuple(v) if isinstance(v, list) else v for k, v in fitted.filters.items()}
-    table = gallery.cases(Filters(**selection) if selection else None)
+    table = gallery.cases(filters_from_dict(fitted.filters))
     position = {case_id: i for i, case_id in enumerate(fitted.case_ids)}
     known = table["case_id"].isin(position.keys()).to_numpy()
     kept, added = table[known], table[~known]
@@ -128,7 +136,7 @@ def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
         coords.append(fitted.place(gallery.vectors_of(added["row"].tolist())).round(5))
     return CohortMap(fitted.key, fitted.model_fingerprint, generation, fitted.filters, fitted.settings,
                      kept["case_id"].tolist() + added["case_id"].tolist(), np.vstack(coords), fitted.reducer,
-                     placed_by_transform=len(added), fitted_generation=fitted.fitted_generation or fitted.generation)  # fmt: skip
+                     placed_by_transform=len(added), fitted_generation=fitted.fitted_generation)  # fmt: skip
 
 
 def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:

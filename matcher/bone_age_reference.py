@@ -82,6 +82,11 @@ def bundled_reference() -> BoneAgeReference:
     return load_reference(BUNDLED_REFERENCE)
 
 
+def reference_or_bundled(path: Path | None) -> BoneAgeReference:
+    """The user's table when one is named (`--ba-reference`), else the bundled one."""
+    return load_reference(path) if path else bundled_reference()
+
+
 def z_score(reference: BoneAgeReference | None, sex: str | None, age_months: float | None, deviation_months: float | None) -> tuple[float | None, str]:
     """The z-score and a note that says which table gave it, or why there is none."""
     if reference is None:
