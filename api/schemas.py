@@ -70,6 +70,7 @@ class Ranking(BaseModel):
 class Quality(BaseModel):
     codes: list[str]
     measurements: dict[str, float | int | str | bool | None]
+    warnings: list[str] = []  # usable, but worth knowing (e.g. a rotated hand)
 
 
 class Links(BaseModel):

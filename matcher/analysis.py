@@ -22,7 +22,7 @@ from matcher.errors import RadiographError
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
 from matcher.model import Bone2GeneModel
-from matcher.preprocess import CropTransform, deeplasia_input
+from matcher.inputs import InputTransform, model_input
 from matcher.quality import GateVerdict, assess_quality
 
 TTA_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -56,7 +56,7 @@ class Analysis:
     sex_head_trained: bool = False
     sex_warning: str | None = None
     embedding: np.ndarray | None = None
-    crop: CropTransform | None = None
+    crop: InputTransform | None = None
     attention: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -74,7 +74,7 @@ class Analysis:
             "male_probability": None if self.male_probability is None else round(self.male_probability, 4),
             "sex_head_trained": self.sex_head_trained,
             "sex_warning": self.sex_warning,
-            "quality": None if self.gate is None else {"codes": self.gate.codes, "measurements": self.gate.measurements},
+            "quality": None if self.gate is None else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
         if include_embedding and self.embedding is not None:
@@ -136,7 +136,7 @@ class Analyzer:
             return result
 
         t = time.perf_counter()
-        prepared = deeplasia_input(radiograph.pixels, hand.mask, size=self.model.config.input_size)
+        prepared = model_input(radiograph.pixels, hand.mask, self.model.config)
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
         result.crop = prepared.transform
         if result.sex is None and not self.model.config.sex_head_trained:
@@ -182,7 +182,7 @@ class Analyzer:
         timings["total"] = (time.perf_counter() - start) * 1e3
         return result
 
-    def attention_map(self, tensor: np.ndarray, male: float, transform: CropTransform) -> np.ndarray:
+    def attention_map(self, tensor: np.ndarray, male: float, transform: InputTransform) -> np.ndarray:
         """Deeplasia's bone-age attention, on the original image grid, in [0, 1]."""
         x = torch.from_numpy(tensor[None]).to(self.device).requires_grad_(True)
         with torch.enable_grad():
@@ -191,7 +191,7 @@ class Analyzer:
         assert x.grad is not None
         return self._smooth_and_map(np.abs(x.grad[0, 0].cpu().numpy()), transform)
 
-    def similarity_map(self, tensor: np.ndarray, male: float, transform: CropTransform, other: np.ndarray) -> np.ndarray:
+    def similarity_map(self, tensor: np.ndarray, male: float, transform: InputTransform, other: np.ndarray) -> np.ndarray:
         """Where the image drives its cosine similarity to another case's embedding."""
         x = torch.from_numpy(tensor[None]).to(self.device).requires_grad_(True)
         with torch.enable_grad():
@@ -201,7 +201,7 @@ class Analyzer:
         return self._smooth_and_map(np.abs(x.grad[0, 0].cpu().numpy()), transform)
 
     @staticmethod
-    def _smooth_and_map(gradient: np.ndarray, transform: CropTransform) -> np.ndarray:
+    def _smooth_and_map(gradient: np.ndarray, transform: InputTransform) -> np.ndarray:
         kernel = int(round(0.05 * gradient.shape[0])) | 1
         smooth = cv2.GaussianBlur(gradient.astype(np.float32), (kernel, kernel), 0)
         scale = float(np.percentile(smooth, 99))

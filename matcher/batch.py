@@ -15,7 +15,8 @@ from matcher.errors import RadiographError
 from matcher.io import read_radiograph
 from matcher.mask import segment_hand
 from matcher.model import Bone2GeneModel
-from matcher.preprocess import deeplasia_input
+from matcher.inputs import model_input
+from matcher.model import ModelConfig
 from matcher.quality import assess_quality
 
 
@@ -37,9 +38,10 @@ class BatchResult:
 
 
 class _Prepared(Dataset):
-    def __init__(self, items: Sequence[BatchItem], size: int, keep_pixels: bool = False) -> None:
+    def __init__(self, items: Sequence[BatchItem], config: ModelConfig, keep_pixels: bool = False) -> None:
         self.items = list(items)
-        self.size = size
+        self.config = config
+        self.size = config.input_size
         self.keep_pixels = keep_pixels
 
     def __len__(self) -> int:
@@ -54,7 +56,7 @@ class _Prepared(Dataset):
             verdict = assess_quality(radiograph, hand)
             if not verdict.accepted:
                 return {"index": index, "ok": False, "reasons": "\n".join(verdict.reasons), "x": empty}
-            tensor = deeplasia_input(radiograph.pixels, hand.mask, size=self.size).tensor
+            tensor = model_input(radiograph.pixels, hand.mask, self.config).tensor
         except RadiographError as exc:
             return {"index": index, "ok": False, "reasons": str(exc), "x": empty}
         return {"index": index, "ok": True, "reasons": "", "x": tensor, "pixels": radiograph.pixels if self.keep_pixels else None}
@@ -89,7 +91,7 @@ def embed_many(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(
-        _Prepared(items, model.config.input_size, keep_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
+        _Prepared(items, model.config, keep_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
         worker_init_fn=_single_thread_worker if workers else None, persistent_workers=False,
         pin_memory=torch.device(device).type == "cuda",
     )  # fmt: skip

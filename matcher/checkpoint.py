@@ -21,6 +21,10 @@ from matcher.model import Bone2GeneModel, ModelConfig
 
 # The demo model shipped with the package (scripts/build_demo_model.py made it).
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
+# A candidate trained on real RSNA films and synthetic phantoms (scripts/build_real_model.py):
+# far better on real films, far worse on synthetic disorders, so not the default yet
+# (its MODEL_CARD.md and benchmarks/real.md give the figures).
+REAL_CANDIDATE_DIR = Path(__file__).resolve().parent / "weights" / "real_candidate"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "bone2gene-model/1"

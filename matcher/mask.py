@@ -18,6 +18,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from matcher.hand_shape import looks_like_a_hand, outline_of
+
 WEIGHTS = Path(__file__).with_name("weights") / "hand_mask.safetensors"
 WORKING_SIDE = 512  # the classical mask works on a downscaled copy: fast and smooth
 DEEPLASIA_THRESHOLD = 0.25
@@ -171,10 +173,43 @@ def default_network() -> NetworkHandMasker:
     return NetworkHandMasker()
 
 
+def _plausible(mask: np.ndarray) -> bool:
+    """A hand-shaped outline covering a plausible share of the image (judged on a 256-px copy)."""
+    h, w = mask.shape
+    scale = 256 / max(h, w)
+    small = cv2.resize(mask, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_NEAREST)
+    return 0.03 <= float((small > 0).mean()) <= 0.9 and looks_like_a_hand(small)
+
+
+def film_aware_classical_mask(pixels: np.ndarray) -> np.ndarray:
+    """The classical mask; when it finds a filled block (a film photographed on a light box or
+    scanned with its surroundings), the hand is looked for again inside that block."""
+    mask = classical_hand_mask(pixels)
+    if not mask.any() or outline_of(cv2.resize(mask, (256, 256), interpolation=cv2.INTER_NEAREST)).solidity < 0.9:
+        return mask
+    x, y, w, h = cv2.boundingRect(mask)
+    inset_x, inset_y = max(1, w // 30), max(1, h // 30)
+    inner = np.ascontiguousarray(pixels[y + inset_y : y + h - inset_y, x + inset_x : x + w - inset_x])
+    if min(inner.shape) < 16:
+        return mask
+    out = np.zeros_like(mask)
+    out[y + inset_y : y + h - inset_y, x + inset_x : x + w - inset_x] = classical_hand_mask(inner)
+    return out if _plausible(out) else mask
+
+
 def segment_hand(pixels: np.ndarray, method: Method = "auto") -> HandMask:
-    """The hand mask of a greyscale radiograph (network if shipped, else classical)."""
+    """The hand mask of a greyscale radiograph.
+
+    `auto`: the network when shipped; where its outline is not hand-shaped (no finger gaps,
+    a filled block, a sliver) the classical mask is tried and kept if it is hand-shaped, so
+    that an unsure network falls back instead of refusing the film.
+    """
     if method == "classical" or (method == "auto" and not default_network().available):
-        return HandMask(classical_hand_mask(pixels), "classical")
+        return HandMask(film_aware_classical_mask(pixels), "classical")
     if not default_network().available:
         raise FileNotFoundError(f"the hand-mask weights are missing ({WEIGHTS}); reinstall the package or use method='classical'")
-    return default_network()(pixels)
+    network = default_network()(pixels)
+    if method == "network" or _plausible(network.mask):
+        return network
+    fallback = film_aware_classical_mask(pixels)
+    return HandMask(fallback, "classical-fallback") if _plausible(fallback) else network

@@ -40,6 +40,10 @@ class ModelConfig:
     sex_head_trained: bool = False
     embedding_trained: bool = False
     labels: dict[str, int] = field(default_factory=dict)
+    # how a radiograph becomes the model input: "deeplasia" (mask, square crop, resize:
+    # imported Deeplasia weights) or "film" (the whole film as the RSNA 100-px copy shows it,
+    # `matcher.film_view`: models trained on real 100-px radiographs)
+    preprocessing: Literal["deeplasia", "film"] = "deeplasia"
 
     @property
     def backbone_name(self) -> str:

@@ -4,12 +4,15 @@ Each check measures one thing and refuses with a reason a clinician can act on:
 
 - colour: a colour photograph (a radiograph saved as RGB has equal channels; a phone
   photo of a film has only a slight tint: both pass);
-- exposure: blank (almost uniform) or mostly clipped to white/black;
+- exposure: blank (almost uniform), or the hand itself mostly clipped to white or black
+  (black or white surroundings are what most exported films look like: not a fault);
 - hand: a single main object of plausible size whose outline has finger gaps, with
   internal structure (bones) on a quiet background (a film, not a scene);
-- more than one hand; extreme rotation; the hand cut off at an image edge other than the
-  one the forearm leaves by.
+- another hand-shaped object (labels, markers, rulers and film edges are not hands); the
+  hand cut off at an image edge other than the one the forearm leaves by (a fingertip or
+  thumb touching the edge is not: real films are often framed that tightly).
 
+A rotated hand (sideways, upside down) is usable and gets a warning, not a refusal.
 All measurements run on a 256-pixel working copy of the image and its hand mask.
 """
 
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from matcher.io import Radiograph
+from matcher.hand_shape import looks_like_a_hand, outline_of
 from matcher.mask import HandMask, segment_hand, tissue_binary
 
 WORK_SIDE = 256
@@ -32,16 +36,18 @@ class GateConfig:
     """Thresholds, tuned on ../shared/real_hands, the synthetic cohort and skimage images."""
 
     max_colour_difference: float = 0.04
-    min_dynamic_range: float = 0.10
-    max_clipped_fraction: float = 0.40
-    min_hand_fraction: float = 0.08
-    max_hand_fraction: float = 0.90
+    min_dynamic_range: float = 0.05
+    max_clipped_fraction: float = 0.40  # of the hand's own pixels
+    min_hand_fraction: float = 0.03
+    max_hand_fraction: float = 0.65  # real films: at most 0.50 in 524 (a page of text: 0.79)
+    min_hand_contrast: float = 0.12  # hand vs surroundings, of the 1-99% range (real films >= 0.28; the moon 0.05)
     min_finger_gaps: int = 2  # short-fingered dysplasias have shallow gaps: do not demand all four
     min_interior_texture: float = 0.012
-    max_background_texture: float = 0.06
+    max_interior_texture: float = 0.15  # real films at most 0.08 in 524; a brick wall 0.19
+    max_background_texture: float = 0.045  # real films at most 0.025 in 524
     second_object_ratio: float = 0.35
-    max_rotation_deg: float = 50.0
-    max_cut_fraction: float = 0.025
+    max_rotation_deg: float = 50.0  # beyond: a warning
+    max_cut_fraction: float = 0.06  # of the image perimeter, outside the forearm's edge
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class GateVerdict:
     reasons: list[str] = field(default_factory=list)
     codes: list[str] = field(default_factory=list)
     measurements: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _working_copy(image01: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -59,37 +66,6 @@ def _working_copy(image01: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
     small = cv2.resize(image01, size, interpolation=cv2.INTER_AREA)
     small_mask = cv2.resize((mask > 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     return small, small_mask
-
-
-def _finger_gaps(mask: np.ndarray) -> tuple[int, list[tuple[int, int]], float]:
-    """Deep concavities of the outline (webs between fingers), their points, and solidity."""
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return 0, [], 0.0
-    contour = max(contours, key=cv2.contourArea)
-    area = cv2.contourArea(contour)
-    hull_points = cv2.convexHull(contour)
-    solidity = area / max(cv2.contourArea(hull_points), 1.0)
-    hull = cv2.convexHull(contour, returnPoints=False)
-    if hull is None or len(hull) < 4 or len(contour) < 8:
-        return 0, [], solidity
-    try:
-        defects = cv2.convexityDefects(contour, hull)
-    except cv2.error:
-        return 0, [], solidity
-    if defects is None:
-        return 0, [], solidity
-    x, y, w, h = cv2.boundingRect(contour)
-    min_depth = 0.045 * max(w, h)
-    webs = []
-    for start, end, far, depth in defects.reshape(-1, 4):  # (N,1,4) in OpenCV 4, (N,4) in 5
-        if depth / 256.0 < min_depth:
-            continue
-        a, b, c = contour[start][0], contour[end][0], contour[far][0]
-        # a finger gap is a narrow notch: the two fingertips are close compared with its depth
-        if np.linalg.norm(a - b) < 3.0 * depth / 256.0:
-            webs.append((int(c[0]), int(c[1])))
-    return len(webs), webs, solidity
 
 
 def _high_pass_std(image: np.ndarray, region: np.ndarray, robust: bool = False) -> float:
@@ -139,89 +115,148 @@ def _border_runs(mask: np.ndarray) -> list[int]:
     return runs
 
 
-def _objects_outside(pixels: np.ndarray, hand: np.ndarray) -> list[int]:
-    """Areas of tissue regions away from the hand (another hand, a second object), largest first.
+def _hands_outside(pixels: np.ndarray, hand: np.ndarray) -> list[int]:
+    """Areas (working-copy pixels, largest first) of hand-shaped tissue regions away from the hand.
 
-    Tissue is what the classical mask finds brighter than its local background; thin
-    strips along an edge (collimation blades, detector borders) are not objects.
+    Tissue is what the classical mask finds brighter than its local background. Only an
+    outline with finger gaps counts: labels, markers, rulers, film edges and the film
+    itself on a light box are blocks, not hands.
     """
     binary = tissue_binary(pixels)
     h, w = binary.shape
     hand_here = cv2.resize(hand, (w, h), interpolation=cv2.INTER_NEAREST)
     binary[cv2.dilate(hand_here, np.ones((7, 7), np.uint8)) > 0] = 0
-    count, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    hx, hy, hw, hh = cv2.boundingRect(hand_here)
     areas = []
-    for x, y, bw, bh, area in stats[1:]:
+    for label in range(1, count):
+        x, y, bw, bh, area = stats[label]
         touches = x == 0 or y == 0 or x + bw == w or y + bh == h
         if touches and min(bw, bh) < 0.08 * max(h, w):
-            continue
-        areas.append(int(area) * (hand.size / binary.size))  # in working-copy pixels
+            continue  # a strip along an edge: collimation blade, detector border
+        overlap = max(0, min(x + bw, hx + hw) - max(x, hx)) * max(0, min(y + bh, hy + hh) - max(y, hy))
+        if overlap > 0.3 * bw * bh:
+            continue  # within the hand's own box: the part of this hand that the mask missed
+        if area * (hand.size / binary.size) > 0.1 * hand.sum() and looks_like_a_hand(labels[y : y + bh, x : x + bw] == label):
+            areas.append(int(area) * (hand.size / binary.size))
     return sorted(areas, reverse=True)
+
+
+def _exposure(radiograph: Radiograph, config: GateConfig, measured: dict[str, float]) -> tuple[np.ndarray, str | None]:
+    """The 512-px working copy in [0, 1], and a refusal code when the image is blank."""
+    h, w = radiograph.pixels.shape
+    scale = min(1.0, 512 / max(h, w))
+    working = cv2.resize(radiograph.pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    image = working.astype(np.float32) / float(radiograph.max_value)
+    low, high = np.percentile(image[::2, ::2], [1, 99])
+    measured["dynamic_range"] = round(float(high - low), 4)
+    measured["image_clipped"] = round(float(max((image >= 0.995).mean(), (image <= 0.005).mean())), 4)
+    return image, ("blank" if high - low < config.min_dynamic_range else None)
+
+
+def _clipped_inside(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Fractions of the hand's pixels clipped to white and to black."""
+    inside = cv2.resize(mask, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+    values = image[inside]
+    if values.size == 0:
+        return 0.0, 0.0
+    return float((values >= 0.995).mean()), float((values <= 0.005).mean())
+
+
+def _cut(mask: np.ndarray) -> tuple[float, int]:
+    """Border contact outside the forearm's run: its share of the perimeter and its number of runs."""
+    runs = sorted(_border_runs(mask))
+    if not runs:
+        return 0.0, 0
+    return sum(runs[:-1]) / (2 * sum(mask.shape)), len(runs) - 1
+
+
+class _Verdict:
+    """Collects refusals and warnings while the checks run."""
+
+    def __init__(self, measured: dict[str, float]) -> None:
+        self.codes: list[str] = []
+        self.reasons: list[str] = []
+        self.warnings: list[str] = []
+        self.measured = measured
+
+    def refuse(self, code: str, reason: str) -> None:
+        self.codes.append(code)
+        self.reasons.append(reason)
+
+    def result(self) -> GateVerdict:
+        return GateVerdict(not self.codes, self.reasons, self.codes, self.measured, self.warnings)
 
 
 def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config: GateConfig | None = None) -> GateVerdict:
     """The gate's verdict for one image (its hand mask is computed when not given)."""
     config = config or GateConfig()
     meta = radiograph.metadata
-    reasons: list[str] = []
-    codes: list[str] = []
-    measured: dict[str, float] = {"channel_difference": round(meta.channel_difference, 4)}
-
-    def refuse(code: str, reason: str) -> None:
-        codes.append(code)
-        reasons.append(reason)
-
+    verdict = _Verdict({"channel_difference": round(meta.channel_difference, 4)})
     if meta.colour and meta.channel_difference > config.max_colour_difference:
-        refuse("colour_photograph", "this is a colour photograph, not a radiograph; upload the X-ray image itself (DICOM or PNG)")
-
-    # one working copy (longer side 512) serves every statistic below
-    h, w = radiograph.pixels.shape
-    scale = min(1.0, 512 / max(h, w))
-    working = cv2.resize(radiograph.pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    image = working.astype(np.float32) / float(radiograph.max_value)
-    sample = radiograph.pixels[::3, ::3].astype(np.float32) / float(radiograph.max_value)  # clipping needs raw pixels
-    low, high = np.percentile(sample, [1, 99])
-    clipped_white = float((sample >= 0.995).mean())
-    clipped_black = float((sample <= 0.005).mean())
-    measured.update(dynamic_range=round(float(high - low), 4), clipped_white=round(clipped_white, 4), clipped_black=round(clipped_black, 4))
-    if high - low < config.min_dynamic_range:
-        refuse("blank", "the image is almost uniform (blank); it shows no anatomy to analyse")
-        return GateVerdict(False, reasons, codes, measured)
-    if max(clipped_white, clipped_black) > config.max_clipped_fraction:
-        which = "white (over-exposed)" if clipped_white > clipped_black else "black (under-exposed)"
-        refuse("exposure", f"{max(clipped_white, clipped_black):.0%} of the image is pure {which}; repeat or re-export the radiograph")
-
+        verdict.refuse("colour_photograph", "this is a colour photograph, not a radiograph; upload the X-ray image itself (DICOM or PNG)")
+    image, blank = _exposure(radiograph, config, verdict.measured)
+    if blank:
+        verdict.refuse("blank", "the image is almost uniform (blank); it shows no anatomy to analyse")
+        return verdict.result()
     hand = hand or segment_hand(radiograph.pixels)
     small, mask = _working_copy(image, hand.mask)
-    measured["hand_fraction"] = round(float(mask.mean()), 4)
+    verdict.measured["hand_fraction"] = round(float(mask.mean()), 4)
     if not config.min_hand_fraction <= mask.mean() <= config.max_hand_fraction:
-        refuse("no_hand", "no hand could be found in the image; upload a dorsopalmar radiograph of one hand and wrist")
-        return GateVerdict(False, reasons, codes, measured)
+        if verdict.measured["image_clipped"] > config.max_clipped_fraction:
+            verdict.refuse("exposure", f"{verdict.measured['image_clipped']:.0%} of the image is clipped to pure white or black "
+                           "and no hand can be told from it; repeat or re-export the radiograph")  # fmt: skip
+            return verdict.result()
+        verdict.refuse("no_hand", "no hand could be found in the image; upload a dorsopalmar radiograph of one hand and wrist")
+        return verdict.result()
+    _check_exposure(image, mask, config, verdict)
+    _check_hand(image, small, mask, config, verdict)
+    return verdict.result()
 
-    gaps, webs, solidity = _finger_gaps(mask)
+
+def _check_exposure(image: np.ndarray, mask: np.ndarray, config: GateConfig, verdict: _Verdict) -> None:
+    white, black = _clipped_inside(image, mask)
+    verdict.measured.update(clipped_white=round(white, 4), clipped_black=round(black, 4))
+    if max(white, black) > config.max_clipped_fraction:
+        which = "white (over-exposed)" if white > black else "black (under-exposed)"
+        verdict.refuse("exposure", f"{max(white, black):.0%} of the hand is pure {which}; repeat or re-export the radiograph")
+
+
+def _contrast(small: np.ndarray, mask: np.ndarray, spread: float) -> float:
+    """How much brighter the hand is than its surroundings, as a share of the image's range."""
+    inside, outside = small[mask > 0], small[mask == 0]
+    if inside.size == 0 or outside.size == 0:
+        return 0.0
+    return float(np.median(inside) - np.median(outside)) / spread
+
+
+def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: GateConfig, verdict: _Verdict) -> None:
+    outline = outline_of(mask)
+    spread = max(verdict.measured["dynamic_range"], 1e-3)
+    contrast = _contrast(small, mask, spread)
+    verdict.measured["hand_contrast"] = round(contrast, 3)
     interior = _high_pass_std(small, cv2.erode(mask, np.ones((5, 5), np.uint8)))
     background = _high_pass_std(small, cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0, robust=True)
-    spread = max(float(high - low), 1e-3)
-    measured.update(finger_gaps=gaps, solidity=round(solidity, 3), interior_texture=round(interior / spread, 4),
-                    background_texture=round(background / spread, 4))  # fmt: skip
-    others = _objects_outside(working, mask)
+    verdict.measured.update(finger_gaps=outline.finger_gaps, solidity=round(outline.solidity, 3),
+                            interior_texture=round(interior / spread, 4), background_texture=round(background / spread, 4))  # fmt: skip
+    others = _hands_outside((image * 255).astype(np.uint8), mask)
     second = others[0] / max(int(mask.sum()), 1) if others else 0.0
-    measured["second_object_ratio"] = round(second, 3)
+    verdict.measured["second_object_ratio"] = round(second, 3)
     if second > config.second_object_ratio and others[0] > 0.03 * small.size:
-        refuse("several_objects", "more than one hand (or object) is in the image; upload one hand per radiograph")
+        verdict.refuse("several_objects", "more than one hand is in the image; upload one hand per radiograph")
     if background / spread > config.max_background_texture:
-        refuse("not_radiograph", "the background is textured like a photograph of a scene, not a radiograph")
-    runs = _border_runs(mask)
-    cut = (sum(runs) - max(runs)) / (2 * sum(mask.shape)) if runs else 0.0
-    measured["cut_fraction"] = round(cut, 4)
+        verdict.refuse("not_radiograph", "the background is textured like a photograph of a scene, not a radiograph")
+    cut, cut_runs = _cut(mask)
+    verdict.measured.update(cut_fraction=round(cut, 4), cut_runs=cut_runs)
     if cut > config.max_cut_fraction:
-        refuse("cut_off", "the hand is cut off at the edge of the image; the whole hand and wrist must be visible")
-        return GateVerdict(False, reasons, codes, measured)
-    if gaps < config.min_finger_gaps or interior / spread < config.min_interior_texture:
-        refuse("not_a_hand", "no hand with fingers and bones was recognised; upload a dorsopalmar hand radiograph")
-        return GateVerdict(False, reasons, codes, measured)
-    rotation = _hand_direction(mask, webs)
-    measured["rotation_deg"] = round(rotation, 1)
+        verdict.refuse("cut_off", "the hand is cut off at the edge of the image; the whole hand and wrist must be visible")
+        return
+    textured = config.min_interior_texture <= interior / spread <= config.max_interior_texture
+    if outline.finger_gaps < config.min_finger_gaps or not textured or contrast < config.min_hand_contrast:
+        verdict.refuse("not_a_hand", "no hand with fingers and bones was recognised; upload a dorsopalmar hand radiograph")
+        return
+    rotation = _hand_direction(mask, outline.webs)
+    verdict.measured["rotation_deg"] = round(rotation, 1)
     if abs(rotation) > config.max_rotation_deg:
-        refuse("rotation", f"the hand is rotated by about {abs(rotation):.0f} degrees; the fingers should point up, as in a standard view")
-    return GateVerdict(not codes, reasons, codes, measured)
+        verdict.warnings.append(f"the hand is rotated by about {abs(rotation):.0f} degrees (fingers should point up); "
+                                "it was analysed as it is")  # fmt: skip

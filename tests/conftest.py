@@ -46,3 +46,20 @@ def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.Dat
     out = tmp_path_factory.mktemp("cohort")
     manifest = generate_cohort(CohortConfig(n=36, out=out, seed=11, size=256, workers=1))
     return out, manifest
+
+
+@pytest.fixture(scope="session")
+def rsna_100px(shared_dir: Path) -> Path:
+    root = shared_dir / "rsna_100px"
+    if not (root / "labels.csv").is_file():
+        pytest.skip("../shared/rsna_100px is not present")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_hands_labelled(shared_dir: Path) -> tuple[list[Path], pd.DataFrame]:
+    root = shared_dir / "real_hands_labelled"
+    if not (root / "labels.csv").is_file():
+        pytest.skip("../shared/real_hands_labelled is not present")
+    labels = pd.read_csv(root / "labels.csv")
+    return [root / f"{i}.png" for i in labels["id"]], labels

@@ -69,18 +69,25 @@ def hand(real_hands: list[Path]) -> np.ndarray:
     ("transform", "code"),
     [
         (lambda h: np.hstack([h, h]), "several_objects"),
-        (lambda h: np.ascontiguousarray(np.rot90(h)), "rotation"),
-        (lambda h: np.ascontiguousarray(h[::-1]), "rotation"),
         (lambda h: h[int(h.shape[0] * 0.2) :], "cut_off"),
         (lambda h: h[:, : int(h.shape[1] * 0.6)], "cut_off"),
         (lambda h: np.full_like(h, 128), "blank"),
         (lambda h: np.clip(h.astype(int) * 3, 0, 255).astype(np.uint8), "exposure"),
     ],
-    ids=["two hands", "rotated 90", "upside down", "fingers cut", "side cut", "blank", "over-exposed"],
+    ids=["two hands", "fingers cut", "side cut", "blank", "over-exposed"],
 )
 def test_unusable_radiographs_are_refused_for_the_right_reason(hand: np.ndarray, transform, code: str) -> None:
     verdict = gate(png_bytes(transform(hand)))
     assert not verdict.accepted and code in verdict.codes, (verdict.codes, verdict.measurements)
+
+
+@pytest.mark.parametrize("turn", [lambda h: np.rot90(h), lambda h: h[::-1]], ids=["rotated 90", "upside down"])
+def test_a_rotated_hand_is_accepted_with_a_warning(hand: np.ndarray, turn) -> None:
+    """Real films come sideways and upside down (the RSNA set has them): usable, but said."""
+    verdict = gate(png_bytes(np.ascontiguousarray(turn(hand))))
+    assert verdict.accepted, verdict.reasons
+    assert any("rotated" in w for w in verdict.warnings), verdict.measurements
+    assert not gate(png_bytes(hand)).warnings
 
 
 def test_colour_photograph_refused_but_grey_rgb_and_tinted_photo_of_film_pass(hand: np.ndarray) -> None:
@@ -110,3 +117,35 @@ def test_the_gate_does_not_refuse_dysplastic_hands() -> None:
 def test_measurements_are_reported(real_hands: list[Path]) -> None:
     verdict = gate(real_hands[0])
     assert {"dynamic_range", "hand_fraction", "finger_gaps", "rotation_deg", "cut_fraction"} <= set(verdict.measurements)
+
+
+def _jpeg_rgb(grey: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "export",
+    [
+        lambda h: np.pad(h, ((0, 0), (h.shape[1], h.shape[1]))),  # landscape, hand in a third of the width, black around
+        lambda h: np.pad(h, ((60, 60), (60, 60)), constant_values=255),  # white surroundings
+        lambda h: np.pad(h, ((40, 40), (40, 40)), constant_values=110),  # grey border
+        lambda h: np.ascontiguousarray(h[:, ::-1]),  # the other hand
+        lambda h: np.clip(h.astype(int) - 40, 0, 255).astype(np.uint8),  # darker export
+    ],
+    ids=["landscape on black", "white surroundings", "grey border", "mirrored", "darker"],
+)
+def test_real_exports_are_accepted(hand: np.ndarray, export) -> None:
+    """What real exports look like (issue 13): surroundings and frames are not faults."""
+    verdict = gate(png_bytes(export(hand)))
+    assert verdict.accepted, (verdict.reasons, verdict.measurements)
+
+
+def test_rgb_jpeg_and_hand_on_pure_black_are_accepted(hand: np.ndarray) -> None:
+    from matcher.mask import segment_hand
+
+    assert gate(_jpeg_rgb(hand)).accepted
+    masked = np.where(segment_hand(hand).mask > 0, hand, 0).astype(np.uint8)  # a preprocessed hand on pure black
+    verdict = gate(png_bytes(masked))
+    assert verdict.accepted, (verdict.reasons, verdict.measurements)

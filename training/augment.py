@@ -40,6 +40,27 @@ def to_model_input(crops: torch.Tensor) -> torch.Tensor:
     return zscore(crops.float().unsqueeze(1))
 
 
+def random_affine(
+    b: int, rotation_deg: float, scale: tuple[float, float], shift: float, mirror_probability: float,
+    device: torch.device, generator: torch.Generator | None = None, aspect: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:  # fmt: skip
+    """(B, 2, 3) `affine_grid` matrices: rotation, scale (x and y apart by `aspect`), shift, mirror."""
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator, device=device) * (high - low) + low
+
+    angle = uniform(-rotation_deg, rotation_deg) * (math.pi / 180)
+    zoom, stretch = uniform(*scale), uniform(*aspect).sqrt()
+    mirror = torch.where(torch.rand(b, generator=generator, device=device) < mirror_probability, -1.0, 1.0)
+    sx, sy = 1 / (zoom * stretch), stretch / zoom
+    theta = torch.zeros(b, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 0, 1] = torch.cos(angle) * sx * mirror, -torch.sin(angle) * sy
+    theta[:, 1, 0], theta[:, 1, 1] = torch.sin(angle) * sx * mirror, torch.cos(angle) * sy
+    theta[:, 0, 2] = uniform(-2 * shift, 2 * shift)
+    theta[:, 1, 2] = uniform(-2 * shift, 2 * shift)
+    return theta
+
+
 def augment(crops: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
     """uint8 (B, S, S) on any device -> augmented, z-scored float (B, 1, S, S)."""
     device = crops.device
@@ -49,15 +70,7 @@ def augment(crops: torch.Tensor, config: AugmentConfig, generator: torch.Generat
         return torch.rand(b, generator=generator, device=device) * (high - low) + low
 
     x = crops.float().unsqueeze(1) / 255.0
-    angle = uniform(-config.rotation_deg, config.rotation_deg) * (math.pi / 180)
-    scale = uniform(*config.scale)
-    mirror = torch.where(torch.rand(b, generator=generator, device=device) < config.mirror_probability, -1.0, 1.0)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.zeros(b, 2, 3, device=device)
-    theta[:, 0, 0], theta[:, 0, 1] = cos * mirror, -sin
-    theta[:, 1, 0], theta[:, 1, 1] = sin * mirror, cos
-    theta[:, 0, 2] = uniform(-2 * config.shift, 2 * config.shift)
-    theta[:, 1, 2] = uniform(-2 * config.shift, 2 * config.shift)
+    theta = random_affine(b, config.rotation_deg, config.scale, config.shift, config.mirror_probability, device, generator)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     tissue = x > 0

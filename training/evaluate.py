@@ -32,6 +32,8 @@ def embed_crops(model: Bone2GeneModel, crops: np.ndarray, male: np.ndarray, devi
     autocast = device.type == "cuda"
     for start in range(0, len(crops), batch_size):
         x = to_model_input(torch.from_numpy(crops[start : start + batch_size]).to(device))
+        if next(model.parameters()).is_contiguous(memory_format=torch.channels_last) and x.shape[1] == 1:
+            x = x.contiguous(memory_format=torch.channels_last)
         m = torch.from_numpy(male[start : start + batch_size].astype(np.float32)).to(device)[:, None]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             out = model(x, m)

@@ -77,7 +77,8 @@ $("signout").addEventListener("click", () => {
 function renderResult(result) {
   currentAnalysis = result;
   $("result").hidden = false;
-  const measured = result.quality.codes.length ? ` (notes: ${result.quality.codes.join(", ")})` : "";
+  const notes = [...result.quality.codes, ...(result.quality.warnings || [])];
+  const measured = notes.length ? ` (notes: ${notes.join("; ")})` : "";
   text($("gate"), `Accepted: a usable hand radiograph${measured}.`);
   let bone = `${years(result.bone_age_months)} years (${result.bone_age_months.toFixed(0)} months)`;
   if (result.bone_age_deviation_months !== null) {

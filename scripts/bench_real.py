@@ -1,0 +1,111 @@
+"""Real radiographs: the gate, bone age, sex, the feature space and latency (issue 13).
+
+    python scripts/bench_real.py gate   [--shared ../shared] [--workers 2]   -> benchmarks/real_gate.json
+    python scripts/bench_real.py model  [--shared ../shared] [--model DIR]   -> benchmarks/real_model.json
+    python scripts/bench_real.py report                                      -> benchmarks/real.md
+
+`gate` runs the hand mask and the quality gate on every real image in ../shared (the RSNA
+100-px films, the 14 labelled full-resolution films, the 10 unlabelled ones) and lists
+every refusal with its reason. `model` measures the bundled (or given) model on films it
+was never trained on (`training.real_eval`). `report` writes the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+BENCH = REPO / "benchmarks"
+
+
+def _gate_one(path: str) -> dict:
+    from matcher.io import read_radiograph
+    from matcher.mask import segment_hand
+    from matcher.quality import assess_quality
+
+    radiograph = read_radiograph(Path(path))
+    hand = segment_hand(radiograph.pixels)
+    verdict = assess_quality(radiograph, hand)
+    return {"path": path, "accepted": verdict.accepted, "codes": verdict.codes, "reasons": verdict.reasons,
+            "warnings": len(verdict.warnings), "mask": hand.method}  # fmt: skip
+
+
+def real_images(shared: Path) -> dict[str, list[Path]]:
+    return {
+        "rsna_100px": sorted((shared / "rsna_100px" / "images").glob("*.png"), key=lambda p: int(p.stem)),
+        "real_hands_labelled": sorted((shared / "real_hands_labelled").glob("*.png")),
+        "real_hands": sorted((shared / "real_hands").glob("*.png")),
+    }
+
+
+def run_gate(shared: Path, workers: int) -> dict:
+    started = time.perf_counter()
+    folders = real_images(shared)
+    results: dict[str, dict] = {}
+    with ProcessPoolExecutor(workers) as pool:
+        for folder, paths in folders.items():
+            rows = list(pool.map(_gate_one, [str(p) for p in paths], chunksize=64))
+            results[folder] = {
+                "images": len(rows), "accepted": sum(r["accepted"] for r in rows),
+                "rotation_warnings": sum(r["warnings"] > 0 for r in rows),
+                "mask_fallbacks": sum(r["mask"] != "network" for r in rows),
+                "refused": [{"image": str(Path(r["path"]).relative_to(shared)), "codes": r["codes"], "reasons": r["reasons"]}
+                            for r in rows if not r["accepted"]],  # fmt: skip
+            }
+    return {"folders": results, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def gate_markdown(gate: dict) -> list[str]:
+    total = sum(f["images"] for f in gate["folders"].values())
+    accepted = sum(f["accepted"] for f in gate["folders"].values())
+    lines = ["## Quality gate on every real image", "", "| folder | images | accepted | share | rotated (warned) | mask fell back |",
+             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, f in gate["folders"].items():
+        lines.append(f"| {name} | {f['images']} | {f['accepted']} | {f['accepted'] / max(1, f['images']):.2%} | {f['rotation_warnings']} | {f['mask_fallbacks']} |")
+    lines += [f"| all | {total} | {accepted} | {accepted / max(1, total):.2%} | | |", "", "Every refusal:", ""]
+    for f in gate["folders"].values():
+        lines += [f"- `{r['image']}`: {', '.join(r['codes'])}: {' / '.join(r['reasons'])}" for r in f["refused"]]
+    return lines + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["gate", "model", "report"])
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--baseline", type=Path, default=None, help="model: a previous model for a paired latency run")
+    parser.add_argument("--out", type=Path, default=None, help="model: where the JSON goes (default benchmarks/real_model.json)")
+    parser.add_argument("--before", type=Path, default=BENCH / "real_model_before.json",
+                        help="report: the bundled model's figures, shown beside the measured model's when present")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    if args.part == "gate":
+        (BENCH / "real_gate.json").write_text(json.dumps(run_gate(args.shared, args.workers), indent=1))
+    elif args.part == "model":
+        from training.real_eval import evaluate_real
+
+        (args.out or BENCH / "real_model.json").write_text(json.dumps(evaluate_real(args.shared, args.model, args.baseline), indent=1))
+    else:
+        from training.real_eval import model_markdown
+
+        gate = json.loads((BENCH / "real_gate.json").read_text())
+        model = json.loads((BENCH / "real_model.json").read_text()) if (BENCH / "real_model.json").is_file() else None
+        lines = ["# Real radiographs (issue 13)", "", "Commands: `python scripts/bench_real.py gate`, `python scripts/bench_real.py model`, "
+                 "`python scripts/bench_real.py report` (this file).", ""]  # fmt: skip
+        lines += gate_markdown(gate) + (model_markdown(model) if model else [])
+        if args.before.is_file():
+            lines += ["# Beside it: the bundled model (synthetic training only, 256 px), same code and films", ""]
+            lines += model_markdown(json.loads(args.before.read_text()))
+        (BENCH / "real.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

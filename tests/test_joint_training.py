@@ -1,0 +1,112 @@
+"""Joint training on real films and synthetic disorders: data, splits, domain randomisation,
+augmentation, and a tiny real run that checkpoints, resumes and saves a film-view model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from matcher.checkpoint import load_model
+from matcher.manifest import ManifestError
+from training.domain import DomainConfig, randomise_film, synthetic_views
+from training.film_augment import FilmAugmentConfig, augment_views, views_to_input
+from training.joint import JointConfig, train_joint
+from training.joint_data import JointData
+from training.real_data import RealSet, is_validation_id, load_rsna_100px, read_labels, split_real
+from training.synth.cohort import CohortConfig, generate_cohort
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("joint-cohort")
+    generate_cohort(CohortConfig(n=40, out=out, seed=4, size=192, disorders=("unaffected", "achondroplasia", "turner"), workers=2))
+    return out / "manifest.csv"
+
+
+@pytest.fixture(scope="module")
+def some_real(rsna_100px: Path, tmp_path_factory: pytest.TempPathFactory) -> RealSet:
+    real = load_rsna_100px(rsna_100px, cache=tmp_path_factory.mktemp("rsna") / "rsna.npz")
+    keep = np.zeros(len(real), bool)
+    keep[:48] = True
+    keep[np.flatnonzero(is_validation_id(real.ids))[:16]] = True
+    return real.subset(keep)
+
+
+def test_the_validation_split_is_fixed_by_id_and_leaves_reported_films_out(some_real: RealSet) -> None:
+    train, val = split_real(some_real, exclude_ids={int(some_real.ids[0]), int(some_real.ids[-1])})
+    assert not (train & val).any()
+    assert (some_real.ids[val] % 20 == 0).all() and not (some_real.ids[train] % 20 == 0).any()
+    assert not train[0] and not val[0] and not train[-1] and not val[-1]
+    assert some_real.views.shape[1:] == (100, 100) and some_real.views.dtype == np.uint8
+
+
+def test_labels_errors_say_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match="labels.csv"):
+        read_labels(tmp_path)
+    pd.DataFrame({"id": [1], "boneage": [100]}).to_csv(tmp_path / "labels.csv", index=False)
+    with pytest.raises(ManifestError, match="male"):
+        read_labels(tmp_path)
+
+
+def test_domain_randomisation_is_seeded_and_varied() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.random((160, 128)).astype(np.float32)
+    mask = np.zeros((160, 128), np.uint8)
+    mask[20:150, 20:110] = 1
+    a = randomise_film(image, mask, np.random.default_rng(5), DomainConfig())
+    b = randomise_film(image, mask, np.random.default_rng(5), DomainConfig())
+    c = randomise_film(image, mask, np.random.default_rng(6), DomainConfig())
+    assert a.dtype == np.uint8 and np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_synthetic_views_and_augmentation(tiny_cohort: Path) -> None:
+    views, table = synthetic_views(tiny_cohort, copies=2, seed=1, workers=1)
+    assert views.shape == (80, 100, 100) and len(table) == 80
+    assert not np.array_equal(views[0], views[40]), "two copies of a phantom are two different exports"
+    x = augment_views(torch.from_numpy(views[:8]), FilmAugmentConfig(), 100, torch.Generator().manual_seed(0))
+    assert x.shape == (8, 1, 100, 100) and torch.allclose(x.flatten(1).mean(1), torch.zeros(8), atol=1e-4)
+    plain = views_to_input(torch.from_numpy(views[:2]), 100)
+    assert torch.allclose(plain.flatten(1).std(1), torch.ones(2), atol=1e-3)
+
+
+def test_a_tiny_joint_run_checkpoints_resumes_and_saves_a_film_model(tiny_cohort: Path, some_real: RealSet, tmp_path: Path) -> None:
+    views, table = synthetic_views(tiny_cohort, copies=1, seed=1, workers=1)
+    data = JointData.build(views, table, some_real, (), set(), val_fraction=0.25, seed=1)
+    config = JointConfig(out=tmp_path / "run", epochs=1, synthetic_batch=6, real_batch=16, m_per_class=2, device="cpu", warmup_steps=1)
+    train_joint(config, data, log=lambda _: None)
+    first = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert first["epoch"] == 1
+    config.epochs, config.resume = 2, True
+    model_dir = train_joint(config, data, log=lambda _: None)
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert list(log["epoch"]) == [1, 2] and np.isfinite(log["real_val_bone_age_mad"]).all()
+    model, card = load_model(model_dir)
+    assert card.config.preprocessing == "film" and card.config.input_size == 100
+    assert set(card.config.labels) == {"unaffected", "achondroplasia", "turner"}
+    assert card.provenance["data_sources"]["rsna_100px"]["validation"] == len(data.real_val)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 2
+
+
+def test_distillation_pulls_phantoms_to_the_teacher(tiny_cohort: Path, some_real: RealSet, tmp_path: Path) -> None:
+    views, table = synthetic_views(tiny_cohort, copies=1, seed=1, workers=1)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(table), 256)).astype(np.float32)
+    teacher = pd.DataFrame({"case_id": table["case_id"], "embedding": list(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))})
+    data = JointData.build(views, table, some_real, (), set(), val_fraction=0.25, seed=1)
+    with pytest.raises(ValueError, match="no teacher"):
+        train_joint(JointConfig(out=tmp_path / "x", epochs=1, synthetic_batch=6, real_batch=16, m_per_class=2, distill_weight=1.0), data)
+    trained_case = str(table["case_id"].iloc[data.synth_train[0]])
+    with pytest.raises(ValueError, match="no embedding for 1 training"):
+        data.with_teacher(teacher[teacher["case_id"].astype(str) != trained_case])
+    data = data.with_teacher(teacher)
+    assert abs(float(data.teacher_unaffected.norm()) - 1) < 1e-5
+    config = JointConfig(out=tmp_path / "run", epochs=1, synthetic_batch=6, real_batch=16, m_per_class=2, warmup_steps=1,
+                         arcface_weight=0.0, distill_weight=10.0, real_prototype_weight=3.0, lr=1e-2)  # fmt: skip
+    train_joint(config, data, log=lambda _: None)
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert log["loss_metric"].iloc[0] > 0 and np.isfinite(log["loss_metric"]).all()

@@ -1,0 +1,101 @@
+"""The two training sets of `training.joint`, as tensors with their splits.
+
+Synthetic: film views of a domain-randomised cohort, split by patient (held-out disorders
+never reach training; they play the "rare" disorders added later without retraining).
+Real: the RSNA films, split by id (`training.real_data.is_validation_id`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from matcher.deeplasia import AgeCalibration
+from training.real_data import RealSet, split_real
+from training.train import split_by_patient
+
+CALIBRATION = AgeCalibration(127.31657409667969, 41.17934799194336)  # Deeplasia's age constants
+
+
+def _z_age(months: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(((np.asarray(months, np.float64) - CALIBRATION.age_mean) / CALIBRATION.age_sd).astype(np.float32))
+
+
+@dataclass
+class JointData:
+    labels: dict[str, int]
+    synth_table: pd.DataFrame
+    synth_views: torch.Tensor  # uint8 (N, 100, 100)
+    synth_label: torch.Tensor  # long, -1 outside training
+    synth_age: torch.Tensor  # z-scored
+    synth_male: torch.Tensor
+    synth_train: np.ndarray  # indices
+    synth_val: np.ndarray
+    synth_held_out: np.ndarray
+    real: RealSet
+    real_views: torch.Tensor
+    real_age: torch.Tensor
+    real_male: torch.Tensor
+    real_train: np.ndarray
+    real_val: np.ndarray
+    held_out: tuple[str, ...]
+    synth_teacher: torch.Tensor | None = None  # (N, D) a teacher's unit embeddings (`training.teacher`)
+    teacher_unaffected: torch.Tensor | None = None  # (D,) the teacher's mean unaffected training case, unit length
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def synth_train_labels(self) -> np.ndarray:
+        return self.synth_label[torch.from_numpy(self.synth_train)].cpu().numpy()
+
+    @classmethod
+    def build(cls, views: np.ndarray, table: pd.DataFrame, real: RealSet, held_out: tuple[str, ...],
+              exclude_real_ids: set[int], val_fraction: float = 0.15, seed: int = 0) -> JointData:  # fmt: skip
+        """Splits and labels; `views`/`table` from `training.domain.synthetic_views`."""
+        table = table.reset_index(drop=True)
+        train, val, rare = split_by_patient(table, held_out, val_fraction, seed)
+        names = sorted(table.loc[train, "disorder"].fillna("").astype(str).unique())
+        if "unaffected" not in names:
+            raise ValueError("the synthetic cohort has no unaffected training cases; real films need that class")
+        labels = {name: i for i, name in enumerate(names)}
+        label = np.array([labels.get(str(d), -1) for d in table["disorder"].fillna("")], dtype=np.int64)
+        real_train, real_val = split_real(real, exclude_real_ids)
+        return cls(
+            labels, table, torch.from_numpy(views), torch.from_numpy(label), _z_age(table["bone_age_months"]),
+            torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)), np.flatnonzero(train), np.flatnonzero(val),
+            np.flatnonzero(rare), real, torch.from_numpy(real.views), _z_age(real.bone_age_months),
+            torch.from_numpy(real.male), np.flatnonzero(real_train), np.flatnonzero(real_val), tuple(held_out),
+        )  # fmt: skip
+
+    def with_teacher(self, teacher: pd.DataFrame) -> JointData:
+        """Attach a teacher's embeddings (`case_id`, `embedding`), matched to the synthetic rows by case id
+        (every training row needs one; rows never trained on may lack one)."""
+        by_case = dict(zip(teacher["case_id"].astype(str), teacher["embedding"], strict=True))
+        cases = self.synth_table["case_id"].astype(str).to_numpy()
+        missing = sorted({c for c in cases[self.synth_train] if c not in by_case})
+        if missing:
+            raise ValueError(f"the teacher has no embedding for {len(missing)} training case(s), e.g. {missing[:3]}")
+        dim = len(next(iter(by_case.values())))
+        vectors = torch.from_numpy(np.stack([by_case.get(c, np.zeros(dim)) for c in cases]).astype(np.float32))
+        unaffected = self.synth_train[self.synth_table["disorder"].astype(str).to_numpy()[self.synth_train] == "unaffected"]
+        prototype = torch.nn.functional.normalize(vectors[torch.from_numpy(unaffected)].mean(dim=0), dim=0)
+        return replace(self, synth_teacher=vectors.to(self.device), teacher_unaffected=prototype.to(self.device))
+
+    def to(self, device: torch.device) -> JointData:
+        names = ["synth_views", "synth_label", "synth_age", "synth_male", "real_views", "real_age", "real_male"]
+        names += [n for n in ("synth_teacher", "teacher_unaffected") if getattr(self, n) is not None]
+        move = {name: getattr(self, name).to(device) for name in names}
+        return replace(self, device=device, **move)
+
+    def provenance(self) -> dict:
+        return {
+            "training_disorders": sorted(self.labels),
+            "held_out_disorders": list(self.held_out),
+            "data_sources": {
+                "synthetic": {"cases": int(len(self.synth_table)), "training": int(len(self.synth_train))},
+                "rsna_100px": {"films": int(len(self.real)), "training": int(len(self.real_train)), "validation": int(len(self.real_val)),
+                               "validation_rule": "id % 20 == 0; ids of ../shared/real_hands_labelled never trained on"},
+            },
+        }  # fmt: skip

@@ -1,0 +1,218 @@
+"""How a model does on real radiographs it was never trained on (`scripts/bench_real.py model`).
+
+- bone age and sex on the held-out RSNA films (`training.real_data.is_validation_id`, 100 px),
+  through the whole pipeline (read, mask, gate, model input, model) as `bone2gene analyze`
+  runs it;
+- bone age on the 14 labelled full-resolution films, and how far each film's answer is from
+  the answer for its own 100-px copy;
+- the feature space: real control hands against a synthetic gallery (is "unaffected" first,
+  or is "no close match" said?), the same flag on held-out synthetic cases whose disorder is
+  in the gallery and ranked first, and the two-sample statistics of `index.cohort_stats`
+  between real and synthetic controls;
+- latency of a full analysis of a real film against the bare forward pass, paired in one run.
+
+RSNA gives no chronological age, so "children over 10 years" is read as bone age over 120
+months. Every number on `rsna_100px` is measured on 100-px films: fine bone detail is gone.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from index.cohort_stats import compare
+from matcher.analysis import Analyzer
+from matcher.batch import BatchItem, embed_many
+from matcher.calibration import fit_calibration
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from matcher.io import read_radiograph
+from matcher.model import Bone2GeneModel
+from matcher.rank import LabelIndex, nearest_per_label
+from training.joint_eval import real_figures
+from training.real_data import is_validation_id, read_labels
+from training.synth.cohort import CohortConfig, generate_cohort
+
+GALLERY_SEED, QUERY_SEED = 2027, 4049  # the demo gallery's cohort seed; another for held-out queries
+
+
+def _analyse_films(analyzer: Analyzer, paths: list[Path], males: np.ndarray, give_sex: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Bone age, male probability and embedding per film (NaN where refused), and the refusals."""
+    months, male_p, embeddings, refused = [], [], [], []
+    for path, male in zip(paths, males, strict=True):
+        result = analyzer.analyze(path, sex=("M" if male else "F") if give_sex else None)
+        if not result.accepted:
+            refused.append(f"{path.name}: {'; '.join(result.reasons)}")
+            months.append(np.nan), male_p.append(np.nan), embeddings.append(None)
+            continue
+        months.append(result.bone_age_months), male_p.append(result.male_probability), embeddings.append(result.embedding)
+    return np.array(months), np.array(male_p), embeddings, refused
+
+
+def rsna_validation(analyzer: Analyzer, root: Path, exclude: set[int]) -> tuple[dict, list[np.ndarray]]:
+    labels = read_labels(root)
+    held = labels[is_validation_id(labels["id"].to_numpy()) & ~labels["id"].isin(exclude)]
+    paths = [root / "images" / f"{i}.png" for i in held["id"]]
+    months, male_p, embeddings, refused = _analyse_films(analyzer, paths, held["male"].to_numpy())
+    ok = ~np.isnan(months)
+    figures = real_figures(months[ok], male_p[ok], held["boneage"].to_numpy(float)[ok], held["male"].to_numpy(float)[ok])
+    return {"films": len(held), "accepted": int(ok.sum()), "refused": refused, **figures.__dict__}, [e for e in embeddings if e is not None]
+
+
+def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> dict:
+    labels = read_labels(root)
+    males = labels["male"].to_numpy()
+    full, _, _, refused_full = _analyse_films(analyzer, [root / f"{i}.png" for i in labels["id"]], males)
+    small, _, _, refused_small = _analyse_films(analyzer, [copies / "images" / f"{i}.png" for i in labels["id"]], males)
+    truth = labels["boneage"].to_numpy(float)
+    both = ~np.isnan(full) & ~np.isnan(small)
+    rows = [{"id": int(i), "bone_age": float(t), "full_resolution": None if np.isnan(f) else round(float(f), 1),
+             "copy_100px": None if np.isnan(s) else round(float(s), 1)} for i, t, f, s in zip(labels["id"], truth, full, small, strict=True)]  # fmt: skip
+    return {
+        "films": len(labels), "accepted_full": int((~np.isnan(full)).sum()), "accepted_copy": int((~np.isnan(small)).sum()),
+        "mad_full_resolution": round(float(np.nanmean(np.abs(full - truth))), 2),
+        "mad_copy_100px": round(float(np.nanmean(np.abs(small - truth))), 2),
+        "max_full_vs_copy": round(float(np.max(np.abs(full - small)[both])), 3) if both.any() else None,
+        "refused": refused_full + refused_small, "films_detail": rows,
+    }  # fmt: skip
+
+
+def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int) -> pd.DataFrame:
+    manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=512))
+    items = [BatchItem(work / f"cohort-{seed}" / p, s) for p, s in zip(manifest["image"], manifest["sex"], strict=True)]
+    results = embed_many(model, items, batch_size=16)
+    manifest = manifest.assign(embedding=[r.embedding for r in results])
+    return manifest[[r.accepted for r in results]].reset_index(drop=True)
+
+
+def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gallery_n: int = 300, query_n: int = 200) -> dict:
+    """Real controls and held-out synthetic cases against a synthetic gallery like the demo's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, GALLERY_SEED)
+        queries = _synthetic_embeddings(model, Path(tmp), query_n, QUERY_SEED)
+    vectors = np.stack(gallery["embedding"]).astype(np.float32)
+    labels = gallery["disorder"].astype(str).tolist()
+    calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist())
+    index = LabelIndex.of(labels)
+    unaffected = index.names.index("unaffected")
+
+    def best_of(query: np.ndarray) -> np.ndarray:
+        return nearest_per_label(query @ vectors.T, index)[0]
+
+    real = np.stack(real_embeddings).astype(np.float32)
+    real_best = best_of(real)
+    real_first = real_best.argmax(axis=1) == unaffected
+    real_flag = real_best.max(axis=1) < calibration.no_match_threshold
+    real_probability = np.array([calibration.probability(float(score))[0] for score in real_best.max(axis=1)])
+    known = queries[queries["disorder"].astype(str).isin(index.names)]
+    synth_best = best_of(np.stack(known["embedding"]).astype(np.float32))
+    own = np.array([index.names.index(str(d)) for d in known["disorder"]])
+    first = synth_best.argmax(axis=1) == own
+    synth_flag = synth_best.max(axis=1) < calibration.no_match_threshold
+    controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
+    gap = compare(real[:200], controls, [f"r{i}" for i in range(min(200, len(real)))], gallery.loc[gallery["disorder"] == "unaffected", "patient_id"].astype(str).tolist(), permutations=20)
+    return {
+        "gallery_cases": len(gallery), "no_match_threshold": round(calibration.no_match_threshold, 4),
+        "real_controls": len(real), "real_unaffected_first": round(float(real_first.mean()), 4),
+        "real_flagged_no_close_match": round(float(real_flag.mean()), 4),
+        "real_unaffected_first_or_flagged": round(float((real_first | real_flag).mean()), 4),
+        "real_top_probability_max": round(float(real_probability.max()), 4),
+        "real_confident_disorder": round(float(((real_probability >= 0.5) & ~real_first).mean()), 4),
+        "real_top_disorders": pd.Series(np.array(index.names)[real_best.argmax(axis=1)]).value_counts().head(5).to_dict(),
+        "synthetic_queries_in_gallery": len(known), "synthetic_top1": round(float(first.mean()), 4),
+        "synthetic_flag_off_when_first": round(float((~synth_flag[first]).mean()), 4) if first.any() else None,
+        "real_vs_synthetic_controls": {"auc": round(gap.auc, 4), "auc_p_value": round(gap.auc_p_value, 4), "within_real": round(gap.within_a, 4),
+                                       "within_synthetic": round(gap.within_b, 4), "between": round(gap.between, 4)},
+    }  # fmt: skip
+
+
+def latency(analyzer: Analyzer, paths: list[Path], repeats: int = 3) -> dict:
+    """Median full analysis vs median bare forward of the same model, interleaved per film."""
+    full, bare = [], []
+    size = analyzer.model.config.input_size
+    x = torch.zeros(1, 1, size, size).contiguous(memory_format=torch.channels_last)
+    male = torch.ones(1, 1)
+    analyzer.analyze(paths[0], sex="M")
+    for _ in range(repeats):
+        for path in paths:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                analyzer.model(x, male)
+            bare.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            analyzer.analyze(read_radiograph(path), sex="M")
+            full.append(time.perf_counter() - started)
+    f, b = statistics.median(full) * 1e3, statistics.median(bare) * 1e3
+    return {"films": len(paths), "analyze_ms": round(f, 1), "bare_forward_ms": round(b, 1), "ratio": round(f / b, 2)}
+
+
+def paired_latency(paths: list[Path], analyzer: Analyzer, baseline: Analyzer, repeats: int = 3) -> dict:
+    """The model's and a baseline model's latency, alternating film by film in one run."""
+    rows = {"model": [], "baseline": []}
+    for _ in range(repeats):
+        for path in paths:
+            rows["model"].append(latency(analyzer, [path], repeats=1))
+            rows["baseline"].append(latency(baseline, [path], repeats=1))
+    out = {name: {key: round(statistics.median(r[key] for r in runs), 2) for key in ("analyze_ms", "bare_forward_ms", "ratio")}
+           for name, runs in rows.items()}  # fmt: skip
+    out["analyze_vs_baseline_analyze"] = round(out["model"]["analyze_ms"] / out["baseline"]["analyze_ms"], 2)
+    return out
+
+
+def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Path | None = None) -> dict:
+    """Every figure of the module's note; `baseline_dir` (the previous model) adds a paired latency run."""
+    model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
+    analyzer = Analyzer(model)
+    labelled = shared / "real_hands_labelled"
+    exclude = set(read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else set()
+    validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
+    return {
+        "model": {"fingerprint": card.fingerprint[:12], "preprocessing": card.config.preprocessing, "input_size": card.config.input_size},
+        "rsna_validation": validation,
+        "labelled_full_resolution": labelled_full_resolution(analyzer, labelled, shared / "rsna_100px"),
+        "feature_space": feature_space(model, embeddings),
+        "latency": latency(analyzer, sorted(labelled.glob("*.png"))[:6]),
+        "latency_against_baseline": None if baseline_dir is None else
+        paired_latency(sorted(labelled.glob("*.png"))[:6], analyzer, Analyzer(load_model(baseline_dir)[0])),
+    }
+
+
+def model_markdown(result: dict) -> list[str]:
+    v, f, s, t = result["rsna_validation"], result["labelled_full_resolution"], result["feature_space"], result["latency"]
+    return [
+        f"## Model `{result['model']['fingerprint']}` ({result['model']['preprocessing']} preprocessing, {result['model']['input_size']} px)", "",
+        "| measure | value | target |", "| --- | --- | --- |",
+        f"| bone-age MAD, RSNA validation ({v['accepted']}/{v['films']} films, 100 px) | {v['bone_age_mad_months']} months | <= 10 |",
+        f"| bone-age MAD, real_hands_labelled at full resolution ({f['accepted_full']} films) | {f['mad_full_resolution']} months | <= 12 |",
+        f"| same films, their 100-px copies | {f['mad_copy_100px']} months | |",
+        f"| largest difference full resolution vs 100-px copy | {f['max_full_vs_copy']} months | same answer |",
+        f"| sex accuracy, all validation films | {v['sex_accuracy']:.1%} | |",
+        f"| sex accuracy, bone age over 120 months ({v['older']} films) | {v['sex_accuracy_older']:.1%} | >= 80% |",
+        f"| real controls: unaffected first | {s['real_unaffected_first']:.1%} | |",
+        f"| real controls: flagged no close match | {s['real_flagged_no_close_match']:.1%} | |",
+        f"| real controls: unaffected first or flagged | {s['real_unaffected_first_or_flagged']:.1%} | >= 90% |",
+        f"| held-out synthetic, disorder in gallery and ranked first: flag off | {s['synthetic_flag_off_when_first']:.1%} | >= 80% |",
+        f"| held-out synthetic top-1 ({s['synthetic_queries_in_gallery']} cases, gallery of {s['gallery_cases']}) | {s['synthetic_top1']:.1%} | |",
+        f"| real vs synthetic controls: classifier AUC (0.5 = indistinguishable) | {s['real_vs_synthetic_controls']['auc']} | |",
+        f"| analyze on a real film / bare forward (paired) | {t['ratio']}x ({t['analyze_ms']} / {t['bare_forward_ms']} ms) | |",
+        "", *_latency_lines(result.get("latency_against_baseline")), f"Most frequent top disorders for real controls: {s['real_top_disorders']}", "",
+        "Refused in the model runs: " + ("; ".join(v["refused"] + f["refused"]) or "none"), "",
+    ]  # fmt: skip
+
+
+def _latency_lines(paired: dict | None) -> list[str]:
+    if not paired:
+        return []
+    m, b = paired["model"], paired["baseline"]
+    return [
+        "Latency against the previous bundled model, alternating film by film in one run (6 full-resolution films, median):", "",
+        "| model | analyze | bare forward | analyze / bare forward |", "| --- | --- | --- | --- |",
+        f"| this model | {m['analyze_ms']} ms | {m['bare_forward_ms']} ms | {m['ratio']}x |",
+        f"| previous bundled model | {b['analyze_ms']} ms | {b['bare_forward_ms']} ms | {b['ratio']}x |", "",
+        f"A full analysis with this model takes {paired['analyze_vs_baseline_analyze']}x the time of one with the previous model.", "",
+    ]  # fmt: skip
