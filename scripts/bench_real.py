@@ -96,11 +96,13 @@ def main() -> None:
     else:
         from training.real_eval import model_markdown
 
-        gate = json.loads((BENCH / "real_gate.json").read_text())
+        gate_file = BENCH / "real_gate.json"
+        gate = json.loads(gate_file.read_text()) if gate_file.is_file() else None
         model = json.loads((BENCH / "real_model.json").read_text()) if (BENCH / "real_model.json").is_file() else None
         lines = ["# Real radiographs (issue 13)", "", "Commands: `python scripts/bench_real.py gate`, `python scripts/bench_real.py model`, "
                  "`python scripts/bench_real.py report` (this file).", ""]  # fmt: skip
-        lines += gate_markdown(gate) + (model_markdown(model) if model else [])
+        lines += gate_markdown(gate) if gate else ["## Quality gate on every real image", "", "Not run yet: `python scripts/bench_real.py gate`.", ""]
+        lines += model_markdown(model) if model else []
         if args.before.is_file():
             lines += ["# Beside it: the bundled model (synthetic training only, 256 px), same code and films", ""]
             lines += model_markdown(json.loads(args.before.read_text()))
