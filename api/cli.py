@@ -6,11 +6,13 @@ that `bone2gene --help` answers at once.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from api.cli_helpers import EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
 
 app = typer.Typer(
     name="bone2gene",
@@ -21,14 +23,10 @@ app = typer.Typer(
 )
 
 
-class ImageFormat(str, Enum):
+class ImageFormat(StrEnum):
     png = "png"
     dicom = "dicom"
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
@@ -54,15 +52,12 @@ def synth(
     list_disorders: Annotated[bool, typer.Option("--list-disorders", help="List the disorders and exit.")] = False,
 ) -> None:
     """Generate synthetic hand radiographs with known ground truth (disorder, bone age, mask, bone lengths)."""
-    from training.synth.cohort import CohortConfig, CohortError, ProgressPrinter, generate_cohort, summarise
-    from training.synth.spec import SpecError, builtin_specs, load_specs, merge_specs
+    from training.synth.cohort import CohortConfig, generate_cohort, summarise
+    from training.synth.spec import builtin_specs, load_specs, merge_specs
 
-    try:
-        specs = builtin_specs()
-        for path in spec or []:
-            specs = merge_specs(specs, load_specs(path))
-    except SpecError as exc:
-        _fail(str(exc))
+    specs = builtin_specs()
+    for path in spec or []:
+        specs = merge_specs(specs, load_specs(path))
     if list_disorders:
         for s in specs:
             genes = ", ".join(s.genes) or "-"
@@ -73,11 +68,8 @@ def synth(
         n=n, out=out, seed=seed, size=size, format=fmt.value, bits=bits, control_fraction=controls,  # type: ignore[arg-type]
         disorders=chosen, specs=tuple(specs), workers=workers, overwrite=overwrite,
     )  # fmt: skip
-    try:
-        manifest = generate_cohort(config, progress=ProgressPrinter())
-    except CohortError as exc:
-        _fail(str(exc))
-        return
+    with progress_bar("rendering", unit="image") as progress:
+        manifest = generate_cohort(config, progress=progress)
     typer.echo(summarise(manifest))
     typer.echo(f"manifest: {out / 'manifest.csv'}")
 
@@ -97,7 +89,7 @@ def demo(
     """
     import pandas as pd
 
-    from api.cli_service import build_demo_gallery, run_service
+    from api.cli_service import build_demo_gallery, run_service, settings_from
     from api.keys import KeyStore
     from training.synth.cohort import summarise
     from training.synth.montage import cohort_contact_sheet
@@ -117,7 +109,7 @@ def demo(
     typer.echo(f"demo API key (admin; paste it into the page to sign in): {secret}")
     typer.echo(f"try a radiograph from {out / 'cohort' / 'images'}")
     if serve:
-        run_service(gallery, None, "127.0.0.1", port)
+        run_service(settings_from({"gallery": gallery}), "127.0.0.1", port)
 
 
 model_app = typer.Typer(help="Import and inspect encoder models.", no_args_is_help=True)
@@ -137,28 +129,19 @@ def model_import_deeplasia(
 ) -> None:
     """Convert real Deeplasia weights into a Bone2Gene model directory (safetensors + config)."""
     from matcher.checkpoint import import_deeplasia
-    from matcher.deeplasia import CheckpointError
 
     targets = [out] if len(checkpoints) == 1 else [out / c.stem for c in checkpoints]
     for checkpoint, target in zip(checkpoints, targets, strict=True):
-        try:
-            fingerprint = import_deeplasia(checkpoint, target, parameters, trust_pickle)
-        except CheckpointError as exc:
-            _fail(str(exc))
-            return
+        fingerprint = import_deeplasia(checkpoint, target, parameters, trust_pickle)
         typer.echo(f"{checkpoint.name} -> {target}  fingerprint {fingerprint[:16]}")
 
 
 @model_app.command("info")
 def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model directory.")]) -> None:
     """Describe a model: architecture, heads, age constants, fingerprint and provenance."""
-    from matcher.checkpoint import ModelFormatError, read_card
+    from matcher.checkpoint import read_card
 
-    try:
-        card = read_card(directory)
-    except ModelFormatError as exc:
-        _fail(str(exc))
-        return
+    card = read_card(directory)
     c = card.config
     lines = [
         f"model        {directory}",
@@ -174,15 +157,10 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
     typer.echo("\n".join(lines))
 
 
-class Sex(str, Enum):
-    M = "M"
-    F = "F"
-
-
 @app.command()
 def analyze(
     images: Annotated[list[Path], typer.Argument(help="Radiographs (DICOM, PNG, JPEG, TIFF).")],
-    sex: Annotated[Sex | None, typer.Option("--sex", help="M or F (default: from the DICOM header).")] = None,
+    sex: SexOpt = None,
     age_months: Annotated[
         float | None, typer.Option("--age-months", help="Chronological age in months (default: from the header).")
     ] = None,
@@ -207,26 +185,21 @@ def analyze(
     import cv2
 
     from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelFormatError, load_model
+    from matcher.bone_age_reference import reference_or_bundled
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
     from matcher.errors import RadiographError
     from matcher.io import read_radiograph
 
-    from matcher.bone_age_reference import ReferenceError, reference_or_bundled
-
     model = model or BUNDLED_MODEL_DIR
-    try:
-        loaded, _ = load_model(model)
-        reference = reference_or_bundled(ba_reference)
-    except (ModelFormatError, ReferenceError) as exc:
-        _fail(str(exc))
-        return
+    loaded, _ = load_model(model)
+    reference = reference_or_bundled(ba_reference)
     analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None, reference=reference))
     for index, path in enumerate(images):
         try:
             source = read_radiograph(path)  # read once: the overlay is drawn on the same pixels
         except RadiographError:
             source = path  # let the analyzer report the problem with the file
-        result = analyzer.analyze(source, sex=sex.value if sex else None, age_months=age_months)
+        result = analyzer.analyze(source, sex=sex_value(sex), age_months=age_months)
         if as_json:
             typer.echo(json.dumps({"image": path.name, **result.to_json()}))
         else:
@@ -248,8 +221,8 @@ def analyze(
             cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
 
 
-from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
 from api.cli_explore import explore_app  # noqa: E402
+from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
 from api.cli_service import keys_app, serve  # noqa: E402
 
 app.add_typer(gallery_app, name="gallery")
@@ -260,8 +233,15 @@ app.add_typer(disorders_app, name="disorders")
 app.command("query")(query_command)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main() -> None:
+    """The console entry point: every refusal of our error family ends as `error: ...`, status 2."""
+    from matcher.errors import Bone2GeneError
+
+    try:
+        app()
+    except Bone2GeneError as exc:
+        typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(EXIT_REFUSED) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,70 +6,35 @@ Registered on the main app by `api.cli`. Heavy imports stay inside the commands.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from api.cli_helpers import (
+    GalleryArg,
+    GalleryOpt,
+    JsonOpt,
+    ModelOpt,
+    Sex,
+    SexOpt,
+    TopOpt,
+    fail,
+    load_model_or_bundled,
+    open_gallery,
+    progress_bar,
+    same_model,
+    sex_value,
+)
+
+if TYPE_CHECKING:
+    from index.filters import Filters
 
 DEFAULT_GALLERY = Path("demo-data") / "gallery"
 
 gallery_app = typer.Typer(help="Create and curate a gallery of confirmed cases.", no_args_is_help=True)
 disorders_app = typer.Typer(help="The disorder catalogue of a gallery.", no_args_is_help=True)
 
-GalleryArg = Annotated[Path, typer.Argument(help="Gallery directory.")]
-ModelOpt = Annotated[Path | None, typer.Option("--model", help="Model directory (default: the bundled demo model).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
-
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
-
-
-def _errors() -> tuple[type[Exception], ...]:
-    from index.images import ImageStoreError
-    from index.locking import LockTimeout
-    from index.store import GalleryError
-    from matcher.checkpoint import ModelFormatError
-    from matcher.manifest import ManifestError
-
-    return (GalleryError, ManifestError, ModelFormatError, ImageStoreError, LockTimeout)
-
-
-def _open(path: Path):  # noqa: ANN202 - index.store.Gallery (imported lazily)
-    from index.store import Gallery
-
-    try:
-        return Gallery.open(path)
-    except _errors() as exc:
-        _fail(str(exc))
-
-
-def _model(model: Path | None):  # noqa: ANN202 - (Bone2GeneModel, ModelCard)
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
-
-    try:
-        return load_model(model or BUNDLED_MODEL_DIR)
-    except _errors() as exc:
-        _fail(str(exc))
-
-
-def seed_catalogue(gallery) -> int:  # noqa: ANN001 - index.store.Gallery
-    """The disorders of PHENOTYPES.md section 2 (the synthetic cohort's specs carry their catalogue fields)."""
-    from index.catalogue import Disorder
-    from training.synth.spec import builtin_specs
-
-    def symbols(genes: list[str]) -> list[str]:  # loci such as "H19/IGF2 ICR1" or "UPD7" are not gene symbols
-        return [g for g in genes if g.replace("-", "").isalnum() and g.upper() == g and not g.startswith("UPD")]
-
-    entries = [
-        Disorder(id=s.id, name=s.name, category=s.category, genes=symbols(s.genes), omim=s.omim, orpha=s.orpha, mondo=s.mondo,
-                 nosology_group=s.nosology.group if s.nosology else None, nosology_revision=s.nosology.revision if s.nosology else None)  # fmt: skip
-        for s in builtin_specs()
-    ]
-    existing = {d.id for d in gallery.disorders()}
-    return gallery.add_disorders([d for d in entries if d.id not in existing]) if len(existing) < len(entries) else 0
 
 
 @gallery_app.command("init")
@@ -83,50 +48,15 @@ def gallery_init(
     from index.store import Gallery
     from index.vectors import IndexSpec
 
-    _, card = _model(model)
+    _, card = load_model_or_bundled(model)
     try:
         gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim, IndexSpec(index))
     except RuntimeError as exc:
-        _fail(f"FAISS cannot build index {index!r}: {str(exc).splitlines()[0]}")
-        return
-    except _errors() as exc:
-        _fail(str(exc))
-        return
+        fail(f"FAISS cannot build index {index!r}: {str(exc).splitlines()[0]}")
+    from training.synth.catalogue import seed_catalogue
+
     seeded = seed_catalogue(gallery) if seed else 0
     typer.echo(f"created gallery {path} for model {card.fingerprint[:12]} ({card.config.embedding_dim}-d, index {index}); {seeded} disorders in the catalogue")
-
-
-def add_manifest(gallery, manifest_path: Path, model_dir: Path | None, batch_size: int, workers: int, progress=None) -> tuple[int, list[str]]:  # noqa: ANN001
-    """Embed and add every case of a manifest, one atomic write per batch; returns (added, refusals)."""
-    from index.store import NewCase
-    from matcher.batch import BatchItem, embed_many
-    from matcher.manifest import read_case_manifest
-
-    table = read_case_manifest(manifest_path, require_disorder=True)
-    present = set(gallery.cases()["case_id"])
-    todo = table[~table["case_id"].isin(present)]
-    for disorder in sorted(set(todo["disorder"].dropna())):
-        gallery.resolve_disorder(disorder)  # fail before any work if a label is unknown
-    model, card = _model(model_dir)
-    added, refusals = 0, []
-    chunk = max(batch_size, 32)
-    for start in range(0, len(todo), chunk):
-        part = todo.iloc[start : start + chunk]
-        items = [BatchItem(Path(p), s) for p, s in zip(part["path"], part["sex"], strict=True)]
-        results = embed_many(model, items, batch_size=batch_size, workers=workers, keep_pixels=True)
-        cases = []
-        for (_, row), result in zip(part.iterrows(), results, strict=True):
-            if not result.accepted:
-                refusals.append(f"{row['case_id']} ({Path(row['path']).name}): {'; '.join(result.reasons)}")
-                continue
-            cases.append(NewCase(result.embedding, row["sex"], row["age_months"], row["disorder"], row["gene"], row["patient_id"],
-                                 row["case_id"], row["bone_age_months"], row["source"] or "", result.pixels))  # fmt: skip
-        if cases:
-            gallery.add_cases(cases, card.fingerprint)
-            added += len(cases)
-        if progress:
-            progress(min(start + chunk, len(todo)), len(todo))
-    return added, refusals
 
 
 @gallery_app.command("add")
@@ -138,15 +68,11 @@ def gallery_add(
     workers: Annotated[int, typer.Option("--workers", help="Decoding processes.")] = 1,
 ) -> None:
     """Embed the manifest's images and add them as confirmed cases (already present case ids are skipped)."""
-    from training.synth.cohort import ProgressPrinter
+    from index.ingest import add_manifest
 
-    gallery = _open(path)
-    try:
-        added, refusals = add_manifest(gallery, manifest, model, batch_size, workers, ProgressPrinter())
-    except _errors() as exc:
-        _fail(str(exc))
-        return
-    sys.stderr.write("\n")
+    gallery = open_gallery(path)
+    with progress_bar("embedding", unit="image") as progress:
+        added, refusals = add_manifest(gallery, manifest, model, batch_size, workers, progress)
     for refusal in refusals:
         typer.echo(f"  not added: {refusal}", err=True)
     typer.echo(f"added {added} case(s) to {path}; {len(refusals)} refused by the quality gate; gallery now holds {gallery.stats().cases}")
@@ -156,12 +82,9 @@ def gallery_add(
 @gallery_app.command("remove")
 def gallery_remove(path: GalleryArg, case_ids: Annotated[list[str], typer.Argument(help="Case ids to delete.")]) -> None:
     """Delete cases everywhere: vectors, metadata and stored images."""
-    gallery = _open(path)
+    gallery = open_gallery(path)
     for case_id in case_ids:
-        try:
-            gallery.remove_case(case_id)
-        except _errors() as exc:
-            _fail(str(exc))
+        gallery.remove_case(case_id)
         typer.echo(f"removed {case_id}")
     gallery.close()
 
@@ -174,34 +97,29 @@ def gallery_relabel(
     gene: Annotated[str | None, typer.Option("--gene", help="Confirmed gene symbol.")] = None,
 ) -> None:
     """Change a case's confirmed diagnosis."""
-    gallery = _open(path)
-    try:
-        gallery.relabel(case_id, disorder or None, gene)
-    except _errors() as exc:
-        _fail(str(exc))
+    gallery = open_gallery(path)
+    gallery.relabel(case_id, disorder or None, gene)
     typer.echo(f"{case_id}: now {disorder or 'undiagnosed'}{f' ({gene.upper()})' if gene else ''}")
 
 
-def _filters(sex: str | None, age_min: float | None, age_max: float | None, source: str | None, disorder: list[str] | None):  # noqa: ANN202
-    from index.store import Filters
+def _filters(sex: Sex | None, age_min: float | None, age_max: float | None, source: str | None, disorder: list[str] | None) -> Filters:
+    from index.filters import Filters
 
-    if sex is not None and sex.upper() not in ("M", "F"):
-        _fail(f"--sex must be M or F, not {sex!r}")
-    return Filters(sex.upper() if sex else None, age_min, age_max, source, tuple(disorder or ()))
+    return Filters.of(sex=sex_value(sex), age_min_months=age_min, age_max_months=age_max, source=source, disorders=tuple(disorder or ()))
 
 
 @gallery_app.command("list")
 def gallery_list(
     path: GalleryArg,
     disorder: Annotated[list[str] | None, typer.Option("--disorder", help="Only these disorder ids (repeatable).")] = None,
-    sex: Annotated[str | None, typer.Option("--sex", help="M or F.")] = None,
+    sex: SexOpt = None,
     age_min: Annotated[float | None, typer.Option("--age-min", help="Minimum age (months).")] = None,
     age_max: Annotated[float | None, typer.Option("--age-max", help="Maximum age (months).")] = None,
     source: Annotated[str | None, typer.Option("--source", help="Only this source site.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List cases, optionally filtered."""
-    gallery = _open(path)
+    gallery = open_gallery(path)
     table = gallery.cases(_filters(sex, age_min, age_max, source, disorder)).drop(columns=["row", "image_sha256"])
     if as_json:
         typer.echo(table.to_json(orient="records"))
@@ -214,7 +132,7 @@ def gallery_stats(path: GalleryArg, as_json: JsonOpt = False) -> None:
     """Counts by disorder, sex, source and age; index and model."""
     from dataclasses import asdict
 
-    stats = _open(path).stats()
+    stats = open_gallery(path).stats()
     if as_json:
         typer.echo(json.dumps(asdict(stats)))
         return
@@ -236,9 +154,9 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False) -> None:
     """How well similarity scores are calibrated on this gallery (reliability table), recomputing if stale."""
     from index.query import calibration_for
 
-    calibration = calibration_for(_open(path))
+    calibration = calibration_for(open_gallery(path))
     if calibration is None:
-        _fail("too few cases to calibrate: at least 10 cases whose disorder has another patient are needed")
+        fail("too few cases to calibrate: at least 10 cases whose disorder has another patient are needed")
         return
     if as_json:
         typer.echo(json.dumps(calibration.to_json()))
@@ -257,41 +175,19 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False) -> None:
 @gallery_app.command("reembed")
 def gallery_reembed(path: GalleryArg, model: Annotated[Path, typer.Option("--model", help="The new model directory.")]) -> None:
     """Re-embed every case from its stored image with a new model (one atomic swap)."""
-    import numpy as np
+    from index.ingest import reembed_gallery
 
-    from matcher.analysis import Analyzer
-
-    gallery = _open(path)
-    loaded, card = _model(model)
-    analyzer = Analyzer(loaded)
-
-    def embed(items: list[tuple[np.ndarray, str]]) -> np.ndarray:
-        from matcher.io import Radiograph
-
-        vectors = []
-        for i, (pixels, sex) in enumerate(items):
-            result = analyzer.analyze(Radiograph.from_pixels(pixels), sex=sex)
-            if result.embedding is None:
-                raise _errors()[0](f"case {i}: the new model's pipeline refused the stored image: {'; '.join(result.reasons)}")
-            vectors.append(result.embedding)
-            sys.stderr.write(f"\r  {i + 1}/{len(items)} re-embedded")
-        return np.stack(vectors) if vectors else np.zeros((0, card.config.embedding_dim), np.float32)
-
-    try:
-        count = gallery.reembed(embed, card.fingerprint, card.config.embedding_dim)
-    except _errors() as exc:
-        _fail(str(exc))
-        return
-    typer.echo(f"\nre-embedded {count} case(s) with model {card.fingerprint[:12]}")
+    gallery = open_gallery(path)
+    loaded, card = load_model_or_bundled(model)
+    with progress_bar("re-embedding", unit="case") as progress:
+        count = reembed_gallery(gallery, loaded, card, progress)
+    typer.echo(f"re-embedded {count} case(s) with model {card.fingerprint[:12]}")
 
 
 @gallery_app.command("export")
 def gallery_export(path: GalleryArg, out: Annotated[Path, typer.Option("-o", "--out", help="Snapshot file (.tar) to write.")]) -> None:
     """Write a consistent snapshot of the gallery (database + images)."""
-    try:
-        _open(path).export_snapshot(out)
-    except _errors() as exc:
-        _fail(str(exc))
+    open_gallery(path).export_snapshot(out)
     typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -302,17 +198,13 @@ def gallery_import(
     """Create a gallery from a snapshot (every image is checked against its digest)."""
     from index.store import Gallery
 
-    try:
-        gallery = Gallery.import_snapshot(snapshot, path)
-    except _errors() as exc:
-        _fail(str(exc))
-        return
+    gallery = Gallery.import_snapshot(snapshot, path)
     typer.echo(f"imported {gallery.stats().cases} case(s) into {path}")
 
 
 @disorders_app.command("add")
 def disorders_add(
-    gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")],
+    gallery_path: GalleryOpt,
     disorder_id: Annotated[str, typer.Option("--id", help="Short id: lower case, digits, underscores.")],
     name: Annotated[str, typer.Option("--name", help="Dyadic name, e.g. 'Geleophysic dysplasia, ADAMTSL2-related'.")],
     gene: Annotated[list[str] | None, typer.Option("--gene", help="Gene symbol (repeatable).")] = None,
@@ -332,19 +224,16 @@ def disorders_add(
         disorder = Disorder(id=disorder_id, name=name, genes=gene or [], category=category, omim=omim, orpha=orpha, mondo=mondo,
                             nosology_group=group, nosology_revision=revision)  # fmt: skip
     except ValidationError as exc:
-        _fail("; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
+        fail("; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
         return
-    try:
-        _open(gallery_path).add_disorders([disorder])
-    except _errors() as exc:
-        _fail(str(exc))
+    open_gallery(gallery_path).add_disorders([disorder])
     typer.echo(f"added {disorder.id}: {disorder.name}")
 
 
 @disorders_app.command("list")
-def disorders_list(gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")], as_json: JsonOpt = False) -> None:
+def disorders_list(gallery_path: GalleryOpt, as_json: JsonOpt = False) -> None:
     """The catalogue, with how many gallery cases each disorder has."""
-    gallery = _open(gallery_path)
+    gallery = open_gallery(gallery_path)
     counts = gallery.stats().by_disorder
     rows = [{**d.model_dump(), "cases": counts.get(d.id, 0)} for d in gallery.disorders()]
     if as_json:
@@ -357,10 +246,10 @@ def disorders_list(gallery_path: Annotated[Path, typer.Option("--gallery", help=
 
 def query_command(
     image: Annotated[Path, typer.Argument(help="The radiograph to match (DICOM, PNG, JPEG, TIFF).")],
-    sex: Annotated[str | None, typer.Option("--sex", help="M or F (default: from the DICOM header, else predicted).")] = None,
+    sex: Annotated[Sex | None, typer.Option("--sex", case_sensitive=False, help="M or F (default: from the DICOM header, else predicted).")] = None,
     age_months: Annotated[float | None, typer.Option("--age-months", help="Chronological age in months.")] = None,
     gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")] = DEFAULT_GALLERY,
-    top: Annotated[int, typer.Option("--top", help="How many disorders and similar cases to show.")] = 10,
+    top: TopOpt = 10,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -368,20 +257,15 @@ def query_command(
     from index.query import calibration_for, query
     from matcher.analysis import Analyzer
 
-    if sex is not None and sex.upper() not in ("M", "F"):
-        _fail(f"--sex must be M or F, not {sex!r}")
-    if top < 1:
-        _fail("--top must be at least 1")
-    gallery = _open(gallery_path)
-    loaded, card = _model(model)
-    if card.fingerprint != gallery.model_fingerprint:
-        _fail(f"the gallery holds model {gallery.model_fingerprint[:12]} but --model is {card.fingerprint[:12]}; use the gallery's model")
-    analysis = Analyzer(loaded).analyze(image, sex=sex, age_months=age_months)
+    gallery = open_gallery(gallery_path)
+    loaded, card = load_model_or_bundled(model)
+    same_model(gallery, card)
+    analysis = Analyzer(loaded).analyze(image, sex=sex_value(sex), age_months=age_months)
     if not analysis.accepted or analysis.embedding is None:
         if as_json:
             typer.echo(json.dumps({"image": image.name, **analysis.to_json(), "disorders": [], "cases": [], "no_close_match": None}))
             raise typer.Exit(code=1)
-        _fail(f"{image.name} was not accepted: {'; '.join(analysis.reasons)}")
+        fail(f"{image.name} was not accepted: {'; '.join(analysis.reasons)}")
     result = query(gallery, analysis.embedding, top_k=top, calibration=calibration_for(gallery))
     if as_json:
         typer.echo(json.dumps({"image": image.name, **analysis.to_json(), **result.to_json()}))

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from api.cli_helpers import fail, progress_bar
+
+if TYPE_CHECKING:
+    from api.settings import ServiceSettings
 
 keys_app = typer.Typer(help="API keys of a service (stored hashed; the secret is shown once).", no_args_is_help=True)
 KeysOpt = Annotated[Path, typer.Option("--keys", help="Key file (default: <gallery>/keys.sqlite).")]
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
 
-
-def _key_store(gallery: Path | None, keys: Path | None):  # noqa: ANN202 - api.keys.KeyStore
+def _key_store(gallery: Path | None, keys: Path | None):
     from api.keys import KeyStore
 
     if keys is None and gallery is None:
-        _fail("give --gallery DIR (keys live in DIR/keys.sqlite) or --keys FILE")
+        fail("give --gallery DIR (keys live in DIR/keys.sqlite) or --keys FILE")
     path = keys or gallery / "keys.sqlite"
     if keys is None and not (gallery / "gallery.sqlite").is_file():
-        _fail(f"no gallery at {gallery}; create one with `bone2gene gallery init`")
+        fail(f"no gallery at {gallery}; create one with `bone2gene gallery init`")
     return KeyStore(path)
 
 
@@ -39,7 +39,7 @@ def keys_create(
     from api.keys import ROLES
 
     if role not in ROLES:
-        _fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
+        fail(f"--role must be one of {', '.join(ROLES)}, not {role!r}")
     secret, info = _key_store(gallery, keys).create(role, label)  # type: ignore[arg-type]
     typer.echo(f"{secret}\n(key id {info.key_id}, role {info.role}; store the secret now: it is not kept)")
 
@@ -62,68 +62,95 @@ def keys_revoke(
 ) -> None:
     """Revoke a key at once."""
     if not _key_store(gallery, keys).revoke(key_id):
-        _fail(f"no active key {key_id!r}")
+        fail(f"no active key {key_id!r}")
     typer.echo(f"revoked {key_id}")
 
 
-def run_service(gallery: Path, model: Path | None, host: str, port: int, ba_reference: Path | None = None) -> None:
-    import uvicorn
+def settings_from(flags: dict) -> ServiceSettings:
+    """Settings from the flags given, the rest from `BONE2GENE_*` environment variables, else defaults."""
+    from pydantic import ValidationError
 
-    from api.runtime import ServiceSettings
-    from api.service import create_app
-    from index.store import GalleryError
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelFormatError
+    from api.settings import ServiceSettings
 
     try:
-        app = create_app(ServiceSettings(gallery=gallery, model=model or BUNDLED_MODEL_DIR, ba_reference=ba_reference))
-    except (GalleryError, ModelFormatError, ValueError) as exc:
-        _fail(str(exc))
-        return
+        return ServiceSettings(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        fail(f"service settings: {problems} (give --gallery, or set BONE2GENE_GALLERY; `bone2gene serve --help` lists the rest)")
+
+
+def run_service(settings: ServiceSettings, host: str, port: int) -> None:
+    import uvicorn
+
+    from api.service import create_app
+
+    app = create_app(settings)
     typer.echo(f"Bone2Gene service on http://{host}:{port}/  (API: /api/v1, OpenAPI: /docs); Ctrl-C stops it")
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=True)
 
 
+def _env(name: str) -> str:
+    """The variable pydantic-settings reads for a field; typer shows it in --help."""
+    return f"BONE2GENE_{name.upper()}"
+
+
 def serve(
-    gallery: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")],
-    model: Annotated[Path | None, typer.Option("--model", help="Model directory (default: the bundled demo model).")] = None,
+    gallery: Annotated[Path | None, typer.Option("--gallery", help="Gallery directory.", envvar=_env("gallery"))] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="Model directory (default: the bundled model).", envvar=_env("model"))] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (127.0.0.1 = this machine only).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     ba_reference: Annotated[
         Path | None,
-        typer.Option("--ba-reference", help="YAML table of bone-age SDs for z-scores (default: the bundled Brush Foundation / Greulich & Pyle table)."),
+        typer.Option("--ba-reference", help="YAML table of bone-age SDs for z-scores (default: the bundled Brush Foundation / "
+                     f"Greulich & Pyle table).", envvar=_env("ba_reference")),
+    ] = None,  # fmt: skip
+    keys: Annotated[Path | None, typer.Option("--keys", help="API key file (default: <gallery>/keys.sqlite).", envvar=_env("keys"))] = None,
+    inference_slots: Annotated[int | None, typer.Option("--inference-slots", help="Analyses at the same time (default 1).", envvar=_env("inference_slots"))] = None,
+    queue_limit: Annotated[int | None, typer.Option("--queue-limit", help="Analyses that may wait (default 16).", envvar=_env("queue_limit"))] = None,
+    queue_timeout_s: Annotated[float | None, typer.Option("--queue-timeout-s", help="Longest wait (default 60).", envvar=_env("queue_timeout_s"))] = None,
+    max_upload_bytes: Annotated[int | None, typer.Option("--max-upload-bytes", help="Largest upload (default 40 MiB).", envvar=_env("max_upload_bytes"))] = None,
+    max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Largest image (default 40e6).", envvar=_env("max_pixels"))] = None,
+    analyses_kept: Annotated[int | None, typer.Option("--analyses-kept", help="Recent analyses kept (default 256).", envvar=_env("analyses_kept"))] = None,
+    analyses_memory_bytes: Annotated[
+        int | None, typer.Option("--analyses-memory-bytes", help="Their memory bound (default 1 GiB).", envvar=_env("analyses_memory_bytes"))
     ] = None,
 ) -> None:
-    """Start the HTTP service and web page for a gallery (create keys with `bone2gene keys create`)."""
-    run_service(gallery, model, host, port, ba_reference)
+    """Start the HTTP service and web page for a gallery (create keys with `bone2gene keys create`).
+
+    Every setting can also come from the environment (BONE2GENE_<NAME>); a flag wins.
+    """
+    flags = {name: value for name, value in locals().items() if name not in ("host", "port")}
+    run_service(settings_from(flags), host, port)
 
 
 def build_demo_gallery(out: Path, n: int, size: int) -> Path:
     """The synthetic demo cohort and its gallery (built once, then reused)."""
-    from api.cli_gallery import add_manifest, seed_catalogue
+    from index.ingest import add_manifest
     from index.store import Gallery
     from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-    from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort
+    from training.synth.catalogue import seed_catalogue
+    from training.synth.cohort import CohortConfig, generate_cohort
 
     cohort = out / "cohort"
     if (cohort / "manifest.csv").exists() and (out / "gallery" / ".complete").exists():
         typer.echo(f"reusing the demo cohort and gallery in {out}")
     if not (cohort / "manifest.csv").exists():
         typer.echo(f"generating a demo cohort of {n} synthetic radiographs in {cohort} ...")
-        generate_cohort(CohortConfig(n=n, out=cohort, seed=2027, size=size), progress=ProgressPrinter())
-        sys.stderr.write("\n")
+        with progress_bar("rendering", unit="image") as progress:
+            generate_cohort(CohortConfig(n=n, out=cohort, seed=2027, size=size), progress=progress)
     path = out / "gallery"
     card = read_card(BUNDLED_MODEL_DIR)
     if (path / "gallery.sqlite").exists():
         gallery = Gallery.open(path)
         if gallery.model_fingerprint != card.fingerprint:
-            _fail(f"{path} was built with another model; delete {out} to rebuild the demo")
+            fail(f"{path} was built with another model; delete {out} to rebuild the demo")
     else:
         gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim)
         seed_catalogue(gallery)
     if gallery.stats().cases == 0 or not (path / ".complete").exists():
         typer.echo("embedding the demo cohort into the gallery (once) ...")
-        added, refused = add_manifest(gallery, cohort / "manifest.csv", None, 8, 1, ProgressPrinter())
-        sys.stderr.write("\n")
+        with progress_bar("embedding", unit="image") as progress:
+            _, refused = add_manifest(gallery, cohort / "manifest.csv", None, 8, 1, progress)
         (path / ".complete").write_text("ok\n")
         typer.echo(f"demo gallery: {gallery.stats().cases} cases ({len(refused)} refused by the quality gate)")
     return path

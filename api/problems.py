@@ -13,6 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from matcher.errors import Bone2GeneError
+
 MEDIA_TYPE = "application/problem+json"
 
 
@@ -44,6 +46,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.title, exc.detail, exc.reasons, exc.headers)
+
+    @app.exception_handler(Bone2GeneError)
+    async def _refused(_: Request, exc: Bone2GeneError) -> JSONResponse:
+        """Every library refusal, in one place: its class says the status and the title."""
+        if exc.http_status == 503:
+            return problem_response(503, exc.title, f"{exc}; please try again in a few seconds.", headers={"Retry-After": "5"})
+        return problem_response(exc.http_status, exc.title, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

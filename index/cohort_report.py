@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from index.cohort_stats import compare, disorder_distances, neighbour_purity, tightness
-from index.explore import filters_to_dict
-from index.store import Filters, Gallery
+from index.filters import Filters
+from index.store import Gallery
+from matcher.errors import Bone2GeneError
 
 
-class ReportError(ValueError):
+class ReportError(Bone2GeneError, ValueError):
     """A comparison that cannot be made; the message says why."""
 
 
@@ -80,7 +81,7 @@ def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permut
         plt.close(fig)
     purity = neighbour_purity(gallery.vectors_of(diagnosed["row"].tolist()), labels, diagnosed["patient_id"].astype(str).tolist())
 
-    def tight_line(name: str, t) -> str:  # noqa: ANN001
+    def tight_line(name: str, t) -> str:
         return (f"| {name} | {t.cohort_size} | {t.observed:.4f} | {t.random_mean:.4f} ± {t.random_sd:.4f} | "
                 f"{t.percentile:.1f} % | {t.p_value:.4f} |")  # fmt: skip
 
@@ -88,7 +89,7 @@ def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permut
         "# Cohort comparison",
         "",
         f"Gallery `{gallery.path}` (model {gallery.model_fingerprint[:12]}, {len(everything)} cases). "
-        f"A = `{filters_to_dict(a)}`, B = `{filters_to_dict(b)}`.",
+        f"A = `{a.to_dict()}`, B = `{b.to_dict()}`.",
         "",
         _describe("A", table_a),
         _describe("B", table_b),

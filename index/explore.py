@@ -22,13 +22,17 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from index.store import Filters, Gallery
+from index.filters import Filters
+from index.store import Gallery
+from matcher.errors import Bone2GeneError
 
 MIN_CASES = 10
 
 
-class MapError(ValueError):
+class MapError(Bone2GeneError, ValueError):
     """A map that cannot be made; the message says why."""
+
+    title = "No map yet"
 
 
 @dataclass(frozen=True)
@@ -61,20 +65,8 @@ class CohortMap:
         return np.asarray(self.reducer.transform(vectors), dtype=np.float64)
 
 
-def filters_to_dict(filters: Filters | None) -> dict:
-    if filters is None:
-        return {}
-    data = asdict(filters)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items() if v not in (None, ())}
-
-
-def filters_from_dict(data: dict) -> Filters | None:
-    """The inverse of `filters_to_dict` (what a stored map records)."""
-    return Filters(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}) if data else None
-
-
 def map_key(fingerprint: str, filters: Filters | None, settings: MapSettings) -> str:
-    text = json.dumps({"model": fingerprint, "filters": filters_to_dict(filters), "settings": asdict(settings)}, sort_keys=True)
+    text = json.dumps({"model": fingerprint, "filters": ({} if filters is None else filters.to_dict()), "settings": asdict(settings)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -99,7 +91,7 @@ def cohort_map(gallery: Gallery, filters: Filters | None = None, settings: MapSe
         meta = json.loads(meta_path.read_text())
         if meta["generation"] == generation and meta["model_fingerprint"] == fingerprint:
             with model_path.open("rb") as handle:
-                reducer = pickle.load(handle)  # noqa: S301 - written by this module into the gallery directory
+                reducer = pickle.load(handle)
             return CohortMap(key, fingerprint, generation, meta["filters"], settings, meta["case_ids"], np.array(meta["coords"]), reducer)
     table = gallery.cases(filters)
     if len(table) < MIN_CASES:
@@ -111,11 +103,11 @@ def cohort_map(gallery: Gallery, filters: Filters | None = None, settings: MapSe
     tmp_model, tmp_meta = model_path.with_suffix(".pkl.tmp"), meta_path.with_suffix(".json.tmp")
     with tmp_model.open("wb") as handle:
         pickle.dump(reducer, handle)
-    tmp_meta.write_text(json.dumps({"generation": generation, "model_fingerprint": fingerprint, "filters": filters_to_dict(filters),
+    tmp_meta.write_text(json.dumps({"generation": generation, "model_fingerprint": fingerprint, "filters": ({} if filters is None else filters.to_dict()),
                                     "settings": asdict(settings), "case_ids": table["case_id"].tolist(), "coords": coords.tolist()}))  # fmt: skip
     os.replace(tmp_model, model_path)
     os.replace(tmp_meta, meta_path)
-    return CohortMap(key, fingerprint, generation, filters_to_dict(filters), settings, table["case_id"].tolist(), coords, reducer)
+    return CohortMap(key, fingerprint, generation, ({} if filters is None else filters.to_dict()), settings, table["case_id"].tolist(), coords, reducer)
 
 
 def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
@@ -127,7 +119,7 @@ def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
     runs in the background.
     """
     generation = gallery.generation
-    table = gallery.cases(filters_from_dict(fitted.filters))
+    table = gallery.cases(Filters.from_dict(fitted.filters))
     position = {case_id: i for i, case_id in enumerate(fitted.case_ids)}
     known = table["case_id"].isin(position.keys()).to_numpy()
     kept, added = table[known], table[~known]
@@ -151,33 +143,3 @@ def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:
     return table.drop(columns=["row", "image_sha256", "added"])
 
 
-def parse_filter(text: str | None) -> Filters:
-    """'disorder=achondroplasia,hypochondroplasia;sex=F;age=60-120;source=site-a' -> Filters."""
-    if not text:
-        return Filters()
-    values: dict = {}
-    for part in text.split(";"):
-        if not part.strip():
-            continue
-        if "=" not in part:
-            raise MapError(f"filter part {part!r} must look like key=value (keys: disorder, gene, sex, age, source)")
-        key, value = (s.strip() for s in part.split("=", 1))
-        if key == "disorder":
-            values["disorders"] = tuple(v.strip() for v in value.split(",") if v.strip())
-        elif key == "gene":
-            values["genes"] = tuple(v.strip().upper() for v in value.split(",") if v.strip())
-        elif key == "sex":
-            if value.upper() not in ("M", "F"):
-                raise MapError(f"sex must be M or F, not {value!r}")
-            values["sex"] = value.upper()
-        elif key == "age":
-            try:
-                low, high = (float(v) for v in value.split("-", 1))
-            except ValueError:
-                raise MapError(f"age must be a range in months like 60-120, not {value!r}") from None
-            values["age_min_months"], values["age_max_months"] = low, high
-        elif key == "source":
-            values["source"] = value
-        else:
-            raise MapError(f"unknown filter key {key!r}; use disorder, gene, sex, age or source")
-    return Filters(**values)

@@ -14,8 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matcher.errors import Bone2GeneError
 
-class ImageStoreError(RuntimeError):
+
+class ImageStoreError(Bone2GeneError, RuntimeError):
     """A stored image is missing or does not match its name."""
 
 

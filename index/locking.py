@@ -1,57 +1,41 @@
-"""An exclusive writer lock across processes (POSIX `flock` on a file in the gallery).
+"""An exclusive writer lock across processes and threads (filelock's `flock` on a file in the gallery).
 
 The kernel drops an `flock` when its holder dies, even by `kill -9`, so a crashed writer
-never leaves the gallery locked. Readers take no lock: SQLite's WAL mode gives them a
-consistent snapshot while a writer works.
+never leaves the gallery locked. Each thread takes the lock through its own file handle
+(filelock's thread-local mode), so two threads of one process also serialise. Readers take
+no lock: SQLite's WAL mode gives them a consistent snapshot while a writer works.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
-import time
 from pathlib import Path
 
+import filelock
 
-class LockTimeout(TimeoutError):
+from matcher.errors import Bone2GeneError
+
+
+class LockTimeout(Bone2GeneError, TimeoutError):  # noqa: N818 - the name callers already catch
     """Another writer held the gallery longer than we were willing to wait."""
+
+    http_status = 503
+    title = "Busy"
 
 
 class WriterLock:
     """`with WriterLock(path):` serialises writers of one gallery, across threads and processes."""
 
-    _thread_locks: dict[str, threading.Lock] = {}
-    _guard = threading.Lock()
-
     def __init__(self, path: Path, timeout_s: float = 120.0) -> None:
         self.path = path
         self.timeout_s = timeout_s
-        with self._guard:
-            self._thread_lock = self._thread_locks.setdefault(str(path.resolve()), threading.Lock())
-        self._fd: int | None = None
+        self._lock = filelock.FileLock(path, timeout=timeout_s, thread_local=True, is_singleton=False)
 
     def __enter__(self) -> WriterLock:
-        if not self._thread_lock.acquire(timeout=self.timeout_s):
-            raise LockTimeout(f"another writer in this process holds {self.path} (waited {self.timeout_s:.0f} s)")
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    self._thread_lock.release()
-                    raise LockTimeout(f"another process holds the gallery's writer lock {self.path} (waited {self.timeout_s:.0f} s)") from None
-                time.sleep(0.01)
-        self._fd = fd
+        try:
+            self._lock.acquire(poll_interval=0.01)
+        except filelock.Timeout:
+            raise LockTimeout(f"another writer holds the gallery's writer lock {self.path} (waited {self.timeout_s:.0f} s)") from None
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._fd is not None
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-        self._fd = None
-        self._thread_lock.release()
+        self._lock.release()

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from matcher.errors import Bone2GeneError
+
 NUMERIC = {"age_months": "age (months)", "bone_age_deviation_months": "bone age - age (months)"}
 CATEGORICAL = {"disorder": "disorder", "gene": "gene", "sex": "sex", "source": "source"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
@@ -24,7 +26,7 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696", "#c6dbef"]  # fmt: skip
 
 
-class FigureError(ValueError):
+class FigureError(Bone2GeneError, ValueError):
     """A figure that cannot be drawn as asked."""
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.store import Filters, Gallery, Hit
+from index.filters import Filters
+from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
 from matcher.rank import RankedLabel, rank_labels
 

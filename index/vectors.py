@@ -11,6 +11,7 @@ Threads: one query at a time is fastest with one OpenMP thread on a small machin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -50,7 +51,7 @@ class VectorIndex:
         base = faiss.index_factory(self.dim, self.spec.factory, faiss.METRIC_INNER_PRODUCT)
         if self.spec.use_gpu and gpu_available():  # faiss-gpu: the search runs on every visible GPU
             base = faiss.index_cpu_to_all_gpus(base)
-        return faiss.IndexIDMap2(base)
+        return self._tune(faiss.IndexIDMap2(base))
 
     def _cpu_copy(self) -> faiss.Index:
         """What goes to disk: GPU indexes are copied back to the CPU first."""
@@ -110,20 +111,26 @@ class VectorIndex:
         return sims, ids
 
     def _search_parameters(self, allowed: np.ndarray | None) -> faiss.SearchParameters | None:
-        selector = None if allowed is None else faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-        factory = self.spec.factory.upper()
-        if factory.startswith("HNSW"):
-            params = faiss.SearchParametersHNSW(efSearch=self.spec.ef_search)
-        elif factory.startswith("IVF"):
-            params = faiss.SearchParametersIVF(nprobe=self.spec.nprobe)
-        elif selector is None:
+        """Only the selector travels per call; nprobe and efSearch live on the index (`_tune`). An IVF
+        index refuses generic parameters, so it gets IVF parameters carrying its own nprobe."""
+        if allowed is None:
             return None
-        else:
-            params = faiss.SearchParameters()
-        if selector is not None:
-            params.sel = selector
-            params._selector_ref = selector  # keep the selector alive as long as the parameters
+        selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+        ivf = _ivf_of(self.index)
+        params = faiss.SearchParameters() if ivf is None else faiss.SearchParametersIVF(nprobe=ivf.nprobe)
+        params.sel = selector
+        params._selector_ref = selector  # keep the selector alive as long as the parameters
         return params
+
+    def _tune(self, index: faiss.Index) -> faiss.Index:
+        """Set the search depth on the index itself, wherever its IVF or HNSW part sits
+        (behind a PCA or OPQ pre-transform, inside the id map)."""
+        ivf = _ivf_of(index)
+        if ivf is not None:
+            ivf.nprobe = min(self.spec.nprobe, ivf.nlist)
+        with contextlib.suppress(RuntimeError):  # no HNSW part: nothing to set
+            faiss.ParameterSpace().set_index_parameter(index, "efSearch", self.spec.ef_search)
+        return index
 
     # -- files ---------------------------------------------------------------------
     def save(self, directory: Path, epoch: int, generation: int) -> Path:
@@ -165,8 +172,15 @@ class VectorIndex:
         if index.d != self.dim:
             raise ValueError(f"{path} holds {index.d}-d vectors, the gallery {self.dim}-d")
         with self._lock:
-            self.index = index
+            self.index = self._tune(index)
             self.epoch, self.generation = epoch, generation
+
+
+def _ivf_of(index: faiss.Index) -> faiss.IndexIVF | None:
+    try:
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF index (or a GPU copy)
+        return None
 
 
 def _numpy_search(index: faiss.Index):

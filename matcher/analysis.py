@@ -19,10 +19,10 @@ import torch
 
 from matcher.bone_age_reference import BoneAgeReference, bundled_reference, z_score
 from matcher.errors import RadiographError
+from matcher.inputs import InputTransform, model_input
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
 from matcher.model import Bone2GeneModel
-from matcher.inputs import InputTransform, model_input
 from matcher.quality import GateVerdict, assess_quality
 
 TTA_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -57,6 +57,9 @@ class Analysis:
     sex_warning: str | None = None
     embedding: np.ndarray | None = None
     crop: InputTransform | None = None
+    # the network's input (1, S, S), kept so that an attention map can be drawn later without
+    # reading, masking and preprocessing the image again (`Analyzer.attention_for`)
+    model_input: np.ndarray | None = None
     attention: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -138,7 +141,7 @@ class Analyzer:
         t = time.perf_counter()
         prepared = model_input(radiograph.pixels, hand.mask, self.model.config)
         timings["preprocess"] = (time.perf_counter() - t) * 1e3
-        result.crop = prepared.transform
+        result.crop, result.model_input = prepared.transform, prepared.tensor
         if result.sex is None and not self.model.config.sex_head_trained:
             result.accepted = False
             result.reasons.append("the patient's sex is needed for bone age and was not given (and the image header has none)")
@@ -181,6 +184,12 @@ class Analyzer:
             timings["attention"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - start) * 1e3
         return result
+
+    def attention_for(self, result: Analysis) -> np.ndarray:
+        """The attention map of an accepted analysis made without one (`AnalysisOptions.attention` off)."""
+        if result.model_input is None or result.crop is None or result.sex is None:
+            raise ValueError("this analysis was not accepted; it has no attention map")
+        return self.attention_map(result.model_input, float(result.sex == "M"), result.crop)
 
     def attention_map(self, tensor: np.ndarray, male: float, transform: InputTransform) -> np.ndarray:
         """Deeplasia's bone-age attention, on the original image grid, in [0, 1]."""

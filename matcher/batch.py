@@ -12,11 +12,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from matcher.errors import RadiographError
+from matcher.inputs import model_input
 from matcher.io import read_radiograph
 from matcher.mask import segment_hand
-from matcher.model import Bone2GeneModel
-from matcher.inputs import model_input
-from matcher.model import ModelConfig
+from matcher.model import Bone2GeneModel, ModelConfig
 from matcher.quality import assess_quality
 
 

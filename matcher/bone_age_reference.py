@@ -26,11 +26,12 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from matcher.errors import Bone2GeneError
 
 BUNDLED_REFERENCE = Path(__file__).resolve().parent / "references" / "brush_greulich_pyle.yaml"
 
 
-class ReferenceError(ValueError):
+class BoneAgeReferenceError(Bone2GeneError, ValueError):
     """A reference table that cannot be used; the message says what to fix."""
 
 
@@ -66,14 +67,14 @@ def load_reference(path: Path) -> BoneAgeReference:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ReferenceError(f"cannot read the bone-age reference {path}: {exc}") from exc
+        raise BoneAgeReferenceError(f"cannot read the bone-age reference {path}: {exc}") from exc
     if not isinstance(document, dict):
-        raise ReferenceError(f"{path}: expected a mapping with name, citation, boys and girls")
+        raise BoneAgeReferenceError(f"{path}: expected a mapping with name, citation, boys and girls")
     try:
         return BoneAgeReference.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ReferenceError(f"{path}: {problems}") from exc
+        raise BoneAgeReferenceError(f"{path}: {problems}") from exc
 
 
 @lru_cache(maxsize=1)

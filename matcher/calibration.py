@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from matcher.errors import Bone2GeneError
 from matcher.rank import LabelIndex, nearest_per_label
 
 NO_MATCH_QUANTILE = 0.95
@@ -62,7 +63,7 @@ class Calibration:
         return any(abs(new[k] - old[k]) > max(1, 0.2 * old[k]) for k in old)
 
 
-class CalibrationError(ValueError):
+class CalibrationError(Bone2GeneError, ValueError):
     """Too little data to calibrate; the message says how much is needed."""
 
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from matcher.deeplasia import DeeplasiaCheckpoint, read_deeplasia
+from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
 
 # The demo model shipped with the package (scripts/build_demo_model.py made it).
@@ -30,7 +31,7 @@ CONFIG_FILE = "config.json"
 FORMAT = "bone2gene-model/1"
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(Bone2GeneError, ValueError):
     """A model directory that is missing, incomplete or inconsistent."""
 
 

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import yaml
 
+from matcher.errors import Bone2GeneError
+
 STAGE_REPEATS = {"b0": (1, 2, 2, 3, 3, 4, 1), "b4": (2, 4, 4, 6, 6, 8, 2)}
 STEM_WIDTH = {32: "b0", 48: "b4"}
 TIMM_NAMES = {"b0": "tf_efficientnet_b0", "b4": "tf_efficientnet_b4"}
@@ -39,7 +41,7 @@ _OTHER_STAGES = {
 }  # fmt: skip
 
 
-class CheckpointError(ValueError):
+class CheckpointError(Bone2GeneError, ValueError):
     """A checkpoint that cannot be imported, with what to do about it."""
 
 

@@ -17,13 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from matcher.errors import Bone2GeneError
+
 REQUIRED = ("image", "case_id", "patient_id", "sex", "age_months")
 DEEPLASIA = ("image_ID", "dir", "patient_ID", "sex", "bone_age")
 TEXT_COLUMNS = {"case_id": str, "patient_id": str, "disorder": str, "gene": str, "sex": str, "source": str, "split": str,
                 "image_ID": str, "dir": str, "patient_ID": str}  # fmt: skip
 
 
-class ManifestError(ValueError):
+class ManifestError(Bone2GeneError, ValueError):
     """A manifest that cannot be used; the message says which column or row is wrong."""
 
 

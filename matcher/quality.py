@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from matcher.io import Radiograph
 from matcher.hand_shape import looks_like_a_hand, outline_of
+from matcher.io import Radiograph
 from matcher.mask import HandMask, segment_hand, tissue_binary
 
 WORK_SIDE = 256

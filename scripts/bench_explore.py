@@ -67,7 +67,7 @@ def main() -> None:
         one = statistics.median([_timed(lambda i=i, r=reducer, q=queries: r.transform(q[i : i + 1])) for i in range(10)])
         hundred = _timed(lambda r=reducer, q=queries: r.transform(q))
         blob = pickle.dumps(reducer)
-        load_s = statistics.median([_timed(lambda b=blob: pickle.loads(b)) for _ in range(3)])  # noqa: S301 - our own object
+        load_s = statistics.median([_timed(lambda b=blob: pickle.loads(b)) for _ in range(3)])
         rows.append((n, pca_s, fit_s, one, hundred, load_s, len(blob)))
         print(f"{n}: fit {fit_s:.1f} s", file=sys.stderr)
     lines = [
@@ -91,7 +91,7 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def _timed(fn) -> float:  # noqa: ANN001
+def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start

@@ -1,8 +1,13 @@
-"""Load benchmark: a real `bone2gene serve` (uvicorn) on loopback, 16 concurrent clients for
-60 s mixing analyses (queries) and case additions, against the bare `analyze` time measured
-in the same run.
+"""Service benchmark: a real `bone2gene serve` (uvicorn) on loopback, measured two ways in one run.
 
-    python scripts/bench_service.py [--clients 16] [--seconds 60] [--out benchmarks/service.md]
+    python scripts/bench_service.py [--clients 16] [--seconds 60] [--before REV] [--out benchmarks/service.md]
+
+1. Latency of one analysis (one client, as the web page calls it: attention overlay
+   requested), paired image by image with the bare model forward of the same image in this
+   process (the network on its prepared input), and the first fetch of the overlay. With
+   `--before REV` the same requests also go to a server of that git revision (a worktree),
+   alternating, so the change is measured in the same run.
+2. Load: 16 concurrent clients for 60 s mixing analyses and case additions.
 
 Each client loops: analyse a synthetic radiograph (POST /api/v1/analyses, attention
 overlay off, as an API client would call it); every fifth iteration it then adds that
@@ -32,11 +37,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from api.cli_gallery import add_manifest, seed_catalogue  # noqa: E402
 from api.keys import KeyStore  # noqa: E402
+from index.ingest import add_manifest  # noqa: E402
 from index.store import Gallery  # noqa: E402
 from matcher.analysis import Analyzer  # noqa: E402
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
+from training.synth.catalogue import seed_catalogue  # noqa: E402
 from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
 
 
@@ -46,11 +52,66 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_server(gallery: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """`bone2gene serve` of the code in `cwd` on a free loopback port; returns once it answers."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--gallery", str(gallery), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the server in {cwd} did not start")
+
+
+def bare_forward_s(analyzer: Analyzer, data: bytes, sex: str) -> float:
+    """The network alone on this image's prepared input (what `analyze` adds reading, masking and the gate to)."""
+    import torch
+
+    result = analyzer.analyze(data, sex=sex)
+    x = torch.from_numpy(result.model_input[None])
+    male = torch.tensor([[float(sex == "M")]])
+    with torch.inference_mode():
+        analyzer.model(x, male)
+        start = time.perf_counter()
+        analyzer.model(x, male)
+        return time.perf_counter() - start
+
+
+def latency_phase(uploads: list, analyzer: Analyzer, servers: dict[str, str], reader: str, pairs: int) -> dict[str, dict[str, list[float]]]:
+    """Per image: the bare forward, then one analysis (overlay requested, as the page asks) on each server, then
+    the first fetch of its overlay; servers alternate so drifts of the machine cancel."""
+    out: dict[str, dict[str, list[float]]] = {name: {"analysis": [], "ratio": [], "overlay": []} for name in servers}
+    with httpx.Client(timeout=300) as http:
+        for i in range(pairs + 2):  # the first two warm up
+            data, sex, age, _ = uploads[i % len(uploads)]
+            bare = bare_forward_s(analyzer, data, sex)
+            for name, url in servers.items():
+                start = time.perf_counter()
+                response = http.post(f"{url}/api/v1/analyses", headers={"Authorization": f"Bearer {reader}"},
+                                     files={"image": ("hand.png", data)}, data={"sex": sex, "age_months": str(age)})  # fmt: skip
+                elapsed = time.perf_counter() - start
+                response.raise_for_status()
+                start = time.perf_counter()
+                http.get(f"{url}{response.json()['links']['overlay']}", headers={"Authorization": f"Bearer {reader}"}).raise_for_status()
+                overlay = time.perf_counter() - start
+                if i >= 2:
+                    out[name]["analysis"].append(elapsed)
+                    out[name]["ratio"].append(elapsed / bare)
+                    out[name]["overlay"].append(overlay)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "service.md")
+    parser.add_argument("--before", default=None, help="a git revision to compare single-analysis latency with")
+    parser.add_argument("--pairs", type=int, default=20)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="b2g-load-"))
     manifest = generate_cohort(CohortConfig(n=80, out=root / "cohort", seed=31, size=768, workers=0))
@@ -73,21 +134,21 @@ def main() -> None:
         analyzer.analyze(data, sex=sex, age_months=age)
         bare.append(time.perf_counter() - start)
     bare_ms = statistics.median(bare) * 1e3
-    del analyzer, model
 
     keys = KeyStore(root / "gallery" / "keys.sqlite")
     reader, _ = keys.create("reader", "load")
     curator, _ = keys.create("curator", "load")
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--gallery", str(root / "gallery"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
+    servers = {"this tree": start_server(root / "gallery", REPO)}
+    if args.before:
+        worktree = root / "before"
+        subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before], cwd=REPO, check=True, capture_output=True)
+        servers[f"before ({args.before})"] = start_server(root / "gallery", worktree)
+    latency = latency_phase(uploads, analyzer, {name: url for name, (_, url) in servers.items()}, reader, args.pairs)
+    del analyzer, model
+    for name, (process, _) in list(servers.items())[1:]:
+        process.terminate()
+        process.wait(timeout=60)
+    server, url = servers["this tree"]
     latencies: dict[str, list[float]] = {"analysis": [], "add case": []}
     statuses: dict[int, int] = {}
     errors: list[str] = []
@@ -143,7 +204,7 @@ def main() -> None:
 
     analyses = latencies["analysis"]
     lines = [
-        "# Service under load",
+        "# Service: one analysis, and under load",
         "",
         f"Command: `python scripts/bench_service.py {' '.join(sys.argv[1:])}`",
         "",
@@ -163,9 +224,28 @@ def main() -> None:
         f"{1000 / bare_ms:.2f} analyses/s on one slot. Service throughput is {len(analyses) / wall * bare_ms / 1000:.2f}x that bound; "
         f"p50 latency is {np.percentile(analyses, 50) * 1e3 / bare_ms:.1f}x the bare time with {args.clients} clients queued.",
     ]
+    lines[4:4] = latency_lines(latency, args.pairs)
+    if args.before:
+        subprocess.run(["git", "worktree", "remove", "--force", str(root / "before")], cwd=REPO, check=False, capture_output=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def latency_lines(latency: dict[str, dict[str, list[float]]], pairs: int) -> list[str]:
+    rows = [
+        "## One analysis at a time",
+        "",
+        f"One client, {pairs} images (768-px PNG, overlay requested as the web page does), each paired with the bare model "
+        "forward of the same image in the benchmark process just before it (the network on its prepared input).",
+        "",
+        "| server | analysis p50 ms | analysis / bare forward (median of pairs) | first overlay fetch p50 ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, values in latency.items():
+        rows.append(f"| {name} | {statistics.median(values['analysis']) * 1e3:.0f} | {statistics.median(values['ratio']):.2f}x | "
+                    f"{statistics.median(values['overlay']) * 1e3:.0f} |")  # fmt: skip
+    return [*rows, "", "## Under load", ""]
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from matcher.checkpoint import load_model, save_model  # noqa: E402
-from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort  # noqa: E402
+from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
 from training.train import TrainConfig, train  # noqa: E402
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
@@ -57,7 +57,8 @@ def main() -> None:
     started = time.perf_counter()
     if not (cohort / "manifest.csv").is_file():
         print(f"generating {args.n} synthetic radiographs in {cohort}", file=sys.stderr)
-        generate_cohort(CohortConfig(n=args.n, out=cohort, seed=args.seed, size=args.image_size, workers=args.workers), ProgressPrinter())
+        with progress_bar("rendering", unit="image") as progress:
+            generate_cohort(CohortConfig(n=args.n, out=cohort, seed=args.seed, size=args.image_size, workers=args.workers), progress)
     generated = time.perf_counter()
     config = TrainConfig(
         manifest=cohort / "manifest.csv", out=args.work / "train", input_size=args.input_size,

@@ -42,7 +42,7 @@ from training.domain import synthetic_views  # noqa: E402
 from training.joint import JointConfig, train_joint  # noqa: E402
 from training.joint_data import JointData  # noqa: E402
 from training.real_data import load_rsna_100px  # noqa: E402
-from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort  # noqa: E402
+from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
 from training.teacher import teacher_embeddings  # noqa: E402
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
@@ -52,7 +52,8 @@ BUNDLE = REPO / "matcher" / "weights" / "real_candidate"
 def _synthetic(work: Path, n: int, seed: int, copies: int) -> tuple[np.ndarray, pd.DataFrame]:
     cohort = work / "cohort"
     if not (cohort / "manifest.csv").is_file():
-        generate_cohort(CohortConfig(n=n, out=cohort, seed=seed, size=512), ProgressPrinter())
+        with progress_bar("rendering", unit="image") as progress:
+            generate_cohort(CohortConfig(n=n, out=cohort, seed=seed, size=512), progress)
     cache = work / f"synthetic_views_{copies}.npz"
     if cache.is_file():
         return np.load(cache)["views"], pd.read_csv(work / f"synthetic_views_{copies}.csv")

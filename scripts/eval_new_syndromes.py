@@ -23,11 +23,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from api.cli_helpers import progress_bar  # noqa: E402
 from index.evaluation import new_syndrome_experiment, summarise  # noqa: E402
 from matcher.batch import BatchItem, embed_many  # noqa: E402
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
 from matcher.model import Bone2GeneModel  # noqa: E402
-from training.synth.cohort import CohortConfig, ProgressPrinter, generate_cohort  # noqa: E402
+from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
 
 
 def embed_table(model: Bone2GeneModel, manifest: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +60,8 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        manifest = generate_cohort(CohortConfig(n=args.n, out=root, seed=args.seed, size=512, workers=0), ProgressPrinter())
+        with progress_bar("rendering", unit="image") as progress:
+            manifest = generate_cohort(CohortConfig(n=args.n, out=root, seed=args.seed, size=512, workers=0), progress)
         sys.stderr.write("\nembedding with the model ...\n")
         trained, accepted = embed_table(model, manifest, root)
         sys.stderr.write("embedding with an untrained encoder (baseline) ...\n")

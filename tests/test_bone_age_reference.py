@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from matcher.analysis import AnalysisOptions
-from matcher.bone_age_reference import BUNDLED_REFERENCE, ReferenceError, bundled_reference, load_reference, z_score
+from matcher.bone_age_reference import BUNDLED_REFERENCE, BoneAgeReferenceError, bundled_reference, load_reference, z_score
 
 TABLE = """\
 name: test table
@@ -52,7 +52,7 @@ def test_sd_is_interpolated_by_sex_and_never_extrapolated(reference_file: Path) 
 def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(BoneAgeReferenceError, match=message):
         load_reference(path)
 
 

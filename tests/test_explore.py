@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cli_gallery import add_manifest, seed_catalogue
+from index.ingest import add_manifest
+from training.synth.catalogue import seed_catalogue
 from index.cohort_stats import compare, neighbour_purity, tightness
-from index.explore import MapError, cohort_map, map_table, parse_filter
-from index.store import Filters, Gallery
+from index.explore import MapError, cohort_map, map_table
+from index.filters import FilterError, Filters
+from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from training.synth.cohort import CohortConfig, generate_cohort
 
@@ -85,12 +87,25 @@ def test_map_is_cached_places_queries_near_their_disorder_and_refits_after_chang
         nearest = np.argsort(np.linalg.norm(coords - point, axis=1))[:5]
         hits += (table["disorder"].to_numpy()[nearest] == "achondroplasia").mean() > 0.5
     assert hits >= 4
-    subset = cohort_map(gallery, parse_filter("disorder=achondroplasia,unaffected;sex=F"))
+    subset = cohort_map(gallery, Filters.parse("disorder=achondroplasia,unaffected;sex=F"))
     assert subset.key != first.key and set(map_table(gallery, subset)["sex"]) == {"F"}
     with pytest.raises(MapError, match="at least"):
-        cohort_map(gallery, parse_filter("disorder=achondroplasia;age=0-1"))
-    with pytest.raises(MapError, match="unknown filter key"):
-        parse_filter("colour=red")
+        cohort_map(gallery, Filters.parse("disorder=achondroplasia;age=0-1"))
+    with pytest.raises(FilterError, match="unknown filter key"):
+        Filters.parse("colour=red")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("sex=X", "sex must be M or F, not 'X'"), ("age=120-60", "the age range is empty"), ("age=old", "a range in months"),
+     ("disorder", "key=value"), ("age=-5-10", "a range in months")],
+)  # fmt: skip
+def test_one_filter_model_checks_every_syntax(text: str, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        Filters.parse(text)
+    parsed = Filters.parse("disorder=a, b;gene=fgfr3;sex=f;age=60-120;source=site-a")
+    assert parsed == Filters(sex="F", age_min_months=60, age_max_months=120, source="site-a", disorders=("a", "b"), genes=("FGFR3",))
+    assert Filters.from_dict(parsed.to_dict()) == parsed and not Filters().active() and Filters.from_dict({}) is None
 
 
 def test_cli_writes_html_png_and_report(cli: list[str], gallery: Gallery, tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 
 from index.catalogue import Disorder
 from index.query import calibration_for, query
-from index.store import Filters, Gallery, GalleryError, IndexSavePolicy, NewCase
+from index.filters import Filters
+from index.store import Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
 
 DIM = 16

@@ -128,19 +128,33 @@ def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def _committed_counts(batches: int) -> list[int]:
+    """The case counts the WRITER script passes through, in order (4 added per batch, one removed every third)."""
+    counts, count = [0], 0
+    for b in range(batches):
+        count += 4
+        counts.append(count)
+        if b % 3 == 2:
+            count -= 1
+            counts.append(count)
+    return counts
+
+
 def test_reader_keeps_answering_during_writes(tmp_path: Path) -> None:
     path = tmp_path / "g"
     _new_gallery(path)
     reader = Gallery.open(path)
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "r", "25"], stdout=subprocess.PIPE, text=True, env=_env())
-    seen, answers = [], 0
+    seen = []
     query = np.ones(DIM, np.float32) / np.sqrt(DIM)
     while writer.poll() is None:
-        hits = reader.search(query, 500)
-        seen.append(len(hits))
-        answers += 1
+        seen.append(len(reader.search(query, 500)))
     writer.communicate()
-    assert writer.returncode == 0 and answers > 5
-    final = len(reader.search(query, 500))
-    assert final == 25 * 4 - 8 and max(seen) <= 25 * 4
+    states = {count: i for i, count in enumerate(_committed_counts(25))}  # every count is reached once
+    assert writer.returncode == 0 and len(seen) > 5
+    assert set(seen) <= set(states), f"the reader saw states no commit produced: {sorted(set(seen) - set(states))}"
+    order = [states[count] for count in seen]
+    assert order == sorted(order), "the reader went back to an older state"
+    assert len(set(seen)) >= 3, f"the reader did not follow the writes as they happened (saw only {sorted(set(seen))})"
+    assert len(reader.search(query, 500)) == _committed_counts(25)[-1] == 25 * 4 - 8
     reader.close()

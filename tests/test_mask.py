@@ -65,8 +65,19 @@ def test_network_agrees_with_classical_on_real_hands(real_hands: list[Path]) -> 
     assert np.median(scores) > 0.9 and min(scores) > 0.8, np.round(scores, 3)
 
 
-def test_auto_uses_the_network_when_shipped() -> None:
-    pixels = np.zeros((300, 240), np.uint8)
-    pixels[60:260, 60:180] = 200
-    result = segment_hand(pixels)
-    assert result.method == ("network" if WEIGHTS.is_file() else "classical")
+def test_auto_uses_the_shipped_network_and_the_classical_mask_without_it(
+    real_hands: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matcher.mask as mask_module
+
+    assert WEIGHTS.is_file(), "the package must ship the hand-mask weights"
+    pixels = read_radiograph(real_hands[0]).pixels
+    auto, network = segment_hand(pixels), segment_hand(pixels, "network")
+    assert auto.method == "network" and np.array_equal(auto.mask, network.mask)
+
+    missing = mask_module.NetworkHandMasker(tmp_path / "missing.safetensors")
+    monkeypatch.setattr(mask_module, "default_network", lambda: missing)  # an install without the weights
+    without = segment_hand(pixels)
+    assert without.method == "classical" and np.array_equal(without.mask, mask_module.film_aware_classical_mask(pixels))
+    with pytest.raises(FileNotFoundError, match="hand-mask weights are missing"):
+        segment_hand(pixels, "network")

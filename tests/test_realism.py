@@ -16,27 +16,8 @@ import pandas as pd
 import pytest
 
 from training.synth.cohort import CohortConfig, plan_cohort, simulate
+from training.synth.realism import image_statistics
 from training.synth.spec import builtin_specs
-
-
-def image_statistics(image01: np.ndarray) -> dict[str, float]:
-    h, w = image01.shape
-    # inside any collimation border (white or black borders are common in CR, absent in the ten real ones)
-    image01 = image01[int(0.08 * h) : int(0.92 * h), int(0.08 * w) : int(0.92 * w)]
-    h, w = image01.shape
-    img = cv2.resize(image01.astype(np.float32), (int(512 * w / h), 512), interpolation=cv2.INTER_AREA)
-    u8 = np.round(img * 255).astype(np.uint8)
-    threshold, _ = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    hand = u8 > threshold
-    inner = cv2.erode(hand.astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
-    high_pass = img - cv2.GaussianBlur(img, (0, 0), 3)
-    return {
-        "hand_fraction": float(hand.mean()),
-        "hand_grey": float(img[hand].mean()),
-        "background_grey": float(img[~hand].mean()),
-        "fine_texture_x100": float(high_pass[inner].std() * 100),
-        "hand_dynamic_range": float(np.percentile(img[hand], 99) - np.percentile(img[hand], 10)),
-    }
 
 
 def test_synthetic_statistics_fall_within_the_real_range(real_hands: list[Path]) -> None:
@@ -50,7 +31,22 @@ def test_synthetic_statistics_fall_within_the_real_range(real_hands: list[Path])
     assert inside.all(), f"synthetic cohort outside the real range:\n{report[~inside]}"
 
 
+def test_statistics_measure_what_they_name() -> None:
+    """A drawn 'hand' of known share, greys and texture: each statistic must recover it."""
+    image = np.full((1000, 800), 0.1, np.float32)
+    image[200:800, 160:640] = 0.7  # inside the 8% margin: 600 x 480 of the 840 x 672 kept
+    flat = image_statistics(image)
+    assert flat["hand_fraction"] == pytest.approx(600 * 480 / (840 * 672), abs=0.01)
+    assert flat["hand_grey"] == pytest.approx(0.7, abs=0.01) and flat["background_grey"] == pytest.approx(0.1, abs=0.01)
+    assert flat["fine_texture_x100"] < 1.0 and flat["hand_dynamic_range"] < 0.01  # only the blurred outline
+    textured = image.copy()
+    textured[200:800, 160:640] += np.random.default_rng(0).normal(0, 0.05, (600, 480)).astype(np.float32)
+    textured[500:800, 160:640] += 0.2  # a brighter half: the hand's range grows
+    rough = image_statistics(textured)
+    assert rough["fine_texture_x100"] > 3 * flat["fine_texture_x100"] and rough["hand_dynamic_range"] > 0.2
+
+
 @pytest.mark.parametrize("index", [0, 5])
-def test_statistics_are_computed_on_real_images(real_hands: list[Path], index: int) -> None:
+def test_statistics_of_real_images_are_plausible(real_hands: list[Path], index: int) -> None:
     stats = image_statistics(cv2.imread(str(real_hands[index]), cv2.IMREAD_GRAYSCALE) / 255.0)
     assert 0.2 < stats["hand_fraction"] < 0.6 and stats["hand_grey"] > stats["background_grey"]

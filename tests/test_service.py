@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -17,9 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from api.cli_gallery import add_manifest, seed_catalogue
+from index.ingest import add_manifest
+from training.synth.catalogue import seed_catalogue
 from api.keys import KeyStore
-from api.runtime import ServiceSettings
+from api.settings import ServiceSettings
 from api.service import create_app
 from index.store import Gallery, IndexSavePolicy
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
@@ -69,12 +71,11 @@ def test_every_route_but_health_needs_a_key(service: dict) -> None:
     client = service["client"]
     assert client.get("/api/v1/health").json()["status"] == "ok"
     checked = 0
-    for route in client.app.routes:
-        path = getattr(route, "path", "")
+    for path, operations in client.get("/openapi.json").json()["paths"].items():  # every API route is documented
         if not path.startswith("/api/v1/") or path == "/api/v1/health":
             continue
         concrete = path.replace("{case_id}", "syn-000001").replace("{analysis_id}", "abc")
-        for method in route.methods - {"HEAD", "OPTIONS"}:
+        for method in operations:
             is_problem(client.request(method, concrete), 401, "API key")
             is_problem(client.request(method, concrete, headers={"Authorization": "Bearer b2g_wrong"}), 401, "not valid")
             checked += 1
@@ -180,10 +181,21 @@ def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service
 
 def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     client = service["client"]
-    analysis_id = analyse(service, service["images"][2]).json()["analysis_id"]
-    embedding = client.app.state.runtime.analysis(analysis_id).analysis.embedding
-    ranking = client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": embedding.tolist(), "top": 2, "sex": "M"}).json()
-    assert len(ranking["cases"]) <= 2 and all(c["sex"] == "M" for c in ranking["cases"])
+    gallery = client.app.state.runtime.gallery
+    boy = gallery.cases().query("sex == 'M'").iloc[0]
+    embedding = gallery.vectors_of([int(boy["row"])])[0]
+
+    def ranked(sex: str) -> dict:
+        body = {"embedding": embedding.tolist(), "top": 2, "sex": sex}
+        response = client.post("/api/v1/queries", headers=auth(service, "reader"), json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    boys, girls = ranked("M"), ranked("F")
+    assert [c["sex"] for c in boys["cases"]] == ["M", "M"] and [c["sex"] for c in girls["cases"]] == ["F", "F"]
+    assert boys["cases"][0]["case_id"] == boy["case_id"] and boys["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert boy["case_id"] not in {c["case_id"] for c in girls["cases"]} and girls["cases"][0]["similarity"] < 0.9999
+    assert boys["disorders"][0]["label"] == boy["disorder"]  # its own case ranks its disorder first
     created = client.post("/api/v1/disorders", headers=auth(service, "curator"),
                           json={"id": "novel_dysplasia", "name": "Novel dysplasia, XYZ1-related", "genes": ["XYZ1"]})  # fmt: skip
     assert created.status_code == 201 and created.json()["cases"] == 0
@@ -214,7 +226,11 @@ def test_recent_analyses_are_bounded_in_memory_and_keep_no_attention_array(servi
     runtime = create_app(ServiceSettings(gallery=service["root"] / "gallery", analyses_memory_bytes=bound)).state.runtime
     radiograph = read_radiograph(service["images"][0].read_bytes())
     first_id, first = runtime.analyze(radiograph, "F", 96.0, True)
-    assert first.analysis.attention is None and first.overlay_png and first.nbytes >= radiograph.pixels.nbytes
+    assert first.analysis.attention is None and first.overlay_png is None  # drawn when first asked for
+    before = first.nbytes
+    png = runtime.overlay(first_id, first)
+    assert png.startswith(b"\x89PNG") and runtime.overlay(first_id, first) is png  # drawn once, then kept
+    assert runtime.analyses_memory[1] == first.nbytes == before + len(png) >= radiograph.pixels.nbytes
     ids = [first_id] + [runtime.analyze(radiograph, "F", 96.0, False)[0] for _ in range(bound // first.nbytes + 1)]
     count, held = runtime.analyses_memory
     kept = [runtime.analysis(i) for i in ids if runtime.analysis(i) is not None]
@@ -264,3 +280,69 @@ def test_cohort_map_answers_at_once_after_changes_and_refits_in_the_background(s
         time.sleep(0.5)
         second = client.get("/api/v1/cohort-map", headers=reader).json()
     assert {p["case_id"] for p in second["points"]} == set(points)
+
+
+def test_inference_slots_give_each_request_its_own_model_and_refuse_beyond_the_queue() -> None:
+    from api.inference import Busy, InferenceSlots
+    from matcher.analysis import AnalysisOptions
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+
+    model, _ = load_model(BUNDLED_MODEL_DIR)
+    slots = InferenceSlots(model, AnalysisOptions(), slots=2, queue_limit=0, timeout_s=0.2)
+    with slots.analyzer() as first, slots.analyzer() as second:
+        assert first.model is not second.model  # a backward pass (attention) never shares a model
+        assert first.model.state_dict()["bone_age.fc_boneage.weight"].equal(second.model.state_dict()["bone_age.fc_boneage.weight"])
+        with pytest.raises(Busy, match="busy"), slots.analyzer():
+            pass
+    assert slots.admitted == 0
+
+    queued = InferenceSlots(model, AnalysisOptions(), slots=1, queue_limit=1, timeout_s=0.2)
+    outcome: list[str] = []
+
+    def wait_for_a_slot() -> None:
+        try:
+            with queued.analyzer():
+                outcome.append("ran")
+        except Busy as exc:
+            outcome.append(str(exc))
+
+    with queued.analyzer():
+        waiter = threading.Thread(target=wait_for_a_slot)
+        waiter.start()
+        waiter.join(5)
+    assert outcome == ["no analysis slot became free within 0 s"] and queued.admitted == 0
+    with queued.analyzer():  # the slot came back
+        pass
+
+
+def test_settings_come_from_the_environment_and_arguments_win(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    monkeypatch.setenv("BONE2GENE_GALLERY", str(tmp_path / "g"))
+    monkeypatch.setenv("BONE2GENE_INFERENCE_SLOTS", "3")
+    settings = ServiceSettings()
+    assert (settings.gallery, settings.inference_slots, settings.keys_path) == (tmp_path / "g", 3, tmp_path / "g" / "keys.sqlite")
+    assert ServiceSettings(inference_slots=2).inference_slots == 2
+    monkeypatch.setenv("BONE2GENE_QUEUE_LIMIT", "-1")
+    with pytest.raises(ValidationError, match="queue_limit"):
+        ServiceSettings()
+    monkeypatch.delenv("BONE2GENE_QUEUE_LIMIT")
+    with pytest.raises(ValidationError, match="Extra inputs"):
+        ServiceSettings(inference_slot=2)  # a misspelt setting is an error, not ignored
+
+
+def test_role_checks_are_dependencies_a_test_can_replace(service: dict) -> None:
+    from api import deps
+    from api.keys import KeyInfo
+
+    client = service["client"]
+    assert client.get("/api/v1/audit").status_code == 401
+    client.app.dependency_overrides[deps.caller] = lambda: KeyInfo("k-test", "reader", "override", "now")
+    try:
+        assert client.get("/api/v1/me").json()["label"] == "override"
+        is_problem(client.get("/api/v1/audit"), 403, "admin role")
+        client.app.dependency_overrides[deps.require_admin] = lambda: KeyInfo("k-test", "admin", "override", "now")
+        assert client.get("/api/v1/audit").status_code == 200
+    finally:
+        client.app.dependency_overrides.clear()
+    assert client.get("/api/v1/me").status_code == 401

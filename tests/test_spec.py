@@ -105,9 +105,13 @@ def test_penetrance_matches_the_spec() -> None:
 
 def test_patient_keeps_their_draw_and_by_age_effects_grow() -> None:
     """PHP1A's MC4 shortening is absent at birth and progresses (same patient, two visits)."""
-    patient = PatientPhenotype.sample(SPECS["php1a"], np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    patient = PatientPhenotype.sample(SPECS["php1a"], rng)
     assert patient.at_age(0.0).length_factor["MC4"] > patient.at_age(12.0).length_factor["MC4"]
-    assert patient.at_age(7.0).length_factor == patient.at_age(7.0).length_factor
+    first_visit = patient.at_age(7.0).length_factor
+    others = [PatientPhenotype.sample(SPECS["php1a"], rng).at_age(7.0).length_factor["MC4"] for _ in range(50)]
+    assert patient.at_age(7.0).length_factor == first_visit  # the draws are the patient's: other patients change nothing
+    assert len(set(np.round(others, 6))) > 10  # and patients differ from one another
     madelung = PatientPhenotype.sample(SPECS["shox_deficiency"], np.random.default_rng(1))
     assert madelung.at_age(3).feature("radial_tilt_deg") < madelung.at_age(13).feature("radial_tilt_deg")
 

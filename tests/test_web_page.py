@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.cli_gallery import add_manifest, seed_catalogue
+from index.ingest import add_manifest
+from training.synth.catalogue import seed_catalogue
 from api.keys import KeyStore
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card

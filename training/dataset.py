@@ -22,6 +22,7 @@ from matcher.manifest import ManifestError, read_case_manifest
 from matcher.mask import segment_hand
 from matcher.preprocess import deeplasia_input
 
+
 def read_manifest(path: Path) -> pd.DataFrame:
     """The manifest, checked (`matcher.manifest`); training needs a diagnosis or '' per case."""
     return read_case_manifest(path)

@@ -10,7 +10,7 @@ Each step sees two batches, both film views (`matcher.film_view`):
   the synthetic controls' class centre (plain ArcFace, one centre per class), which pulls
   real control hands to where the gallery's unaffected cases lie.
 
-A checkpoint (model, loss centres, optimiser, scheduler) is written after every epoch and
+A checkpoint (model, loss centres, optimiser) is written after every epoch and
 `resume=True` continues from it; a CSV log has one row per epoch with the validation
 figures (`training.joint_eval`).
 """
@@ -36,6 +36,7 @@ from matcher.model import Bone2GeneModel, ModelConfig
 from training.film_augment import FilmAugmentConfig, augment_views
 from training.joint_data import JointData
 from training.joint_eval import evaluate_joint
+from training.schedule import fast_forward, warmup_cosine
 from training.train import pick_device
 
 UNAFFECTED = "unaffected"
@@ -118,13 +119,7 @@ def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device
         [{"params": model.parameters(), "lr": config.lr}, {"params": metric_loss.parameters(), "lr": config.loss_lr}],
         weight_decay=config.weight_decay,
     )
-    warmup = min(config.warmup_steps, max(1, total_steps // 5))
-    scheduler = torch.optim.lr_scheduler.SequentialLR(
-        optimiser,
-        [torch.optim.lr_scheduler.LinearLR(optimiser, 0.05, 1.0, warmup),
-         torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, total_steps - warmup), eta_min=config.lr * 0.01)],
-        milestones=[warmup],
-    )  # fmt: skip
+    scheduler = warmup_cosine(optimiser, min(config.warmup_steps, max(1, total_steps // 5)), total_steps, floor=0.01)
     return _Parts(model, metric_loss, optimiser, scheduler)
 
 
@@ -170,19 +165,20 @@ def _distillation(config: JointConfig, data: JointData, embedding: torch.Tensor,
 
 def _save_checkpoint(path: Path, parts: _Parts, epoch: int, history: list[dict]) -> None:
     state = {"model": parts.model.state_dict(), "loss": parts.metric_loss.state_dict(), "optimiser": parts.optimiser.state_dict(),
-             "scheduler": parts.scheduler.state_dict(), "epoch": epoch, "history": json.dumps(history)}  # fmt: skip
+             "epoch": epoch, "history": json.dumps(history)}  # fmt: skip
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _resume(path: Path, parts: _Parts, device: torch.device) -> tuple[int, list[dict]]:
+def _resume(path: Path, parts: _Parts, device: torch.device, steps_per_epoch: int) -> tuple[int, list[dict]]:
     state = torch.load(path, map_location=device, weights_only=True)
     parts.model.load_state_dict(state["model"])
     parts.metric_loss.load_state_dict(state["loss"])
     parts.optimiser.load_state_dict(state["optimiser"])
-    parts.scheduler.load_state_dict(state["scheduler"])
-    return int(state["epoch"]), json.loads(state["history"])
+    epoch = int(state["epoch"])
+    fast_forward(parts.scheduler, epoch * steps_per_epoch)
+    return epoch, json.loads(state["history"])
 
 
 def _append_csv(path: Path, record: dict) -> None:
@@ -204,7 +200,7 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
     steps = len(data.real_train) // config.real_batch
     parts = _build(config, data.labels, steps * config.epochs, device)
     checkpoint = config.out / "checkpoint.pt"
-    start, history = _resume(checkpoint, parts, device) if config.resume and checkpoint.is_file() else (0, [])
+    start, history = _resume(checkpoint, parts, device, steps) if config.resume and checkpoint.is_file() else (0, [])
     generator = torch.Generator(device=device).manual_seed(config.seed + start)
     rng = np.random.default_rng(config.seed + start)
     sampler = samplers.MPerClassSampler(data.synth_train_labels, m=config.m_per_class, batch_size=config.synthetic_batch,

@@ -94,8 +94,8 @@ class JointData:
             "training_disorders": sorted(self.labels),
             "held_out_disorders": list(self.held_out),
             "data_sources": {
-                "synthetic": {"cases": int(len(self.synth_table)), "training": int(len(self.synth_train))},
-                "rsna_100px": {"films": int(len(self.real)), "training": int(len(self.real_train)), "validation": int(len(self.real_val)),
+                "synthetic": {"cases": len(self.synth_table), "training": len(self.synth_train)},
+                "rsna_100px": {"films": len(self.real), "training": len(self.real_train), "validation": len(self.real_val),
                                "validation_rule": "id % 20 == 0; ids of ../shared/real_hands_labelled never trained on"},
             },
         }  # fmt: skip

@@ -19,7 +19,6 @@ from it); the final model is saved in our format with the metrics and settings a
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.dataset import ManifestError, PreparedSet, prepare
 from training.evaluate import disorder_ranks, embed_crops, topk_report
+from training.schedule import fast_forward, warmup_cosine
 
 
 @dataclass
@@ -111,13 +111,6 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneMode
     return Bone2GeneModel(model_config)
 
 
-def _lr_factor(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def train(config: TrainConfig, log=print) -> Path:
     """Train; returns the directory of the saved model (`config.out / 'model'`)."""
     torch.manual_seed(config.seed)
@@ -151,7 +144,7 @@ def train(config: TrainConfig, log=print) -> Path:
     sampler = samplers.MPerClassSampler(y_train, m=config.m_per_class, batch_size=config.batch_size, length_before_new_iter=len(train_idx))
     steps_per_epoch = len(sampler) // config.batch_size
     total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
+    scheduler = warmup_cosine(optimiser, int(config.warmup_epochs * steps_per_epoch), total_steps)
 
     crops = torch.from_numpy(data.crops).to(device)
     male = torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)).to(device)
@@ -170,6 +163,7 @@ def train(config: TrainConfig, log=print) -> Path:
         metric_loss.load_state_dict(state["loss"])
         optimiser.load_state_dict(state["optimiser"])
         start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+        fast_forward(scheduler, start_epoch * steps_per_epoch)
         log(f"resumed after epoch {start_epoch}")
     generator = torch.Generator(device=device).manual_seed(config.seed)
     autocast = device.type == "cuda"
@@ -180,10 +174,6 @@ def train(config: TrainConfig, log=print) -> Path:
         started, sums = time.perf_counter(), {"metric": 0.0, "age": 0.0, "sex": 0.0}
         order = np.fromiter(iter(sampler), dtype=np.int64)
         for step in range(steps_per_epoch):
-            global_step = epoch * steps_per_epoch + step
-            factor = _lr_factor(global_step, total_steps, warmup)
-            optimiser.param_groups[0]["lr"] = config.lr * factor
-            optimiser.param_groups[1]["lr"] = config.loss_lr * factor
             batch = torch.from_numpy(train_idx[order[step * config.batch_size : (step + 1) * config.batch_size]]).to(device)
             x = augment(crops[batch], config.augment, generator)
             if device.type == "cuda":
@@ -198,6 +188,7 @@ def train(config: TrainConfig, log=print) -> Path:
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimiser.step()
+            scheduler.step()
             sums["metric"] += metric.item()
             sums["age"] += age.item()
             sums["sex"] += sex.item()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from matcher.errors import Bone2GeneError
 from training.synth.geometry import CaseAnatomy, HandLayout, Individual, Pose, build_hand
 from training.synth.spec import DisorderSpec, PatientPhenotype, builtin_specs
 from training.synth.writers import FakePatient, write_dicom, write_mask, write_png
@@ -38,7 +37,7 @@ MANIFEST_COLUMNS = [
 MAX_BONE_AGE_YEARS = {"F": 18.0, "M": 19.0}  # end of the Greulich-Pyle standards
 
 
-class CohortError(ValueError):
+class CohortError(Bone2GeneError, ValueError):
     """The cohort cannot be generated as asked (bad option or an existing cohort)."""
 
 
@@ -290,19 +289,6 @@ def generate_cohort(config: CohortConfig, progress: Callable[[int, int], None] |
     _atomic_write_text(config.out / "cohort.json", json.dumps(description, indent=1))
     _atomic_write_text(config.out / "manifest.csv", manifest.to_csv(index=False))  # last: marks completion
     return manifest
-
-
-class ProgressPrinter:
-    """A one-line progress report on stderr (the CLI's default progress callback)."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if done == total or done % max(1, total // 20) == 0:
-            elapsed = time.perf_counter() - self.start
-            end = "\n" if done == total else ""
-            print(f"\r  {done}/{total} images  {elapsed:5.1f} s", end=end, file=sys.stderr, flush=True)
 
 
 def summarise(manifest: pd.DataFrame) -> str:

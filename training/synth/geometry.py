@@ -16,7 +16,7 @@ import numpy as np
 from training.synth import anatomy as A
 from training.synth import maturation as M
 from training.synth.raster import Disc, Tube
-from training.synth.spec import ResolvedPhenotype
+from training.synth.spec import ResolvedPhenotype, ThumbForm
 
 # ---------------------------------------------------------------------------------------
 # Patient variation and pose
@@ -445,7 +445,7 @@ def _rays(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float) ->
     tips: dict[int, tuple[np.ndarray, float]] = {}
     rays: list[tuple[int, tuple[str, ...]]] = [(d, A.RAYS[d]) for d in (2, 3, 4, 5)]
     thumb = b.ph.thumb
-    if thumb != "absent":
+    if thumb is not ThumbForm.ABSENT:
         rays.insert(0, (1, A.RAYS[1]))
     for digit, names in rays:
         base = _rotate_about(np.array(A.RAY_BASES[digit]) * scale, wrist, hand_rotation)
@@ -456,15 +456,15 @@ def _rays(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float) ->
         finger_angle = angle
         last_radius = 2.0
         bones = list(names)
-        if digit == 1 and thumb == "triphalangeal":
+        if digit == 1 and thumb is ThumbForm.TRIPHALANGEAL:
             bones = ["MC1", "PP1", "MP2", "DP1"]
         for i, name in enumerate(bones):
             bone = A.BONES_BY_NAME[name]
             label = "MP1" if (digit == 1 and name == "MP2") else name
             length, width = b.bone_dims(bone)
-            if digit == 1 and thumb == "hypoplastic":
+            if digit == 1 and thumb is ThumbForm.HYPOPLASTIC:
                 length, width = length * 0.6, width * 0.7
-            if digit == 1 and thumb == "triphalangeal" and label == "MP1":
+            if digit == 1 and thumb is ThumbForm.TRIPHALANGEAL and label == "MP1":
                 length, width = length * 0.7, width * 0.9
             if trident > 0 and digit in (2, 3, 4) and bone.row in (A.Row.PP, A.Row.MP, A.Row.DP):
                 target = b.bone_dims(A.BONES_BY_NAME[f"{bone.row.value}2"])[0]
@@ -483,13 +483,13 @@ def _rays(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float) ->
                     finger_angle += clino
                 point = point + _direction(bone_angle) * joint
             tilt = clino * 0.6 if (digit == 5 and bone.row is A.Row.MP) else 0.0
-            if digit == 1 and thumb == "duplicated" and bone.row is A.Row.DP:
+            if digit == 1 and thumb is ThumbForm.DUPLICATED and bone.row is A.Row.DP:
                 for k, side in enumerate((-12.0, 12.0)):
                     b.tubular(bone, point, bone_angle + side, length * 0.9, width * 0.65, name=f"DP1{'ab'[k]}")
                 end = point + _direction(bone_angle) * length * 0.9
             else:
                 end = b.tubular(bone, point, bone_angle, length, width, name=label, end_tilt_deg=tilt)
-            if name == "MC1" and thumb != "absent":
+            if name == "MC1" and thumb is not ThumbForm.ABSENT:
                 _sesamoid(b, end, bone_angle, width, scale)
             point = end
             last_radius = width / 2

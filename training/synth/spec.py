@@ -16,7 +16,7 @@ silently healthy hand. Adding a disorder is a YAML file, no code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -25,10 +25,11 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from matcher.errors import Bone2GeneError
 from training.synth.anatomy import BONES_BY_NAME, Row, TubularBone
 
 
-class SpecError(ValueError):
+class SpecError(Bone2GeneError, ValueError):
     """A disorder spec file is unreadable or names something that does not exist."""
 
 
@@ -86,7 +87,17 @@ PARAMETERS: dict[str, Parameter] = {
     "soft_tissue_calcifications": Parameter(Kind.OFFSET, "number of subcutaneous ossifications"),
 }
 
-THUMB_FORMS = ("normal", "hypoplastic", "absent", "triphalangeal", "duplicated")
+class ThumbForm(StrEnum):
+    """The thumb a patient is drawn with (Holt-Oram and other radial-ray disorders)."""
+
+    NORMAL = "normal"
+    HYPOPLASTIC = "hypoplastic"
+    ABSENT = "absent"
+    TRIPHALANGEAL = "triphalangeal"
+    DUPLICATED = "duplicated"
+
+
+THUMB_FORMS = tuple(form.value for form in ThumbForm)
 
 
 def _bone_groups() -> dict[str, tuple[str, ...]]:
@@ -294,7 +305,7 @@ class PatientPhenotype:
 
     spec: DisorderSpec
     gene: str
-    thumb: str
+    thumb: ThumbForm
     draws: dict[str, _Draw]
 
     @classmethod
@@ -304,10 +315,10 @@ class PatientPhenotype:
             weights = np.asarray(spec.gene_weights or [1.0] * len(spec.genes), dtype=float)
             gene = str(rng.choice(spec.genes, p=weights / weights.sum()))
         forms = dict(spec.thumb)
-        forms.setdefault("normal", 0.0)
-        forms["normal"] += max(0.0, 1.0 - sum(forms.values()))
+        forms.setdefault(ThumbForm.NORMAL, 0.0)
+        forms[ThumbForm.NORMAL] += max(0.0, 1.0 - sum(forms.values()))
         names = list(forms)
-        thumb = str(rng.choice(names, p=np.asarray([forms[n] for n in names]) / sum(forms.values())))
+        thumb = ThumbForm(str(rng.choice(names, p=np.asarray([forms[n] for n in names]) / sum(forms.values()))))
         draws: dict[str, _Draw] = {}
         for key, effect in _all_effects(spec):
             draws[key] = _Draw(bool(rng.random() < effect.probability), float(rng.standard_normal()))
@@ -358,7 +369,7 @@ class ResolvedPhenotype:
     features: dict[str, float]
     feature_bones: dict[str, frozenset[str]]
     bone_age_offset_months: float
-    thumb: str
+    thumb: ThumbForm
 
     def feature(self, name: str) -> float:
         return self.features.get(name, PARAMETERS[name].neutral)

@@ -73,7 +73,7 @@ class FakePatient:
             address=f"{rng.integers(1, 200)} Elm Street, {town}",
             phone=f"+1-555-{rng.integers(1000, 9999)}",
             accession=f"ACC{rng.integers(10**6, 10**7)}",
-            physician=f"{str(rng.choice(_FAMILY))}^{str(rng.choice(_GIVEN))}^^Dr",
+            physician=f"{rng.choice(_FAMILY)!s}^{rng.choice(_GIVEN)!s}^^Dr",
         )
 
 

@@ -1,0 +1,17 @@
+"""A gallery query answered in the API's shape (`schemas.Ranking`): used by analyses and queries."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from api.schemas import Ranking
+from index.query import calibration_for, query
+from index.filters import Filters
+from index.store import Gallery
+
+
+def rank(gallery: Gallery, embedding: np.ndarray, top: int, filters: Filters | None = None) -> Ranking:
+    result = query(gallery, embedding, top_k=top, filters=filters, calibration=calibration_for(gallery))
+    return Ranking.model_validate(
+        {**result.to_json(), "disorders": [d.to_json() for d in result.disorders], "genes": [g.to_json() for g in result.genes]}
+    )

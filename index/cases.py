@@ -1,0 +1,131 @@
+"""Case rows: checking new cases, and the SQL of adding, removing and relabelling them.
+
+Each `*_work` function is the body of one gallery transaction (`GalleryDatabase.transaction`);
+`Gallery` runs them under the writer lock. Image files are written before the transaction
+that references them; an image whose case is deleted is listed in `pending_image_deletions`
+in the deleting transaction and removed after the commit by `sweep_images`, or by the next
+writer if we crashed in between; orphans of an add that never committed go the same way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from index.catalogue_store import CatalogueStore
+from index.database import GalleryDatabase, GalleryError, now
+from index.images import ImageStore
+
+CASE_SELECT = (
+    "SELECT c.id AS row, c.case_id, c.patient_id, c.sex, c.age_months, c.disorder_id AS disorder, d.name AS disorder_name,"
+    " c.gene, c.bone_age_months, c.source, c.image_sha256, c.added FROM cases c LEFT JOIN disorders d ON d.id = c.disorder_id"
+)
+
+
+@dataclass
+class NewCase:
+    """A confirmed case to add. `embedding` must come from the gallery's model."""
+
+    embedding: np.ndarray
+    sex: str
+    age_months: float
+    disorder: str | None = None  # catalogue id or exact name; None = undiagnosed
+    gene: str | None = None
+    patient_id: str | None = None
+    case_id: str | None = None  # a pseudonym; invented when missing
+    bone_age_months: float | None = None
+    source: str = ""
+    pixels: np.ndarray | None = None  # stored for re-embedding (pixels only)
+
+
+def checked_vectors(cases: Sequence[NewCase], dim: int) -> list[np.ndarray]:
+    """Each case's embedding as float32, after checking every field a row needs."""
+    vectors = []
+    for i, case in enumerate(cases):
+        vector = np.asarray(case.embedding, dtype=np.float32).reshape(-1)
+        if vector.shape != (dim,) or not np.all(np.isfinite(vector)):
+            raise GalleryError(f"case {i}: the embedding must be {dim} finite numbers")
+        norm = float(np.linalg.norm(vector))
+        if not 0.99 < norm < 1.01:
+            raise GalleryError(f"case {i}: the embedding must have unit length (has {norm:.3f})")
+        if case.sex not in ("M", "F"):
+            raise GalleryError(f"case {i}: sex must be M or F, not {case.sex!r}")
+        if not (0 <= float(case.age_months) <= 1200):
+            raise GalleryError(f"case {i}: age_months must be between 0 and 1200, not {case.age_months}")
+        vectors.append(vector)
+    return vectors
+
+
+def case_ids_for(cases: Sequence[NewCase]) -> list[str]:
+    case_ids = [c.case_id or f"case-{uuid.uuid4().hex[:12]}" for c in cases]
+    if len(set(case_ids)) != len(case_ids):
+        raise GalleryError("case ids within one batch must be unique")
+    return case_ids
+
+
+def _gene_symbol(db: sqlite3.Connection, gene: object) -> str | None:
+    symbol = gene.strip().upper() if isinstance(gene, str) and gene.strip() else None
+    if symbol:
+        db.execute("INSERT OR IGNORE INTO genes VALUES (?)", (symbol,))
+    return symbol
+
+
+def insert_work(cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: list[str], digests: dict[int, str],
+                catalogue: CatalogueStore) -> Callable[[sqlite3.Connection, int], None]:  # fmt: skip
+    def work(db: sqlite3.Connection, generation: int) -> None:
+        for case, vector, case_id in zip(cases, vectors, case_ids, strict=True):
+            if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+                raise GalleryError(f"case {case_id!r} is already in the gallery; relabel it or choose another id")
+            bone_age = None if case.bone_age_months is None or np.isnan(case.bone_age_months) else float(case.bone_age_months)
+            cursor = db.execute(
+                "INSERT INTO cases(case_id, patient_id, sex, age_months, disorder_id, gene, bone_age_months, source, image_sha256, added,"
+                " added_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, case.patient_id or case_id, case.sex, float(case.age_months), catalogue.resolve(case.disorder, db),
+                 _gene_symbol(db, case.gene), bone_age, case.source or "", digests.get(id(case)), now(), generation),
+            )  # fmt: skip
+            db.execute("INSERT INTO embeddings VALUES (?, ?)", (cursor.lastrowid, vector.tobytes()))
+
+    return work
+
+
+def remove_work(case_id: str) -> Callable[[sqlite3.Connection, int], None]:
+    def work(db: sqlite3.Connection, generation: int) -> None:
+        row = db.execute("SELECT id, image_sha256 FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise GalleryError(f"no case {case_id!r} in the gallery")
+        db.execute("DELETE FROM embeddings WHERE case_row = ?", (row[0],))
+        db.execute("DELETE FROM cases WHERE id = ?", (row[0],))
+        db.execute("INSERT OR REPLACE INTO removed VALUES (?, ?)", (row[0], generation))
+        if row[1]:
+            db.execute("INSERT OR IGNORE INTO pending_image_deletions VALUES (?)", (row[1],))
+
+    return work
+
+
+def relabel_work(case_id: str, disorder: str | None, gene: str | None, catalogue: CatalogueStore) -> Callable[[sqlite3.Connection, int], None]:
+    def work(db: sqlite3.Connection, _: int) -> None:
+        if not db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
+            raise GalleryError(f"no case {case_id!r} in the gallery")
+        resolved = catalogue.resolve(disorder, db)
+        db.execute("UPDATE cases SET disorder_id = ?, gene = ? WHERE case_id = ?", (resolved, _gene_symbol(db, gene), case_id))
+
+    return work
+
+
+def sweep_images(db: GalleryDatabase, images: ImageStore) -> None:
+    """Delete images whose case is gone (pending deletions, or adds that never committed); under the writer lock."""
+    pending = [r[0] for r in db.query("SELECT sha256 FROM pending_image_deletions")]
+    referenced = {r[0] for r in db.query("SELECT DISTINCT image_sha256 FROM cases WHERE image_sha256 IS NOT NULL")}
+    for digest in pending:
+        if digest not in referenced:
+            images.delete(digest)
+    if pending:
+        db.executemany("DELETE FROM pending_image_deletions WHERE sha256 = ?", [(d,) for d in pending])
+    for digest in images.digests() - referenced:
+        images.delete(digest)
+    for stale in images.root.glob("??/*.tmp") if images.root.is_dir() else []:
+        stale.unlink(missing_ok=True)

@@ -1,0 +1,72 @@
+"""Embed a case manifest's radiographs and add them to a gallery (the `gallery add` command,
+the demo and the tests all ingest this way).
+
+One atomic write per chunk of images: an interrupted ingest keeps what was added, and a
+rerun skips the case ids already present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from index.store import Gallery, GalleryError, NewCase
+from matcher.analysis import Analyzer
+from matcher.batch import BatchItem, embed_many
+from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
+from matcher.io import Radiograph
+from matcher.manifest import read_case_manifest
+from matcher.model import Bone2GeneModel
+
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+def add_manifest(
+    gallery: Gallery, manifest_path: Path, model_dir: Path | None = None, batch_size: int = 8, workers: int = 1, progress: Progress | None = None
+) -> tuple[int, list[str]]:
+    """Embed and add every case of a manifest not yet in the gallery; returns (added, refusals by the quality gate)."""
+    table = read_case_manifest(manifest_path, require_disorder=True)
+    present = set(gallery.cases()["case_id"])
+    todo = table[~table["case_id"].isin(present)]
+    for disorder in sorted(set(todo["disorder"].dropna())):
+        gallery.resolve_disorder(disorder)  # fail before any work if a label is unknown
+    model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
+    added, refusals = 0, []
+    chunk = max(batch_size, 32)
+    for start in range(0, len(todo), chunk):
+        part = todo.iloc[start : start + chunk]
+        items = [BatchItem(Path(p), s) for p, s in zip(part["path"], part["sex"], strict=True)]
+        results = embed_many(model, items, batch_size=batch_size, workers=workers, keep_pixels=True)
+        cases = []
+        for (_, row), result in zip(part.iterrows(), results, strict=True):
+            if not result.accepted:
+                refusals.append(f"{row['case_id']} ({Path(row['path']).name}): {'; '.join(result.reasons)}")
+                continue
+            cases.append(NewCase(result.embedding, row["sex"], row["age_months"], row["disorder"], row["gene"], row["patient_id"],
+                                 row["case_id"], row["bone_age_months"], row["source"] or "", result.pixels))  # fmt: skip
+        if cases:
+            gallery.add_cases(cases, card.fingerprint)
+            added += len(cases)
+        if progress:
+            progress(min(start + chunk, len(todo)), len(todo))
+    return added, refusals
+
+
+def reembed_gallery(gallery: Gallery, model: Bone2GeneModel, card: ModelCard, progress: Progress | None = None) -> int:
+    """Swap every vector for the new model's embedding of the stored image (one atomic write); returns the count."""
+    analyzer = Analyzer(model)
+
+    def embed(items: list[tuple[np.ndarray, str]]) -> np.ndarray:
+        vectors = []
+        for i, (pixels, sex) in enumerate(items):
+            result = analyzer.analyze(Radiograph.from_pixels(pixels), sex=sex)
+            if result.embedding is None:
+                raise GalleryError(f"case {i}: the new model's pipeline refused the stored image: {'; '.join(result.reasons)}")
+            vectors.append(result.embedding)
+            if progress:
+                progress(i + 1, len(items))
+        return np.stack(vectors) if vectors else np.zeros((0, card.config.embedding_dim), np.float32)
+
+    return gallery.reembed(embed, card.fingerprint, card.config.embedding_dim)
