@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli_helpers import EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
+from api.cli_helpers import EXIT_REFUSED, SexOpt, progress_bar, sex_value
 
 app = typer.Typer(
     name="bone2gene",
@@ -28,13 +28,10 @@ class ImageFormat(StrEnum):
     dicom = "dicom"
 
 
-
 @app.command()
 def synth(
     n: Annotated[int, typer.Option("--n", help="Number of images to generate.")] = 100,
-    out: Annotated[Path, typer.Option("--out", help="Output directory (images/, masks/, manifest.csv).")] = Path(
-        "synthetic-cohort"
-    ),
+    out: Annotated[Path, typer.Option("--out", help="Output directory (images/, masks/, manifest.csv).")] = Path("synthetic-cohort"),
     spec: Annotated[
         list[Path] | None,
         typer.Option("--spec", help="YAML file of extra disorder specs (adds or replaces by id); repeatable."),
@@ -43,9 +40,7 @@ def synth(
     size: Annotated[int, typer.Option("--size", help="Image height in pixels (width is 74-88% of it).")] = 1024,
     fmt: Annotated[ImageFormat, typer.Option("--format", help="png, or dicom (12-bit CR with fake PHI).")] = ImageFormat.png,
     bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 8 or 16.")] = 8,
-    disorders: Annotated[
-        str | None, typer.Option("--disorders", help="Comma-separated disorder ids to draw from (default: all).")
-    ] = None,
+    disorders: Annotated[str | None, typer.Option("--disorders", help="Comma-separated disorder ids to draw from (default: all).")] = None,
     controls: Annotated[float, typer.Option("--controls", help="Fraction of unaffected controls.")] = 0.2,
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (0 = one per core).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a cohort already in --out.")] = False,
@@ -65,9 +60,18 @@ def synth(
         return
     chosen = tuple(d.strip() for d in disorders.split(",") if d.strip()) if disorders else None
     config = CohortConfig(
-        n=n, out=out, seed=seed, size=size, format=fmt.value, bits=bits, control_fraction=controls,  # type: ignore[arg-type]
-        disorders=chosen, specs=tuple(specs), workers=workers, overwrite=overwrite,
-    )  # fmt: skip
+        n=n,
+        out=out,
+        seed=seed,
+        size=size,
+        format=fmt.value,
+        bits=bits,
+        control_fraction=controls,  # type: ignore[arg-type]
+        disorders=chosen,
+        specs=tuple(specs),
+        workers=workers,
+        overwrite=overwrite,
+    )
     with progress_bar("rendering", unit="image") as progress:
         manifest = generate_cohort(config, progress=progress)
     typer.echo(summarise(manifest))
@@ -211,8 +215,10 @@ def analyze(
                 typer.echo(f"  bone age {result.bone_age_months:.1f} months = {result.bone_age_months / 12:.1f} years{deviation}")
                 if result.bone_age_z is not None:
                     typer.echo(f"  z-score {result.bone_age_z:+.2f} against {result.bone_age_z_note}")
-                typer.echo(f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
-                           f"{'' if result.sex_head_trained else ' [sex head untrained]'}")  # fmt: skip
+                typer.echo(
+                    f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
+                    f"{'' if result.sex_head_trained else ' [sex head untrained]'}"
+                )
             if result.sex_warning:
                 typer.echo(f"  warning: {result.sex_warning}")
             typer.echo(f"  time {result.timings_ms.get('total', sum(result.timings_ms.values())):.0f} ms")
@@ -221,9 +227,9 @@ def analyze(
             cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
 
 
-from api.cli_explore import explore_app  # noqa: E402
-from api.cli_gallery import disorders_app, gallery_app, query_command  # noqa: E402 - after `app` exists
-from api.cli_service import keys_app, serve  # noqa: E402
+from api.cli_explore import explore_app
+from api.cli_gallery import disorders_app, gallery_app, query_command
+from api.cli_service import keys_app, serve
 
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(keys_app, name="keys")

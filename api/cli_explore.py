@@ -12,17 +12,22 @@ from api.cli_helpers import GalleryOpt, Sex, fail, same_model, sex_value
 explore_app = typer.Typer(help="Cohort exploration: UMAP maps and cohort statistics.", no_args_is_help=True)
 
 
-
 @explore_app.command("umap")
 def explore_umap(
     gallery_path: GalleryOpt,
     out: Annotated[list[Path], typer.Option("-o", "--out", help="Output .html (interactive), .png, .svg or .pdf; repeatable.")],
-    where: Annotated[str | None, typer.Option("--where", help="Subset, e.g. 'disorder=achondroplasia,hypochondroplasia;sex=F;age=60-120'.")] = None,
-    colour: Annotated[str, typer.Option("--colour", help="disorder, gene, sex, source, age_months or bone_age_deviation_months.")] = "disorder",
+    where: Annotated[
+        str | None, typer.Option("--where", help="Subset, e.g. 'disorder=achondroplasia,hypochondroplasia;sex=F;age=60-120'.")
+    ] = None,
+    colour: Annotated[
+        str, typer.Option("--colour", help="disorder, gene, sex, source, age_months or bone_age_deviation_months.")
+    ] = "disorder",
     facet: Annotated[str | None, typer.Option("--facet", help="Static figures: one panel per disorder, gene, sex or source.")] = None,
     query_image: Annotated[Path | None, typer.Option("--query", help="A radiograph to place on the map with its nearest cases.")] = None,
     query_sex: Annotated[Sex | None, typer.Option("--query-sex", case_sensitive=False, help="M or F for --query.")] = None,
-    thumbnails: Annotated[bool, typer.Option("--thumbnails", help="Embed case thumbnails in the HTML (only where sharing images is allowed).")] = False,
+    thumbnails: Annotated[
+        bool, typer.Option("--thumbnails", help="Embed case thumbnails in the HTML (only where sharing images is allowed).")
+    ] = False,
     refit: Annotated[bool, typer.Option("--refit", help="Fit again even if a stored map is current.")] = False,
 ) -> None:
     """Fit (or reuse) a UMAP of the gallery or a subset and draw it."""
@@ -54,8 +59,11 @@ def explore_umap(
         from api.pictures import png_bytes, thumbnail
 
         digests = gallery.cases().set_index("case_id")["image_sha256"]
-        thumbs = {cid: base64.b64encode(png_bytes(thumbnail(gallery.images.get(d), 160))).decode()
-                  for cid, d in digests.loc[table["case_id"]].items() if isinstance(d, str)}  # fmt: skip
+        thumbs = {
+            cid: base64.b64encode(png_bytes(thumbnail(gallery.images.get(d), 160))).decode()
+            for cid, d in digests.loc[table["case_id"]].items()
+            if isinstance(d, str)
+        }
     title = f"Bone2Gene cohort map ({len(table)} cases{'; ' + where if where else ''})"
     for target in out:
         if target.suffix.lower() == ".html":

@@ -36,7 +36,6 @@ gallery_app = typer.Typer(help="Create and curate a gallery of confirmed cases."
 disorders_app = typer.Typer(help="The disorder catalogue of a gallery.", no_args_is_help=True)
 
 
-
 @gallery_app.command("init")
 def gallery_init(
     path: GalleryArg,
@@ -56,7 +55,9 @@ def gallery_init(
     from training.synth.catalogue import seed_catalogue
 
     seeded = seed_catalogue(gallery) if seed else 0
-    typer.echo(f"created gallery {path} for model {card.fingerprint[:12]} ({card.config.embedding_dim}-d, index {index}); {seeded} disorders in the catalogue")
+    typer.echo(
+        f"created gallery {path} for model {card.fingerprint[:12]} ({card.config.embedding_dim}-d, index {index}); {seeded} disorders in the catalogue"
+    )
 
 
 @gallery_app.command("add")
@@ -193,7 +194,8 @@ def gallery_export(path: GalleryArg, out: Annotated[Path, typer.Option("-o", "--
 
 @gallery_app.command("import")
 def gallery_import(
-    snapshot: Annotated[Path, typer.Argument(help="Snapshot .tar from `gallery export`.")], path: Annotated[Path, typer.Argument(help="New gallery directory.")]
+    snapshot: Annotated[Path, typer.Argument(help="Snapshot .tar from `gallery export`.")],
+    path: Annotated[Path, typer.Argument(help="New gallery directory.")],
 ) -> None:
     """Create a gallery from a snapshot (every image is checked against its digest)."""
     from index.store import Gallery
@@ -208,7 +210,9 @@ def disorders_add(
     disorder_id: Annotated[str, typer.Option("--id", help="Short id: lower case, digits, underscores.")],
     name: Annotated[str, typer.Option("--name", help="Dyadic name, e.g. 'Geleophysic dysplasia, ADAMTSL2-related'.")],
     gene: Annotated[list[str] | None, typer.Option("--gene", help="Gene symbol (repeatable).")] = None,
-    category: Annotated[str, typer.Option("--category", help="skeletal_dysplasia, growth_disorder_non_nosology or control.")] = "skeletal_dysplasia",
+    category: Annotated[
+        str, typer.Option("--category", help="skeletal_dysplasia, growth_disorder_non_nosology or control.")
+    ] = "skeletal_dysplasia",
     omim: Annotated[str | None, typer.Option("--omim", help="OMIM phenotype number (6 digits).")] = None,
     orpha: Annotated[str | None, typer.Option("--orpha", help="ORPHA code (digits).")] = None,
     mondo: Annotated[str | None, typer.Option("--mondo", help="MONDO:0000000.")] = None,
@@ -221,8 +225,17 @@ def disorders_add(
     from index.catalogue import Disorder
 
     try:
-        disorder = Disorder(id=disorder_id, name=name, genes=gene or [], category=category, omim=omim, orpha=orpha, mondo=mondo,
-                            nosology_group=group, nosology_revision=revision)  # fmt: skip
+        disorder = Disorder(
+            id=disorder_id,
+            name=name,
+            genes=gene or [],
+            category=category,
+            omim=omim,
+            orpha=orpha,
+            mondo=mondo,
+            nosology_group=group,
+            nosology_revision=revision,
+        )
     except ValidationError as exc:
         fail("; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
         return
@@ -246,7 +259,9 @@ def disorders_list(gallery_path: GalleryOpt, as_json: JsonOpt = False) -> None:
 
 def query_command(
     image: Annotated[Path, typer.Argument(help="The radiograph to match (DICOM, PNG, JPEG, TIFF).")],
-    sex: Annotated[Sex | None, typer.Option("--sex", case_sensitive=False, help="M or F (default: from the DICOM header, else predicted).")] = None,
+    sex: Annotated[
+        Sex | None, typer.Option("--sex", case_sensitive=False, help="M or F (default: from the DICOM header, else predicted).")
+    ] = None,
     age_months: Annotated[float | None, typer.Option("--age-months", help="Chronological age in months.")] = None,
     gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")] = DEFAULT_GALLERY,
     top: TopOpt = 10,
@@ -270,13 +285,17 @@ def query_command(
     if as_json:
         typer.echo(json.dumps({"image": image.name, **analysis.to_json(), **result.to_json()}))
         return
-    lines = [f"{image.name}: bone age {analysis.bone_age_months / 12:.1f} y, sex {analysis.sex} ({analysis.sex_source})",
-             "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
-             f"{'rank':>4}  {'similarity':>10}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)"]  # fmt: skip
+    lines = [
+        f"{image.name}: bone age {analysis.bone_age_months / 12:.1f} y, sex {analysis.sex} ({analysis.sex_source})",
+        "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
+        f"{'rank':>4}  {'similarity':>10}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)",
+    ]
     for d in result.disorders[:top]:
         probability = "-" if d.probability is None else f"{d.probability:.2f} [{d.interval[0]:.2f}-{d.interval[1]:.2f}]"
         score = "-" if d.score is None else f"{d.score:.3f}"
-        lines.append(f"{d.rank:>4}  {score:>10}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})")
+        lines.append(
+            f"{d.rank:>4}  {score:>10}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})"
+        )
     lines.append("genes: " + ", ".join(f"{g.label} {g.score:.3f}" for g in result.genes[:5] if g.score is not None))
     lines.append(result.calibration_note)
     lines.append("Similarity ranking to support a geneticist's differential diagnosis; it is not a diagnosis.")

@@ -16,7 +16,6 @@ keys_app = typer.Typer(help="API keys of a service (stored hashed; the secret is
 KeysOpt = Annotated[Path, typer.Option("--keys", help="Key file (default: <gallery>/keys.sqlite).")]
 
 
-
 def _key_store(gallery: Path | None, keys: Path | None):
     from api.keys import KeyStore
 
@@ -96,23 +95,39 @@ def _env(name: str) -> str:
 
 def serve(
     gallery: Annotated[Path | None, typer.Option("--gallery", help="Gallery directory.", envvar=_env("gallery"))] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="Model directory (default: the bundled model).", envvar=_env("model"))] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model directory (default: the bundled model).", envvar=_env("model"))
+    ] = None,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (127.0.0.1 = this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port.")] = 8000,
     ba_reference: Annotated[
         Path | None,
-        typer.Option("--ba-reference", help="YAML table of bone-age SDs for z-scores (default: the bundled Brush Foundation / "
-                     f"Greulich & Pyle table).", envvar=_env("ba_reference")),
-    ] = None,  # fmt: skip
+        typer.Option(
+            "--ba-reference",
+            help="YAML table of bone-age SDs for z-scores (default: the bundled Brush Foundation / Greulich & Pyle table).",
+            envvar=_env("ba_reference"),
+        ),
+    ] = None,
     keys: Annotated[Path | None, typer.Option("--keys", help="API key file (default: <gallery>/keys.sqlite).", envvar=_env("keys"))] = None,
-    inference_slots: Annotated[int | None, typer.Option("--inference-slots", help="Analyses at the same time (default 1).", envvar=_env("inference_slots"))] = None,
-    queue_limit: Annotated[int | None, typer.Option("--queue-limit", help="Analyses that may wait (default 16).", envvar=_env("queue_limit"))] = None,
-    queue_timeout_s: Annotated[float | None, typer.Option("--queue-timeout-s", help="Longest wait (default 60).", envvar=_env("queue_timeout_s"))] = None,
-    max_upload_bytes: Annotated[int | None, typer.Option("--max-upload-bytes", help="Largest upload (default 40 MiB).", envvar=_env("max_upload_bytes"))] = None,
+    inference_slots: Annotated[
+        int | None, typer.Option("--inference-slots", help="Analyses at the same time (default 1).", envvar=_env("inference_slots"))
+    ] = None,
+    queue_limit: Annotated[
+        int | None, typer.Option("--queue-limit", help="Analyses that may wait (default 16).", envvar=_env("queue_limit"))
+    ] = None,
+    queue_timeout_s: Annotated[
+        float | None, typer.Option("--queue-timeout-s", help="Longest wait (default 60).", envvar=_env("queue_timeout_s"))
+    ] = None,
+    max_upload_bytes: Annotated[
+        int | None, typer.Option("--max-upload-bytes", help="Largest upload (default 40 MiB).", envvar=_env("max_upload_bytes"))
+    ] = None,
     max_pixels: Annotated[int | None, typer.Option("--max-pixels", help="Largest image (default 40e6).", envvar=_env("max_pixels"))] = None,
-    analyses_kept: Annotated[int | None, typer.Option("--analyses-kept", help="Recent analyses kept (default 256).", envvar=_env("analyses_kept"))] = None,
+    analyses_kept: Annotated[
+        int | None, typer.Option("--analyses-kept", help="Recent analyses kept (default 256).", envvar=_env("analyses_kept"))
+    ] = None,
     analyses_memory_bytes: Annotated[
-        int | None, typer.Option("--analyses-memory-bytes", help="Their memory bound (default 1 GiB).", envvar=_env("analyses_memory_bytes"))
+        int | None,
+        typer.Option("--analyses-memory-bytes", help="Their memory bound (default 1 GiB).", envvar=_env("analyses_memory_bytes")),
     ] = None,
 ) -> None:
     """Start the HTTP service and web page for a gallery (create keys with `bone2gene keys create`).

@@ -20,7 +20,7 @@ from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel
 
 
-class Busy(Bone2GeneError):  # noqa: N818 - what the client is told
+class Busy(Bone2GeneError):
     """Too many analyses waiting; the client should retry later."""
 
     http_status = 503

@@ -41,8 +41,10 @@ class KeyStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS keys(key_id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, role TEXT NOT NULL,"
-                       " label TEXT NOT NULL, created TEXT NOT NULL, revoked TEXT)")  # fmt: skip
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS keys(key_id TEXT PRIMARY KEY, hash TEXT UNIQUE NOT NULL, role TEXT NOT NULL,"
+                " label TEXT NOT NULL, created TEXT NOT NULL, revoked TEXT)"
+            )
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30)
@@ -71,6 +73,8 @@ class KeyStore:
 
     def revoke(self, key_id: str) -> bool:
         with self._connect() as db:
-            cursor = db.execute("UPDATE keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL",
-                                (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), key_id))  # fmt: skip
+            cursor = db.execute(
+                "UPDATE keys SET revoked = ? WHERE key_id = ? AND revoked IS NULL",
+                (dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), key_id),
+            )
         return cursor.rowcount == 1

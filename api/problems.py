@@ -26,7 +26,7 @@ class ProblemDocument(BaseModel):
     reasons: list[str] | None = None
 
 
-class Problem(Exception):  # noqa: N818 - it is the RFC's name
+class Problem(Exception):
     def __init__(self, status: int, title: str, detail: str, reasons: list[str] | None = None, headers: dict | None = None) -> None:
         super().__init__(detail)
         self.status, self.title, self.detail, self.reasons, self.headers = status, title, detail, reasons, headers
@@ -62,7 +62,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         titles = {404: "Not found", 405: "Method not allowed", 401: "Not signed in", 403: "Not allowed"}
-        return problem_response(exc.status_code, titles.get(exc.status_code, "Request refused"), str(exc.detail), headers=getattr(exc, "headers", None))
+        return problem_response(
+            exc.status_code, titles.get(exc.status_code, "Request refused"), str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # never leak internals

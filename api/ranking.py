@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from api.schemas import Ranking
-from index.query import calibration_for, query
 from index.filters import Filters
+from index.query import calibration_for, query
 from index.store import Gallery
 
 

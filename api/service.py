@@ -35,10 +35,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         runtime.gallery.save_deferred_index()  # the app stays usable: a test harness may start it again
 
     app = FastAPI(
-        title="Bone2Gene matcher", version=VERSION, responses=ERRORS, lifespan=lifespan,
+        title="Bone2Gene matcher",
+        version=VERSION,
+        responses=ERRORS,
+        lifespan=lifespan,
         description="Find the rare bone disease behind a child's hand radiograph: bone age, sex check and a ranking of "
         "disorders by their most similar confirmed cases. Decision support, not a diagnosis.",
-    )  # fmt: skip
+    )
     app.state.runtime = runtime
     problems.install(app)
     for router in API_ROUTERS:

@@ -74,8 +74,9 @@ def _gene_symbol(db: sqlite3.Connection, gene: object) -> str | None:
     return symbol
 
 
-def insert_work(cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: list[str], digests: dict[int, str],
-                catalogue: CatalogueStore) -> Callable[[sqlite3.Connection, int], None]:  # fmt: skip
+def insert_work(
+    cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: list[str], digests: dict[int, str], catalogue: CatalogueStore
+) -> Callable[[sqlite3.Connection, int], None]:
     def work(db: sqlite3.Connection, generation: int) -> None:
         for case, vector, case_id in zip(cases, vectors, case_ids, strict=True):
             if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
@@ -84,9 +85,20 @@ def insert_work(cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: l
             cursor = db.execute(
                 "INSERT INTO cases(case_id, patient_id, sex, age_months, disorder_id, gene, bone_age_months, source, image_sha256, added,"
                 " added_generation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (case_id, case.patient_id or case_id, case.sex, float(case.age_months), catalogue.resolve(case.disorder, db),
-                 _gene_symbol(db, case.gene), bone_age, case.source or "", digests.get(id(case)), now(), generation),
-            )  # fmt: skip
+                (
+                    case_id,
+                    case.patient_id or case_id,
+                    case.sex,
+                    float(case.age_months),
+                    catalogue.resolve(case.disorder, db),
+                    _gene_symbol(db, case.gene),
+                    bone_age,
+                    case.source or "",
+                    digests.get(id(case)),
+                    now(),
+                    generation,
+                ),
+            )
             db.execute("INSERT INTO embeddings VALUES (?, ?)", (cursor.lastrowid, vector.tobytes()))
 
     return work
@@ -106,7 +118,9 @@ def remove_work(case_id: str) -> Callable[[sqlite3.Connection, int], None]:
     return work
 
 
-def relabel_work(case_id: str, disorder: str | None, gene: str | None, catalogue: CatalogueStore) -> Callable[[sqlite3.Connection, int], None]:
+def relabel_work(
+    case_id: str, disorder: str | None, gene: str | None, catalogue: CatalogueStore
+) -> Callable[[sqlite3.Connection, int], None]:
     def work(db: sqlite3.Connection, _: int) -> None:
         if not db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
             raise GalleryError(f"no case {case_id!r} in the gallery")
@@ -129,3 +143,17 @@ def sweep_images(db: GalleryDatabase, images: ImageStore) -> None:
         images.delete(digest)
     for stale in images.root.glob("??/*.tmp") if images.root.is_dir() else []:
         stale.unlink(missing_ok=True)
+
+
+def vectors_of(db: GalleryDatabase, rows: Sequence[int], dim: int) -> np.ndarray:
+    """The stored vectors of these case rows, in their order."""
+    wanted = list(map(int, rows))
+    found: dict[int, bytes] = {}
+    for start in range(0, len(wanted), 900):  # SQLite's bound on parameters per statement
+        chunk = wanted[start : start + 900]
+        placeholders = ",".join("?" * len(chunk))
+        found.update(db.query(f"SELECT case_row, vector FROM embeddings WHERE case_row IN ({placeholders})", chunk))
+    missing = [r for r in wanted if r not in found]
+    if missing:
+        raise GalleryError(f"no embedding for case rows {missing[:5]}")
+    return np.frombuffer(b"".join(found[r] for r in wanted), dtype=np.float32).reshape(len(wanted), dim)

@@ -18,8 +18,10 @@ def _insert(db: sqlite3.Connection, d: Disorder, replace: bool) -> None:
     taken = db.execute("SELECT id FROM disorders WHERE lower(name) = lower(?) AND id != ?", (d.name, d.id)).fetchone()
     if taken:
         raise GalleryError(f"the name {d.name!r} is already used by disorder {taken[0]!r}")
-    db.execute("INSERT OR REPLACE INTO disorders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (d.id, d.name, d.category, d.omim, d.orpha, d.mondo, d.nosology_group, d.nosology_revision, now()))  # fmt: skip
+    db.execute(
+        "INSERT OR REPLACE INTO disorders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.id, d.name, d.category, d.omim, d.orpha, d.mondo, d.nosology_group, d.nosology_revision, now()),
+    )
     db.execute("DELETE FROM disorder_genes WHERE disorder_id = ?", (d.id,))
     for gene in d.genes:
         db.execute("INSERT OR IGNORE INTO genes VALUES (?)", (gene,))
@@ -48,8 +50,17 @@ class CatalogueStore:
             genes.setdefault(disorder_id, []).append(gene)
         rows = self.db.query("SELECT id, name, category, omim, orpha, mondo, nosology_group, nosology_revision FROM disorders ORDER BY id")
         return [
-            Disorder(id=r[0], name=r[1], category=r[2], genes=genes.get(r[0], []), omim=r[3], orpha=r[4], mondo=r[5],
-                     nosology_group=r[6], nosology_revision=r[7])  # fmt: skip
+            Disorder(
+                id=r[0],
+                name=r[1],
+                category=r[2],
+                genes=genes.get(r[0], []),
+                omim=r[3],
+                orpha=r[4],
+                mondo=r[5],
+                nosology_group=r[6],
+                nosology_revision=r[7],
+            )
             for r in rows
         ]
 
@@ -64,5 +75,7 @@ class CatalogueStore:
         sql = "SELECT id FROM disorders WHERE id = ? OR lower(name) = lower(?)"
         row = db.execute(sql, (label, label)).fetchone() if db is not None else (self.db.query(sql, (label, label)) or [None])[0]
         if row is None:
-            raise GalleryError(f"disorder {label!r} is not in the catalogue; add it first (`bone2gene disorders add`) or check the spelling")
+            raise GalleryError(
+                f"disorder {label!r} is not in the catalogue; add it first (`bone2gene disorders add`) or check the spelling"
+            )
         return row[0]

@@ -25,35 +25,26 @@ class ReportError(Bone2GeneError, ValueError):
 
 def _describe(name: str, table: pd.DataFrame) -> str:
     sexes = ", ".join(f"{k} {v}" for k, v in table["sex"].value_counts().items())
-    return (f"- **{name}**: {len(table)} cases from {table['patient_id'].nunique()} patients; {sexes}; age "
-            f"{table['age_months'].min() / 12:.1f}-{table['age_months'].max() / 12:.1f} y; disorders: "
-            + ", ".join(f"{k} ({v})" for k, v in table["disorder"].fillna("(undiagnosed)").value_counts().items()))  # fmt: skip
+    return (
+        f"- **{name}**: {len(table)} cases from {table['patient_id'].nunique()} patients; {sexes}; age "
+        f"{table['age_months'].min() / 12:.1f}-{table['age_months'].max() / 12:.1f} y; disorders: "
+        + ", ".join(f"{k} ({v})" for k, v in table["disorder"].fillna("(undiagnosed)").value_counts().items())
+    )
 
 
-def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permutations: int = 1000, seed: int = 0) -> Path:
+def _distance_histogram(comparison, stem: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from scipy.cluster.hierarchy import leaves_list, linkage
-    from scipy.spatial.distance import squareform
-
-    table_a, table_b = gallery.cases(a), gallery.cases(b)
-    for name, table in (("A", table_a), ("B", table_b)):
-        if len(table) < 4:
-            raise ReportError(f"cohort {name} has {len(table)} cases; a comparison needs at least 4 in each")
-    everything = gallery.cases()
-    vec_all = gallery.vectors_of(everything["row"].tolist())
-    vec_a, vec_b = gallery.vectors_of(table_a["row"].tolist()), gallery.vectors_of(table_b["row"].tolist())
-    tight_a = tightness(vec_a, vec_all, permutations, seed)
-    tight_b = tightness(vec_b, vec_all, permutations, seed + 1)
-    comparison = compare(vec_a, vec_b, table_a["patient_id"].tolist(), table_b["patient_id"].tolist(), permutations=min(permutations, 200), seed=seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stem = out.with_suffix("")
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     bins = np.linspace(0, max(comparison.distances_between.max(), 1e-6) * 1.05, 40)
-    for values, label in ((comparison.distances_within_a, "within A"), (comparison.distances_within_b, "within B"), (comparison.distances_between, "A vs B")):
+    for values, label in (
+        (comparison.distances_within_a, "within A"),
+        (comparison.distances_within_b, "within B"),
+        (comparison.distances_between, "A vs B"),
+    ):
         ax.hist(values, bins=bins, alpha=0.5, density=True, label=label)
     ax.set_xlabel("cosine distance")
     ax.set_ylabel("density")
@@ -62,10 +53,18 @@ def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permut
     hist_path = Path(f"{stem}_distances.png")
     fig.savefig(hist_path, dpi=200)
     plt.close(fig)
+    return hist_path
 
-    diagnosed = everything[everything["disorder"].notna()]
-    labels = diagnosed["disorder"].astype(str).tolist()
-    names, matrix = disorder_distances(gallery.vectors_of(diagnosed["row"].tolist()), labels)
+
+def _disorder_heatmap(names: list[str], matrix: np.ndarray, stem: Path) -> Path:
+    """The clustered heatmap of mean distances between disorders (written when there are two or more)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
     heat_path = Path(f"{stem}_heatmap.png")
     if len(names) >= 2:
         condensed = squareform((matrix + matrix.T) / 2 - np.diag(np.diag(matrix)), checks=False)
@@ -79,11 +78,38 @@ def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permut
         fig.tight_layout()
         fig.savefig(heat_path, dpi=200)
         plt.close(fig)
+    return heat_path
+
+
+def write_comparison(gallery: Gallery, a: Filters, b: Filters, out: Path, permutations: int = 1000, seed: int = 0) -> Path:
+    table_a, table_b = gallery.cases(a), gallery.cases(b)
+    for name, table in (("A", table_a), ("B", table_b)):
+        if len(table) < 4:
+            raise ReportError(f"cohort {name} has {len(table)} cases; a comparison needs at least 4 in each")
+    everything = gallery.cases()
+    vec_all = gallery.vectors_of(everything["row"].tolist())
+    vec_a, vec_b = gallery.vectors_of(table_a["row"].tolist()), gallery.vectors_of(table_b["row"].tolist())
+    tight_a = tightness(vec_a, vec_all, permutations, seed)
+    tight_b = tightness(vec_b, vec_all, permutations, seed + 1)
+    comparison = compare(
+        vec_a, vec_b, table_a["patient_id"].tolist(), table_b["patient_id"].tolist(), permutations=min(permutations, 200), seed=seed
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = out.with_suffix("")
+
+    hist_path = _distance_histogram(comparison, stem)
+
+    diagnosed = everything[everything["disorder"].notna()]
+    labels = diagnosed["disorder"].astype(str).tolist()
+    names, matrix = disorder_distances(gallery.vectors_of(diagnosed["row"].tolist()), labels)
+    heat_path = _disorder_heatmap(names, matrix, stem)
     purity = neighbour_purity(gallery.vectors_of(diagnosed["row"].tolist()), labels, diagnosed["patient_id"].astype(str).tolist())
 
     def tight_line(name: str, t) -> str:
-        return (f"| {name} | {t.cohort_size} | {t.observed:.4f} | {t.random_mean:.4f} ± {t.random_sd:.4f} | "
-                f"{t.percentile:.1f} % | {t.p_value:.4f} |")  # fmt: skip
+        return (
+            f"| {name} | {t.cohort_size} | {t.observed:.4f} | {t.random_mean:.4f} ± {t.random_sd:.4f} | "
+            f"{t.percentile:.1f} % | {t.p_value:.4f} |"
+        )
 
     lines = [
         "# Cohort comparison",

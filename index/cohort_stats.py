@@ -52,8 +52,15 @@ def tightness(cohort: np.ndarray, gallery: np.ndarray, permutations: int = 1000,
         raise ValueError("the cohort is larger than the gallery it is compared with")
     random = np.array([mean_pairwise_distance(gallery[rng.choice(len(gallery), size, replace=False)]) for _ in range(permutations)])
     at_least_as_tight = int(np.sum(random <= observed))
-    return Tightness(size, observed, float(random.mean()), float(random.std()), 100.0 * at_least_as_tight / permutations,
-                     (1 + at_least_as_tight) / (1 + permutations), permutations)  # fmt: skip
+    return Tightness(
+        size,
+        observed,
+        float(random.mean()),
+        float(random.std()),
+        100.0 * at_least_as_tight / permutations,
+        (1 + at_least_as_tight) / (1 + permutations),
+        permutations,
+    )
 
 
 @dataclass
@@ -85,7 +92,9 @@ def _cv_auc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: 
     return float(roc_auc_score(y, scores))
 
 
-def compare(a: np.ndarray, b: np.ndarray, patients_a: list[str], patients_b: list[str], permutations: int = 200, seed: int = 0) -> Comparison:
+def compare(
+    a: np.ndarray, b: np.ndarray, patients_a: list[str], patients_b: list[str], permutations: int = 200, seed: int = 0
+) -> Comparison:
     """Are cohorts A and B separable in the feature space?"""
     if len(a) < 4 or len(b) < 4:
         raise ValueError("each cohort needs at least 4 cases for a cross-validated comparison")
@@ -109,8 +118,20 @@ def compare(a: np.ndarray, b: np.ndarray, patients_a: list[str], patients_b: lis
     null_arr = np.array(null)
     p_value = (1 + int(np.sum(null_arr >= auc))) / (1 + len(null_arr))
     within_a, within_b, between = _upper(a @ a.T), _upper(b @ b.T), (1.0 - a @ b.T).ravel()
-    return Comparison(len(a), len(b), float(within_a.mean()), float(within_b.mean()), float(between.mean()), auc, p_value,
-                      len(null_arr), folds, within_a, within_b, between)  # fmt: skip
+    return Comparison(
+        len(a),
+        len(b),
+        float(within_a.mean()),
+        float(within_b.mean()),
+        float(between.mean()),
+        auc,
+        p_value,
+        len(null_arr),
+        folds,
+        within_a,
+        within_b,
+        between,
+    )
 
 
 def disorder_distances(vectors: np.ndarray, labels: list[str]) -> tuple[list[str], np.ndarray]:

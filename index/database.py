@@ -138,7 +138,7 @@ class GalleryDatabase:
         with self.lock:
             self._db.executemany(sql, rows)
 
-    def read_table(self, sql: str):  # noqa: ANN201 - pandas.DataFrame
+    def read_table(self, sql: str):
         import pandas as pd
 
         with self.lock:
@@ -153,13 +153,28 @@ class GalleryDatabase:
                 generation = int(db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]) + 1
                 result = work(db, generation)
                 db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
-                db.execute("INSERT INTO audit(at, actor, action, detail) VALUES (?, ?, ?, ?)",
-                           (now(), actor(), action, json.dumps(detail, default=str)))  # fmt: skip
+                db.execute(
+                    "INSERT INTO audit(at, actor, action, detail) VALUES (?, ?, ?, ?)",
+                    (now(), actor(), action, json.dumps(detail, default=str)),
+                )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         return result, generation
+
+    def audit_log(self, limit: int = 100) -> list[dict]:
+        rows = self.query("SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
+        return [{"seq": r[0], "at": r[1], "actor": r[2], "action": r[3], "detail": json.loads(r[4])} for r in rows]
+
+    def stored_calibration(self) -> tuple[int, dict] | None:
+        rows = self.query("SELECT generation, document FROM calibration WHERE id = 1")
+        return (int(rows[0][0]), json.loads(rows[0][1])) if rows else None
+
+    def store_calibration(self, document: dict) -> None:
+        """Kept with the generation it was computed at (bookkeeping, not a gallery change); under the writer lock."""
+        with self.lock:
+            self.execute("INSERT OR REPLACE INTO calibration VALUES (1, ?, ?)", (self.generation, json.dumps(document)))
 
     def backup_to(self, target: Path) -> None:
         """A consistent copy of the database (SQLite's online backup)."""

@@ -27,14 +27,19 @@ KS = (1, 5, 10)
 
 def _patients_split(table: pd.DataFrame, rng: np.random.Generator, fraction: float) -> np.ndarray:
     patients = table["patient_id"].unique()
-    chosen = set(rng.choice(patients, int(round(fraction * len(patients))), replace=False))
+    chosen = set(rng.choice(patients, round(fraction * len(patients)), replace=False))
     return table["patient_id"].isin(chosen).to_numpy()
 
 
 def new_syndrome_experiment(
-    embeddings: np.ndarray, table: pd.DataFrame, rare: Sequence[str], n_added: Sequence[int] = (1, 3, 5),
-    draws: int = 10, seed: int = 0, gallery_fraction: float = 0.5,
-) -> pd.DataFrame:  # fmt: skip
+    embeddings: np.ndarray,
+    table: pd.DataFrame,
+    rare: Sequence[str],
+    n_added: Sequence[int] = (1, 3, 5),
+    draws: int = 10,
+    seed: int = 0,
+    gallery_fraction: float = 0.5,
+) -> pd.DataFrame:
     """One row per (draw, n, setting, disorder): top-k hits of that disorder's queries.
 
     `table` needs `disorder`, `patient_id`, `sex`, `age_months`; `embeddings` are the
@@ -61,16 +66,36 @@ def new_syndrome_experiment(
                 gallery = Gallery.create(Path(tmp) / "g", "experiment", embeddings.shape[1])
                 gallery.add_disorders([Disorder(id=d, name=f"{d} (experiment)") for d in sorted(table["disorder"].unique())])
                 members = np.flatnonzero(in_gallery | added)
-                gallery.add_cases([NewCase(embeddings[i], table.at[i, "sex"], float(table.at[i, "age_months"]), table.at[i, "disorder"],
-                                           patient_id=str(table.at[i, "patient_id"]), case_id=f"c{i}") for i in members], "experiment")  # fmt: skip
+                gallery.add_cases(
+                    [
+                        NewCase(
+                            embeddings[i],
+                            table.at[i, "sex"],
+                            float(table.at[i, "age_months"]),
+                            table.at[i, "disorder"],
+                            patient_id=str(table.at[i, "patient_id"]),
+                            case_id=f"c{i}",
+                        )
+                        for i in members
+                    ],
+                    "experiment",
+                )
                 gallery_patients = set(table.loc[members, "patient_id"])
                 queries = [i for i in range(len(table)) if table.at[i, "patient_id"] not in gallery_patients]
                 for i in queries:
                     result = query(gallery, embeddings[i], top_k=1)
                     rank = next(d.rank for d in result.disorders if d.label == table.at[i, "disorder"])
                     setting = "rare (R -> F+R)" if is_rare[i] else "frequent (F -> F+R)"
-                    rows.append({"draw": draw, "n_added": n, "setting": setting, "disorder": table.at[i, "disorder"], "rank": rank,
-                                 "disorders_in_gallery": len(result.disorders)})  # fmt: skip
+                    rows.append(
+                        {
+                            "draw": draw,
+                            "n_added": n,
+                            "setting": setting,
+                            "disorder": table.at[i, "disorder"],
+                            "rank": rank,
+                            "disorders_in_gallery": len(result.disorders),
+                        }
+                    )
                 gallery.close()
     return pd.DataFrame(rows)
 

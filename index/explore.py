@@ -66,15 +66,22 @@ class CohortMap:
 
 
 def map_key(fingerprint: str, filters: Filters | None, settings: MapSettings) -> str:
-    text = json.dumps({"model": fingerprint, "filters": ({} if filters is None else filters.to_dict()), "settings": asdict(settings)}, sort_keys=True)
+    text = json.dumps(
+        {"model": fingerprint, "filters": ({} if filters is None else filters.to_dict()), "settings": asdict(settings)}, sort_keys=True
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def fit_umap(vectors: np.ndarray, settings: MapSettings) -> tuple[object, np.ndarray]:
     import umap  # slow import (numba): only when a map is fitted
 
-    reducer = umap.UMAP(n_neighbors=min(settings.n_neighbors, len(vectors) - 1), min_dist=settings.min_dist, metric="cosine",
-                        random_state=settings.seed, n_jobs=1)  # fmt: skip
+    reducer = umap.UMAP(
+        n_neighbors=min(settings.n_neighbors, len(vectors) - 1),
+        min_dist=settings.min_dist,
+        metric="cosine",
+        random_state=settings.seed,
+        n_jobs=1,
+    )
     coords = reducer.fit_transform(vectors)
     return reducer, np.asarray(coords, dtype=np.float64)
 
@@ -103,11 +110,23 @@ def cohort_map(gallery: Gallery, filters: Filters | None = None, settings: MapSe
     tmp_model, tmp_meta = model_path.with_suffix(".pkl.tmp"), meta_path.with_suffix(".json.tmp")
     with tmp_model.open("wb") as handle:
         pickle.dump(reducer, handle)
-    tmp_meta.write_text(json.dumps({"generation": generation, "model_fingerprint": fingerprint, "filters": ({} if filters is None else filters.to_dict()),
-                                    "settings": asdict(settings), "case_ids": table["case_id"].tolist(), "coords": coords.tolist()}))  # fmt: skip
+    tmp_meta.write_text(
+        json.dumps(
+            {
+                "generation": generation,
+                "model_fingerprint": fingerprint,
+                "filters": ({} if filters is None else filters.to_dict()),
+                "settings": asdict(settings),
+                "case_ids": table["case_id"].tolist(),
+                "coords": coords.tolist(),
+            }
+        )
+    )
     os.replace(tmp_model, model_path)
     os.replace(tmp_meta, meta_path)
-    return CohortMap(key, fingerprint, generation, ({} if filters is None else filters.to_dict()), settings, table["case_id"].tolist(), coords, reducer)
+    return CohortMap(
+        key, fingerprint, generation, ({} if filters is None else filters.to_dict()), settings, table["case_id"].tolist(), coords, reducer
+    )
 
 
 def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
@@ -126,9 +145,18 @@ def extend_map(fitted: CohortMap, gallery: Gallery) -> CohortMap:
     coords = [fitted.coords[[position[c] for c in kept["case_id"]]].reshape(-1, 2)]
     if len(added):
         coords.append(fitted.place(gallery.vectors_of(added["row"].tolist())).round(5))
-    return CohortMap(fitted.key, fitted.model_fingerprint, generation, fitted.filters, fitted.settings,
-                     kept["case_id"].tolist() + added["case_id"].tolist(), np.vstack(coords), fitted.reducer,
-                     placed_by_transform=len(added), fitted_generation=fitted.fitted_generation)  # fmt: skip
+    return CohortMap(
+        fitted.key,
+        fitted.model_fingerprint,
+        generation,
+        fitted.filters,
+        fitted.settings,
+        kept["case_id"].tolist() + added["case_id"].tolist(),
+        np.vstack(coords),
+        fitted.reducer,
+        placed_by_transform=len(added),
+        fitted_generation=fitted.fitted_generation,
+    )
 
 
 def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:
@@ -141,5 +169,3 @@ def map_table(gallery: Gallery, cohort: CohortMap) -> pd.DataFrame:
     table["gene"] = table["gene"].fillna("(none)")
     table["source"] = table["source"].replace("", "(none)")
     return table.drop(columns=["row", "image_sha256", "added"])
-
-

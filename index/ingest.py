@@ -24,7 +24,12 @@ Progress = Callable[[int, int], None]  # (done, total)
 
 
 def add_manifest(
-    gallery: Gallery, manifest_path: Path, model_dir: Path | None = None, batch_size: int = 8, workers: int = 1, progress: Progress | None = None
+    gallery: Gallery,
+    manifest_path: Path,
+    model_dir: Path | None = None,
+    batch_size: int = 8,
+    workers: int = 1,
+    progress: Progress | None = None,
 ) -> tuple[int, list[str]]:
     """Embed and add every case of a manifest not yet in the gallery; returns (added, refusals by the quality gate)."""
     table = read_case_manifest(manifest_path, require_disorder=True)
@@ -44,8 +49,20 @@ def add_manifest(
             if not result.accepted:
                 refusals.append(f"{row['case_id']} ({Path(row['path']).name}): {'; '.join(result.reasons)}")
                 continue
-            cases.append(NewCase(result.embedding, row["sex"], row["age_months"], row["disorder"], row["gene"], row["patient_id"],
-                                 row["case_id"], row["bone_age_months"], row["source"] or "", result.pixels))  # fmt: skip
+            cases.append(
+                NewCase(
+                    result.embedding,
+                    row["sex"],
+                    row["age_months"],
+                    row["disorder"],
+                    row["gene"],
+                    row["patient_id"],
+                    row["case_id"],
+                    row["bone_age_months"],
+                    row["source"] or "",
+                    result.pixels,
+                )
+            )
         if cases:
             gallery.add_cases(cases, card.fingerprint)
             added += len(cases)

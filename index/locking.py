@@ -15,7 +15,7 @@ import filelock
 from matcher.errors import Bone2GeneError
 
 
-class LockTimeout(Bone2GeneError, TimeoutError):  # noqa: N818 - the name callers already catch
+class LockTimeout(Bone2GeneError, TimeoutError):
     """Another writer held the gallery longer than we were willing to wait."""
 
     http_status = 503

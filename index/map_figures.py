@@ -21,9 +21,34 @@ from matcher.errors import Bone2GeneError
 
 NUMERIC = {"age_months": "age (months)", "bone_age_deviation_months": "bone age - age (months)"}
 CATEGORICAL = {"disorder": "disorder", "gene": "gene", "sex": "sex", "source": "source"}
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-           "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363",
-           "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696", "#c6dbef"]  # fmt: skip
+PALETTE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+    "#3182bd",
+    "#e6550d",
+    "#31a354",
+    "#756bb1",
+    "#636363",
+    "#6baed6",
+    "#fd8d3c",
+    "#74c476",
+    "#9e9ac8",
+    "#969696",
+    "#c6dbef",
+]
 
 
 class FigureError(Bone2GeneError, ValueError):
@@ -44,21 +69,33 @@ def _labels(table: pd.DataFrame) -> list[str]:
 
 
 def write_html(
-    table: pd.DataFrame, colour_by: str, out: Path, title: str, query: np.ndarray | None = None,
-    neighbours: list[str] | None = None, thumbnails: dict[str, str] | None = None,
-) -> Path:  # fmt: skip
+    table: pd.DataFrame,
+    colour_by: str,
+    out: Path,
+    title: str,
+    query: np.ndarray | None = None,
+    neighbours: list[str] | None = None,
+    thumbnails: dict[str, str] | None = None,
+) -> Path:
     """Interactive, offline HTML. `thumbnails`: case_id -> base64 PNG (only where allowed)."""
     _check_colour(colour_by)
     points = {
-        "x": table["x"].round(4).tolist(), "y": table["y"].round(4).tolist(), "label": _labels(table),
-        "case": table["case_id"].tolist(), "group": table[colour_by].astype(str).tolist() if colour_by in CATEGORICAL else None,
+        "x": table["x"].round(4).tolist(),
+        "y": table["y"].round(4).tolist(),
+        "label": _labels(table),
+        "case": table["case_id"].tolist(),
+        "group": table[colour_by].astype(str).tolist() if colour_by in CATEGORICAL else None,
         "value": None if colour_by in CATEGORICAL else table[colour_by].fillna(0).round(2).tolist(),
-    }  # fmt: skip
+    }
     payload = {
-        "points": points, "numeric": colour_by in NUMERIC, "colourName": NUMERIC.get(colour_by, CATEGORICAL.get(colour_by)),
-        "palette": PALETTE, "query": None if query is None else [round(float(query[0]), 4), round(float(query[1]), 4)],
-        "neighbours": neighbours or [], "thumbs": thumbnails or {},
-    }  # fmt: skip
+        "points": points,
+        "numeric": colour_by in NUMERIC,
+        "colourName": NUMERIC.get(colour_by, CATEGORICAL.get(colour_by)),
+        "palette": PALETTE,
+        "query": None if query is None else [round(float(query[0]), 4), round(float(query[1]), 4)],
+        "neighbours": neighbours or [],
+        "thumbs": thumbnails or {},
+    }
     document = _HTML.replace("__TITLE__", html.escape(title)).replace("__DATA__", json.dumps(payload).replace("</", "<\\/"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(document, encoding="utf-8")
@@ -66,9 +103,14 @@ def write_html(
 
 
 def write_static(
-    table: pd.DataFrame, colour_by: str, out: Path, title: str, query: np.ndarray | None = None,
-    neighbours: list[str] | None = None, facet_by: str | None = None,
-) -> Path:  # fmt: skip
+    table: pd.DataFrame,
+    colour_by: str,
+    out: Path,
+    title: str,
+    query: np.ndarray | None = None,
+    neighbours: list[str] | None = None,
+    facet_by: str | None = None,
+) -> Path:
     """PNG (300 dpi) or SVG, by the file's suffix; one panel per `facet_by` value."""
     import matplotlib
 
@@ -93,7 +135,11 @@ def write_static(
         else:
             values = part[colour_by].astype(float)
             limit = float(np.nanmax(np.abs(table[colour_by].astype(float)))) or 1.0
-            norm = (-limit, limit) if colour_by == "bone_age_deviation_months" else (float(table[colour_by].min()), float(table[colour_by].max()))
+            norm = (
+                (-limit, limit)
+                if colour_by == "bone_age_deviation_months"
+                else (float(table[colour_by].min()), float(table[colour_by].max()))
+            )
             scatter = ax.scatter(part["x"], part["y"], s=14, c=values, cmap="coolwarm", vmin=norm[0], vmax=norm[1], linewidths=0)
             fig.colorbar(scatter, ax=ax, label=NUMERIC[colour_by], shrink=0.8)
         if neighbours:

@@ -72,7 +72,9 @@ def calibration_for(gallery: Gallery, seed: int = 0) -> Calibration | None:
         return None
     vectors = gallery.vectors_of(diagnosed["row"].tolist())
     try:
-        calibration = fit_calibration(vectors, diagnosed["disorder"].astype(str).tolist(), diagnosed["patient_id"].astype(str).tolist(), seed=seed)
+        calibration = fit_calibration(
+            vectors, diagnosed["disorder"].astype(str).tolist(), diagnosed["patient_id"].astype(str).tolist(), seed=seed
+        )
     except CalibrationError:
         return None
     gallery.store_calibration(calibration.to_json())
@@ -80,9 +82,14 @@ def calibration_for(gallery: Gallery, seed: int = 0) -> Calibration | None:
 
 
 def query(
-    gallery: Gallery, embedding: np.ndarray, top_k: int = 10, filters: Filters | None = None,
-    depth: int = DEFAULT_DEPTH, calibration: Calibration | None = None, exclude_patient: str | None = None,
-) -> QueryResult:  # fmt: skip
+    gallery: Gallery,
+    embedding: np.ndarray,
+    top_k: int = 10,
+    filters: Filters | None = None,
+    depth: int = DEFAULT_DEPTH,
+    calibration: Calibration | None = None,
+    exclude_patient: str | None = None,
+) -> QueryResult:
     """Rank the gallery's disorders and genes for one query embedding."""
     hits: list[Hit] = gallery.search(embedding, max(top_k, depth), filters)
     table = gallery.cases().set_index("row")
@@ -115,9 +122,16 @@ def query(
             f"{calibration.expected_calibration_error:.3f}; 'no close match' below similarity {calibration.no_match_threshold:.3f}"
         )
     similar = [
-        SimilarCase(str(r["case_id"]), s, None if isinstance(r["disorder"], float) else r["disorder"],
-                    None if isinstance(r["disorder_name"], float) else r["disorder_name"],
-                    None if isinstance(r["gene"], float) else r["gene"], str(r["sex"]), float(r["age_months"]), str(r["source"]))  # fmt: skip
+        SimilarCase(
+            str(r["case_id"]),
+            s,
+            None if isinstance(r["disorder"], float) else r["disorder"],
+            None if isinstance(r["disorder_name"], float) else r["disorder_name"],
+            None if isinstance(r["gene"], float) else r["gene"],
+            str(r["sex"]),
+            float(r["age_months"]),
+            str(r["source"]),
+        )
         for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
     ]
     return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table))

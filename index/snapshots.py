@@ -76,7 +76,9 @@ def embed_stored(table: pd.DataFrame, images: ImageStore, embed: Embed, embeddin
     """The new model's vectors for every case of `table` (`Gallery.cases()`), from the stored images."""
     if table["image_sha256"].isna().any():
         missing = table.loc[table["image_sha256"].isna(), "case_id"].tolist()
-        raise GalleryError(f"{len(missing)} case(s) have no stored image (e.g. {missing[0]!r}) and cannot be re-embedded; remove them first")
+        raise GalleryError(
+            f"{len(missing)} case(s) have no stored image (e.g. {missing[0]!r}) and cannot be re-embedded; remove them first"
+        )
     pixels = [(images.get(d), s) for d, s in zip(table["image_sha256"], table["sex"], strict=True)]
     vectors = np.asarray(embed(pixels), dtype=np.float32) if pixels else np.zeros((0, embedding_dim), np.float32)
     if vectors.shape != (len(table), embedding_dim):

@@ -78,10 +78,17 @@ class Gallery:
         VectorIndex(embedding_dim, spec)  # refuses a bad factory string before anything is written
         path.mkdir(parents=True, exist_ok=True)
         meta = {
-            "format_version": FORMAT_VERSION, "model_fingerprint": model_fingerprint, "embedding_dim": str(embedding_dim),
-            "index_factory": spec.factory, "ef_search": str(spec.ef_search), "nprobe": str(spec.nprobe),
-            "use_gpu": "1" if spec.use_gpu else "0", "generation": "0", "epoch": "0", "created": now(),
-        }  # fmt: skip
+            "format_version": FORMAT_VERSION,
+            "model_fingerprint": model_fingerprint,
+            "embedding_dim": str(embedding_dim),
+            "index_factory": spec.factory,
+            "ef_search": str(spec.ef_search),
+            "nprobe": str(spec.nprobe),
+            "use_gpu": "1" if spec.use_gpu else "0",
+            "generation": "0",
+            "epoch": "0",
+            "created": now(),
+        }
         create_database(path, meta, {"model_fingerprint": model_fingerprint, "index": spec.factory})
         gallery = cls(path, spec)
         gallery.index.save()
@@ -188,8 +195,11 @@ class Gallery:
         with self._writer:
             digests = {id(c): self.images.put(c.pixels) for c in cases if c.pixels is not None}  # synced before the commit
             try:
-                self.db.transaction(case_rows.insert_work(cases, vectors, case_ids, digests, self.catalogue), "add_cases",
-                                    {"case_ids": case_ids, "actor": actor})  # fmt: skip
+                self.db.transaction(
+                    case_rows.insert_work(cases, vectors, case_ids, digests, self.catalogue),
+                    "add_cases",
+                    {"case_ids": case_ids, "actor": actor},
+                )
             except BaseException:
                 case_rows.sweep_images(self.db, self.images)  # the refused batch leaves no images behind
                 raise
@@ -224,16 +234,7 @@ class Gallery:
         return dict(zip(names, rows[0], strict=True)) if rows else None
 
     def vectors_of(self, rows: Sequence[int]) -> np.ndarray:
-        wanted = list(map(int, rows))
-        found: dict[int, bytes] = {}
-        for start in range(0, len(wanted), 900):
-            chunk = wanted[start : start + 900]
-            placeholders = ",".join("?" * len(chunk))
-            found.update(self.db.query(f"SELECT case_row, vector FROM embeddings WHERE case_row IN ({placeholders})", chunk))
-        missing = [r for r in wanted if r not in found]
-        if missing:
-            raise GalleryError(f"no embedding for case rows {missing[:5]}")
-        return np.frombuffer(b"".join(found[r] for r in wanted), dtype=np.float32).reshape(len(wanted), self.dim)
+        return case_rows.vectors_of(self.db, rows, self.dim)
 
     def search(self, embedding: np.ndarray, k: int, filters: Filters | None = None) -> list[Hit]:
         """The k most similar cases (cosine), best first, optionally within `filters`."""
@@ -250,32 +251,29 @@ class Gallery:
         return [Hit(int(i), float(s)) for s, i in zip(sims[0], ids[0], strict=True) if i >= 0]
 
     def audit_log(self, limit: int = 100) -> list[dict]:
-        import json
-
-        rows = self.db.query("SELECT seq, at, actor, action, detail FROM audit ORDER BY seq DESC LIMIT ?", (limit,))
-        return [{"seq": r[0], "at": r[1], "actor": r[2], "action": r[3], "detail": json.loads(r[4])} for r in rows]
+        return self.db.audit_log(limit)
 
     def stats(self) -> GalleryStats:
         return GalleryStats(
-            **count_cases(self.cases()), catalogue_disorders=self.catalogue.count(),
-            genes=int(self.db.query("SELECT COUNT(*) FROM genes")[0][0]), model_fingerprint=self.model_fingerprint,
-            embedding_dim=self.dim, index_factory=self.vectors.spec.factory, index_vectors=self.vectors.ntotal,
-            generation=self.generation, image_bytes=self.images.size_bytes(),
-        )  # fmt: skip
+            **count_cases(self.cases()),
+            catalogue_disorders=self.catalogue.count(),
+            genes=int(self.db.query("SELECT COUNT(*) FROM genes")[0][0]),
+            model_fingerprint=self.model_fingerprint,
+            embedding_dim=self.dim,
+            index_factory=self.vectors.spec.factory,
+            index_vectors=self.vectors.ntotal,
+            generation=self.generation,
+            image_bytes=self.images.size_bytes(),
+        )
 
     # -- calibration storage -------------------------------------------------------
     def stored_calibration(self) -> tuple[int, dict] | None:
-        import json
-
-        rows = self.db.query("SELECT generation, document FROM calibration WHERE id = 1")
-        return (int(rows[0][0]), json.loads(rows[0][1])) if rows else None
+        return self.db.stored_calibration()
 
     def store_calibration(self, document: dict) -> None:
         """Saved with the generation it was computed at (not a gallery change: no new generation)."""
-        import json
-
-        with self._writer, self.db.lock:
-            self.db.execute("INSERT OR REPLACE INTO calibration VALUES (1, ?, ?)", (self.generation, json.dumps(document)))
+        with self._writer:
+            self.db.store_calibration(document)
 
     # -- whole-gallery operations ----------------------------------------------------
     def reembed(self, embed: snapshots.Embed, model_fingerprint: str, embedding_dim: int) -> int:

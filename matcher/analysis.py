@@ -77,7 +77,9 @@ class Analysis:
             "male_probability": None if self.male_probability is None else round(self.male_probability, 4),
             "sex_head_trained": self.sex_head_trained,
             "sex_warning": self.sex_warning,
-            "quality": None if self.gate is None else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
+            "quality": None
+            if self.gate is None
+            else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
         if include_embedding and self.embedding is not None:
@@ -93,8 +95,14 @@ def _rotate(batch: np.ndarray, angle: float, mirror: bool) -> np.ndarray:
     if angle:
         size = image.shape[0]
         matrix = cv2.getRotationMatrix2D((size / 2 - 0.5, size / 2 - 0.5), angle, 1.0)
-        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (size, size), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=float(image.min()))  # fmt: skip
+        image = cv2.warpAffine(
+            np.ascontiguousarray(image),
+            matrix,
+            (size, size),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=float(image.min()),
+        )
     return np.ascontiguousarray(image)[None]
 
 
@@ -211,7 +219,7 @@ class Analyzer:
 
     @staticmethod
     def _smooth_and_map(gradient: np.ndarray, transform: InputTransform) -> np.ndarray:
-        kernel = int(round(0.05 * gradient.shape[0])) | 1
+        kernel = round(0.05 * gradient.shape[0]) | 1
         smooth = cv2.GaussianBlur(gradient.astype(np.float32), (kernel, kernel), 0)
         scale = float(np.percentile(smooth, 99))
         normalised = np.clip(smooth / scale, 0.0, 1.0) if scale > 0 else np.zeros_like(smooth)

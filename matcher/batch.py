@@ -77,9 +77,14 @@ def _single_thread_worker(_: int) -> None:
 
 
 def embed_many(
-    model: Bone2GeneModel, items: Sequence[BatchItem], batch_size: int = 8, workers: int = 1,
-    device: str | torch.device = "cpu", channels_last: bool = True, keep_pixels: bool = False,
-) -> list[BatchResult]:  # fmt: skip
+    model: Bone2GeneModel,
+    items: Sequence[BatchItem],
+    batch_size: int = 8,
+    workers: int = 1,
+    device: str | torch.device = "cpu",
+    channels_last: bool = True,
+    keep_pixels: bool = False,
+) -> list[BatchResult]:
     """Embeddings, bone ages and sex probabilities for many images, in input order.
 
     Channels-last is the default because it gives the same outputs (within 1e-4) and the
@@ -90,10 +95,14 @@ def embed_many(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     loader = DataLoader(
-        _Prepared(items, model.config, keep_pixels), batch_size=batch_size, num_workers=workers, collate_fn=_collate,
-        worker_init_fn=_single_thread_worker if workers else None, persistent_workers=False,
+        _Prepared(items, model.config, keep_pixels),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+        worker_init_fn=_single_thread_worker if workers else None,
+        persistent_workers=False,
         pin_memory=torch.device(device).type == "cuda",
-    )  # fmt: skip
+    )
     results: list[BatchResult | None] = [None] * len(items)
     for batch in loader:
         ok = batch["ok"].astype(bool)

@@ -88,7 +88,9 @@ def reference_or_bundled(path: Path | None) -> BoneAgeReference:
     return load_reference(path) if path else bundled_reference()
 
 
-def z_score(reference: BoneAgeReference | None, sex: str | None, age_months: float | None, deviation_months: float | None) -> tuple[float | None, str]:
+def z_score(
+    reference: BoneAgeReference | None, sex: str | None, age_months: float | None, deviation_months: float | None
+) -> tuple[float | None, str]:
     """The z-score and a note that says which table gave it, or why there is none."""
     if reference is None:
         return None, "no bone-age SD reference configured (see --ba-reference); deviation given in months only"

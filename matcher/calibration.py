@@ -71,7 +71,9 @@ def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
 
-def lopo_scores(embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lopo_scores(
+    embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each query row: per-disorder nearest scores (other patients only) and its own code.
 
     Returns (best (Q, L), own_codes (Q,), usable (Q,) bool: its own disorder has another patient).
@@ -134,10 +136,12 @@ def fit_calibration(
     best_unrelated = unrelated.max(axis=1)
     threshold = float(np.quantile(best_unrelated[np.isfinite(best_unrelated)], NO_MATCH_QUANTILE))
     reliability, ece = _cross_fitted_reliability(best, own, np.asarray(patients)[queries], rng)
-    return Calibration(coef, intercept, boot, threshold, reliability, ece, int(len(queries)), len(counts), counts)
+    return Calibration(coef, intercept, boot, threshold, reliability, ece, len(queries), len(counts), counts)
 
 
-def _cross_fitted_reliability(best: np.ndarray, own: np.ndarray, patients: np.ndarray, rng: np.random.Generator) -> tuple[list[dict], float]:
+def _cross_fitted_reliability(
+    best: np.ndarray, own: np.ndarray, patients: np.ndarray, rng: np.random.Generator
+) -> tuple[list[dict], float]:
     unique = np.unique(patients)
     fold_of = dict(zip(unique, rng.integers(0, 2, len(unique)), strict=True))
     folds = np.array([fold_of[p] for p in patients])
@@ -160,7 +164,13 @@ def _cross_fitted_reliability(best: np.ndarray, own: np.ndarray, patients: np.nd
     for lo, hi in zip(BINS[:-1], BINS[1:], strict=True):
         inside = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
         if inside.any():
-            rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "pairs": int(inside.sum()),
-                         "mean_predicted": round(float(p[inside].mean()), 4), "observed": round(float(o[inside].mean()), 4)})  # fmt: skip
+            rows.append(
+                {
+                    "bin": f"{lo:.1f}-{hi:.1f}",
+                    "pairs": int(inside.sum()),
+                    "mean_predicted": round(float(p[inside].mean()), 4),
+                    "observed": round(float(o[inside].mean()), 4),
+                }
+            )
             ece += inside.mean() * abs(p[inside].mean() - o[inside].mean())
     return rows, float(ece)

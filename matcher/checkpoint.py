@@ -53,18 +53,14 @@ def fingerprint_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(
-    model: Bone2GeneModel, directory: Path, provenance: dict | None = None, storage_dtype: torch.dtype = torch.float32
-) -> str:
+def save_model(model: Bone2GeneModel, directory: Path, provenance: dict | None = None, storage_dtype: torch.dtype = torch.float32) -> str:
     """Write weights and config atomically; returns the fingerprint.
 
     `storage_dtype=torch.float16` halves the file (the bundled demo model); weights are
     loaded back into float32 parameters either way.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()
-    }
+    state = {k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": FORMAT})
     fingerprint = fingerprint_of(tmp_weights)
@@ -72,7 +68,7 @@ def save_model(
         "format": FORMAT,
         "fingerprint": fingerprint,
         "config": model.config.to_json_dict(),
-        "provenance": {"saved": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(provenance or {})},
+        "provenance": {"saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(provenance or {})},
     }
     tmp_config = directory / (CONFIG_FILE + ".tmp")
     tmp_config.write_text(json.dumps(document, indent=1))

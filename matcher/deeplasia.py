@@ -32,13 +32,23 @@ TIMM_NAMES = {"b0": "tf_efficientnet_b0", "b4": "tf_efficientnet_b4"}
 
 _MODEL_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
 _FIRST_STAGE = {
-    "_depthwise_conv": "conv_dw", "_bn1": "bn1", "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand",
-    "_project_conv": "conv_pw", "_bn2": "bn2",
-}  # fmt: skip
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
 _OTHER_STAGES = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-    "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand", "_project_conv": "conv_pwl", "_bn2": "bn3",
-}  # fmt: skip
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 class CheckpointError(Bone2GeneError, ValueError):
@@ -159,8 +169,7 @@ def _head_spec(head: dict[str, torch.Tensor], style: Literal["legacy", "new"]) -
 def _legacy_calibration(path: Path, parameters: Path | None) -> AgeCalibration:
     if parameters is None:
         raise CheckpointError(
-            f"{path.name} is a legacy Deeplasia checkpoint: its age constants live in Deeplasia's "
-            "parameters.yml; pass it with --parameters"
+            f"{path.name} is a legacy Deeplasia checkpoint: its age constants live in Deeplasia's parameters.yml; pass it with --parameters"
         )
     try:
         table = yaml.safe_load(parameters.read_text())

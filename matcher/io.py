@@ -191,9 +191,7 @@ def _read_bitmap(data: bytes, kind: str, limits: ReadLimits) -> Radiograph:
     with image:
         _check_dimensions(*image.size, limits)
         if getattr(image, "n_frames", 1) > 1:
-            raise MultiFrameError(
-                f"this {kind.upper()} holds {image.n_frames} images; send a single hand radiograph"
-            )
+            raise MultiFrameError(f"this {kind.upper()} holds {image.n_frames} images; send a single hand radiograph")
         try:
             rotated = ImageOps.exif_transpose(image)
             rotated.load()
@@ -280,14 +278,11 @@ def _read_dicom(data: bytes, limits: ReadLimits) -> Radiograph:
     pixel_keywords = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
     if not any(k in ds for k in pixel_keywords):
         raise DicomWithoutPixelsError(
-            "this DICOM file holds no image (no pixel data): it may be a report or a structured document; "
-            "send the radiograph itself"
+            "this DICOM file holds no image (no pixel data): it may be a report or a structured document; send the radiograph itself"
         )
     frames = _int(ds.get("NumberOfFrames"), 1)
     if frames > 1:
-        raise MultiFrameError(
-            f"this DICOM holds {frames} frames; send a single-frame hand radiograph (export the one image to analyse)"
-        )
+        raise MultiFrameError(f"this DICOM holds {frames} frames; send a single-frame hand radiograph (export the one image to analyse)")
     _check_dimensions(_int(ds.get("Columns"), 0), _int(ds.get("Rows"), 0), limits)
     transfer = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
@@ -295,13 +290,10 @@ def _read_dicom(data: bytes, limits: ReadLimits) -> Radiograph:
     except (NotImplementedError, RuntimeError) as exc:
         name = transfer.name if transfer is not None else "an unknown transfer syntax"
         raise UnsupportedCompressionError(
-            f"the image is compressed as {name}, which this installation cannot decode; "
-            "export it uncompressed (or as PNG) and try again"
+            f"the image is compressed as {name}, which this installation cannot decode; export it uncompressed (or as PNG) and try again"
         ) from exc
     except Exception as exc:
-        raise CorruptImageError(
-            "the DICOM pixel data is incomplete or damaged (the file may be truncated); export it again"
-        ) from exc
+        raise CorruptImageError("the DICOM pixel data is incomplete or damaged (the file may be truncated); export it again") from exc
     samples = _int(ds.get("SamplesPerPixel"), 1)
     colour = samples == 3 or raw.ndim == 3
     difference = 0.0

@@ -21,8 +21,18 @@ from matcher.errors import Bone2GeneError
 
 REQUIRED = ("image", "case_id", "patient_id", "sex", "age_months")
 DEEPLASIA = ("image_ID", "dir", "patient_ID", "sex", "bone_age")
-TEXT_COLUMNS = {"case_id": str, "patient_id": str, "disorder": str, "gene": str, "sex": str, "source": str, "split": str,
-                "image_ID": str, "dir": str, "patient_ID": str}  # fmt: skip
+TEXT_COLUMNS = {
+    "case_id": str,
+    "patient_id": str,
+    "disorder": str,
+    "gene": str,
+    "sex": str,
+    "source": str,
+    "split": str,
+    "image_ID": str,
+    "dir": str,
+    "patient_ID": str,
+}
 
 
 class ManifestError(Bone2GeneError, ValueError):
@@ -31,20 +41,20 @@ class ManifestError(Bone2GeneError, ValueError):
 
 def _from_deeplasia(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     if "chronological_age" not in table.columns:
-        raise ManifestError(
-            f"{path}: Deeplasia layout without a chronological_age column; add it (months) so cases can be compared by age"
-        )
-    return pd.DataFrame({
-        "image": [str(Path(d) / i) for d, i in zip(table["dir"], table["image_ID"], strict=True)],
-        "case_id": [str(Path(i).stem) for i in table["image_ID"]],
-        "patient_id": table["patient_ID"],
-        "sex": table["sex"],
-        "age_months": table["chronological_age"],
-        "disorder": table["disorder"] if "disorder" in table.columns else None,
-        "gene": table["gene"] if "gene" in table.columns else None,
-        "bone_age_months": table["bone_age"],
-        "source": table["source"] if "source" in table.columns else "",
-    })  # fmt: skip
+        raise ManifestError(f"{path}: Deeplasia layout without a chronological_age column; add it (months) so cases can be compared by age")
+    return pd.DataFrame(
+        {
+            "image": [str(Path(d) / i) for d, i in zip(table["dir"], table["image_ID"], strict=True)],
+            "case_id": [str(Path(i).stem) for i in table["image_ID"]],
+            "patient_id": table["patient_ID"],
+            "sex": table["sex"],
+            "age_months": table["chronological_age"],
+            "disorder": table["disorder"] if "disorder" in table.columns else None,
+            "gene": table["gene"] if "gene" in table.columns else None,
+            "bone_age_months": table["bone_age"],
+            "source": table["source"] if "source" in table.columns else "",
+        }
+    )
 
 
 def read_case_manifest(path: Path, require_disorder: bool = False) -> pd.DataFrame:
@@ -85,7 +95,9 @@ def read_case_manifest(path: Path, require_disorder: bool = False) -> pd.DataFra
     if table["patient_id"].isna().any():
         raise ManifestError(f"{path}: patient_id is empty in row(s) {_rows(table['patient_id'].isna())}")
     if require_disorder and table["disorder"].isna().any():
-        raise ManifestError(f"{path}: disorder is empty in row(s) {_rows(table['disorder'].isna())}; gallery cases need a confirmed diagnosis")
+        raise ManifestError(
+            f"{path}: disorder is empty in row(s) {_rows(table['disorder'].isna())}; gallery cases need a confirmed diagnosis"
+        )
     table["path"] = [str((path.parent / str(image)).resolve()) for image in table["image"]]
     table["source"] = table["source"].fillna("")
     return table.replace({np.nan: None})

@@ -129,7 +129,7 @@ class NetworkHandMasker:
     def available(self) -> bool:
         return self.weights.is_file()
 
-    def _load(self):  # noqa: ANN202 - returns the torch module
+    def _load(self):
         with self._lock:
             if self._model is None:
                 from safetensors import safe_open

@@ -55,9 +55,13 @@ class CropTransform:
         # original = input / s + (x0 - 0.5 + 0.5 / s): the forward map (input -> original)
         matrix = np.array([[1 / s, 0, self.x0 - 0.5 + 0.5 / s], [0, 1 / s, self.y0 - 0.5 + 0.5 / s]], np.float64)
         return cv2.warpAffine(
-            input_map.astype(np.float32), matrix, (w, h), flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
-        )  # fmt: skip
+            input_map.astype(np.float32),
+            matrix,
+            (w, h),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,7 @@ def first_percentile_of_nonzero(image: np.ndarray) -> float:
     return float(low + (high - low) * fraction)
 
 
-def deeplasia_input(
-    pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_factor: float = DEEPLASIA_CROP_FACTOR
-) -> PreprocessedInput:
+def deeplasia_input(pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_factor: float = DEEPLASIA_CROP_FACTOR) -> PreprocessedInput:
     """Deeplasia's model input from a greyscale image (uint8/uint16) and a hand mask."""
     if size not in SUPPORTED_SIZES:
         raise ValueError(f"input size must be one of {SUPPORTED_SIZES}, not {size}")

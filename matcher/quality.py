@@ -204,8 +204,11 @@ def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config:
     verdict.measured["hand_fraction"] = round(float(mask.mean()), 4)
     if not config.min_hand_fraction <= mask.mean() <= config.max_hand_fraction:
         if verdict.measured["image_clipped"] > config.max_clipped_fraction:
-            verdict.refuse("exposure", f"{verdict.measured['image_clipped']:.0%} of the image is clipped to pure white or black "
-                           "and no hand can be told from it; repeat or re-export the radiograph")  # fmt: skip
+            verdict.refuse(
+                "exposure",
+                f"{verdict.measured['image_clipped']:.0%} of the image is clipped to pure white or black "
+                "and no hand can be told from it; repeat or re-export the radiograph",
+            )
             return verdict.result()
         verdict.refuse("no_hand", "no hand could be found in the image; upload a dorsopalmar radiograph of one hand and wrist")
         return verdict.result()
@@ -237,8 +240,12 @@ def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: 
     verdict.measured["hand_contrast"] = round(contrast, 3)
     interior = _high_pass_std(small, cv2.erode(mask, np.ones((5, 5), np.uint8)))
     background = _high_pass_std(small, cv2.dilate(mask, np.ones((9, 9), np.uint8)) == 0, robust=True)
-    verdict.measured.update(finger_gaps=outline.finger_gaps, solidity=round(outline.solidity, 3),
-                            interior_texture=round(interior / spread, 4), background_texture=round(background / spread, 4))  # fmt: skip
+    verdict.measured.update(
+        finger_gaps=outline.finger_gaps,
+        solidity=round(outline.solidity, 3),
+        interior_texture=round(interior / spread, 4),
+        background_texture=round(background / spread, 4),
+    )
     others = _hands_outside((image * 255).astype(np.uint8), mask)
     second = others[0] / max(int(mask.sum()), 1) if others else 0.0
     verdict.measured["second_object_ratio"] = round(second, 3)
@@ -258,5 +265,6 @@ def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: 
     rotation = _hand_direction(mask, outline.webs)
     verdict.measured["rotation_deg"] = round(rotation, 1)
     if abs(rotation) > config.max_rotation_deg:
-        verdict.warnings.append(f"the hand is rotated by about {abs(rotation):.0f} degrees (fingers should point up); "
-                                "it was analysed as it is")  # fmt: skip
+        verdict.warnings.append(
+            f"the hand is rotated by about {abs(rotation):.0f} degrees (fingers should point up); it was analysed as it is"
+        )

@@ -96,18 +96,25 @@ class RankedLabel:
 
     def to_json(self) -> dict:
         return {
-            "label": self.label, "name": self.name, "rank": self.rank,
-            "score": None if self.score is None else round(self.score, 4), "evidence": self.evidence,
+            "label": self.label,
+            "name": self.name,
+            "rank": self.rank,
+            "score": None if self.score is None else round(self.score, 4),
+            "evidence": self.evidence,
             "cases_in_gallery": self.cases_in_gallery,
             "probability": None if self.probability is None else round(self.probability, 4),
             "interval": None if self.interval is None else [round(self.interval[0], 4), round(self.interval[1], 4)],
-        }  # fmt: skip
+        }
 
 
 def rank_labels(
-    hit_labels: Sequence[str | None], hit_case_ids: Sequence[str], hit_scores: Sequence[float],
-    all_labels: dict[str, int], names: dict[str, str] | None = None, evidence_per_label: int = 3,
-) -> list[RankedLabel]:  # fmt: skip
+    hit_labels: Sequence[str | None],
+    hit_case_ids: Sequence[str],
+    hit_scores: Sequence[float],
+    all_labels: dict[str, int],
+    names: dict[str, str] | None = None,
+    evidence_per_label: int = 3,
+) -> list[RankedLabel]:
     """Nearest-case ranking of every label in `all_labels` (label -> cases in the gallery).
 
     `hit_*` are the searched cases, best first. A label scores its nearest hit; labels with

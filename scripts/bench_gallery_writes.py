@@ -29,8 +29,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.catalogue import Disorder  # noqa: E402
-from index.store import Gallery, IndexSavePolicy, NewCase  # noqa: E402
+from index.catalogue import Disorder
+from index.store import Gallery, IndexSavePolicy, NewCase
 
 EVERY_WRITE = IndexSavePolicy(always_below_vectors=2**62)
 BUILD = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=1.0)

@@ -27,7 +27,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from index.vectors import IndexSpec, VectorIndex  # noqa: E402
+from index.vectors import IndexSpec, VectorIndex
 
 K = 10
 
@@ -82,7 +82,16 @@ def bench_size(n: int, dim: int, rng: np.random.Generator, repeats: int) -> list
     e_1 = median_seconds(lambda: exact.search(one, K), repeats)
     e_100 = median_seconds(lambda: exact.search(queries, K), max(3, repeats // 5))
     size = faiss.serialize_index(exact.index).nbytes / n
-    rows.append(("FAISS Flat (exact; gallery default)", f"{build:.1f}", e_1, e_100, f"{recall(numpy_topk(gallery, queries), truth):.3f} (vs numpy)", size))
+    rows.append(
+        (
+            "FAISS Flat (exact; gallery default)",
+            f"{build:.1f}",
+            e_1,
+            e_100,
+            f"{recall(numpy_topk(gallery, queries), truth):.3f} (vs numpy)",
+            size,
+        )
+    )
 
     # FAISS's own default: all OpenMP threads even for one query (what the gallery avoids)
     faiss.omp_set_num_threads(threads)
@@ -105,15 +114,21 @@ def bench_size(n: int, dim: int, rng: np.random.Generator, repeats: int) -> list
         rows.append((f"FAISS {factory} ({params})", f"{build:.1f}", a_1, a_100, f"{recall(found, truth):.3f}", size))
         del index
 
-    lines = [f"### {n:,} cases x {dim}-d", "",
-             "| index | build s | batch 1, ms/query | batch 100, ms/query | recall@10 vs exact | bytes per case |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines = [
+        f"### {n:,} cases x {dim}-d",
+        "",
+        "| index | build s | batch 1, ms/query | batch 100, ms/query | recall@10 vs exact | bytes per case |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, build_s, t1, t100, rec, per_case in rows:
         batch100 = "-" if t100 is None else f"{t100 / 100 * 1e3:.3f}"
         lines.append(f"| {name} | {build_s} | {t1 * 1e3:.3f} | {batch100} | {rec} | {per_case:.0f} |")
     exact_ratio = np_1 / e_1
     verdict = "met" if exact_ratio > 1 else "not met"
-    lines += ["", f"Exact FAISS batch 1 vs numpy batch 1: **{exact_ratio:.2f}x** the speed of numpy ({verdict}; target: faster at every size)."]
+    lines += [
+        "",
+        f"Exact FAISS batch 1 vs numpy batch 1: **{exact_ratio:.2f}x** the speed of numpy ({verdict}; target: faster at every size).",
+    ]
     for name, _, t1, _, rec, _ in rows[3:]:
         lines.append(f"{name} vs exact FAISS at batch 1: **{e_1 / t1:.1f}x faster**, recall@10 {rec}.")
     lines.append("")

@@ -104,7 +104,10 @@ def main() -> None:
         clone.load_state_dict(source.state_dict())
         return clone.to(device)
 
-    analyzers = {"analyze": Analyzer(copy_of(model), device=device), "analyze_contiguous": Analyzer(copy_of(model), device=device, channels_last=False)}
+    analyzers = {
+        "analyze": Analyzer(copy_of(model), device=device),
+        "analyze_contiguous": Analyzer(copy_of(model), device=device, channels_last=False),
+    }
     stages: dict[str, list[float]] = {}
     paired: dict[str, list[float]] = {}
     xc1, xc8 = x1.to(memory_format=torch.channels_last), x8.to(memory_format=torch.channels_last)
@@ -151,7 +154,9 @@ def main() -> None:
         return f"{seconds * 1e3:.1f}"
 
     machine = (
-        f"{torch.cuda.get_device_name(device)} + {os.cpu_count()} CPU cores" if cuda else f"{os.cpu_count()} CPU cores ({platform.machine()})"
+        f"{torch.cuda.get_device_name(device)} + {os.cpu_count()} CPU cores"
+        if cuda
+        else f"{os.cpu_count()} CPU cores ({platform.machine()})"
     )
     lines = [
         "# Encoder speed against its budgets",

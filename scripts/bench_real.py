@@ -34,8 +34,14 @@ def _gate_one(path: str) -> dict:
     radiograph = read_radiograph(Path(path))
     hand = segment_hand(radiograph.pixels)
     verdict = assess_quality(radiograph, hand)
-    return {"path": path, "accepted": verdict.accepted, "codes": verdict.codes, "reasons": verdict.reasons,
-            "warnings": len(verdict.warnings), "mask": hand.method}  # fmt: skip
+    return {
+        "path": path,
+        "accepted": verdict.accepted,
+        "codes": verdict.codes,
+        "reasons": verdict.reasons,
+        "warnings": len(verdict.warnings),
+        "mask": hand.method,
+    }
 
 
 def real_images(shared: Path) -> dict[str, list[Path]]:
@@ -54,11 +60,15 @@ def run_gate(shared: Path, workers: int) -> dict:
         for folder, paths in folders.items():
             rows = list(pool.map(_gate_one, [str(p) for p in paths], chunksize=64))
             results[folder] = {
-                "images": len(rows), "accepted": sum(r["accepted"] for r in rows),
+                "images": len(rows),
+                "accepted": sum(r["accepted"] for r in rows),
                 "rotation_warnings": sum(r["warnings"] > 0 for r in rows),
                 "mask_fallbacks": sum(r["mask"] != "network" for r in rows),
-                "refused": [{"image": str(Path(r["path"]).relative_to(shared)), "codes": r["codes"], "reasons": r["reasons"]}
-                            for r in rows if not r["accepted"]],  # fmt: skip
+                "refused": [
+                    {"image": str(Path(r["path"]).relative_to(shared)), "codes": r["codes"], "reasons": r["reasons"]}
+                    for r in rows
+                    if not r["accepted"]
+                ],
             }
     return {"folders": results, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -66,14 +76,20 @@ def run_gate(shared: Path, workers: int) -> dict:
 def gate_markdown(gate: dict) -> list[str]:
     total = sum(f["images"] for f in gate["folders"].values())
     accepted = sum(f["accepted"] for f in gate["folders"].values())
-    lines = ["## Quality gate on every real image", "", "| folder | images | accepted | share | rotated (warned) | mask fell back |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    lines = [
+        "## Quality gate on every real image",
+        "",
+        "| folder | images | accepted | share | rotated (warned) | mask fell back |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for name, f in gate["folders"].items():
-        lines.append(f"| {name} | {f['images']} | {f['accepted']} | {f['accepted'] / max(1, f['images']):.2%} | {f['rotation_warnings']} | {f['mask_fallbacks']} |")
+        lines.append(
+            f"| {name} | {f['images']} | {f['accepted']} | {f['accepted'] / max(1, f['images']):.2%} | {f['rotation_warnings']} | {f['mask_fallbacks']} |"
+        )
     lines += [f"| all | {total} | {accepted} | {accepted / max(1, total):.2%} | | |", "", "Every refusal:", ""]
     for f in gate["folders"].values():
         lines += [f"- `{r['image']}`: {', '.join(r['codes'])}: {' / '.join(r['reasons'])}" for r in f["refused"]]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -83,8 +99,12 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--baseline", type=Path, default=None, help="model: a previous model for a paired latency run")
     parser.add_argument("--out", type=Path, default=None, help="model: where the JSON goes (default benchmarks/real_model.json)")
-    parser.add_argument("--before", type=Path, default=BENCH / "real_model_before.json",
-                        help="report: the bundled model's figures, shown beside the measured model's when present")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=BENCH / "real_model_before.json",
+        help="report: the bundled model's figures, shown beside the measured model's when present",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.part == "gate":
@@ -99,9 +119,18 @@ def main() -> None:
         gate_file = BENCH / "real_gate.json"
         gate = json.loads(gate_file.read_text()) if gate_file.is_file() else None
         model = json.loads((BENCH / "real_model.json").read_text()) if (BENCH / "real_model.json").is_file() else None
-        lines = ["# Real radiographs (issue 13)", "", "Commands: `python scripts/bench_real.py gate`, `python scripts/bench_real.py model`, "
-                 "`python scripts/bench_real.py report` (this file).", ""]  # fmt: skip
-        lines += gate_markdown(gate) if gate else ["## Quality gate on every real image", "", "Not run yet: `python scripts/bench_real.py gate`.", ""]
+        lines = [
+            "# Real radiographs (issue 13)",
+            "",
+            "Commands: `python scripts/bench_real.py gate`, `python scripts/bench_real.py model`, "
+            "`python scripts/bench_real.py report` (this file).",
+            "",
+        ]
+        lines += (
+            gate_markdown(gate)
+            if gate
+            else ["## Quality gate on every real image", "", "Not run yet: `python scripts/bench_real.py gate`.", ""]
+        )
         lines += model_markdown(model) if model else []
         if args.before.is_file():
             lines += ["# Beside it: the bundled model (synthetic training only, 256 px), same code and films", ""]

@@ -37,13 +37,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from api.keys import KeyStore  # noqa: E402
-from index.ingest import add_manifest  # noqa: E402
-from index.store import Gallery  # noqa: E402
-from matcher.analysis import Analyzer  # noqa: E402
-from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
-from training.synth.catalogue import seed_catalogue  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
+from api.keys import KeyStore
+from index.ingest import add_manifest
+from index.store import Gallery
+from matcher.analysis import Analyzer
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from training.synth.catalogue import seed_catalogue
+from training.synth.cohort import CohortConfig, generate_cohort
 
 
 def free_port() -> int:
@@ -55,8 +55,12 @@ def free_port() -> int:
 def start_server(gallery: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
     """`bone2gene serve` of the code in `cwd` on a free loopback port; returns once it answers."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--gallery", str(gallery), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=cwd)  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--gallery", str(gallery), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=cwd,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -91,8 +95,12 @@ def latency_phase(uploads: list, analyzer: Analyzer, servers: dict[str, str], re
             bare = bare_forward_s(analyzer, data, sex)
             for name, url in servers.items():
                 start = time.perf_counter()
-                response = http.post(f"{url}/api/v1/analyses", headers={"Authorization": f"Bearer {reader}"},
-                                     files={"image": ("hand.png", data)}, data={"sex": sex, "age_months": str(age)})  # fmt: skip
+                response = http.post(
+                    f"{url}/api/v1/analyses",
+                    headers={"Authorization": f"Bearer {reader}"},
+                    files={"image": ("hand.png", data)},
+                    data={"sex": sex, "age_months": str(age)},
+                )
                 elapsed = time.perf_counter() - start
                 response.raise_for_status()
                 start = time.perf_counter()
@@ -145,7 +153,7 @@ def main() -> None:
         servers[f"before ({args.before})"] = start_server(root / "gallery", worktree)
     latency = latency_phase(uploads, analyzer, {name: url for name, (_, url) in servers.items()}, reader, args.pairs)
     del analyzer, model
-    for name, (process, _) in list(servers.items())[1:]:
+    for _name, (process, _) in list(servers.items())[1:]:
         process.terminate()
         process.wait(timeout=60)
     server, url = servers["this tree"]
@@ -163,9 +171,12 @@ def main() -> None:
                 data, sex, age, disorder = uploads[int(rng.integers(len(uploads)))]
                 start = time.perf_counter()
                 try:
-                    response = http.post("/api/v1/analyses", headers={"Authorization": f"Bearer {reader}"},
-                                         files={"image": ("hand.png", data)},
-                                         data={"sex": sex, "age_months": str(age), "attention": "false"})  # fmt: skip
+                    response = http.post(
+                        "/api/v1/analyses",
+                        headers={"Authorization": f"Bearer {reader}"},
+                        files={"image": ("hand.png", data)},
+                        data={"sex": sex, "age_months": str(age), "attention": "false"},
+                    )
                 except httpx.HTTPError as exc:
                     with lock:
                         errors.append(f"analysis: {type(exc).__name__}")
@@ -180,8 +191,15 @@ def main() -> None:
                 iteration += 1
                 if response.status_code == 200 and iteration % 5 == 0:
                     start = time.perf_counter()
-                    added = http.post("/api/v1/cases", headers={"Authorization": f"Bearer {curator}"},
-                                      json={"analysis_id": response.json()["analysis_id"], "disorder": disorder, "patient_id": f"load-{index}-{iteration}"})  # fmt: skip
+                    added = http.post(
+                        "/api/v1/cases",
+                        headers={"Authorization": f"Bearer {curator}"},
+                        json={
+                            "analysis_id": response.json()["analysis_id"],
+                            "disorder": disorder,
+                            "patient_id": f"load-{index}-{iteration}",
+                        },
+                    )
                     with lock:
                         statuses[added.status_code] = statuses.get(added.status_code, 0) + 1
                         if added.status_code == 201:
@@ -243,8 +261,10 @@ def latency_lines(latency: dict[str, dict[str, list[float]]], pairs: int) -> lis
         "| --- | ---: | ---: | ---: |",
     ]
     for name, values in latency.items():
-        rows.append(f"| {name} | {statistics.median(values['analysis']) * 1e3:.0f} | {statistics.median(values['ratio']):.2f}x | "
-                    f"{statistics.median(values['overlay']) * 1e3:.0f} |")  # fmt: skip
+        rows.append(
+            f"| {name} | {statistics.median(values['analysis']) * 1e3:.0f} | {statistics.median(values['ratio']):.2f}x | "
+            f"{statistics.median(values['overlay']) * 1e3:.0f} |"
+        )
     return [*rows, "", "## Under load", ""]
 
 

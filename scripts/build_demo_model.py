@@ -27,11 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
+import torch
 
-from matcher.checkpoint import load_model, save_model  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
-from training.train import TrainConfig, train  # noqa: E402
+from api.cli_helpers import progress_bar
+from matcher.checkpoint import load_model, save_model
+from training.synth.cohort import CohortConfig, generate_cohort
+from training.train import TrainConfig, train
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
 BUNDLE = REPO / "matcher" / "weights" / "demo_model"
@@ -61,10 +62,18 @@ def main() -> None:
             generate_cohort(CohortConfig(n=args.n, out=cohort, seed=args.seed, size=args.image_size, workers=args.workers), progress)
     generated = time.perf_counter()
     config = TrainConfig(
-        manifest=cohort / "manifest.csv", out=args.work / "train", input_size=args.input_size,
-        epochs=args.epochs, batch_size=args.batch_size, m_per_class=args.m_per_class, held_out=HELD_OUT, device=args.device,
-        prepare_workers=args.workers, seed=args.seed, resume=args.resume,
-    )  # fmt: skip
+        manifest=cohort / "manifest.csv",
+        out=args.work / "train",
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        m_per_class=args.m_per_class,
+        held_out=HELD_OUT,
+        device=args.device,
+        prepare_workers=args.workers,
+        seed=args.seed,
+        resume=args.resume,
+    )
     model_dir = train(config)
     finished = time.perf_counter()
     timing = {"generate_s": round(generated - started, 1), "train_s": round(finished - generated, 1)}

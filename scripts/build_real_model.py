@@ -33,17 +33,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
 
-from matcher.checkpoint import load_model, save_model  # noqa: E402
-from training.domain import synthetic_views  # noqa: E402
-from training.joint import JointConfig, train_joint  # noqa: E402
-from training.joint_data import JointData  # noqa: E402
-from training.real_data import load_rsna_100px  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
-from training.teacher import teacher_embeddings  # noqa: E402
+from api.cli_helpers import progress_bar
+from matcher.checkpoint import load_model, save_model
+from training.domain import synthetic_views
+from training.joint import JointConfig, train_joint
+from training.joint_data import JointData
+from training.real_data import load_rsna_100px
+from training.synth.cohort import CohortConfig, generate_cohort
+from training.teacher import teacher_embeddings
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
 BUNDLE = REPO / "matcher" / "weights" / "real_candidate"
@@ -73,8 +74,12 @@ def main() -> None:
     parser.add_argument("--train-dir", default="train", help="subfolder of --work for checkpoints, logs and the model")
     parser.add_argument("--warmup-steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=1.5e-3)
-    parser.add_argument("--teacher", type=Path, default=None,
-                        help="distil the phantoms' embeddings from this model (e.g. the previous bundled model) instead of ArcFace")
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="distil the phantoms' embeddings from this model (e.g. the previous bundled model) instead of ArcFace",
+    )
     parser.add_argument("--n", type=int, default=8000)
     parser.add_argument("--copies", type=int, default=2, help="randomised exports per phantom")
     parser.add_argument("--epochs", type=int, default=8)
@@ -91,20 +96,39 @@ def main() -> None:
     data = JointData.build(views, table, real, HELD_OUT, labelled, seed=args.seed)
     distil = {}
     if args.teacher is not None:
-        data = data.with_teacher(teacher_embeddings(args.work / "cohort" / "manifest.csv", args.teacher, args.work / "teacher.npz", HELD_OUT))
+        data = data.with_teacher(
+            teacher_embeddings(args.work / "cohort" / "manifest.csv", args.teacher, args.work / "teacher.npz", HELD_OUT)
+        )
         distil = {"arcface_weight": 0.0, "distill_weight": 10.0, "real_prototype_weight": 3.0}
-    print(f"synthetic {len(data.synth_train)} train / {len(data.synth_val)} val; real {len(data.real_train)} train / "
-          f"{len(data.real_val)} val; prepared in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
-    config = JointConfig(out=args.work / args.train_dir, init=args.init, init_checkpoint=args.init_checkpoint, epochs=args.epochs,
-                         device=args.device, seed=args.seed, resume=args.resume, warmup_steps=args.warmup_steps, lr=args.lr, **distil)  # fmt: skip
+    print(
+        f"synthetic {len(data.synth_train)} train / {len(data.synth_val)} val; real {len(data.real_train)} train / "
+        f"{len(data.real_val)} val; prepared in {time.perf_counter() - started:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = JointConfig(
+        out=args.work / args.train_dir,
+        init=args.init,
+        init_checkpoint=args.init_checkpoint,
+        epochs=args.epochs,
+        device=args.device,
+        seed=args.seed,
+        resume=args.resume,
+        warmup_steps=args.warmup_steps,
+        lr=args.lr,
+        **distil,
+    )
     model_dir = train_joint(config, data, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.install:
         model, card = load_model(model_dir)
         model_card = (BUNDLE / "MODEL_CARD.md").read_text() if (BUNDLE / "MODEL_CARD.md").is_file() else None
         if BUNDLE.exists():
             shutil.rmtree(BUNDLE)
-        provenance = {**card.provenance, "cohort": {"n": args.n, "seed": args.seed, "image_size": 512, "copies": args.copies},
-                      "build_seconds": round(time.perf_counter() - started)}  # fmt: skip
+        provenance = {
+            **card.provenance,
+            "cohort": {"n": args.n, "seed": args.seed, "image_size": 512, "copies": args.copies},
+            "build_seconds": round(time.perf_counter() - started),
+        }
         fingerprint = save_model(model, BUNDLE, provenance=provenance, storage_dtype=torch.float16)
         if model_card is not None:  # the card's figures describe the old weights: update them (scripts/bench_real.py)
             (BUNDLE / "MODEL_CARD.md").write_text(model_card)

@@ -23,12 +23,12 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from api.cli_helpers import progress_bar  # noqa: E402
-from index.evaluation import new_syndrome_experiment, summarise  # noqa: E402
-from matcher.batch import BatchItem, embed_many  # noqa: E402
-from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
-from matcher.model import Bone2GeneModel  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
+from api.cli_helpers import progress_bar
+from index.evaluation import new_syndrome_experiment, summarise
+from matcher.batch import BatchItem, embed_many
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from matcher.model import Bone2GeneModel
+from training.synth.cohort import CohortConfig, generate_cohort
 
 
 def embed_table(model: Bone2GeneModel, manifest: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:

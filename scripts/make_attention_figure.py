@@ -20,10 +20,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay  # noqa: E402
-from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model  # noqa: E402
-from matcher.io import read_radiograph  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
+from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from matcher.io import read_radiograph
+from training.synth.cohort import CohortConfig, generate_cohort
 
 TILE = 360
 

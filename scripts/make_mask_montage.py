@@ -44,11 +44,15 @@ def overlay(path: Path) -> tuple[np.ndarray, float]:
     x0, y0, side = mask_crop(binarise_mask(hand.mask))
     cv2.rectangle(filled, (x0, y0), (x0 + side, y0 + side), (0, 220, 255), thickness)
     small = cv2.resize(filled, TILE, interpolation=cv2.INTER_AREA)
-    lines = [f"{path.parent.name if path.parent.name != 'images' else 'rsna'}/{path.name} {hand.method[:9]} IoU {iou:.2f}",
-             "accepted" if verdict.accepted else "REFUSED: " + ",".join(verdict.codes)]  # fmt: skip
+    lines = [
+        f"{path.parent.name if path.parent.name != 'images' else 'rsna'}/{path.name} {hand.method[:9]} IoU {iou:.2f}",
+        "accepted" if verdict.accepted else "REFUSED: " + ",".join(verdict.codes),
+    ]
     bar = np.full((34, TILE[0], 3), 255, np.uint8)
     for row, line in enumerate(lines):
-        cv2.putText(bar, line, (3, 13 + 15 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0) if verdict.accepted else (0, 0, 200), 1, cv2.LINE_AA)
+        cv2.putText(
+            bar, line, (3, 13 + 15 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (0, 0, 0) if verdict.accepted else (0, 0, 200), 1, cv2.LINE_AA
+        )
     return np.vstack([small, bar]), iou
 
 
@@ -71,14 +75,26 @@ def main() -> None:
     args = parser.parse_args()
     made = [overlay(p) for p in chosen_films(args.shared, args.rsna)]
     tiles, agreement = [t for t, _ in made], [a for _, a in made]
-    print(f"{len(tiles)} films; mask agreement with the classical mask (IoU): median {np.median(agreement):.3f}, "
-          f"below 0.8 on {sum(a < 0.8 for a in agreement)}")  # fmt: skip
-    rows = [np.hstack([np.pad(t, ((3, 3), (3, 3), (0, 0)), constant_values=255) for t in tiles[i : i + 8]]) for i in range(0, len(tiles), 8)]
+    print(
+        f"{len(tiles)} films; mask agreement with the classical mask (IoU): median {np.median(agreement):.3f}, "
+        f"below 0.8 on {sum(a < 0.8 for a in agreement)}"
+    )
+    rows = [
+        np.hstack([np.pad(t, ((3, 3), (3, 3), (0, 0)), constant_values=255) for t in tiles[i : i + 8]]) for i in range(0, len(tiles), 8)
+    ]
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
     title = np.full((30, width, 3), 255, np.uint8)
-    cv2.putText(title, "Real films from ../shared: mask in use (red), classical mask (green), Deeplasia 1.15 crop (yellow)", (8, 21),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)  # fmt: skip
+    cv2.putText(
+        title,
+        "Real films from ../shared: mask in use (red), classical mask (green), Deeplasia 1.15 crop (yellow)",
+        (8, 21),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.55,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), np.vstack([title, *rows]))
     print(f"wrote {args.out}")

@@ -31,7 +31,9 @@ def synthetic_vs_real(real_dir: Path, out: Path) -> None:
         sex = "F" if i % 2 else "M"
         plan = PlannedCase("m", "m", "unaffected", sex, age, 500 + i, 900 + i)
         synthetic.append(tile(simulate(plan, specs["unaffected"], 1024).radiograph.image, f"synthetic {sex} {age:.1f} y"))
-    sheet = grid(real + synthetic, columns=5, title="Top two rows: real radiographs (../shared/real_hands). Bottom two: synthetic, unaffected.")
+    sheet = grid(
+        real + synthetic, columns=5, title="Top two rows: real radiographs (../shared/real_hands). Bottom two: synthetic, unaffected."
+    )
     cv2.imwrite(str(out / "synthetic_vs_real.png"), sheet)
 
 
@@ -45,7 +47,9 @@ def disorders(out: Path) -> None:
             sex = "F"
         plan = PlannedCase("m", "m", spec.id, sex, age, 77 + k, 177 + k)
         tiles.append(tile(simulate(plan, spec, 1024).radiograph.image, f"{spec.id[:24]} {sex} {age:.0f}y"))
-    cv2.imwrite(str(out / "synthetic_disorders.png"), grid(tiles, columns=7, title="One synthetic case per disorder, age 10 (or nearest allowed)"))
+    cv2.imwrite(
+        str(out / "synthetic_disorders.png"), grid(tiles, columns=7, title="One synthetic case per disorder, age 10 (or nearest allowed)")
+    )
 
 
 def main() -> None:

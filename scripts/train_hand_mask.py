@@ -50,7 +50,7 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tu
         image = image + ramp.astype(np.float32)
     if rng.random() < 0.35:  # a soft-edged brighter field or shadow in the background
         x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
-        box = ((xx > x0) & (xx < x0 + rng.uniform(0.2, 0.7) * w) & (yy > y0) & (yy < y0 + rng.uniform(0.2, 0.7) * h))
+        box = (xx > x0) & (xx < x0 + rng.uniform(0.2, 0.7) * w) & (yy > y0) & (yy < y0 + rng.uniform(0.2, 0.7) * h)
         soft = cv2.GaussianBlur(box.astype(np.float32), (0, 0), rng.uniform(1, 8))
         image = image + soft * rng.uniform(-0.15, 0.25) * (mask == 0)
     if rng.random() < 0.35:  # rulers and labels: bright bars or boxes off the hand
@@ -66,7 +66,7 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tu
     image = image + rng.normal(0, rng.uniform(0, 0.04), image.shape)
     image = np.clip(image, 0, 1).astype(np.float32)
     if rng.random() < 0.3:
-        ok, buf = cv2.imencode(".jpg", (image * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 95))])
+        _ok, buf = cv2.imencode(".jpg", (image * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 95))])
         image = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
     return image, mask
 
@@ -173,8 +173,13 @@ def main() -> None:
                 prob = torch.sigmoid(model(x)).numpy()
                 scores += [iou(p[0] > 0.25, t[0] > 0.5) for p, t in zip(prob, y.numpy(), strict=True)]
         agreement = real_agreement(model, args.real) if args.real.is_dir() else None
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_iou": float(np.mean(scores)),
-                  "real_agreement_with_classical_iou": agreement, "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+        record = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_iou": float(np.mean(scores)),
+            "real_agreement_with_classical_iou": agreement,
+            "seconds": round(time.perf_counter() - start, 1),
+        }
         history.append(record)
         print(json.dumps(record), flush=True)
         metadata = {
@@ -182,8 +187,7 @@ def main() -> None:
             "widths": json.dumps(list(model.widths)),
             "input_size": str(INPUT_SIZE),
             "threshold": "0.25",
-            "training": json.dumps({"synthetic_images": len(manifest), "epochs_done": epoch + 1, "seed": args.seed,
-                                    "history": history}),  # fmt: skip
+            "training": json.dumps({"synthetic_images": len(manifest), "epochs_done": epoch + 1, "seed": args.seed, "history": history}),
         }
         state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
         tmp = args.out.with_suffix(".tmp")

@@ -82,7 +82,7 @@ def test_tta_averages_ten_views_and_attention_maps_back(model_dir: Path, real_ha
     assert rich.bone_age_months != plain.bone_age_months and abs(rich.bone_age_months - plain.bone_age_months) < 24
     attention = rich.attention
     assert attention is not None and attention.shape == read_radiograph(real_hands[1]).pixels.shape
-    assert 0.0 <= attention.min() and attention.max() <= 1.0 and attention.max() > 0.5
+    assert attention.min() >= 0.0 and attention.max() <= 1.0 and attention.max() > 0.5
     hand = segment_hand(read_radiograph(real_hands[1]).pixels).mask > 0
     assert attention[hand].mean() > 5 * attention[~hand].mean()  # drawn back onto the hand, not beside it
 
@@ -97,8 +97,25 @@ def test_similarity_map_to_another_case(analyzer: Analyzer, real_hands: list[Pat
 
 def test_cli_analyze_json_and_overlay(cli: list[str], model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.png"
-    result = subprocess.run([*cli, "analyze", str(real_hands[0]), "--sex", "F", "--age-months", "20", "--model",
-                             str(model_dir), "--json", "--overlay", str(overlay)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            *cli,
+            "analyze",
+            str(real_hands[0]),
+            "--sex",
+            "F",
+            "--age-months",
+            "20",
+            "--model",
+            str(model_dir),
+            "--json",
+            "--overlay",
+            str(overlay),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["accepted"] is True and record["reasons"] == []

@@ -19,9 +19,7 @@ def test_metacarpal_ratios_to_mc3_follow_buryanov(bone: str, ratio: float) -> No
     assert length(bone) / length("MC3") == pytest.approx(ratio, abs=0.01)
 
 
-@pytest.mark.parametrize(
-    ("digit", "mp", "dp"), [(2, 0.56, 0.40), (3, 0.59, 0.39), (4, 0.62, 0.42), (5, 0.56, 0.49)]
-)
+@pytest.mark.parametrize(("digit", "mp", "dp"), [(2, 0.56, 0.40), (3, 0.59, 0.39), (4, 0.62, 0.42), (5, 0.56, 0.49)])
 def test_phalangeal_ratios_follow_buryanov(digit: int, mp: float, dp: float) -> None:
     pp = length(f"PP{digit}")
     assert length(f"MP{digit}") / pp == pytest.approx(mp, abs=0.01)

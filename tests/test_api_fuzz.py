@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from index.ingest import add_manifest  # noqa: E402
-from training.synth.catalogue import seed_catalogue  # noqa: E402
-from api.keys import KeyStore  # noqa: E402
-from api.settings import ServiceSettings  # noqa: E402
-from api.service import create_app  # noqa: E402
-from index.store import Gallery  # noqa: E402
-from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card  # noqa: E402
-from training.synth.cohort import CohortConfig, generate_cohort  # noqa: E402
+from api.keys import KeyStore
+from api.service import create_app
+from api.settings import ServiceSettings
+from index.ingest import add_manifest
+from index.store import Gallery
+from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.catalogue import seed_catalogue
+from training.synth.cohort import CohortConfig, generate_cohort
 
 EXAMPLES_PER_OPERATION = 75
 
@@ -44,10 +44,10 @@ APP, KEY = _app()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
-def _fuzz(operation, calls: dict[str, int]) -> None:  # noqa: ANN001 - a schemathesis APIOperation
+def _fuzz(operation, calls: dict[str, int]) -> None:
     @given(case=operation.as_strategy())
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-    def check(case) -> None:  # noqa: ANN001
+    def check(case) -> None:
         calls[operation.label] = calls.get(operation.label, 0) + 1
         # "schema-valid data must be accepted" cannot hold here: no schema can say "a radiograph of a
         # hand"; such refusals are checked to be 4xx problem documents by the remaining checks

@@ -56,9 +56,15 @@ def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, text: str, messa
         load_reference(path)
 
 
-def test_cli_reports_the_z_score_and_refuses_a_bad_table(cli: list[str], real_hands: list[Path], reference_file: Path, tmp_path: Path) -> None:
-    ok = subprocess.run([*cli, "analyze", str(real_hands[1]), "--sex", "F", "--age-months", "100", "--json",
-                         "--ba-reference", str(reference_file)], capture_output=True, text=True, timeout=120)  # fmt: skip
+def test_cli_reports_the_z_score_and_refuses_a_bad_table(
+    cli: list[str], real_hands: list[Path], reference_file: Path, tmp_path: Path
+) -> None:
+    ok = subprocess.run(
+        [*cli, "analyze", str(real_hands[1]), "--sex", "F", "--age-months", "100", "--json", "--ba-reference", str(reference_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     record = json.loads(ok.stdout.strip().splitlines()[-1])
     sd = load_reference(reference_file).sd_months("F", 100)
@@ -88,7 +94,9 @@ def test_bundled_table_is_the_brush_foundation_table_and_the_default() -> None:
 
 
 def test_cli_uses_the_bundled_table_by_default(cli: list[str], real_hands: list[Path]) -> None:
-    run = subprocess.run([*cli, "analyze", str(real_hands[1]), "--sex", "M", "--age-months", "150", "--json"], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*cli, "analyze", str(real_hands[1]), "--sex", "M", "--age-months", "150", "--json"], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout.strip().splitlines()[-1])
     sd = bundled_reference().sd_months("M", 150)
@@ -99,5 +107,7 @@ def test_cli_uses_the_bundled_table_by_default(cli: list[str], real_hands: list[
 def test_serve_refuses_a_bad_table_before_loading_anything(cli: list[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nboys: [[1, 1], [2, 2]]\ngirls: [[1, 1], [2, 2]]\n")
-    run = subprocess.run([*cli, "serve", "--gallery", str(tmp_path / "no-gallery"), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*cli, "serve", "--gallery", str(tmp_path / "no-gallery"), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 2 and "citation" in run.stderr and not (tmp_path / "no-gallery").exists()

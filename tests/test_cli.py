@@ -15,9 +15,7 @@ def run(cli: list[str], *args: str, cwd: Path | None = None) -> subprocess.Compl
     return subprocess.run([*cli, *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-@pytest.mark.parametrize(
-    "command", [[], ["synth"], ["demo"], ["analyze"], ["model"], ["model", "import-deeplasia"], ["model", "info"]]
-)
+@pytest.mark.parametrize("command", [[], ["synth"], ["demo"], ["analyze"], ["model"], ["model", "import-deeplasia"], ["model", "info"]])
 def test_help_on_every_command(cli: list[str], command: list[str]) -> None:
     result = run(cli, *command, "--help")
     assert result.returncode == 0, result.stderr
@@ -46,8 +44,9 @@ def test_synth_with_a_custom_spec_file(cli: list[str], tmp_path: Path) -> None:
         "- id: short_fourth\n  name: Short fourth metacarpal, GENEX-related\n  genes: [GENEX]\n"
         "  nosology: {group: 18}\n  length: {MC4: 0.6}\n"
     )
-    result = run(cli, "synth", "--n", "3", "--out", str(tmp_path / "c"), "--spec", str(spec),
-                 "--disorders", "short_fourth", "--size", "128")  # fmt: skip
+    result = run(
+        cli, "synth", "--n", "3", "--out", str(tmp_path / "c"), "--spec", str(spec), "--disorders", "short_fourth", "--size", "128"
+    )
     assert result.returncode == 0, result.stderr
     manifest = pd.read_csv(tmp_path / "c" / "manifest.csv", keep_default_na=False)
     assert set(manifest["disorder"]) == {"short_fourth"} and set(manifest["gene"]) == {"GENEX"}

@@ -52,8 +52,20 @@ def test_query_json_ranks_disorders_with_evidence(cli: list[str], gallery: Path,
     table = pd.read_csv(cohort)
     accepted = {r["case_id"] for r in json.loads(run(cli, "gallery", "list", gallery, "--json").stdout)}
     row = table[(table["disorder"] == "achondroplasia") & table["case_id"].isin(accepted)].iloc[0]
-    result = run(cli, "query", cohort.parent / row["image"], "--sex", row["sex"], "--age-months", row["age_months"],
-                 "--gallery", gallery, "--top", "3", "--json")  # fmt: skip
+    result = run(
+        cli,
+        "query",
+        cohort.parent / row["image"],
+        "--sex",
+        row["sex"],
+        "--age-months",
+        row["age_months"],
+        "--gallery",
+        gallery,
+        "--top",
+        "3",
+        "--json",
+    )
     record = json.loads(result.stdout)
     assert {"disorders", "cases", "no_close_match", "genes", "bone_age_months"} <= set(record)
     assert len(record["disorders"]) == len(DISORDERS)
@@ -75,7 +87,9 @@ def test_curation_commands_and_their_errors(cli: list[str], gallery: Path, cohor
     bad = run(cli, "gallery", "relabel", gallery, case_id, "--disorder", "nonsense", ok=False)
     assert bad.returncode == 2 and "not in the catalogue" in bad.stderr
 
-    new = run(cli, "disorders", "add", "--gallery", gallery, "--id", "new_syndrome", "--name", "Novel dysplasia, XYZ1-related", "--gene", "XYZ1")
+    new = run(
+        cli, "disorders", "add", "--gallery", gallery, "--id", "new_syndrome", "--name", "Novel dysplasia, XYZ1-related", "--gene", "XYZ1"
+    )
     assert "added new_syndrome" in new.stdout
     listed = json.loads(run(cli, "disorders", "list", "--gallery", gallery, "--json").stdout)
     assert any(d["id"] == "new_syndrome" and d["genes"] == ["XYZ1"] for d in listed)
@@ -85,9 +99,10 @@ def test_curation_commands_and_their_errors(cli: list[str], gallery: Path, cohor
     snapshot = tmp_path / "snap.tar"
     run(cli, "gallery", "export", gallery, "-o", snapshot)
     run(cli, "gallery", "import", snapshot, tmp_path / "copy")
-    assert len(json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout)) == json.loads(
-        run(cli, "gallery", "stats", gallery, "--json").stdout
-    )["cases"]
+    assert (
+        len(json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout))
+        == json.loads(run(cli, "gallery", "stats", gallery, "--json").stdout)["cases"]
+    )
     run(cli, "gallery", "remove", tmp_path / "copy", case_id)
     assert case_id not in {r["case_id"] for r in json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout)}
     gone = run(cli, "gallery", "remove", tmp_path / "copy", case_id, ok=False)
@@ -109,16 +124,20 @@ def test_manifest_problems_are_explained(cli: list[str], gallery: Path, cohort: 
 
 def test_deeplasia_annotation_layout_imports(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
     table = pd.read_csv(cohort).head(3)
-    deeplasia = pd.DataFrame({
-        "image_ID": [Path(p).name for p in table["image"]], "dir": "images", "patient_ID": table["patient_id"],
-        "sex": table["sex"], "bone_age": table["bone_age_months"], "chronological_age": table["age_months"],
-        "disorder": table["disorder"],
-    })  # fmt: skip
+    deeplasia = pd.DataFrame(
+        {
+            "image_ID": [Path(p).name for p in table["image"]],
+            "dir": "images",
+            "patient_ID": table["patient_id"],
+            "sex": table["sex"],
+            "bone_age": table["bone_age_months"],
+            "chronological_age": table["age_months"],
+            "disorder": table["disorder"],
+        }
+    )
     target = cohort.parent / "deeplasia_annotation.csv"
     deeplasia.to_csv(target, index=False)
     copy = tmp_path / "g2"
     run(cli, "gallery", "init", copy)
     assert "added 3 case(s)" in run(cli, "gallery", "add", copy, target).stdout
-    assert {r["case_id"] for r in json.loads(run(cli, "gallery", "list", copy, "--json").stdout)} == {
-        Path(p).stem for p in table["image"]
-    }
+    assert {r["case_id"] for r in json.loads(run(cli, "gallery", "list", copy, "--json").stdout)} == {Path(p).stem for p in table["image"]}

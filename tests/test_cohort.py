@@ -26,7 +26,7 @@ DESIGN_COLUMNS = ["image", "case_id", "patient_id", "sex", "age_months", "disord
 
 
 def test_manifest_follows_the_design_contract(small_cohort: tuple[Path, pd.DataFrame]) -> None:
-    out, manifest = small_cohort
+    out, _manifest = small_cohort
     on_disk = pd.read_csv(out / "manifest.csv", keep_default_na=False)
     assert list(on_disk.columns[: len(DESIGN_COLUMNS)]) == DESIGN_COLUMNS
     assert list(on_disk.columns) == MANIFEST_COLUMNS
@@ -92,9 +92,14 @@ def test_existing_cohort_is_never_overwritten_without_asking(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     ("change", "message"),
-    [({"n": 0}, "--n"), ({"size": 10}, "--size"), ({"bits": 12}, "--bits"), ({"control_fraction": 2.0}, "--controls"),
-     ({"disorders": ("nope",)}, "unknown disorder")],
-)  # fmt: skip
+    [
+        ({"n": 0}, "--n"),
+        ({"size": 10}, "--size"),
+        ({"bits": 12}, "--bits"),
+        ({"control_fraction": 2.0}, "--controls"),
+        ({"disorders": ("nope",)}, "unknown disorder"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_is_written(tmp_path: Path, change: dict, message: str) -> None:
     config = CohortConfig(**{"n": 2, "out": tmp_path / "x", "size": 96, **change})
     with pytest.raises(CohortError, match=message):

@@ -35,8 +35,16 @@ def test_dicoms_are_valid_cr_with_header_facts(dicom_cohort: tuple[Path, pd.Data
 def test_fake_phi_is_present_for_the_deidentification_tests(dicom_cohort: tuple[Path, pd.DataFrame]) -> None:
     out, manifest = dicom_cohort
     ds = pydicom.dcmread(out / manifest["image"].iloc[0])
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "InstitutionName", "PatientAddress",
-                    "ReferringPhysicianName", "AccessionNumber", "OtherPatientIDs"):  # fmt: skip
+    for keyword in (
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "InstitutionName",
+        "PatientAddress",
+        "ReferringPhysicianName",
+        "AccessionNumber",
+        "OtherPatientIDs",
+    ):
         assert str(getattr(ds, keyword)), keyword
     manifest_text = (out / "manifest.csv").read_text()
     assert str(ds.PatientName) not in manifest_text and str(ds.PatientID) not in manifest_text

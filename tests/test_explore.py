@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from index.ingest import add_manifest
-from training.synth.catalogue import seed_catalogue
 from index.cohort_stats import compare, neighbour_purity, tightness
 from index.explore import MapError, cohort_map, map_table
 from index.filters import FilterError, Filters
+from index.ingest import add_manifest
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.catalogue import seed_catalogue
 from training.synth.cohort import CohortConfig, generate_cohort
 
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia", "pseudoachondroplasia")
@@ -48,7 +48,9 @@ def test_strong_phenotype_is_tighter_than_random(gallery: Gallery) -> None:
 def test_random_control_subsets_are_not_tighter_than_controls(gallery: Gallery) -> None:
     controls, _ = vectors(gallery, Filters(disorders=("unaffected",)))
     rng = np.random.default_rng(0)
-    p_values = [tightness(controls[rng.choice(len(controls), 10, replace=False)], controls, permutations=200, seed=s).p_value for s in range(10)]
+    p_values = [
+        tightness(controls[rng.choice(len(controls), 10, replace=False)], controls, permutations=200, seed=s).p_value for s in range(10)
+    ]
     assert np.median(p_values) > 0.05 and sum(p < 0.05 for p in p_values) <= 2, p_values
 
 
@@ -61,7 +63,9 @@ def test_distinct_disorders_separate_and_same_disorder_halves_do_not(gallery: Ga
     patients = tc["patient_id"].unique()
     half = set(np.random.default_rng(3).choice(patients, len(patients) // 2, replace=False))
     first = tc["patient_id"].isin(half).to_numpy()
-    same = compare(controls[first], controls[~first], tc["patient_id"][first].tolist(), tc["patient_id"][~first].tolist(), permutations=100, seed=0)
+    same = compare(
+        controls[first], controls[~first], tc["patient_id"][first].tolist(), tc["patient_id"][~first].tolist(), permutations=100, seed=0
+    )
     assert same.auc_p_value > 0.05 and same.auc < 0.8
 
 
@@ -79,7 +83,7 @@ def test_map_is_cached_places_queries_near_their_disorder_and_refits_after_chang
     table = map_table(gallery, first)
     assert len(table) == len(gallery.cases()) and {"x", "y", "bone_age_deviation_months"} <= set(table.columns)
     # a case placed with transform lands among the cases of its own disorder
-    v, cases = vectors(gallery, Filters(disorders=("achondroplasia",)))
+    v, _cases = vectors(gallery, Filters(disorders=("achondroplasia",)))
     placed = first.place(v[:5])
     coords = table[["x", "y"]].to_numpy()
     hits = 0
@@ -97,9 +101,14 @@ def test_map_is_cached_places_queries_near_their_disorder_and_refits_after_chang
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("sex=X", "sex must be M or F, not 'X'"), ("age=120-60", "the age range is empty"), ("age=old", "a range in months"),
-     ("disorder", "key=value"), ("age=-5-10", "a range in months")],
-)  # fmt: skip
+    [
+        ("sex=X", "sex must be M or F, not 'X'"),
+        ("age=120-60", "the age range is empty"),
+        ("age=old", "a range in months"),
+        ("disorder", "key=value"),
+        ("age=-5-10", "a range in months"),
+    ],
+)
 def test_one_filter_model_checks_every_syntax(text: str, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         Filters.parse(text)
@@ -110,8 +119,12 @@ def test_one_filter_model_checks_every_syntax(text: str, message: str) -> None:
 
 def test_cli_writes_html_png_and_report(cli: list[str], gallery: Gallery, tmp_path: Path) -> None:
     html, png = tmp_path / "map.html", tmp_path / "map.png"
-    result = subprocess.run([*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(html), "-o", str(png),
-                             "--colour", "disorder", "--thumbnails"], capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(html), "-o", str(png), "--colour", "disorder", "--thumbnails"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     document = html.read_text()
     assert "http://" not in document.split("<script>")[1] and "https://" not in document  # works offline
@@ -119,12 +132,38 @@ def test_cli_writes_html_png_and_report(cli: list[str], gallery: Gallery, tmp_pa
     assert len(payload["points"]["x"]) == len(gallery.cases()) and payload["thumbs"]
     assert png.read_bytes()[:4] == b"\x89PNG"
     report = tmp_path / "report.md"
-    result = subprocess.run([*cli, "explore", "compare", "--gallery", str(gallery.path), "--a", "disorder=achondroplasia",
-                             "--b", "disorder=cleidocranial_dysplasia", "-o", str(report), "--permutations", "200"],
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [
+            *cli,
+            "explore",
+            "compare",
+            "--gallery",
+            str(gallery.path),
+            "--a",
+            "disorder=achondroplasia",
+            "--b",
+            "disorder=cleidocranial_dysplasia",
+            "-o",
+            str(report),
+            "--permutations",
+            "200",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     text = report.read_text()
-    assert "AUC" in text and "tighter" in text and (tmp_path / "report_distances.png").is_file() and (tmp_path / "report_heatmap.png").is_file()
-    bad = subprocess.run([*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(tmp_path / "x.html"), "--where", "sex=X"],
-                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert (
+        "AUC" in text
+        and "tighter" in text
+        and (tmp_path / "report_distances.png").is_file()
+        and (tmp_path / "report_heatmap.png").is_file()
+    )
+    bad = subprocess.run(
+        [*cli, "explore", "umap", "--gallery", str(gallery.path), "-o", str(tmp_path / "x.html"), "--where", "sex=X"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "sex must be M or F" in bad.stderr

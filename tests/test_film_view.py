@@ -13,7 +13,9 @@ import pandas as pd
 from matcher.film_view import FILM_SIDE, film_input, film_view, portrait_window, to_uint8
 
 
-def test_full_resolution_films_reduce_to_their_rsna_copies_exactly(real_hands_labelled: tuple[list[Path], pd.DataFrame], rsna_100px: Path) -> None:
+def test_full_resolution_films_reduce_to_their_rsna_copies_exactly(
+    real_hands_labelled: tuple[list[Path], pd.DataFrame], rsna_100px: Path
+) -> None:
     paths, _ = real_hands_labelled
     for path in paths:
         full = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)

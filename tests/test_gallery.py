@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from index.catalogue import Disorder
-from index.query import calibration_for, query
 from index.filters import Filters
+from index.query import calibration_for, query
 from index.store import Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
 
@@ -23,20 +23,33 @@ def unit(v: np.ndarray) -> np.ndarray:
 
 
 def catalogue(n: int = 4) -> list[Disorder]:
-    return [Disorder(id=f"d{i}", name=f"Dysplasia {i}, G{i}-related", genes=[f"G{i}"], nosology_group=i + 1, nosology_revision=2023) for i in range(n)]
+    return [
+        Disorder(id=f"d{i}", name=f"Dysplasia {i}, G{i}-related", genes=[f"G{i}"], nosology_group=i + 1, nosology_revision=2023)
+        for i in range(n)
+    ]
 
 
-def clustered_cases(n: int, seed: int = 0, disorders: int = 4, spread: float = 0.4, pixels: bool = True) -> tuple[list[NewCase], np.ndarray]:
+def clustered_cases(
+    n: int, seed: int = 0, disorders: int = 4, spread: float = 0.4, pixels: bool = True
+) -> tuple[list[NewCase], np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(disorders, DIM))
     cases = []
     for i in range(n):
         d = i % disorders
-        cases.append(NewCase(
-            unit(centres[d] + spread * rng.normal(size=DIM)), "MF"[i % 2], float(12 + i % 180), f"d{d}", f"G{d}",
-            patient_id=f"s{seed}-p{i // 2}", case_id=f"s{seed}-c{i}", source="site-a" if i % 3 else "site-b",
-            pixels=rng.integers(0, 4096, (24, 20)).astype(np.uint16) if pixels else None,
-        ))  # fmt: skip
+        cases.append(
+            NewCase(
+                unit(centres[d] + spread * rng.normal(size=DIM)),
+                "MF"[i % 2],
+                float(12 + i % 180),
+                f"d{d}",
+                f"G{d}",
+                patient_id=f"s{seed}-p{i // 2}",
+                case_id=f"s{seed}-c{i}",
+                source="site-a" if i % 3 else "site-b",
+                pixels=rng.integers(0, 4096, (24, 20)).astype(np.uint16) if pixels else None,
+            )
+        )
     return cases, centres
 
 
@@ -236,7 +249,11 @@ def test_snapshot_round_trip_and_tampering(gallery: Gallery, tmp_path: Path) -> 
     with tarfile.open(snapshot) as src, tarfile.open(tampered, "w") as dst:
         for member in src.getmembers():
             data = src.extractfile(member).read()
-            if member.name.startswith("images/") and member.name.endswith(".png") and not getattr(test_snapshot_round_trip_and_tampering, "done", False):
+            if (
+                member.name.startswith("images/")
+                and member.name.endswith(".png")
+                and not getattr(test_snapshot_round_trip_and_tampering, "done", False)
+            ):
                 import cv2
 
                 pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -259,7 +276,7 @@ def test_ranking_nearest_case_per_disorder_with_evidence_and_genes(gallery: Gall
     cases, centres = clustered_cases(80, spread=0.3)
     gallery.add_cases(cases, "fp-a")
     result = query(gallery, unit(centres[3]), top_k=5)
-    assert [d.label for d in result.disorders][0] == "d3" and len(result.disorders) == 4
+    assert next(d.label for d in result.disorders) == "d3" and len(result.disorders) == 4
     assert [d.rank for d in result.disorders] == [1, 2, 3, 4]
     top = result.disorders[0]
     evidence_rows = gallery.cases().set_index("case_id").loc[top.evidence]

@@ -99,8 +99,13 @@ def test_kill_minus_nine_at_random_instants_keeps_the_gallery_consistent(tmp_pat
     kills = 0
     for attempt in range(60):
         policy = ["0.3"] if attempt % 2 else []
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), f"w{attempt}", "1000", *policy], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=_env())  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), f"w{attempt}", "1000", *policy],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_env(),
+        )
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "OPEN", proc.stderr.read() if proc.stderr else ""
         time.sleep(float(rng.uniform(0.0, 0.25)))
@@ -116,8 +121,10 @@ def test_kill_minus_nine_at_random_instants_keeps_the_gallery_consistent(tmp_pat
 def test_concurrent_writers_are_serialised(tmp_path: Path) -> None:
     path = tmp_path / "g"
     _new_gallery(path)
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, "12"], stdout=subprocess.PIPE, text=True, env=_env())
-             for tag in ("a", "b")]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag, "12"], stdout=subprocess.PIPE, text=True, env=_env())
+        for tag in ("a", "b")
+    ]
     acknowledged, deleted, removing = set(), set(), set()
     for proc in procs:
         out, _ = proc.communicate(timeout=300)

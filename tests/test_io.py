@@ -47,9 +47,16 @@ def test_pydicom_cr_monochrome1_files_are_inverted_to_bone_bright() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["JPGExtended.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "image_dfl.dcm", "JPEG2000.dcm",
-     "MR_small_jpeg_ls_lossless.dcm", "SC_rgb_jpeg_dcmtk.dcm"],
-)  # fmt: skip
+    [
+        "JPGExtended.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_RLE.dcm",
+        "image_dfl.dcm",
+        "JPEG2000.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+    ],
+)
 def test_compressed_transfer_syntaxes_decode(name: str) -> None:
     path = PYDICOM_FILES / name
     raw = pydicom.dcmread(path)
@@ -207,9 +214,20 @@ def _phi_dicom(tmp_path: Path, drop_age: bool = False, drop_pixels: bool = False
     if drop_pixels:
         del ds.PixelData
     ds.save_as(path)
-    phi = [str(ds.PatientName), str(ds.PatientName).replace("^", " "), ds.PatientID, ds.PatientBirthDate,
-           ds.InstitutionName, ds.PatientAddress, ds.ReferringPhysicianName, ds.AccessionNumber,
-           ds.PatientTelephoneNumbers, ds.OtherPatientIDs, ds.StudyDate, str(ds.StudyInstanceUID)]  # fmt: skip
+    phi = [
+        str(ds.PatientName),
+        str(ds.PatientName).replace("^", " "),
+        ds.PatientID,
+        ds.PatientBirthDate,
+        ds.InstitutionName,
+        ds.PatientAddress,
+        ds.ReferringPhysicianName,
+        ds.AccessionNumber,
+        ds.PatientTelephoneNumbers,
+        ds.OtherPatientIDs,
+        ds.StudyDate,
+        str(ds.StudyInstanceUID),
+    ]
     return path, [str(p) for p in phi if p]
 
 

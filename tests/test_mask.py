@@ -26,7 +26,7 @@ def test_real_hands_masks_cover_hand_and_forearm_only(real_hands: list[Path], me
     for path in real_hands:
         pixels = read_radiograph(path).pixels
         mask = segment_hand(pixels, method).mask > 0
-        h, w = mask.shape
+        _h, _w = mask.shape
         count, _ = cv2.connectedComponents(mask.astype(np.uint8))
         assert count == 2, f"{path.name}: one region expected"
         assert 0.25 < mask.mean() < 0.65, f"{path.name}: area {mask.mean():.2f}"

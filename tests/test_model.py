@@ -147,11 +147,24 @@ def test_broken_checkpoints_are_refused(tmp_path: Path, payload: bytes | None, m
 def test_key_mapping_covers_every_timm_tensor(variant: str) -> None:
     """Deeplasia (lukemelas) names built from DESIGN.md's table map onto all of timm's."""
     timm_keys = set(timm.create_model(f"tf_efficientnet_{variant}", in_chans=1, num_classes=0).state_dict())
-    inverse_first = {"conv_dw": "_depthwise_conv", "bn1": "_bn1", "se.conv_reduce": "_se_reduce",
-                     "se.conv_expand": "_se_expand", "conv_pw": "_project_conv", "bn2": "_bn2"}  # fmt: skip
-    inverse_other = {"conv_pw": "_expand_conv", "bn1": "_bn0", "conv_dw": "_depthwise_conv", "bn2": "_bn1",
-                     "se.conv_reduce": "_se_reduce", "se.conv_expand": "_se_expand", "conv_pwl": "_project_conv",
-                     "bn3": "_bn2"}  # fmt: skip
+    inverse_first = {
+        "conv_dw": "_depthwise_conv",
+        "bn1": "_bn1",
+        "se.conv_reduce": "_se_reduce",
+        "se.conv_expand": "_se_expand",
+        "conv_pw": "_project_conv",
+        "bn2": "_bn2",
+    }
+    inverse_other = {
+        "conv_pw": "_expand_conv",
+        "bn1": "_bn0",
+        "conv_dw": "_depthwise_conv",
+        "bn2": "_bn1",
+        "se.conv_reduce": "_se_reduce",
+        "se.conv_expand": "_se_expand",
+        "conv_pwl": "_project_conv",
+        "bn3": "_bn2",
+    }
     offsets = np.cumsum((0,) + STAGE_REPEATS[variant])
     lukemelas = {}
     for key in timm_keys:
@@ -160,10 +173,12 @@ def test_key_mapping_covers_every_timm_tensor(variant: str) -> None:
             table = inverse_first if stage == "0" else inverse_other
             module = next(m for m in sorted(table, key=len, reverse=True) if rest.startswith(m + "."))
             flat = offsets[int(stage)] + int(j)
-            lukemelas[f"base._blocks.{flat}.{table[module]}{rest[len(module):]}"] = torch.zeros(1)
+            lukemelas[f"base._blocks.{flat}.{table[module]}{rest[len(module) :]}"] = torch.zeros(1)
         else:
             module, _, leaf = key.partition(".")
-            lukemelas[f"base.{ {'conv_stem': '_conv_stem', 'bn1': '_bn0', 'conv_head': '_conv_head', 'bn2': '_bn1'}[module]}.{leaf}"] = torch.zeros(1)
+            lukemelas[f"base.{ {'conv_stem': '_conv_stem', 'bn1': '_bn0', 'conv_head': '_conv_head', 'bn2': '_bn1'}[module] }.{leaf}"] = (
+                torch.zeros(1)
+            )
     lukemelas["base._fc.weight"] = torch.zeros(1)
     assert set(remap_backbone(lukemelas, "base.", variant)) == timm_keys
 
@@ -175,12 +190,29 @@ def test_b4_uses_deeplasias_symmetric_padding() -> None:
 
 
 def test_cli_import_and_info(cli: list[str], fixtures: Path, tmp_path: Path) -> None:
-    result = subprocess.run([*cli, "model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"),
-                             str(fixtures / "legacy_b0_1024.ckpt"), "--parameters", str(fixtures / "parameters.yml"),
-                             "-o", str(tmp_path / "models")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [
+            *cli,
+            "model",
+            "import-deeplasia",
+            str(fixtures / "legacy_b0_512.ckpt"),
+            str(fixtures / "legacy_b0_1024.ckpt"),
+            "--parameters",
+            str(fixtures / "parameters.yml"),
+            "-o",
+            str(tmp_path / "models"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     info = subprocess.run([*cli, "model", "info", str(tmp_path / "models" / "legacy_b0_1024")], capture_output=True, text=True, timeout=120)
     assert info.returncode == 0 and "input 1024 px" in info.stdout and "slope 0.0432" in info.stdout
-    missing = subprocess.run([*cli, "model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"), "-o", str(tmp_path / "x")],
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    missing = subprocess.run(
+        [*cli, "model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"), "-o", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing.returncode == 2 and "--parameters" in missing.stderr and "Traceback" not in missing.stderr

@@ -58,7 +58,7 @@ def test_crop_transform_round_trips_and_maps_back(fixtures: Path) -> None:
 def test_crop_is_square_centred_and_padded_with_zeros() -> None:
     mask = np.zeros((100, 60), np.uint8)
     mask[10:90, 5:55] = 255
-    x0, y0, side = mask_crop(mask > 0)
+    x0, _y0, side = mask_crop(mask > 0)
     assert side == 2 * (round(80 * 1.15) // 2) and x0 < 0  # wider than the image: padded
     image = np.full((100, 60), 200, np.uint8)
     out = deeplasia_input(image, mask, size=512)

@@ -53,12 +53,20 @@ def analysed(analyzer: Analyzer, held_out: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for path, male in zip(held_out["path"], held_out["male"], strict=True):
         result = analyzer.analyze(path, sex="M" if male else "F")
-        rows.append({"accepted": result.accepted, "months": result.bone_age_months, "male_p": result.male_probability,
-                     "embedding": result.embedding})  # fmt: skip
+        rows.append(
+            {
+                "accepted": result.accepted,
+                "months": result.bone_age_months,
+                "male_p": result.male_probability,
+                "embedding": result.embedding,
+            }
+        )
     return pd.concat([held_out.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
-def test_the_gate_accepts_real_films(real_hands: list[Path], real_hands_labelled: tuple[list[Path], pd.DataFrame], analysed: pd.DataFrame) -> None:
+def test_the_gate_accepts_real_films(
+    real_hands: list[Path], real_hands_labelled: tuple[list[Path], pd.DataFrame], analysed: pd.DataFrame
+) -> None:
     """Every full-resolution film, and >= 98% of these held-out RSNA films (5 of 300 are refused;
     on all 12,611: benchmarks/real.md)."""
     refused = {}
@@ -76,13 +84,16 @@ def test_bone_age_and_sex_on_held_out_rsna_films(analysed: pd.DataFrame) -> None
     mad = float(np.mean(np.abs(ok["months"] - ok["boneage"])))
     older = ok[ok["boneage"] > 120]
     sex_accuracy = float(np.mean((older["male_p"] > 0.5) == older["male"]))
-    print(f"\nRSNA held-out: {len(ok)} films, bone-age MAD {mad:.1f} months; sex accuracy (bone age > 120 months, {len(older)}) {sex_accuracy:.1%}")
+    print(
+        f"\nRSNA held-out: {len(ok)} films, bone-age MAD {mad:.1f} months; sex accuracy (bone age > 120 months, {len(older)}) {sex_accuracy:.1%}"
+    )
     assert mad <= MAX_MAD_RSNA_MONTHS
     assert sex_accuracy >= MIN_SEX_ACCURACY_OLDER
 
 
-def test_full_resolution_films_match_their_copies_and_the_readers(analyzer: Analyzer, rsna_100px: Path,
-                                                                   real_hands_labelled: tuple[list[Path], pd.DataFrame]) -> None:  # fmt: skip
+def test_full_resolution_films_match_their_copies_and_the_readers(
+    analyzer: Analyzer, rsna_100px: Path, real_hands_labelled: tuple[list[Path], pd.DataFrame]
+) -> None:
     paths, labels = real_hands_labelled
     errors, compared = [], 0
     for path, truth, male in zip(paths, labels["boneage"], labels["male"], strict=True):
@@ -105,6 +116,8 @@ def test_real_control_hands_get_no_confident_disorder(analysed: pd.DataFrame) ->
     than "unaffected" at a calibrated probability that would read as likely."""
     embeddings = [e for e in analysed.loc[analysed["accepted"], "embedding"].head(120)]
     space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=160, query_n=60)
-    print(f"\nreal controls: {space['real_unaffected_first']:.0%} unaffected first, {space['real_flagged_no_close_match']:.0%} flagged, "
-          f"highest probability {space['real_top_probability_max']:.2f}; top disorders {space['real_top_disorders']}")  # fmt: skip
+    print(
+        f"\nreal controls: {space['real_unaffected_first']:.0%} unaffected first, {space['real_flagged_no_close_match']:.0%} flagged, "
+        f"highest probability {space['real_top_probability_max']:.2f}; top disorders {space['real_top_disorders']}"
+    )
     assert space["real_confident_disorder"] == 0.0, space["real_top_probability_max"]

@@ -18,14 +18,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from index.ingest import add_manifest
-from training.synth.catalogue import seed_catalogue
 from api.keys import KeyStore
-from api.settings import ServiceSettings
 from api.service import create_app
+from api.settings import ServiceSettings
+from index.ingest import add_manifest
 from index.store import Gallery, IndexSavePolicy
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from matcher.io import read_radiograph
+from training.synth.catalogue import seed_catalogue
 from training.synth.cohort import CohortConfig, generate_cohort
 
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
@@ -55,7 +55,9 @@ def auth(service: dict, role: str) -> dict:
 
 def analyse(service: dict, path: Path, role: str = "reader", **form) -> object:
     data = {"sex": "F", "age_months": "96", **{k: str(v) for k, v in form.items()}}
-    return service["client"].post("/api/v1/analyses", headers=auth(service, role), files={"image": (path.name, path.read_bytes())}, data=data)
+    return service["client"].post(
+        "/api/v1/analyses", headers=auth(service, role), files={"image": (path.name, path.read_bytes())}, data=data
+    )
 
 
 def is_problem(response, status: int, *words: str) -> None:
@@ -85,7 +87,11 @@ def test_every_route_but_health_needs_a_key(service: dict) -> None:
 def test_roles_are_enforced(service: dict) -> None:
     client = service["client"]
     assert client.get("/api/v1/me", headers=auth(service, "reader")).json()["role"] == "reader"
-    is_problem(client.post("/api/v1/cases", headers=auth(service, "reader"), json={"analysis_id": "x", "disorder": "achondroplasia"}), 403, "curator")
+    is_problem(
+        client.post("/api/v1/cases", headers=auth(service, "reader"), json={"analysis_id": "x", "disorder": "achondroplasia"}),
+        403,
+        "curator",
+    )
     is_problem(client.delete("/api/v1/cases/syn-000001", headers=auth(service, "reader")), 403, "curator")
     is_problem(client.post("/api/v1/disorders", headers=auth(service, "reader"), json={"id": "x1", "name": "X dysplasia"}), 403, "curator")
     is_problem(client.get("/api/v1/audit", headers=auth(service, "curator")), 403, "admin")
@@ -118,9 +124,10 @@ def test_bad_input_table(service: dict) -> None:
 
     client = service["client"]
     real = service["images"][0].read_bytes()
-    post = lambda files, form=None, role="reader": client.post(  # noqa: E731
-        "/api/v1/analyses", headers=auth(service, role), files=files, data=form or {"sex": "F", "age_months": "96"}
-    )
+
+    def post(files, form=None, role="reader"):
+        return client.post("/api/v1/analyses", headers=auth(service, role), files=files, data=form or {"sex": "F", "age_months": "96"})
+
     is_problem(post({"image": ("empty.png", b"")}), 422, "empty")
     is_problem(post({"image": ("cut.png", real[: len(real) // 3])}), 422)
     is_problem(post({"image": ("notes.txt", b"patient notes, not an image")}), 422, "not")
@@ -154,8 +161,11 @@ def test_path_traversal_is_refused(service: dict) -> None:
 def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service: dict) -> None:
     client = service["client"]
     body = analyse(service, service["images"][1], age_months=130).json()
-    added = client.post("/api/v1/cases", headers=auth(service, "curator"),
-                        json={"analysis_id": body["analysis_id"], "disorder": "Achondroplasia, FGFR3-related", "gene": "fgfr3", "patient_id": "pseudo-1"})  # fmt: skip
+    added = client.post(
+        "/api/v1/cases",
+        headers=auth(service, "curator"),
+        json={"analysis_id": body["analysis_id"], "disorder": "Achondroplasia, FGFR3-related", "gene": "fgfr3", "patient_id": "pseudo-1"},
+    )
     assert added.status_code == 201, added.text
     case = added.json()
     assert case["disorder"] == "achondroplasia" and case["gene"] == "FGFR3" and case["age_months"] == 130
@@ -164,7 +174,9 @@ def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service
     # the same image now finds itself as the nearest case
     again = analyse(service, service["images"][1]).json()
     assert again["ranking"]["cases"][0]["case_id"] == case_id and again["ranking"]["cases"][0]["similarity"] > 0.999
-    relabelled = client.patch(f"/api/v1/cases/{case_id}", headers=auth(service, "curator"), json={"disorder": "brachydactyly_e", "gene": "PTHLH"})
+    relabelled = client.patch(
+        f"/api/v1/cases/{case_id}", headers=auth(service, "curator"), json={"disorder": "brachydactyly_e", "gene": "PTHLH"}
+    )
     assert relabelled.json()["disorder"] == "brachydactyly_e"
     is_problem(client.patch(f"/api/v1/cases/{case_id}", headers=auth(service, "curator"), json={"disorder": "nonsense"}), 422, "catalogue")
     assert client.delete(f"/api/v1/cases/{case_id}", headers=auth(service, "curator")).json() == {"deleted": case_id}
@@ -176,7 +188,11 @@ def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service
     ids = {c["case_id"] for c in after["ranking"]["cases"]} | {e for d in after["ranking"]["disorders"] for e in d["evidence"]}
     assert case_id not in ids
     is_problem(client.delete(f"/api/v1/cases/{case_id}", headers=auth(service, "curator")), 404)
-    is_problem(client.post("/api/v1/cases", headers=auth(service, "curator"), json={"analysis_id": "expired", "disorder": "achondroplasia"}), 404, "analyse")
+    is_problem(
+        client.post("/api/v1/cases", headers=auth(service, "curator"), json={"analysis_id": "expired", "disorder": "achondroplasia"}),
+        404,
+        "analyse",
+    )
 
 
 def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
@@ -196,10 +212,15 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     assert boys["cases"][0]["case_id"] == boy["case_id"] and boys["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert boy["case_id"] not in {c["case_id"] for c in girls["cases"]} and girls["cases"][0]["similarity"] < 0.9999
     assert boys["disorders"][0]["label"] == boy["disorder"]  # its own case ranks its disorder first
-    created = client.post("/api/v1/disorders", headers=auth(service, "curator"),
-                          json={"id": "novel_dysplasia", "name": "Novel dysplasia, XYZ1-related", "genes": ["XYZ1"]})  # fmt: skip
+    created = client.post(
+        "/api/v1/disorders",
+        headers=auth(service, "curator"),
+        json={"id": "novel_dysplasia", "name": "Novel dysplasia, XYZ1-related", "genes": ["XYZ1"]},
+    )
     assert created.status_code == 201 and created.json()["cases"] == 0
-    is_problem(client.post("/api/v1/disorders", headers=auth(service, "curator"), json={"id": "novel_dysplasia", "name": "Other"}), 422, "already")
+    is_problem(
+        client.post("/api/v1/disorders", headers=auth(service, "curator"), json={"id": "novel_dysplasia", "name": "Other"}), 422, "already"
+    )
     assert any(d["id"] == "novel_dysplasia" for d in client.get("/api/v1/disorders", headers=auth(service, "reader")).json())
 
 
@@ -245,9 +266,17 @@ def test_shutdown_saves_the_index_file_a_large_gallery_deferred(service: dict, t
     gallery.save_policy = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=1.0)  # as in a large gallery
     path = service["images"][3]
     with TestClient(app) as client:  # runs the app's lifespan, as uvicorn does
-        analysis = client.post("/api/v1/analyses", headers=auth(service, "reader"), files={"image": (path.name, path.read_bytes())},
-                               data={"sex": "M", "age_months": "100"})  # fmt: skip
-        added = client.post("/api/v1/cases", headers=auth(service, "curator"), json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"})
+        analysis = client.post(
+            "/api/v1/analyses",
+            headers=auth(service, "reader"),
+            files={"image": (path.name, path.read_bytes())},
+            data={"sex": "M", "age_months": "100"},
+        )
+        added = client.post(
+            "/api/v1/cases",
+            headers=auth(service, "curator"),
+            json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"},
+        )
         assert added.status_code == 201, added.text
         assert gallery.unsaved_changes() == 1
     reopened = Gallery.open(tmp_path / "gallery")
@@ -263,8 +292,12 @@ def test_cohort_map_answers_at_once_after_changes_and_refits_in_the_background(s
     assert first["placed_by_transform"] == 0 and first["fitted_generation"] == first["generation"]
     fitted = {p["case_id"]: (p["x"], p["y"]) for p in first["points"]}
     path = service["images"][4]
-    analysis = client.post("/api/v1/analyses", headers=reader, files={"image": (path.name, path.read_bytes())}, data={"sex": "F", "age_months": "90"})
-    new_id = client.post("/api/v1/cases", headers=curator, json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"}).json()["case_id"]
+    analysis = client.post(
+        "/api/v1/analyses", headers=reader, files={"image": (path.name, path.read_bytes())}, data={"sex": "F", "age_months": "90"}
+    )
+    new_id = client.post(
+        "/api/v1/cases", headers=curator, json={"analysis_id": analysis.json()["analysis_id"], "disorder": "achondroplasia"}
+    ).json()["case_id"]
     removed_id = first["points"][0]["case_id"]
     assert client.delete(f"/api/v1/cases/{removed_id}", headers=curator).status_code == 200
     # the last fit, brought up to date, without waiting; the analysis is placed on that same map

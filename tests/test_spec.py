@@ -27,11 +27,31 @@ def test_builtin_catalogue_covers_phenotypes_section_2() -> None:
     assert len(affected) >= 16
     assert SPECS["unaffected"].category == "control"
     expected = {
-        "achondroplasia", "hypochondroplasia", "shox_deficiency", "turner", "php1a", "noonan", "silver_russell",
-        "sga", "pseudoachondroplasia", "med", "trps1", "mps_dysostosis_multiplex", "xlh", "osteogenesis_imperfecta",
-        "cleidocranial_dysplasia", "brachydactyly_a1", "brachydactyly_d", "brachydactyly_e",
-        "acromesomelic_maroteaux", "kabuki", "hypophosphatasia", "ellis_van_creveld", "holt_oram", "fanconi_anemia",
-    }  # fmt: skip
+        "achondroplasia",
+        "hypochondroplasia",
+        "shox_deficiency",
+        "turner",
+        "php1a",
+        "noonan",
+        "silver_russell",
+        "sga",
+        "pseudoachondroplasia",
+        "med",
+        "trps1",
+        "mps_dysostosis_multiplex",
+        "xlh",
+        "osteogenesis_imperfecta",
+        "cleidocranial_dysplasia",
+        "brachydactyly_a1",
+        "brachydactyly_d",
+        "brachydactyly_e",
+        "acromesomelic_maroteaux",
+        "kabuki",
+        "hypophosphatasia",
+        "ellis_van_creveld",
+        "holt_oram",
+        "fanconi_anemia",
+    }
     assert expected <= set(SPECS)
 
 

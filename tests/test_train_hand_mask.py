@@ -17,10 +17,25 @@ REPO = Path(__file__).resolve().parents[1]
 def test_training_script_writes_loadable_weights(tmp_path: Path) -> None:
     out = tmp_path / "mask.safetensors"
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train_hand_mask.py"), "--n", "16", "--epochs", "2", "--batch", "4",
-         "--out", str(out), "--real", str(tmp_path / "no-real-hands")],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "scripts" / "train_hand_mask.py"),
+            "--n",
+            "16",
+            "--epochs",
+            "2",
+            "--batch",
+            "4",
+            "--out",
+            str(out),
+            "--real",
+            str(tmp_path / "no-real-hands"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert [r["epoch"] for r in records] == [1, 2]

@@ -80,9 +80,18 @@ def test_augmentation_is_seeded_zscored_and_keeps_background_flat(tiny_cohort: P
 
 def test_tiny_training_run_saves_a_loadable_model_and_resumes(tiny_cohort: Path, tmp_path: Path) -> None:
     config = TrainConfig(
-        manifest=tiny_cohort, out=tmp_path / "run", input_size=256, epochs=1, batch_size=6, m_per_class=2,
-        held_out=("trps1",), val_fraction=0.25, device="cpu", prepare_workers=1, seed=0,
-    )  # fmt: skip
+        manifest=tiny_cohort,
+        out=tmp_path / "run",
+        input_size=256,
+        epochs=1,
+        batch_size=6,
+        m_per_class=2,
+        held_out=("trps1",),
+        val_fraction=0.25,
+        device="cpu",
+        prepare_workers=1,
+        seed=0,
+    )
     model_dir = train(config, log=lambda _: None)
     _, card = load_model(model_dir)
     assert card.config.embedding_trained and card.config.sex_head_trained
@@ -98,6 +107,8 @@ def test_tiny_training_run_saves_a_loadable_model_and_resumes(tiny_cohort: Path,
 
 
 def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:
-    config = TrainConfig(manifest=tiny_cohort, out=tmp_path / "run", input_size=256, batch_size=64, m_per_class=2, device="cpu", prepare_workers=1)
+    config = TrainConfig(
+        manifest=tiny_cohort, out=tmp_path / "run", input_size=256, batch_size=64, m_per_class=2, device="cpu", prepare_workers=1
+    )
     with pytest.raises(ManifestError, match="cannot fill a batch"):
         train(config, log=lambda _: None)

@@ -7,7 +7,7 @@ so filtered and ANN searches must not depend on which test ran first.
 
 from __future__ import annotations
 
-import faiss.contrib.torch_utils  # noqa: F401  (the swap under test)
+import faiss.contrib.torch_utils  # noqa: F401 - the swap under test
 import numpy as np
 import pytest
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from index.ingest import add_manifest
-from training.synth.catalogue import seed_catalogue
 from api.keys import KeyStore
+from index.ingest import add_manifest
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.synth.catalogue import seed_catalogue
 from training.synth.cohort import CohortConfig, generate_cohort
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -59,8 +59,9 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
     curator, _ = keys.create("curator", "browser test")
     port = free_port()
     log = (root / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
-    process = subprocess.Popen([*cli, "serve", "--gallery", str(root / "gallery"), "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [*cli, "serve", "--gallery", str(root / "gallery"), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, text=True
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -72,8 +73,16 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
         process.kill()
         pytest.fail(f"the service did not start: {(root / 'server.log').read_text()[-2000:]}")
     row = manifest[manifest["case_id"].isin(accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
-    yield {"url": url, "key": curator, "image": root / "cohort" / row["image"], "sex": row["sex"], "age_months": float(row["age_months"]),
-           "gallery": root / "gallery", "process": process, "root": root}  # fmt: skip
+    yield {
+        "url": url,
+        "key": curator,
+        "image": root / "cohort" / row["image"],
+        "sex": row["sex"],
+        "age_months": float(row["age_months"]),
+        "gallery": root / "gallery",
+        "process": process,
+        "root": root,
+    }
     process.terminate()
     process.wait(timeout=30)
     log.close()
@@ -86,8 +95,18 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,1400"):  # fmt: skip
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1400",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
@@ -121,12 +140,17 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: 
     browser.find_element(By.ID, "age-years").send_keys(str(int(server["age_months"] // 12)))
     browser.find_element(By.ID, "age-extra-months").send_keys(str(int(server["age_months"] % 12)))
     browser.find_element(By.ID, "analyse-button").click()
-    wait_for(browser, lambda d: d.find_element(By.ID, "result").is_displayed() and len(d.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")) >= 3)
+    wait_for(
+        browser,
+        lambda d: d.find_element(By.ID, "result").is_displayed() and len(d.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")) >= 3,
+    )
     wait_for(browser, lambda d: d.execute_script("return document.getElementById('overlay').naturalWidth") > 0)
     assert "years" in browser.find_element(By.ID, "bone-age").text and "months" in browser.find_element(By.ID, "bone-age").text
     rows = browser.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")
     assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "1"
-    wait_for(browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)"))
+    wait_for(
+        browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)")
+    )
     browser.save_screenshot(str(screenshots / "web_result.png"))
     wait_for(browser, lambda d: "this radiograph" in d.find_element(By.ID, "map-status").text, timeout=300)
     browser.execute_script("document.getElementById('map').scrollIntoView()")
@@ -186,8 +210,12 @@ def test_no_patient_data_in_the_server_log(server: dict) -> None:
     for image in manifest["image"]:
         header = pydicom.dcmread(out / image)
         secrets += [str(header.PatientName), str(header.PatientID), str(header.PatientBirthDate)]
-        response = httpx.post(f"{server['url']}/api/v1/analyses", headers={"Authorization": f"Bearer {server['key']}"},
-                              files={"image": ("scan.dcm", (out / image).read_bytes())}, timeout=300)  # fmt: skip
+        response = httpx.post(
+            f"{server['url']}/api/v1/analyses",
+            headers={"Authorization": f"Bearer {server['key']}"},
+            files={"image": ("scan.dcm", (out / image).read_bytes())},
+            timeout=300,
+        )
         assert response.status_code in (200, 422) and "PatientName" not in response.text
         assert not any(secret and secret in response.text for secret in secrets)
     server["process"].terminate()

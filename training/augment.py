@@ -41,9 +41,15 @@ def to_model_input(crops: torch.Tensor) -> torch.Tensor:
 
 
 def random_affine(
-    b: int, rotation_deg: float, scale: tuple[float, float], shift: float, mirror_probability: float,
-    device: torch.device, generator: torch.Generator | None = None, aspect: tuple[float, float] = (1.0, 1.0),
-) -> torch.Tensor:  # fmt: skip
+    b: int,
+    rotation_deg: float,
+    scale: tuple[float, float],
+    shift: float,
+    mirror_probability: float,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    aspect: tuple[float, float] = (1.0, 1.0),
+) -> torch.Tensor:
     """(B, 2, 3) `affine_grid` matrices: rotation, scale (x and y apart by `aspect`), shift, mirror."""
 
     def uniform(low: float, high: float) -> torch.Tensor:

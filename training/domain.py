@@ -88,7 +88,9 @@ def _view_of_case(job: tuple[str, str, int, DomainConfig]) -> np.ndarray:
     return film_view(exported)[0]
 
 
-def synthetic_views(manifest: Path, copies: int = 1, seed: int = 0, workers: int = 0, config: DomainConfig | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def synthetic_views(
+    manifest: Path, copies: int = 1, seed: int = 0, workers: int = 0, config: DomainConfig | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Film views (N * copies, 100, 100) of a synthetic cohort (with masks) and the matching manifest rows."""
     table = pd.read_csv(manifest)
     root = manifest.parent

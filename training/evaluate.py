@@ -44,9 +44,13 @@ def embed_crops(model: Bone2GeneModel, crops: np.ndarray, male: np.ndarray, devi
 
 
 def disorder_ranks(
-    query: np.ndarray, query_labels: np.ndarray, query_patients: np.ndarray,
-    gallery: np.ndarray, gallery_labels: np.ndarray, gallery_patients: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, LabelIndex]:  # fmt: skip
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    query_patients: np.ndarray,
+    gallery: np.ndarray,
+    gallery_labels: np.ndarray,
+    gallery_patients: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, LabelIndex]:
     """Rank of each query's true disorder among the gallery's disorders.
 
     Returns the ranks, the queries' label codes, and the label index; queries whose

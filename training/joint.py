@@ -86,16 +86,24 @@ class JointConfig:
 def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel:
     """A film-view model with `labels`, from `config.init`'s weights when given."""
     model_config = ModelConfig(
-        variant=config.variant, input_size=config.input_size, embedding_dim=config.embedding_dim,
-        head=HeadSpec("new", (256,), 32, False), calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
-        sex_head_trained=True, embedding_trained=True, labels=labels, preprocessing="film",
-    )  # fmt: skip
+        variant=config.variant,
+        input_size=config.input_size,
+        embedding_dim=config.embedding_dim,
+        head=HeadSpec("new", (256,), 32, False),
+        calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
+        sex_head_trained=True,
+        embedding_trained=True,
+        labels=labels,
+        preprocessing="film",
+    )
     model = Bone2GeneModel(model_config)
     if config.init is not None:
         base, _ = load_model(config.init)
         if (base.config.variant, base.config.embedding_dim) != (config.variant, config.embedding_dim):
-            raise ValueError(f"{config.init} is a {base.config.variant} model with {base.config.embedding_dim}-d embeddings; "
-                             f"set variant/embedding_dim to match it")  # fmt: skip
+            raise ValueError(
+                f"{config.init} is a {base.config.variant} model with {base.config.embedding_dim}-d embeddings; "
+                f"set variant/embedding_dim to match it"
+            )
         model.load_state_dict(base.float().state_dict(), strict=False)
     return model
 
@@ -110,7 +118,9 @@ class _Parts:
 
 def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device: torch.device) -> _Parts:
     model = initial_model(config, labels).to(device).to(memory_format=torch.channels_last)
-    metric_loss = losses.ArcFaceLoss(len(labels), config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale).to(device)
+    metric_loss = losses.ArcFaceLoss(len(labels), config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale).to(
+        device
+    )
     if config.init_checkpoint is not None:
         state = torch.load(config.init_checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -123,7 +133,9 @@ def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device
     return _Parts(model, metric_loss, optimiser, scheduler)
 
 
-def _step(parts: _Parts, config: JointConfig, data: JointData, synth_idx: np.ndarray, real_idx: np.ndarray, generator: torch.Generator) -> dict[str, float]:
+def _step(
+    parts: _Parts, config: JointConfig, data: JointData, synth_idx: np.ndarray, real_idx: np.ndarray, generator: torch.Generator
+) -> dict[str, float]:
     """One optimiser step on a synthetic and a real batch; returns the loss parts."""
     device = data.device
     s, r = torch.from_numpy(synth_idx).to(device), torch.from_numpy(real_idx).to(device)
@@ -132,7 +144,11 @@ def _step(parts: _Parts, config: JointConfig, data: JointData, synth_idx: np.nda
     male = torch.cat([data.synth_male[s], data.real_male[r]])
     out = parts.model(x, male[:, None])
     n = len(s)
-    metric = config.arcface_weight * _arcface(parts, config, data, out.embedding, s, len(r)) if config.arcface_weight else torch.zeros((), device=device)
+    metric = (
+        config.arcface_weight * _arcface(parts, config, data, out.embedding, s, len(r))
+        if config.arcface_weight
+        else torch.zeros((), device=device)
+    )
     if config.distill_weight or config.real_prototype_weight:
         metric = metric + _distillation(config, data, out.embedding, s)
     smooth_l1 = nn.functional.smooth_l1_loss
@@ -164,8 +180,13 @@ def _distillation(config: JointConfig, data: JointData, embedding: torch.Tensor,
 
 
 def _save_checkpoint(path: Path, parts: _Parts, epoch: int, history: list[dict]) -> None:
-    state = {"model": parts.model.state_dict(), "loss": parts.metric_loss.state_dict(), "optimiser": parts.optimiser.state_dict(),
-             "epoch": epoch, "history": json.dumps(history)}  # fmt: skip
+    state = {
+        "model": parts.model.state_dict(),
+        "loss": parts.metric_loss.state_dict(),
+        "optimiser": parts.optimiser.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+    }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
@@ -203,19 +224,33 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
     start, history = _resume(checkpoint, parts, device, steps) if config.resume and checkpoint.is_file() else (0, [])
     generator = torch.Generator(device=device).manual_seed(config.seed + start)
     rng = np.random.default_rng(config.seed + start)
-    sampler = samplers.MPerClassSampler(data.synth_train_labels, m=config.m_per_class, batch_size=config.synthetic_batch,
-                                        length_before_new_iter=steps * config.synthetic_batch)  # fmt: skip
+    sampler = samplers.MPerClassSampler(
+        data.synth_train_labels,
+        m=config.m_per_class,
+        batch_size=config.synthetic_batch,
+        length_before_new_iter=steps * config.synthetic_batch,
+    )
     for epoch in range(start, config.epochs):
         parts.model.train()
         started, sums = time.perf_counter(), {}
         synth_order = data.synth_train[np.fromiter(iter(sampler), dtype=np.int64)]
         real_order = rng.permutation(data.real_train)
         for step in tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", mininterval=30, file=sys.stderr):
-            losses_now = _step(parts, config, data, synth_order[step * config.synthetic_batch : (step + 1) * config.synthetic_batch],
-                               real_order[step * config.real_batch : (step + 1) * config.real_batch], generator)  # fmt: skip
+            losses_now = _step(
+                parts,
+                config,
+                data,
+                synth_order[step * config.synthetic_batch : (step + 1) * config.synthetic_batch],
+                real_order[step * config.real_batch : (step + 1) * config.real_batch],
+                generator,
+            )
             for key, value in losses_now.items():
                 sums[key] = sums.get(key, 0.0) + value
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 1), **{f"loss_{k}": round(v / steps, 4) for k, v in sums.items()}}
+        record = {
+            "epoch": epoch + 1,
+            "seconds": round(time.perf_counter() - started, 1),
+            **{f"loss_{k}": round(v / steps, 4) for k, v in sums.items()},
+        }
         record.update(evaluate_joint(parts.model, data, config.input_size))
         history.append(record)
         log(json.dumps(record))

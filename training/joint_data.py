@@ -51,8 +51,16 @@ class JointData:
         return self.synth_label[torch.from_numpy(self.synth_train)].cpu().numpy()
 
     @classmethod
-    def build(cls, views: np.ndarray, table: pd.DataFrame, real: RealSet, held_out: tuple[str, ...],
-              exclude_real_ids: set[int], val_fraction: float = 0.15, seed: int = 0) -> JointData:  # fmt: skip
+    def build(
+        cls,
+        views: np.ndarray,
+        table: pd.DataFrame,
+        real: RealSet,
+        held_out: tuple[str, ...],
+        exclude_real_ids: set[int],
+        val_fraction: float = 0.15,
+        seed: int = 0,
+    ) -> JointData:
         """Splits and labels; `views`/`table` from `training.domain.synthetic_views`."""
         table = table.reset_index(drop=True)
         train, val, rare = split_by_patient(table, held_out, val_fraction, seed)
@@ -63,11 +71,23 @@ class JointData:
         label = np.array([labels.get(str(d), -1) for d in table["disorder"].fillna("")], dtype=np.int64)
         real_train, real_val = split_real(real, exclude_real_ids)
         return cls(
-            labels, table, torch.from_numpy(views), torch.from_numpy(label), _z_age(table["bone_age_months"]),
-            torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)), np.flatnonzero(train), np.flatnonzero(val),
-            np.flatnonzero(rare), real, torch.from_numpy(real.views), _z_age(real.bone_age_months),
-            torch.from_numpy(real.male), np.flatnonzero(real_train), np.flatnonzero(real_val), tuple(held_out),
-        )  # fmt: skip
+            labels,
+            table,
+            torch.from_numpy(views),
+            torch.from_numpy(label),
+            _z_age(table["bone_age_months"]),
+            torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)),
+            np.flatnonzero(train),
+            np.flatnonzero(val),
+            np.flatnonzero(rare),
+            real,
+            torch.from_numpy(real.views),
+            _z_age(real.bone_age_months),
+            torch.from_numpy(real.male),
+            np.flatnonzero(real_train),
+            np.flatnonzero(real_val),
+            tuple(held_out),
+        )
 
     def with_teacher(self, teacher: pd.DataFrame) -> JointData:
         """Attach a teacher's embeddings (`case_id`, `embedding`), matched to the synthetic rows by case id
@@ -95,7 +115,11 @@ class JointData:
             "held_out_disorders": list(self.held_out),
             "data_sources": {
                 "synthetic": {"cases": len(self.synth_table), "training": len(self.synth_train)},
-                "rsna_100px": {"films": len(self.real), "training": len(self.real_train), "validation": len(self.real_val),
-                               "validation_rule": "id % 20 == 0; ids of ../shared/real_hands_labelled never trained on"},
+                "rsna_100px": {
+                    "films": len(self.real),
+                    "training": len(self.real_train),
+                    "validation": len(self.real_val),
+                    "validation_rule": "id % 20 == 0; ids of ../shared/real_hands_labelled never trained on",
+                },
             },
-        }  # fmt: skip
+        }

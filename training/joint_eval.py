@@ -49,26 +49,43 @@ def real_figures(predicted_months: np.ndarray, male_probability: np.ndarray, bon
     older = bone_age > OLDER_BONE_AGE_MONTHS
     right = (male_probability > 0.5) == (male > 0.5)
     return RealFigures(
-        round(float(np.mean(np.abs(predicted_months - bone_age))), 2), round(float(right.mean()), 4),
-        round(float(right[older].mean()) if older.any() else float("nan"), 4), int(older.sum()),
-    )  # fmt: skip
+        round(float(np.mean(np.abs(predicted_months - bone_age))), 2),
+        round(float(right.mean()), 4),
+        round(float(right[older].mean()) if older.any() else float("nan"), 4),
+        int(older.sum()),
+    )
 
 
 def evaluate_joint(model: Bone2GeneModel, data: JointData, size: int) -> dict:
     s_index = np.concatenate([data.synth_train, data.synth_val])
-    synth = embed_views(model, data.synth_views[torch.from_numpy(s_index).to(data.device)],
-                        data.synth_male[torch.from_numpy(s_index).to(data.device)], size)  # fmt: skip
+    synth = embed_views(
+        model, data.synth_views[torch.from_numpy(s_index).to(data.device)], data.synth_male[torch.from_numpy(s_index).to(data.device)], size
+    )
     real_index = torch.from_numpy(data.real_val).to(data.device)
     real = embed_views(model, data.real_views[real_index], data.real_male[real_index], size)
-    figures = real_figures(real.bone_age_months, real.male_probability, data.real.bone_age_months[data.real_val], data.real.male[data.real_val])
+    figures = real_figures(
+        real.bone_age_months, real.male_probability, data.real.bone_age_months[data.real_val], data.real.male[data.real_val]
+    )
     n_train = len(data.synth_train)
     disorder = data.synth_table["disorder"].fillna("").astype(str).to_numpy()[s_index]
     patients = data.synth_table["patient_id"].astype(str).to_numpy()[s_index]
-    ranks, codes, _ = disorder_ranks(synth.embeddings[n_train:], disorder[n_train:], patients[n_train:],
-                                     synth.embeddings[:n_train], disorder[:n_train], patients[:n_train])  # fmt: skip
+    ranks, codes, _ = disorder_ranks(
+        synth.embeddings[n_train:],
+        disorder[n_train:],
+        patients[n_train:],
+        synth.embeddings[:n_train],
+        disorder[:n_train],
+        patients[:n_train],
+    )
     controls = np.full(len(data.real_val), "unaffected")
-    control_ranks, _, _ = disorder_ranks(real.embeddings, controls, np.array([f"real-{i}" for i in data.real_val]),
-                                         synth.embeddings[:n_train], disorder[:n_train], patients[:n_train])  # fmt: skip
+    control_ranks, _, _ = disorder_ranks(
+        real.embeddings,
+        controls,
+        np.array([f"real-{i}" for i in data.real_val]),
+        synth.embeddings[:n_train],
+        disorder[:n_train],
+        patients[:n_train],
+    )
     return {
         "real_val_bone_age_mad": figures.bone_age_mad_months,
         "real_val_sex_accuracy": figures.sex_accuracy,

@@ -41,7 +41,9 @@ from training.synth.cohort import CohortConfig, generate_cohort
 GALLERY_SEED, QUERY_SEED = 2027, 4049  # the demo gallery's cohort seed; another for held-out queries
 
 
-def _analyse_films(analyzer: Analyzer, paths: list[Path], males: np.ndarray, give_sex: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def _analyse_films(
+    analyzer: Analyzer, paths: list[Path], males: np.ndarray, give_sex: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Bone age, male probability and embedding per film (NaN where refused), and the refusals."""
     months, male_p, embeddings, refused = [], [], [], []
     for path, male in zip(paths, males, strict=True):
@@ -71,15 +73,25 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
     small, _, _, refused_small = _analyse_films(analyzer, [copies / "images" / f"{i}.png" for i in labels["id"]], males)
     truth = labels["boneage"].to_numpy(float)
     both = ~np.isnan(full) & ~np.isnan(small)
-    rows = [{"id": int(i), "bone_age": float(t), "full_resolution": None if np.isnan(f) else round(float(f), 1),
-             "copy_100px": None if np.isnan(s) else round(float(s), 1)} for i, t, f, s in zip(labels["id"], truth, full, small, strict=True)]  # fmt: skip
+    rows = [
+        {
+            "id": int(i),
+            "bone_age": float(t),
+            "full_resolution": None if np.isnan(f) else round(float(f), 1),
+            "copy_100px": None if np.isnan(s) else round(float(s), 1),
+        }
+        for i, t, f, s in zip(labels["id"], truth, full, small, strict=True)
+    ]
     return {
-        "films": len(labels), "accepted_full": int((~np.isnan(full)).sum()), "accepted_copy": int((~np.isnan(small)).sum()),
+        "films": len(labels),
+        "accepted_full": int((~np.isnan(full)).sum()),
+        "accepted_copy": int((~np.isnan(small)).sum()),
         "mad_full_resolution": round(float(np.nanmean(np.abs(full - truth))), 2),
         "mad_copy_100px": round(float(np.nanmean(np.abs(small - truth))), 2),
         "max_full_vs_copy": round(float(np.max(np.abs(full - small)[both])), 3) if both.any() else None,
-        "refused": refused_full + refused_small, "films_detail": rows,
-    }  # fmt: skip
+        "refused": refused_full + refused_small,
+        "films_detail": rows,
+    }
 
 
 def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int) -> pd.DataFrame:
@@ -115,20 +127,34 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
     first = synth_best.argmax(axis=1) == own
     synth_flag = synth_best.max(axis=1) < calibration.no_match_threshold
     controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
-    gap = compare(real[:200], controls, [f"r{i}" for i in range(min(200, len(real)))], gallery.loc[gallery["disorder"] == "unaffected", "patient_id"].astype(str).tolist(), permutations=20)
+    gap = compare(
+        real[:200],
+        controls,
+        [f"r{i}" for i in range(min(200, len(real)))],
+        gallery.loc[gallery["disorder"] == "unaffected", "patient_id"].astype(str).tolist(),
+        permutations=20,
+    )
     return {
-        "gallery_cases": len(gallery), "no_match_threshold": round(calibration.no_match_threshold, 4),
-        "real_controls": len(real), "real_unaffected_first": round(float(real_first.mean()), 4),
+        "gallery_cases": len(gallery),
+        "no_match_threshold": round(calibration.no_match_threshold, 4),
+        "real_controls": len(real),
+        "real_unaffected_first": round(float(real_first.mean()), 4),
         "real_flagged_no_close_match": round(float(real_flag.mean()), 4),
         "real_unaffected_first_or_flagged": round(float((real_first | real_flag).mean()), 4),
         "real_top_probability_max": round(float(real_probability.max()), 4),
         "real_confident_disorder": round(float(((real_probability >= 0.5) & ~real_first).mean()), 4),
         "real_top_disorders": pd.Series(np.array(index.names)[real_best.argmax(axis=1)]).value_counts().head(5).to_dict(),
-        "synthetic_queries_in_gallery": len(known), "synthetic_top1": round(float(first.mean()), 4),
+        "synthetic_queries_in_gallery": len(known),
+        "synthetic_top1": round(float(first.mean()), 4),
         "synthetic_flag_off_when_first": round(float((~synth_flag[first]).mean()), 4) if first.any() else None,
-        "real_vs_synthetic_controls": {"auc": round(gap.auc, 4), "auc_p_value": round(gap.auc_p_value, 4), "within_real": round(gap.within_a, 4),
-                                       "within_synthetic": round(gap.within_b, 4), "between": round(gap.between, 4)},
-    }  # fmt: skip
+        "real_vs_synthetic_controls": {
+            "auc": round(gap.auc, 4),
+            "auc_p_value": round(gap.auc_p_value, 4),
+            "within_real": round(gap.within_a, 4),
+            "within_synthetic": round(gap.within_b, 4),
+            "between": round(gap.between, 4),
+        },
+    }
 
 
 def latency(analyzer: Analyzer, paths: list[Path], repeats: int = 3) -> dict:
@@ -158,8 +184,10 @@ def paired_latency(paths: list[Path], analyzer: Analyzer, baseline: Analyzer, re
         for path in paths:
             rows["model"].append(latency(analyzer, [path], repeats=1))
             rows["baseline"].append(latency(baseline, [path], repeats=1))
-    out = {name: {key: round(statistics.median(r[key] for r in runs), 2) for key in ("analyze_ms", "bare_forward_ms", "ratio")}
-           for name, runs in rows.items()}  # fmt: skip
+    out = {
+        name: {key: round(statistics.median(r[key] for r in runs), 2) for key in ("analyze_ms", "bare_forward_ms", "ratio")}
+        for name, runs in rows.items()
+    }
     out["analyze_vs_baseline_analyze"] = round(out["model"]["analyze_ms"] / out["baseline"]["analyze_ms"], 2)
     return out
 
@@ -177,16 +205,19 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
         "labelled_full_resolution": labelled_full_resolution(analyzer, labelled, shared / "rsna_100px"),
         "feature_space": feature_space(model, embeddings),
         "latency": latency(analyzer, sorted(labelled.glob("*.png"))[:6]),
-        "latency_against_baseline": None if baseline_dir is None else
-        paired_latency(sorted(labelled.glob("*.png"))[:6], analyzer, Analyzer(load_model(baseline_dir)[0])),
+        "latency_against_baseline": None
+        if baseline_dir is None
+        else paired_latency(sorted(labelled.glob("*.png"))[:6], analyzer, Analyzer(load_model(baseline_dir)[0])),
     }
 
 
 def model_markdown(result: dict) -> list[str]:
     v, f, s, t = result["rsna_validation"], result["labelled_full_resolution"], result["feature_space"], result["latency"]
     return [
-        f"## Model `{result['model']['fingerprint']}` ({result['model']['preprocessing']} preprocessing, {result['model']['input_size']} px)", "",
-        "| measure | value | target |", "| --- | --- | --- |",
+        f"## Model `{result['model']['fingerprint']}` ({result['model']['preprocessing']} preprocessing, {result['model']['input_size']} px)",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
         f"| bone-age MAD, RSNA validation ({v['accepted']}/{v['films']} films, 100 px) | {v['bone_age_mad_months']} months | <= 10 |",
         f"| bone-age MAD, real_hands_labelled at full resolution ({f['accepted_full']} films) | {f['mad_full_resolution']} months | <= 12 |",
         f"| same films, their 100-px copies | {f['mad_copy_100px']} months | |",
@@ -200,11 +231,15 @@ def model_markdown(result: dict) -> list[str]:
         f"| held-out synthetic top-1 ({s['synthetic_queries_in_gallery']} cases, gallery of {s['gallery_cases']}) | {s['synthetic_top1']:.1%} | |",
         f"| real vs synthetic controls: classifier AUC (0.5 = indistinguishable) | {s['real_vs_synthetic_controls']['auc']} | |",
         f"| analyze on a real film / bare forward (paired) | {t['ratio']}x ({t['analyze_ms']} / {t['bare_forward_ms']} ms) | |",
-        "", "A flag that fires on nearly every case does not count: read the row 'unaffected first or flagged' with the flag-off row.", "",
+        "",
+        "A flag that fires on nearly every case does not count: read the row 'unaffected first or flagged' with the flag-off row.",
+        "",
         *_latency_lines(result.get("latency_against_baseline")),
-        f"Most frequent top disorders for real controls: {s['real_top_disorders']}", "",
-        "Refused in the model runs: " + ("; ".join(v["refused"] + f["refused"]) or "none"), "",
-    ]  # fmt: skip
+        f"Most frequent top disorders for real controls: {s['real_top_disorders']}",
+        "",
+        "Refused in the model runs: " + ("; ".join(v["refused"] + f["refused"]) or "none"),
+        "",
+    ]
 
 
 def _latency_lines(paired: dict | None) -> list[str]:
@@ -212,9 +247,13 @@ def _latency_lines(paired: dict | None) -> list[str]:
         return []
     m, b = paired["model"], paired["baseline"]
     return [
-        "Latency against the bundled model, alternating film by film in one run (6 full-resolution films, median):", "",
-        "| model | analyze | bare forward | analyze / bare forward |", "| --- | --- | --- | --- |",
+        "Latency against the bundled model, alternating film by film in one run (6 full-resolution films, median):",
+        "",
+        "| model | analyze | bare forward | analyze / bare forward |",
+        "| --- | --- | --- | --- |",
         f"| this model | {m['analyze_ms']} ms | {m['bare_forward_ms']} ms | {m['ratio']}x |",
-        f"| bundled model | {b['analyze_ms']} ms | {b['bare_forward_ms']} ms | {b['ratio']}x |", "",
-        f"A full analysis with this model takes {paired['analyze_vs_baseline_analyze']}x the time of one with the bundled model.", "",
-    ]  # fmt: skip
+        f"| bundled model | {b['analyze_ms']} ms | {b['bare_forward_ms']} ms | {b['ratio']}x |",
+        "",
+        f"A full analysis with this model takes {paired['analyze_vs_baseline_analyze']}x the time of one with the bundled model.",
+        "",
+    ]

@@ -7,7 +7,9 @@ import warnings
 import torch
 
 
-def warmup_cosine(optimiser: torch.optim.Optimizer, warmup_steps: int, total_steps: int, floor: float = 0.0) -> torch.optim.lr_scheduler.LRScheduler:
+def warmup_cosine(
+    optimiser: torch.optim.Optimizer, warmup_steps: int, total_steps: int, floor: float = 0.0
+) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-step schedule: each group's rate rises linearly over `warmup_steps`, then follows a cosine down to
     `floor` times its base rate at `total_steps`. Call `step()` after every optimiser step; its state goes in checkpoints."""
     warmup = max(1, min(warmup_steps, total_steps))

@@ -86,7 +86,7 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
     patients = table["patient_id"].astype(str).to_numpy()
     rng = np.random.default_rng(seed)
     unique = np.unique(patients[~rare])
-    val_patients = set(rng.choice(unique, size=int(round(val_fraction * len(unique))), replace=False)) if len(unique) else set()
+    val_patients = set(rng.choice(unique, size=round(val_fraction * len(unique)), replace=False)) if len(unique) else set()
     val = np.array([p in val_patients for p in patients]) & ~rare
     if "split" in table.columns:
         split = table["split"].astype(object).where(table["split"].notna(), "").astype(str).to_numpy()
@@ -98,17 +98,150 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
 def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneModel:
     if config.init is not None:
         base, _ = load_model(config.init)
-        model_config = ModelConfig(**{**asdict(base.config), "head": base.config.head, "calibration": base.config.calibration,
-                                      "labels": labels, "sex_head_trained": True, "embedding_trained": True})  # fmt: skip
+        model_config = ModelConfig(
+            **{
+                **asdict(base.config),
+                "head": base.config.head,
+                "calibration": base.config.calibration,
+                "labels": labels,
+                "sex_head_trained": True,
+                "embedding_trained": True,
+            }
+        )
         model = Bone2GeneModel(model_config)
         model.load_state_dict(base.state_dict(), strict=False)
         return model
     model_config = ModelConfig(
-        variant=config.variant, input_size=config.input_size, embedding_dim=config.embedding_dim,
-        head=HeadSpec("new", (256,), 32, False), calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
-        sex_head_trained=True, embedding_trained=True, labels=labels,
-    )  # fmt: skip
+        variant=config.variant,
+        input_size=config.input_size,
+        embedding_dim=config.embedding_dim,
+        head=HeadSpec("new", (256,), 32, False),
+        calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
+        sex_head_trained=True,
+        embedding_trained=True,
+        labels=labels,
+    )
     return Bone2GeneModel(model_config)
+
+
+def _training_labels(table, train_mask: np.ndarray, config: TrainConfig) -> list[str]:
+    if not train_mask.any():
+        raise ManifestError("no diagnosed training cases left after holding out disorders and validation")
+    names = sorted(table.loc[train_mask, "disorder"].astype(str).unique())
+    if len(names) * config.m_per_class < config.batch_size:
+        raise ManifestError(
+            f"{len(names)} training disorders x {config.m_per_class} cases per disorder cannot fill a batch of "
+            f"{config.batch_size}; lower --batch-size or raise --m-per-class"
+        )
+    return names
+
+
+@dataclass
+class _Batches:
+    """The prepared crops and every target, on the device; `train_idx` rows drawn by the sampler."""
+
+    crops: torch.Tensor
+    male: torch.Tensor
+    age_target: torch.Tensor  # z-scored bone age
+    label_of: torch.Tensor  # class index, -1 outside training
+    train_idx: np.ndarray
+    sampler: samplers.MPerClassSampler
+    steps_per_epoch: int
+
+
+def _batches(
+    data: PreparedSet, train_mask: np.ndarray, labels: dict[str, int], model: Bone2GeneModel, config: TrainConfig, device: torch.device
+) -> _Batches:
+    table = data.table
+    train_idx = np.flatnonzero(train_mask)
+    y_train = np.array([labels[d] for d in table["disorder"].astype(str).to_numpy()[train_idx]])
+    sampler = samplers.MPerClassSampler(y_train, m=config.m_per_class, batch_size=config.batch_size, length_before_new_iter=len(train_idx))
+    calibration = model.config.calibration
+    ba_column = table["bone_age_months"] if "bone_age_months" in table.columns else table["age_months"]
+    age = ((ba_column.to_numpy(np.float64) - calibration.age_mean) / calibration.age_sd).astype(np.float32)
+    label_of = torch.full((len(table),), -1, dtype=torch.long)
+    label_of[torch.from_numpy(train_idx)] = torch.from_numpy(y_train)
+    male = torch.from_numpy((table["sex"] == "M").to_numpy(np.float32))
+    return _Batches(
+        torch.from_numpy(data.crops).to(device),
+        male.to(device),
+        torch.from_numpy(age).to(device),
+        label_of.to(device),
+        train_idx,
+        sampler,
+        len(sampler) // config.batch_size,
+    )
+
+
+@dataclass
+class _Parts:
+    model: Bone2GeneModel
+    metric_loss: nn.Module
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+
+
+def _epoch(parts: _Parts, batches: _Batches, config: TrainConfig, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+    """One pass over the sampler's order; returns the summed loss parts."""
+    parts.model.train()
+    sums = {"metric": 0.0, "age": 0.0, "sex": 0.0}
+    order = np.fromiter(iter(batches.sampler), dtype=np.int64)
+    cuda = device.type == "cuda"
+    for step in range(batches.steps_per_epoch):
+        batch = torch.from_numpy(batches.train_idx[order[step * config.batch_size : (step + 1) * config.batch_size]]).to(device)
+        x = augment(batches.crops[batch], config.augment, generator)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+            out = parts.model(x, batches.male[batch, None])
+        metric = parts.metric_loss(out.embedding.float(), batches.label_of[batch])
+        age = nn.functional.smooth_l1_loss(out.bone_age_raw.float(), batches.age_target[batch], beta=0.1)
+        sex = nn.functional.binary_cross_entropy_with_logits(out.sex_logit.float(), batches.male[batch])
+        loss = config.metric_weight * metric + config.age_weight * age + config.sex_weight * sex
+        parts.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(parts.model.parameters(), 5.0)
+        parts.optimiser.step()
+        parts.scheduler.step()
+        for key, value in (("metric", metric), ("age", age), ("sex", sex)):
+            sums[key] += value.item()
+    return sums
+
+
+def _save_checkpoint(path: Path, parts: _Parts, epoch: int, history: list[dict]) -> None:
+    state = {
+        "model": parts.model.state_dict(),
+        "loss": parts.metric_loss.state_dict(),
+        "optimiser": parts.optimiser.state_dict(),
+        "epoch": epoch,
+        "history": json.dumps(history),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, parts: _Parts, steps_per_epoch: int, device: torch.device) -> tuple[int, list[dict]]:
+    state = torch.load(path, map_location=device, weights_only=True)
+    parts.model.load_state_dict(state["model"])
+    parts.metric_loss.load_state_dict(state["loss"])
+    parts.optimiser.load_state_dict(state["optimiser"])
+    epoch = int(state["epoch"])
+    fast_forward(parts.scheduler, epoch * steps_per_epoch)
+    return epoch, json.loads(state["history"])
+
+
+def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_epoch: int, device: torch.device) -> _Parts:
+    """The loss centres, optimiser and learning-rate schedule around a model already on `device`."""
+    metric_loss = losses.SubCenterArcFaceLoss(
+        num_classes=classes, embedding_size=config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale
+    ).to(device)
+    optimiser = torch.optim.AdamW(
+        [{"params": model.parameters(), "lr": config.lr}, {"params": metric_loss.parameters(), "lr": config.loss_lr}],
+        weight_decay=config.weight_decay,
+    )
+    scheduler = warmup_cosine(optimiser, int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * config.epochs)
+    return _Parts(model, metric_loss, optimiser, scheduler)
 
 
 def train(config: TrainConfig, log=print) -> Path:
@@ -117,96 +250,44 @@ def train(config: TrainConfig, log=print) -> Path:
     device = pick_device(config.device)
     config.out.mkdir(parents=True, exist_ok=True)
     data: PreparedSet = prepare(config.manifest, config.input_size, workers=config.prepare_workers)
-    table = data.table
-    train_mask, val_mask, _ = split_by_patient(table, config.held_out, config.val_fraction, config.seed)
-    if not train_mask.any():
-        raise ManifestError("no diagnosed training cases left after holding out disorders and validation")
-    names = sorted(table.loc[train_mask, "disorder"].astype(str).unique())
+    train_mask, val_mask, _ = split_by_patient(data.table, config.held_out, config.val_fraction, config.seed)
+    names = _training_labels(data.table, train_mask, config)
     labels = {name: i for i, name in enumerate(names)}
-    if len(names) * config.m_per_class < config.batch_size:
-        raise ManifestError(
-            f"{len(names)} training disorders x {config.m_per_class} cases per disorder cannot fill a batch of "
-            f"{config.batch_size}; lower --batch-size or raise --m-per-class"
-        )
     model = _initial_model(config, labels).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    metric_loss = losses.SubCenterArcFaceLoss(
-        num_classes=len(names), embedding_size=config.embedding_dim,
-        margin=config.arcface_margin_deg, scale=config.arcface_scale,
-    ).to(device)  # fmt: skip
-    optimiser = torch.optim.AdamW(
-        [{"params": model.parameters(), "lr": config.lr}, {"params": metric_loss.parameters(), "lr": config.loss_lr}],
-        weight_decay=config.weight_decay,
-    )
-    train_idx = np.flatnonzero(train_mask)
-    y_train = np.array([labels[d] for d in table["disorder"].astype(str).to_numpy()[train_idx]])
-    sampler = samplers.MPerClassSampler(y_train, m=config.m_per_class, batch_size=config.batch_size, length_before_new_iter=len(train_idx))
-    steps_per_epoch = len(sampler) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    scheduler = warmup_cosine(optimiser, int(config.warmup_epochs * steps_per_epoch), total_steps)
-
-    crops = torch.from_numpy(data.crops).to(device)
-    male = torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)).to(device)
-    calibration = model.config.calibration
-    ba_column = table["bone_age_months"] if "bone_age_months" in table.columns else table["age_months"]
-    age_target = torch.from_numpy(((ba_column.to_numpy(np.float64) - calibration.age_mean) / calibration.age_sd).astype(np.float32)).to(device)
-    label_of = torch.full((len(table),), -1, dtype=torch.long)
-    label_of[torch.from_numpy(train_idx)] = torch.from_numpy(y_train)
-    label_of = label_of.to(device)
-
+    batches = _batches(data, train_mask, labels, model, config, device)
+    steps = batches.steps_per_epoch
+    parts = _build(config, model, len(names), steps, device)
     checkpoint_path = config.out / "checkpoint.pt"
     start_epoch, history = 0, []
     if config.resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        metric_loss.load_state_dict(state["loss"])
-        optimiser.load_state_dict(state["optimiser"])
-        start_epoch, history = int(state["epoch"]), json.loads(state["history"])
-        fast_forward(scheduler, start_epoch * steps_per_epoch)
+        start_epoch, history = _resume(checkpoint_path, parts, steps, device)
         log(f"resumed after epoch {start_epoch}")
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    autocast = device.type == "cuda"
     (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
-
     for epoch in range(start_epoch, config.epochs):
-        model.train()
-        started, sums = time.perf_counter(), {"metric": 0.0, "age": 0.0, "sex": 0.0}
-        order = np.fromiter(iter(sampler), dtype=np.int64)
-        for step in range(steps_per_epoch):
-            batch = torch.from_numpy(train_idx[order[step * config.batch_size : (step + 1) * config.batch_size]]).to(device)
-            x = augment(crops[batch], config.augment, generator)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                out = model(x, male[batch, None])
-            metric = metric_loss(out.embedding.float(), label_of[batch])
-            age = nn.functional.smooth_l1_loss(out.bone_age_raw.float(), age_target[batch], beta=0.1)
-            sex = nn.functional.binary_cross_entropy_with_logits(out.sex_logit.float(), male[batch])
-            loss = config.metric_weight * metric + config.age_weight * age + config.sex_weight * sex
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimiser.step()
-            scheduler.step()
-            sums["metric"] += metric.item()
-            sums["age"] += age.item()
-            sums["sex"] += sex.item()
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 1),
-                  **{f"loss_{k}": round(v / max(1, steps_per_epoch), 4) for k, v in sums.items()}}  # fmt: skip
-        record.update(validate(model, data, train_mask, val_mask, device))
+        started = time.perf_counter()
+        sums = _epoch(parts, batches, config, generator, device)
+        record = {
+            "epoch": epoch + 1,
+            "seconds": round(time.perf_counter() - started, 1),
+            **{f"loss_{k}": round(v / max(1, steps), 4) for k, v in sums.items()},
+        }
+        record.update(validate(parts.model, data, train_mask, val_mask, device))
         history.append(record)
         log(json.dumps(record))
         with (config.out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "loss": metric_loss.state_dict(), "optimiser": optimiser.state_dict(),
-                    "epoch": epoch + 1, "history": json.dumps(history)}, tmp)  # fmt: skip
-        tmp.replace(checkpoint_path)
-
-    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
-    provenance = {"trained_by": "training.train", "train_config": config.to_json(), "history": history,
-                  "training_disorders": names, "held_out_disorders": list(config.held_out)}  # fmt: skip
+        _save_checkpoint(checkpoint_path, parts, epoch + 1, history)
+    model = parts.model.to("cpu", memory_format=torch.contiguous_format).eval()
+    provenance = {
+        "trained_by": "training.train",
+        "train_config": config.to_json(),
+        "history": history,
+        "training_disorders": names,
+        "held_out_disorders": list(config.held_out),
+    }
     save_model(model, config.out / "model", provenance=provenance)
     return config.out / "model"
 
@@ -223,8 +304,9 @@ def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, v
     is_val = val_mask[index]
     disorder = table["disorder"].astype(str).to_numpy()[index]
     patients = table["patient_id"].astype(str).to_numpy()[index]
-    ranks, codes, _ = disorder_ranks(emb.embeddings[is_val], disorder[is_val], patients[is_val],
-                                     emb.embeddings[~is_val], disorder[~is_val], patients[~is_val])  # fmt: skip
+    ranks, codes, _ = disorder_ranks(
+        emb.embeddings[is_val], disorder[is_val], patients[is_val], emb.embeddings[~is_val], disorder[~is_val], patients[~is_val]
+    )
     reference = (table["bone_age_months"] if "bone_age_months" in table.columns else table["age_months"]).to_numpy()[index]
     return {
         "val_bone_age_mad_months": round(float(np.mean(np.abs(emb.bone_age_months[is_val] - reference[is_val]))), 2),

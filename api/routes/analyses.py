@@ -24,16 +24,28 @@ def _result(analysis_id: str, stored: StoredAnalysis, ranking: Ranking, position
     gate = result.gate
     deviation = result.bone_age_deviation_months
     return AnalysisResult(
-        analysis_id=analysis_id, accepted=True, sex=result.sex or "", sex_source=result.sex_source or "", age_months=result.age_months,
-        bone_age_months=round(result.bone_age_months or 0.0, 2), bone_age_deviation_months=None if deviation is None else round(deviation, 2),
-        bone_age_z=result.bone_age_z, bone_age_z_note=result.bone_age_z_note, male_probability=round(result.male_probability or 0.0, 4),
+        analysis_id=analysis_id,
+        accepted=True,
+        sex=result.sex or "",
+        sex_source=result.sex_source or "",
+        age_months=result.age_months,
+        bone_age_months=round(result.bone_age_months or 0.0, 2),
+        bone_age_deviation_months=None if deviation is None else round(deviation, 2),
+        bone_age_z=result.bone_age_z,
+        bone_age_z_note=result.bone_age_z_note,
+        male_probability=round(result.male_probability or 0.0, 4),
         sex_warning=result.sex_warning,
-        quality=Quality(codes=gate.codes, measurements=gate.measurements, warnings=gate.warnings) if gate else Quality(codes=[], measurements={}),
+        quality=Quality(codes=gate.codes, measurements=gate.measurements, warnings=gate.warnings)
+        if gate
+        else Quality(codes=[], measurements={}),
         ranking=ranking,
-        links=Links(thumbnail=f"/api/v1/analyses/{analysis_id}/thumbnail.png",
-                    overlay=f"/api/v1/analyses/{analysis_id}/overlay.png" if stored.overlay_wanted else None),
-        map_position=position, timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
-    )  # fmt: skip
+        links=Links(
+            thumbnail=f"/api/v1/analyses/{analysis_id}/thumbnail.png",
+            overlay=f"/api/v1/analyses/{analysis_id}/overlay.png" if stored.overlay_wanted else None,
+        ),
+        map_position=position,
+        timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
+    )
 
 
 @router.post("", response_model=AnalysisResult, tags=["analysis"])

@@ -35,7 +35,9 @@ def list_cases(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> CaseList:
-    filters = Filters.of(sex=sex, age_min_months=age_min_months, age_max_months=age_max_months, source=source, disorders=(disorder,) if disorder else ())
+    filters = Filters.of(
+        sex=sex, age_min_months=age_min_months, age_max_months=age_max_months, source=source, disorders=(disorder,) if disorder else ()
+    )
     table = gallery.cases(filters)
     page = table.iloc[offset : offset + limit]
     return CaseList(total=len(table), cases=[_case(r) for r in page.to_dict("records")])
@@ -60,8 +62,18 @@ async def add_case(who: Curator, runtime: RuntimeDep, body: NewCaseFromAnalysis)
     result = stored.analysis
     if result.age_months is None:
         raise Problem(422, "Age missing", "The analysis had no chronological age; analyse again with age_months to add the case.")
-    new = NewCase(result.embedding, result.sex or "", result.age_months, body.disorder, body.gene or None, body.patient_id or None,
-                  None, result.bone_age_months, body.source, stored.pixels)  # fmt: skip
+    new = NewCase(
+        result.embedding,
+        result.sex or "",
+        result.age_months,
+        body.disorder,
+        body.gene or None,
+        body.patient_id or None,
+        None,
+        result.bone_age_months,
+        body.source,
+        stored.pixels,
+    )
     try:
         (case_id,) = await run_in_threadpool(runtime.gallery.add_cases, [new], runtime.card.fingerprint, f"key:{who.key_id}")
     except GalleryError as exc:

@@ -33,12 +33,27 @@ async def cohort_map_points(
     # placed on the very map returned, even if a refit lands meanwhile
     query_position = None if stored is None else await run_in_threadpool(position_on, current, stored.analysis.embedding)
     table = map_table(runtime.gallery, current)
-    points = [MapPoint(case_id=r.case_id, x=round(float(r.x), 4), y=round(float(r.y), 4), disorder=r.disorder,
-                       disorder_name=r.disorder_name if isinstance(r.disorder_name, str) else None, sex=r.sex,
-                       age_months=float(r.age_months)) for r in table.itertuples()]  # fmt: skip
-    return CohortMapOut(key=current.key, generation=current.generation, fitted_generation=current.fitted_generation,
-                        placed_by_transform=current.placed_by_transform, model_fingerprint=current.model_fingerprint, points=points,
-                        query_position=query_position)  # fmt: skip
+    points = [
+        MapPoint(
+            case_id=r.case_id,
+            x=round(float(r.x), 4),
+            y=round(float(r.y), 4),
+            disorder=r.disorder,
+            disorder_name=r.disorder_name if isinstance(r.disorder_name, str) else None,
+            sex=r.sex,
+            age_months=float(r.age_months),
+        )
+        for r in table.itertuples()
+    ]
+    return CohortMapOut(
+        key=current.key,
+        generation=current.generation,
+        fitted_generation=current.fitted_generation,
+        placed_by_transform=current.placed_by_transform,
+        model_fingerprint=current.model_fingerprint,
+        points=points,
+        query_position=query_position,
+    )
 
 
 @router.get("/audit")

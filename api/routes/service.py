@@ -27,6 +27,12 @@ def model_info(_: Reader, runtime: RuntimeDep) -> ModelInfo:
     c = card.config
     note = "trained on synthetic radiographs only; not validated on patients" if card.provenance.get("trained_by") else ""
     return ModelInfo(
-        fingerprint=card.fingerprint, backbone=c.backbone_name, input_size=c.input_size, embedding_dim=c.embedding_dim,
-        sex_head_trained=c.sex_head_trained, embedding_trained=c.embedding_trained, training_disorders=sorted(c.labels), note=note,
-    )  # fmt: skip
+        fingerprint=card.fingerprint,
+        backbone=c.backbone_name,
+        input_size=c.input_size,
+        embedding_dim=c.embedding_dim,
+        sex_head_trained=c.sex_head_trained,
+        embedding_trained=c.embedding_trained,
+        training_disorders=sorted(c.labels),
+        note=note,
+    )

@@ -13,12 +13,12 @@ seen dorsopalmar is displayed with the thumb on the image's right, so +x is imag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 
 
-class Row(str, Enum):
+class Row(StrEnum):
     """Which row of tubular bones a bone belongs to (drives maturation order)."""
 
     MC = "MC"
@@ -50,23 +50,51 @@ class TubularBone:
 
 # Adult lengths (mm): PHENOTYPES.md 1c, Buryanov & Kotiuk 2010.
 _LENGTHS = {
-    "MC1": 46.22, "PP1": 31.57, "DP1": 21.67,
-    "MC2": 68.12, "PP2": 39.78, "MP2": 22.38, "DP2": 15.82,
-    "MC3": 64.60, "PP3": 44.63, "MP3": 26.33, "DP3": 17.40,
-    "MC4": 58.00, "PP4": 41.37, "MP4": 25.65, "DP4": 17.30,
-    "MC5": 53.69, "PP5": 32.57, "MP5": 18.11, "DP5": 15.96,
-}  # fmt: skip
+    "MC1": 46.22,
+    "PP1": 31.57,
+    "DP1": 21.67,
+    "MC2": 68.12,
+    "PP2": 39.78,
+    "MP2": 22.38,
+    "DP2": 15.82,
+    "MC3": 64.60,
+    "PP3": 44.63,
+    "MP3": 26.33,
+    "DP3": 17.40,
+    "MC4": 58.00,
+    "PP4": 41.37,
+    "MP4": 25.65,
+    "DP4": 17.30,
+    "MC5": 53.69,
+    "PP5": 32.57,
+    "MP5": 18.11,
+    "DP5": 15.96,
+}
 # Soft tissue beyond the distal phalanx tip (mm), same source.
 FINGERTIP_PAD_MM = {1: 5.67, 2: 3.84, 3: 3.95, 4: 3.95, 5: 3.73}
 
 # Adult mid-shaft widths (mm). General anatomical knowledge, not from a measured table.
 _WIDTHS = {
-    "MC1": 9.0, "PP1": 8.8, "DP1": 6.2,
-    "MC2": 8.4, "PP2": 8.0, "MP2": 6.6, "DP2": 4.6,
-    "MC3": 8.4, "PP3": 8.4, "MP3": 7.0, "DP3": 5.0,
-    "MC4": 7.0, "PP4": 7.8, "MP4": 6.6, "DP4": 4.7,
-    "MC5": 7.4, "PP5": 6.8, "MP5": 5.6, "DP5": 4.2,
-}  # fmt: skip
+    "MC1": 9.0,
+    "PP1": 8.8,
+    "DP1": 6.2,
+    "MC2": 8.4,
+    "PP2": 8.0,
+    "MP2": 6.6,
+    "DP2": 4.6,
+    "MC3": 8.4,
+    "PP3": 8.4,
+    "MP3": 7.0,
+    "DP3": 5.0,
+    "MC4": 7.0,
+    "PP4": 7.8,
+    "MP4": 6.6,
+    "DP4": 4.7,
+    "MC5": 7.4,
+    "PP5": 6.8,
+    "MP5": 5.6,
+    "DP5": 4.2,
+}
 
 
 def _hand_bone(name: str) -> TubularBone:
@@ -75,37 +103,68 @@ def _hand_bone(name: str) -> TubularBone:
     if row is Row.MC:
         proximal_epiphysis = digit == 1
         return TubularBone(
-            name, row, digit, _LENGTHS[name], _WIDTHS[name],
-            proximal_width=1.55, distal_width=1.55,
+            name,
+            row,
+            digit,
+            _LENGTHS[name],
+            _WIDTHS[name],
+            proximal_width=1.55,
+            distal_width=1.55,
             epiphysis_end="proximal" if proximal_epiphysis else "distal",
             epiphysis_height=0.10 if proximal_epiphysis else 0.15,
-        )  # fmt: skip
+        )
     if row is Row.DP:
         return TubularBone(
-            name, row, digit, _LENGTHS[name], _WIDTHS[name],
-            proximal_width=1.75, distal_width=1.35,
-            epiphysis_end="proximal", epiphysis_height=0.17,
-        )  # fmt: skip
+            name,
+            row,
+            digit,
+            _LENGTHS[name],
+            _WIDTHS[name],
+            proximal_width=1.75,
+            distal_width=1.35,
+            epiphysis_end="proximal",
+            epiphysis_height=0.17,
+        )
     return TubularBone(
-        name, row, digit, _LENGTHS[name], _WIDTHS[name],
-        proximal_width=1.55, distal_width=1.30,
-        epiphysis_end="proximal", epiphysis_height=0.11,
-    )  # fmt: skip
+        name,
+        row,
+        digit,
+        _LENGTHS[name],
+        _WIDTHS[name],
+        proximal_width=1.55,
+        distal_width=1.30,
+        epiphysis_end="proximal",
+        epiphysis_height=0.11,
+    )
 
 
 HAND_BONES: tuple[TubularBone, ...] = tuple(_hand_bone(n) for n in _LENGTHS)
 
 # The visible distal forearm. Lengths are how much of the bone the field shows.
 RADIUS = TubularBone(
-    "radius", Row.FOREARM, 0, 95.0, 15.5, proximal_width=1.0, distal_width=1.95,
-    epiphysis_end="distal", epiphysis_height=0.10,
-)  # fmt: skip
+    "radius",
+    Row.FOREARM,
+    0,
+    95.0,
+    15.5,
+    proximal_width=1.0,
+    distal_width=1.95,
+    epiphysis_end="distal",
+    epiphysis_height=0.10,
+)
 ULNA = TubularBone(
-    "ulna", Row.FOREARM, 0, 93.0, 11.5, proximal_width=1.0, distal_width=1.45,
-    epiphysis_end="distal", epiphysis_height=0.08,
-)  # fmt: skip
+    "ulna",
+    Row.FOREARM,
+    0,
+    93.0,
+    11.5,
+    proximal_width=1.0,
+    distal_width=1.45,
+    epiphysis_end="distal",
+    epiphysis_height=0.08,
+)
 
-TUBULAR_BONES: tuple[TubularBone, ...] = HAND_BONES + (RADIUS, ULNA)
+TUBULAR_BONES: tuple[TubularBone, ...] = (*HAND_BONES, RADIUS, ULNA)
 BONES_BY_NAME: dict[str, TubularBone] = {b.name: b for b in TUBULAR_BONES}
 
 # Digit rays, proximal to distal. The thumb has no middle phalanx.

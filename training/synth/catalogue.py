@@ -15,8 +15,17 @@ def _gene_symbols(genes: list[str]) -> list[str]:
 
 def builtin_disorders() -> list[Disorder]:
     return [
-        Disorder(id=s.id, name=s.name, category=s.category, genes=_gene_symbols(s.genes), omim=s.omim, orpha=s.orpha, mondo=s.mondo,
-                 nosology_group=s.nosology.group if s.nosology else None, nosology_revision=s.nosology.revision if s.nosology else None)  # fmt: skip
+        Disorder(
+            id=s.id,
+            name=s.name,
+            category=s.category,
+            genes=_gene_symbols(s.genes),
+            omim=s.omim,
+            orpha=s.orpha,
+            mondo=s.mondo,
+            nosology_group=s.nosology.group if s.nosology else None,
+            nosology_revision=s.nosology.revision if s.nosology else None,
+        )
         for s in builtin_specs()
     ]
 

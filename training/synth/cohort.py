@@ -31,9 +31,24 @@ from training.synth.xray import Exposure, Frame, Radiograph, choose_frame, expos
 
 GENERATOR_VERSION = "1"
 MANIFEST_COLUMNS = [
-    "image", "case_id", "patient_id", "sex", "age_months", "disorder", "gene", "bone_age_months",
-    "source", "split", "mask", "disorder_name", "category", "pixel_spacing_mm", "width", "height", "seed",
-]  # fmt: skip
+    "image",
+    "case_id",
+    "patient_id",
+    "sex",
+    "age_months",
+    "disorder",
+    "gene",
+    "bone_age_months",
+    "source",
+    "split",
+    "mask",
+    "disorder_name",
+    "category",
+    "pixel_spacing_mm",
+    "width",
+    "height",
+    "seed",
+]
 MAX_BONE_AGE_YEARS = {"F": 18.0, "M": 19.0}  # end of the Greulich-Pyle standards
 
 
@@ -113,8 +128,10 @@ def plan_cohort(config: CohortConfig) -> list[PlannedCase]:
             if len(cases) >= config.n or age > high:
                 break
             cases.append(
-                PlannedCase(f"syn-{len(cases):06d}", f"synp-{patient:06d}", disorder, sex, round(age, 3), patient_seed, int(rng.integers(2**31)))
-            )  # fmt: skip
+                PlannedCase(
+                    f"syn-{len(cases):06d}", f"synp-{patient:06d}", disorder, sex, round(age, 3), patient_seed, int(rng.integers(2**31))
+                )
+            )
             age += float(rng.uniform(0.5, 3.0))
         patient += 1
     return cases
@@ -180,10 +197,15 @@ def render_case(plan: PlannedCase, config: CohortConfig, specs: dict[str, Disord
     if config.format == "dicom":
         image_rel = f"images/{plan.case_id}.dcm"
         write_dicom(
-            config.out / image_rel, radiograph.image, sex=plan.sex, age_months=age_months,
-            pixel_spacing_mm=radiograph.pixel_spacing_mm, seed=plan.image_seed,
-            monochrome1=bool(rng.random() < 0.3), patient=FakePatient.invent(rng, age_months),
-        )  # fmt: skip
+            config.out / image_rel,
+            radiograph.image,
+            sex=plan.sex,
+            age_months=age_months,
+            pixel_spacing_mm=radiograph.pixel_spacing_mm,
+            seed=plan.image_seed,
+            monochrome1=bool(rng.random() < 0.3),
+            patient=FakePatient.invent(rng, age_months),
+        )
     else:
         image_rel = f"images/{plan.case_id}.png"
         write_png(config.out / image_rel, radiograph.image, config.bits)
@@ -214,11 +236,19 @@ def render_case(plan: PlannedCase, config: CohortConfig, specs: dict[str, Disord
     for bone in layout.bones:
         x0, y0 = frame.point(bone.start)
         x1, y1 = frame.point(bone.end)
-        bones.append({
-            "case_id": plan.case_id, "bone": bone.name, "length_mm": round(bone.length_mm, 3),
-            "width_mm": round(bone.width_mm, 3), "epiphysis": bone.epiphysis,
-            "x0": round(x0, 1), "y0": round(y0, 1), "x1": round(x1, 1), "y1": round(y1, 1),
-        })  # fmt: skip
+        bones.append(
+            {
+                "case_id": plan.case_id,
+                "bone": bone.name,
+                "length_mm": round(bone.length_mm, 3),
+                "width_mm": round(bone.width_mm, 3),
+                "epiphysis": bone.epiphysis,
+                "x0": round(x0, 1),
+                "y0": round(y0, 1),
+                "x1": round(x1, 1),
+                "y1": round(y1, 1),
+            }
+        )
     return RenderedCase(row, bones)
 
 
@@ -298,8 +328,6 @@ def summarise(manifest: pd.DataFrame) -> str:
     for disorder, group in grouped:
         ages = group["age_months"] / 12
         lines.append(
-            f"  {disorder:28s} {len(group):5d}  F {int((group['sex'] == 'F').sum()):4d}  "
-            f"age {ages.min():4.1f}-{ages.max():4.1f} y"
+            f"  {disorder:28s} {len(group):5d}  F {int((group['sex'] == 'F').sum()):4d}  age {ages.min():4.1f}-{ages.max():4.1f} y"
         )
     return "\n".join(lines)
-

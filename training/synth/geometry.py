@@ -132,6 +132,17 @@ def _rotate_about(point: np.ndarray, centre: np.ndarray, angle_deg: float) -> np
     return centre + np.array([d[0] * math.cos(a) + d[1] * math.sin(a), -d[0] * math.sin(a) + d[1] * math.cos(a)])
 
 
+def _growth_plate_signs(ph: ResolvedPhenotype, bone: A.TubularBone, st) -> tuple[float, float, float, float]:
+    """Cone, cupping, fraying and lucent tongues at an open, ossified growth plate (none otherwise)."""
+    if not (st.present and not st.fused):
+        return 0.0, 0.0, 0.0, 0.0
+    return (
+        float(np.clip(ph.feature_on("cone_epiphysis", bone, ()), 0, 1)),
+        float(np.clip(ph.feature_on("metaphyseal_cupping", bone), 0, 1)),
+        float(np.clip(ph.feature_on("metaphyseal_fraying", bone), 0, 1)),
+        float(np.clip(ph.feature_on("lucent_tongues", bone), 0, 1)),
+    )
+
 
 @dataclass
 class _Builder:
@@ -180,39 +191,13 @@ class _Builder:
         name = name or bone.name
         axis = _direction(angle_deg)
         st = self.state(bone)
-        r_shaft = width / 2
-        flare = ph.feature_on("metaphyseal_flare", bone)
-        r_prox = r_shaft * bone.proximal_width * (flare if bone.epiphysis_end == "proximal" else 1.0)
-        r_dist = r_shaft * bone.distal_width * (flare if bone.epiphysis_end == "distal" else 1.0)
-        if bone.row is A.Row.DP:
-            r_dist *= ph.feature_on("dp_tuft_width", bone)
+        r_shaft, r_prox, r_dist, cortex, flare = self._radii(bone, width)
         density = ph.feature("bone_density")
-        maturity = min(self.case.bone_age_years / 14.0, 1.0)
-        cortex = r_shaft * (0.26 + 0.14 * maturity) * ph.feature_on("cortical_thickness", bone)
 
         eh_full = bone.epiphysis_height * length
-        gap = 0.0
-        shaft_start, shaft_len = start.copy(), length
-        ends = {"proximal": "square", "distal": "round"}
-        if bone.row is A.Row.DP:
-            ends["distal"] = "tuft"
-        if bone.row is A.Row.MC and bone.digit != 1 and ph.feature_on("mc_base_pointing", bone, ("MC2", "MC3", "MC4", "MC5")) > 0.05:
-            ends["proximal"] = "point"
-        cone = cup = fray = tongue = 0.0
-        if st.present and not st.fused:
-            cone = float(np.clip(ph.feature_on("cone_epiphysis", bone, ()), 0, 1))
-            cup = float(np.clip(ph.feature_on("metaphyseal_cupping", bone), 0, 1))
-            fray = float(np.clip(ph.feature_on("metaphyseal_fraying", bone), 0, 1))
-            tongue = float(np.clip(ph.feature_on("lucent_tongues", bone), 0, 1))
-        if not st.fused:
-            ends[bone.epiphysis_end] = "flat"
-            base_gap = 1.0 * self.scale * st.physis_gap * ph.feature_on("physis_widening", bone)
-            gap = base_gap if st.present else 0.0
-            shaft_len = length - eh_full - gap
-            if bone.epiphysis_end == "proximal":
-                shaft_start = start + axis * (eh_full + gap)
-        elif bone.epiphysis_end == "proximal":
-            ends["proximal"] = "square"
+        ends = self._end_shapes(bone)
+        cone, cup, fray, tongue = _growth_plate_signs(self.ph, bone, st)
+        gap, shaft_start, shaft_len = self._shaft_span(bone, st, ends, start, axis, length, eh_full)
 
         taper = float(np.clip(ph.feature_on("bullet_phalanges", bone, ("phalanges",)), 0, 1))
         stretch = (shaft_len + extend_proximally) / max(shaft_len, 1e-6)
@@ -246,23 +231,96 @@ class _Builder:
         if st.present and not st.fused:
             self._epiphysis(bone, name, st, start, axis, angle_deg, length, eh_full, gap, r_prox, r_dist, cone, end_tilt_deg)
         elif st.fused and st.scar > 0.05:
-            at = start + axis * (eh_full if bone.epiphysis_end == "proximal" else length - eh_full)
-            r_end = r_prox if bone.epiphysis_end == "proximal" else r_dist
-            self.layout.discs.append(
-                Disc(f"{name}_scar", (float(at[0]), float(at[1])), math.radians(angle_deg), r_end * 0.95,
-                     0.25 * self.scale, 0.25 * self.scale, density=0.8 * st.scar, shell=1.0, trabecular=False)
-            )  # fmt: skip
+            self._physeal_scar(
+                bone,
+                name,
+                st.scar,
+                start + axis * (eh_full if bone.epiphysis_end == "proximal" else length - eh_full),
+                angle_deg,
+                r_prox if bone.epiphysis_end == "proximal" else r_dist,
+            )
         end = start + axis * length
         self.layout.bones.append(
             BoneRecord(name, float(length), float(width), st.stage, (float(start[0]), float(start[1])), (float(end[0]), float(end[1])))
         )
         return end
 
+    def _shaft_span(
+        self,
+        bone: A.TubularBone,
+        st,
+        ends: dict[str, str],
+        start: np.ndarray,
+        axis: np.ndarray,
+        length: float,
+        eh_full: float,
+    ) -> tuple[float, np.ndarray, float]:
+        """The growth-plate gap, and where the shaft starts and how long it is (the epiphysis takes its share
+        until the plate fuses); marks the plate's end of the shaft flat while it is open."""
+        if st.fused:
+            if bone.epiphysis_end == "proximal":
+                ends["proximal"] = "square"
+            return 0.0, start.copy(), length
+        ends[bone.epiphysis_end] = "flat"
+        gap = 1.0 * self.scale * st.physis_gap * self.ph.feature_on("physis_widening", bone) if st.present else 0.0
+        shaft_start = start + axis * (eh_full + gap) if bone.epiphysis_end == "proximal" else start.copy()
+        return gap, shaft_start, length - eh_full - gap
+
+    def _radii(self, bone: A.TubularBone, width: float) -> tuple[float, float, float, float, float]:
+        """Shaft, proximal and distal end radii, cortex thickness (mm) and the metaphyseal flare."""
+        ph = self.ph
+        r_shaft = width / 2
+        flare = ph.feature_on("metaphyseal_flare", bone)
+        r_prox = r_shaft * bone.proximal_width * (flare if bone.epiphysis_end == "proximal" else 1.0)
+        r_dist = r_shaft * bone.distal_width * (flare if bone.epiphysis_end == "distal" else 1.0)
+        if bone.row is A.Row.DP:
+            r_dist *= ph.feature_on("dp_tuft_width", bone)
+        maturity = min(self.case.bone_age_years / 14.0, 1.0)
+        cortex = r_shaft * (0.26 + 0.14 * maturity) * ph.feature_on("cortical_thickness", bone)
+        return r_shaft, r_prox, r_dist, cortex, flare
+
+    def _end_shapes(self, bone: A.TubularBone) -> dict[str, str]:
+        """How each end of the shaft is drawn before the growth plate is considered."""
+        ends = {"proximal": "square", "distal": "round"}
+        if bone.row is A.Row.DP:
+            ends["distal"] = "tuft"
+        pointing = self.ph.feature_on("mc_base_pointing", bone, ("MC2", "MC3", "MC4", "MC5"))
+        if bone.row is A.Row.MC and bone.digit != 1 and pointing > 0.05:
+            ends["proximal"] = "point"
+        return ends
+
+    def _physeal_scar(self, bone: A.TubularBone, name: str, scar: float, at: np.ndarray, angle_deg: float, r_end: float) -> None:
+        """The dense line a fused growth plate leaves."""
+        self.layout.discs.append(
+            Disc(
+                f"{name}_scar",
+                (float(at[0]), float(at[1])),
+                math.radians(angle_deg),
+                r_end * 0.95,
+                0.25 * self.scale,
+                0.25 * self.scale,
+                density=0.8 * scar,
+                shell=1.0,
+                trabecular=False,
+            )
+        )
+
     def _epiphysis(
-        self, bone: A.TubularBone, name: str, st: M.EpiphysisState, start: np.ndarray, axis: np.ndarray,
-        angle_deg: float, length: float, eh_full: float, gap: float, r_prox: float, r_dist: float, cone: float,
+        self,
+        bone: A.TubularBone,
+        name: str,
+        st: M.EpiphysisState,
+        start: np.ndarray,
+        axis: np.ndarray,
+        angle_deg: float,
+        length: float,
+        eh_full: float,
+        gap: float,
+        r_prox: float,
+        r_dist: float,
+        cone: float,
         end_tilt_deg: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         ph = self.ph
         size = ph.feature_on("epiphysis_size", bone)
         r_end = r_prox if bone.epiphysis_end == "proximal" else r_dist
@@ -315,9 +373,17 @@ class _Builder:
         tube.length -= h + gap
         tube.prox_end = "square"
         self.layout.discs.append(
-            Disc(f"{tube.name}_pseudoepiphysis", (float(centre[0]), float(centre[1])), tube.angle, tube.r_prox * 0.9,
-                 h / 2, tube.r_prox * 0.75, density=self.ph.feature("bone_density"), seed=tube.seed + 7)
-        )  # fmt: skip
+            Disc(
+                f"{tube.name}_pseudoepiphysis",
+                (float(centre[0]), float(centre[1])),
+                tube.angle,
+                tube.r_prox * 0.9,
+                h / 2,
+                tube.r_prox * 0.75,
+                density=self.ph.feature("bone_density"),
+                seed=tube.seed + 7,
+            )
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -423,9 +489,18 @@ def _carpals(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float)
         cap, ham = placed["capitate"], placed["hamate"]
         mid = ((cap.centre[0] + ham.centre[0]) / 2, (cap.centre[1] + ham.centre[1]) / 2)
         b.layout.discs.append(
-            Disc("capitate_hamate_bridge", mid, cap.angle, 0.5 * (cap.half_q + ham.half_q) * 0.8, cap.half_p * 0.7,
-                 cap.depth * 0.6, density=cap.density, shell=0.1, seed=cap.seed + 3)
-        )  # fmt: skip
+            Disc(
+                "capitate_hamate_bridge",
+                mid,
+                cap.angle,
+                0.5 * (cap.half_q + ham.half_q) * 0.8,
+                cap.half_p * 0.7,
+                cap.depth * 0.6,
+                density=cap.density,
+                shell=0.1,
+                seed=cap.seed + 3,
+            )
+        )
     if ph.feature("extra_carpal") > 0.5 and "capitate" in placed:
         cap = placed["capitate"]
         extra = _rotate_about(np.array([-6.0, 9.5]) * scale, wrist, hand_rotation)
@@ -506,9 +581,17 @@ def _sesamoid(b: _Builder, mc1_head: np.ndarray, angle: float, width: float, sca
     ses = A.CARPALS_BY_NAME["sesamoid"]
     at = mc1_head - _direction(angle) * width * 0.35 - _direction(angle + 90) * width * 0.28
     b.layout.discs.append(
-        Disc("sesamoid", (float(at[0]), float(at[1])), math.radians(angle), ses.half_x * scale * st.size,
-             ses.half_y * scale * st.size, ses.half_x * scale * st.size, density=b.ph.feature("bone_density"), seed=3)
-    )  # fmt: skip
+        Disc(
+            "sesamoid",
+            (float(at[0]), float(at[1])),
+            math.radians(angle),
+            ses.half_x * scale * st.size,
+            ses.half_y * scale * st.size,
+            ses.half_x * scale * st.size,
+            density=b.ph.feature("bone_density"),
+            seed=3,
+        )
+    )
 
 
 def _extra_digit(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float, joint: float) -> tuple[np.ndarray, float]:
@@ -585,24 +668,36 @@ def _soft_tissue(b: _Builder, scale: float, wrist: np.ndarray, tips: dict[int, t
     # forearm: widening slowly, running far past the bottom of any image
     far = wrist_centre + np.array([0.0, -400.0])
     b.layout.polygons.append(
-        np.array([
-            wrist_centre + np.array([-wrist_half, 6 * scale]),
-            wrist_centre + np.array([wrist_half, 6 * scale]),
-            far + np.array([wrist_half * 1.4, 0]),
-            far + np.array([-wrist_half * 1.4, 0]),
-        ])
-    )  # fmt: skip
+        np.array(
+            [
+                wrist_centre + np.array([-wrist_half, 6 * scale]),
+                wrist_centre + np.array([wrist_half, 6 * scale]),
+                far + np.array([wrist_half * 1.4, 0]),
+                far + np.array([-wrist_half * 1.4, 0]),
+            ]
+        )
+    )
     b.layout.wrist = (float(wrist_centre[0]), float(wrist_centre[1]))
 
 
 def _calcifications(b: _Builder, scale: float) -> None:
     """Subcutaneous ossifications (AHO): small dense blobs in the palm's soft tissue."""
-    count = int(round(max(0.0, b.ph.feature("soft_tissue_calcifications"))))
+    count = round(max(0.0, b.ph.feature("soft_tissue_calcifications")))
     for k in range(count):
         x = b.rng.uniform(-22, 25) * scale
         y = b.rng.uniform(5, 60) * scale
         r = b.rng.uniform(0.8, 2.2) * scale
         b.layout.discs.append(
-            Disc(f"calcification{k}", (x, y), b.rng.uniform(0, math.pi), r, r * b.rng.uniform(0.6, 1.4), r,
-                 density=0.9, irregularity=0.6, seed=int(b.rng.integers(2**31)), trabecular=False)
-        )  # fmt: skip
+            Disc(
+                f"calcification{k}",
+                (x, y),
+                b.rng.uniform(0, math.pi),
+                r,
+                r * b.rng.uniform(0.6, 1.4),
+                r,
+                density=0.9,
+                irregularity=0.6,
+                seed=int(b.rng.integers(2**31)),
+                trabecular=False,
+            )
+        )

@@ -122,9 +122,7 @@ class EpiphysisState:
         return "open"
 
 
-def epiphysis_state(
-    bone: TubularBone, sex: str, bone_age_years: float, jitter: float = 0.0, fusion_advance: float = 0.0
-) -> EpiphysisState:
+def epiphysis_state(bone: TubularBone, sex: str, bone_age_years: float, jitter: float = 0.0, fusion_advance: float = 0.0) -> EpiphysisState:
     """The state of `bone`'s epiphysis at a bone age.
 
     `jitter` delays this centre (years; individual variation or a disorder's late

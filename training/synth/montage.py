@@ -22,7 +22,7 @@ def load_grey(path: Path) -> np.ndarray:
 def tile(image01: np.ndarray, caption: str, height: int = TILE_HEIGHT) -> np.ndarray:
     """One 8-bit tile of a fixed height with a caption bar underneath."""
     h, w = image01.shape
-    width = max(1, int(round(w * height / h)))
+    width = max(1, round(w * height / h))
     small = cv2.resize((np.clip(image01, 0, 1) * 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_AREA)
     bar = np.full((22, width), 255, np.uint8)
     for i, line in enumerate([caption[:40]]):

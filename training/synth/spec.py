@@ -16,7 +16,7 @@ silently healthy hand. Adding a disorder is a YAML file, no code:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -33,7 +33,7 @@ class SpecError(Bone2GeneError, ValueError):
     """A disorder spec file is unreadable or names something that does not exist."""
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     FACTOR = "factor"  # multiplies; 1 is unaffected
     OFFSET = "offset"  # adds; 0 is unaffected
 
@@ -86,6 +86,7 @@ PARAMETERS: dict[str, Parameter] = {
     "bullet_phalanges": Parameter(Kind.OFFSET, "0..1 phalanges taper at their ends (bullet shape)"),
     "soft_tissue_calcifications": Parameter(Kind.OFFSET, "number of subcutaneous ossifications"),
 }
+
 
 class ThumbForm(StrEnum):
     """The thumb a patient is drawn with (Holt-Oram and other radial-ray disorders)."""
@@ -383,4 +384,3 @@ class ResolvedPhenotype:
         if targets is not None and bone_name not in targets:
             return PARAMETERS[name].neutral
         return self.feature(name)
-

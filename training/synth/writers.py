@@ -61,7 +61,7 @@ class FakePatient:
     @classmethod
     def invent(cls, rng: np.random.Generator, age_months: float) -> FakePatient:
         study = dt.date(2020, 1, 1) + dt.timedelta(days=int(rng.integers(0, 6 * 365)))
-        birth = study - dt.timedelta(days=int(round(age_months * 30.4375)))
+        birth = study - dt.timedelta(days=round(age_months * 30.4375))
         given, family = str(rng.choice(_GIVEN)), str(rng.choice(_FAMILY))
         town = str(rng.choice(_TOWNS))
         return cls(
@@ -100,9 +100,9 @@ def write_dicom(
     if monochrome1:  # bone is dark in the stored values; readers must invert
         stored = (2**DICOM_BITS_STORED - 1) - stored
     entropy = [f"bone2gene-synth-{seed}"]
-    study_uid = generate_uid(entropy_srcs=entropy + ["study"])
-    series_uid = generate_uid(entropy_srcs=entropy + ["series"])
-    sop_uid = generate_uid(entropy_srcs=entropy + ["sop"])
+    study_uid = generate_uid(entropy_srcs=[*entropy, "study"])
+    series_uid = generate_uid(entropy_srcs=[*entropy, "series"])
+    sop_uid = generate_uid(entropy_srcs=[*entropy, "sop"])
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CR_IMAGE_STORAGE

@@ -89,7 +89,7 @@ class Frame:
 def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.random.Generator) -> Frame:
     """Scale and place the hand like a radiographer would: filling most of the field."""
     height = int(size)
-    width = int(round(size * rng.uniform(0.74, 0.88)))
+    width = round(size * rng.uniform(0.74, 0.88))
     rotation = math.radians(rotation_deg)
     probe = Frame((height, width), 1.0, rotation, (0.0, 0.0))
     # capsule ends padded by their radius so that fingertips are never cut off
@@ -116,18 +116,32 @@ def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.ran
 def _tube_to_px(tube: Tube, frame: Frame) -> Tube:
     k = frame.px_per_mm
     return Tube(
-        **{**tube.__dict__, "origin": frame.point(tube.origin), "angle": tube.angle + frame.rotation,
-           "length": tube.length * k, "r_prox": tube.r_prox * k, "r_shaft": tube.r_shaft * k,
-           "r_dist": tube.r_dist * k, "cortex": tube.cortex * k, "bend": tube.bend * k}
-    )  # fmt: skip
+        **{
+            **tube.__dict__,
+            "origin": frame.point(tube.origin),
+            "angle": tube.angle + frame.rotation,
+            "length": tube.length * k,
+            "r_prox": tube.r_prox * k,
+            "r_shaft": tube.r_shaft * k,
+            "r_dist": tube.r_dist * k,
+            "cortex": tube.cortex * k,
+            "bend": tube.bend * k,
+        }
+    )
 
 
 def _disc_to_px(disc: Disc, frame: Frame) -> Disc:
     k = frame.px_per_mm
     return Disc(
-        **{**disc.__dict__, "centre": frame.point(disc.centre), "angle": disc.angle + frame.rotation,
-           "half_q": disc.half_q * k, "half_p": disc.half_p * k, "depth": disc.depth * k}
-    )  # fmt: skip
+        **{
+            **disc.__dict__,
+            "centre": frame.point(disc.centre),
+            "angle": disc.angle + frame.rotation,
+            "half_q": disc.half_q * k,
+            "half_p": disc.half_p * k,
+            "depth": disc.depth * k,
+        }
+    )
 
 
 def bone_paths(layout: HandLayout, frame: Frame) -> PathMaps:
@@ -152,8 +166,8 @@ def soft_tissue(layout: HandLayout, frame: Frame) -> tuple[np.ndarray, np.ndarra
         n = np.array([-d[1], d[0]]) / max(float(np.linalg.norm(d)), 1e-6)
         quad = np.array([p0 + n * cap.r0 * k, p1 + n * cap.r1 * k, p1 - n * cap.r1 * k, p0 - n * cap.r0 * k])
         cv2.fillConvexPoly(mask, np.round(quad).astype(np.int32), 255, lineType=cv2.LINE_AA)
-        cv2.circle(mask, tuple(np.round(p0).astype(int)), int(round(cap.r0 * k)), 255, -1, cv2.LINE_AA)
-        cv2.circle(mask, tuple(np.round(p1).astype(int)), int(round(cap.r1 * k)), 255, -1, cv2.LINE_AA)
+        cv2.circle(mask, tuple(np.round(p0).astype(int)), round(cap.r0 * k), 255, -1, cv2.LINE_AA)
+        cv2.circle(mask, tuple(np.round(p1).astype(int)), round(cap.r1 * k), 255, -1, cv2.LINE_AA)
     for i, poly in enumerate(layout.polygons):
         pts = cv2.convexHull(np.round(frame.points(poly)).astype(np.int32))
         target = forearm if i == len(layout.polygons) - 1 else mask
@@ -200,9 +214,7 @@ class Radiograph:
     pixel_spacing_mm: float
 
 
-def expose(
-    layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0
-) -> Radiograph:
+def expose(layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0) -> Radiograph:
     """Render the layout as a processed radiograph."""
     k = frame.px_per_mm
     soft, mask = soft_tissue(layout, frame)
@@ -240,7 +252,7 @@ def expose(
     image = table[index]
     low = _blur(image, 1.5 * k + 2.0)
     image = image + exposure.edge_enhance * (image - low)
-    h, w = frame.shape
+    h, _w = frame.shape
     ramp = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
     image = image * (1.0 + exposure.heel * ramp)
 
@@ -291,7 +303,7 @@ def _annotations(shape: tuple[int, int], exposure: Exposure, hand: np.ndarray, r
     if exposure.label:
         items.append((f"{rng.choice(_LABELS)} {rng.integers(1, 99):02d}", 0.9 * scale, False))
     for text, font_scale, boxed in items:
-        thickness = max(1, int(round(3 * scale)))
+        thickness = max(1, round(3 * scale))
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         pad = int(6 * scale)
         for _ in range(20):  # look for a corner region clear of the hand
