@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -40,6 +44,38 @@ def cli() -> list[str]:
     return [found]
 
 
+def run_bone2gene(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`bone2gene ARGS` through the console script's own entry point (`api.cli.main`), in this process.
+
+    The same code a user runs, error mapping and exit status included; what it saves is the
+    interpreter start and the torch/timm imports (about 10 s here) of a new process per call.
+    `tests/test_cli.py` still runs the installed script as a subprocess.
+    """
+    from api.cli import main
+
+    argv, stdout, stderr = [str(a) for a in args], io.StringIO(), io.StringIO()
+    old_argv, old_cwd = sys.argv, Path.cwd()
+    sys.argv = ["bone2gene", *argv]
+    code: int | str | None = 0
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            main()
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        sys.argv = old_argv
+        os.chdir(old_cwd)
+    returncode = code if isinstance(code, int) else (0 if code is None else 1)
+    return subprocess.CompletedProcess(["bone2gene", *argv], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+@pytest.fixture(scope="session")
+def bone2gene():
+    return run_bone2gene
+
+
 @pytest.fixture(scope="session")
 def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
     """A 36-image PNG cohort at 256 px, generated once per session."""
@@ -63,3 +99,41 @@ def real_hands_labelled(shared_dir: Path) -> tuple[list[Path], pd.DataFrame]:
         pytest.skip("../shared/real_hands_labelled is not present")
     labels = pd.read_csv(root / "labels.csv")
     return [root / f"{i}.png" for i in labels["id"]], labels
+
+
+SERVICE_DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
+
+
+@pytest.fixture(scope="session")
+def gallery_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """A 28-case synthetic cohort (4 disorders, 384 px) embedded once per session with the bundled model.
+
+    Modules that write to a gallery take their own copy (`copy_of_template`), so no module sees
+    another's changes and none pays for rendering and embedding again.
+    """
+    from index.ingest import add_manifest
+    from index.store import Gallery
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+    from training.synth.catalogue import seed_catalogue
+
+    root = tmp_path_factory.mktemp("template")
+    manifest = generate_cohort(CohortConfig(n=28, out=root / "cohort", seed=8, size=384, disorders=SERVICE_DISORDERS, workers=2))
+    card = read_card(BUNDLED_MODEL_DIR)
+    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(gallery)
+    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
+    gallery.close()
+    return root, manifest
+
+
+def copy_of_template(template: tuple[Path, pd.DataFrame], target: Path) -> tuple[Path, pd.DataFrame, list[Path]]:
+    """A private copy of the template gallery under `target` (its cohort images are shared, read-only):
+    (gallery path, manifest, paths of the images the gallery accepted)."""
+    from index.store import Gallery
+
+    root, manifest = template
+    shutil.copytree(root / "gallery", target / "gallery")
+    with Gallery.open(target / "gallery") as gallery:
+        accepted = set(gallery.cases()["case_id"])
+    images = [root / "cohort" / p for p, c in zip(manifest["image"], manifest["case_id"], strict=True) if c in accepted]
+    return target / "gallery", manifest, images

@@ -4,7 +4,6 @@ Deeplasia fixtures (random weights: the numbers are finite and consistent, not m
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -95,26 +94,10 @@ def test_similarity_map_to_another_case(analyzer: Analyzer, real_hands: list[Pat
     assert similarity.shape == pixels.shape and similarity.max() > 0.5
 
 
-def test_cli_analyze_json_and_overlay(cli: list[str], model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:
+def test_cli_analyze_json_and_overlay(bone2gene, model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:
     overlay = tmp_path / "overlay.png"
-    result = subprocess.run(
-        [
-            *cli,
-            "analyze",
-            str(real_hands[0]),
-            "--sex",
-            "F",
-            "--age-months",
-            "20",
-            "--model",
-            str(model_dir),
-            "--json",
-            "--overlay",
-            str(overlay),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = bone2gene(
+        "analyze", str(real_hands[0]), "--sex", "F", "--age-months", "20", "--model", str(model_dir), "--json", "--overlay", str(overlay)
     )
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout.strip().splitlines()[-1])
@@ -122,7 +105,7 @@ def test_cli_analyze_json_and_overlay(cli: list[str], model_dir: Path, real_hand
     assert {"bone_age_months", "male_probability", "timings_ms"} <= set(record)
     assert overlay.stat().st_size > 10_000
     # without --model: the bundled demo model, whose trained sex head fills in the missing sex
-    bundled = subprocess.run([*cli, "analyze", str(real_hands[0]), "--json"], capture_output=True, text=True, timeout=120)
+    bundled = bone2gene("analyze", str(real_hands[0]), "--json")
     assert bundled.returncode == 0, bundled.stderr
     record = json.loads(bundled.stdout.strip().splitlines()[-1])
     assert record["accepted"] is True and record["sex_source"] == "predicted" and record["sex_head_trained"] is True

@@ -4,7 +4,6 @@ values are made up for the tests, not a reference)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,15 +55,8 @@ def test_bad_tables_are_refused_with_the_reason(tmp_path: Path, text: str, messa
         load_reference(path)
 
 
-def test_cli_reports_the_z_score_and_refuses_a_bad_table(
-    cli: list[str], real_hands: list[Path], reference_file: Path, tmp_path: Path
-) -> None:
-    ok = subprocess.run(
-        [*cli, "analyze", str(real_hands[1]), "--sex", "F", "--age-months", "100", "--json", "--ba-reference", str(reference_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def test_cli_reports_the_z_score_and_refuses_a_bad_table(bone2gene, real_hands: list[Path], reference_file: Path, tmp_path: Path) -> None:
+    ok = bone2gene("analyze", str(real_hands[1]), "--sex", "F", "--age-months", "100", "--json", "--ba-reference", str(reference_file))
     assert ok.returncode == 0, ok.stderr
     record = json.loads(ok.stdout.strip().splitlines()[-1])
     sd = load_reference(reference_file).sd_months("F", 100)
@@ -72,7 +64,7 @@ def test_cli_reports_the_z_score_and_refuses_a_bad_table(
     assert "test table" in record["bone_age_z_note"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\n")
-    refused = subprocess.run([*cli, "analyze", str(real_hands[1]), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120)
+    refused = bone2gene("analyze", str(real_hands[1]), "--ba-reference", str(bad))
     assert refused.returncode == 2 and "citation" in refused.stderr
 
 
@@ -93,10 +85,8 @@ def test_bundled_table_is_the_brush_foundation_table_and_the_default() -> None:
         assert z is None and "outside the range" in note
 
 
-def test_cli_uses_the_bundled_table_by_default(cli: list[str], real_hands: list[Path]) -> None:
-    run = subprocess.run(
-        [*cli, "analyze", str(real_hands[1]), "--sex", "M", "--age-months", "150", "--json"], capture_output=True, text=True, timeout=120
-    )
+def test_cli_uses_the_bundled_table_by_default(bone2gene, real_hands: list[Path]) -> None:
+    run = bone2gene("analyze", str(real_hands[1]), "--sex", "M", "--age-months", "150", "--json")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout.strip().splitlines()[-1])
     sd = bundled_reference().sd_months("M", 150)
@@ -104,10 +94,8 @@ def test_cli_uses_the_bundled_table_by_default(cli: list[str], real_hands: list[
     assert "Brush Foundation" in record["bone_age_z_note"]
 
 
-def test_serve_refuses_a_bad_table_before_loading_anything(cli: list[str], tmp_path: Path) -> None:
+def test_serve_refuses_a_bad_table_before_loading_anything(bone2gene, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nboys: [[1, 1], [2, 2]]\ngirls: [[1, 1], [2, 2]]\n")
-    run = subprocess.run(
-        [*cli, "serve", "--gallery", str(tmp_path / "no-gallery"), "--ba-reference", str(bad)], capture_output=True, text=True, timeout=120
-    )
+    run = bone2gene("serve", "--gallery", str(tmp_path / "no-gallery"), "--ba-reference", str(bad))
     assert run.returncode == 2 and "citation" in run.stderr and not (tmp_path / "no-gallery").exists()

@@ -14,8 +14,8 @@ from training.synth.cohort import CohortConfig, generate_cohort
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
 
 
-def run(cli: list[str], *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*cli, *map(str, args)], capture_output=True, text=True, timeout=600)
+def run(bone2gene, *args: object, ok: bool = True) -> subprocess.CompletedProcess:
+    result = bone2gene(*args)
     if ok:
         assert result.returncode == 0, result.stderr
     return result
@@ -29,31 +29,31 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def gallery(cli: list[str], cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gallery(bone2gene, cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("g") / "gallery"
-    assert "25 disorders in the catalogue" in run(cli, "gallery", "init", path).stdout
-    added = run(cli, "gallery", "add", path, cohort)
+    assert "25 disorders in the catalogue" in run(bone2gene, "gallery", "init", path).stdout
+    added = run(bone2gene, "gallery", "add", path, cohort)
     assert "added" in added.stdout and "/32" in added.stderr  # progress shown
     return path
 
 
-def test_add_is_idempotent_and_stats_count_cases(cli: list[str], gallery: Path, cohort: Path) -> None:
-    again = run(cli, "gallery", "add", gallery, cohort)
+def test_add_is_idempotent_and_stats_count_cases(bone2gene, gallery: Path, cohort: Path) -> None:
+    again = run(bone2gene, "gallery", "add", gallery, cohort)
     assert "added 0 case(s)" in again.stdout
-    stats = json.loads(run(cli, "gallery", "stats", gallery, "--json").stdout)
+    stats = json.loads(run(bone2gene, "gallery", "stats", gallery, "--json").stdout)
     accepted = stats["cases"]
     assert 28 <= accepted <= 32 and stats["index_vectors"] == accepted and set(stats["by_disorder"]) <= set(DISORDERS)
-    listed = json.loads(run(cli, "gallery", "list", gallery, "--disorder", "achondroplasia", "--sex", "F", "--json").stdout)
+    listed = json.loads(run(bone2gene, "gallery", "list", gallery, "--disorder", "achondroplasia", "--sex", "F", "--json").stdout)
     assert listed and all(r["disorder"] == "achondroplasia" and r["sex"] == "F" for r in listed)
     assert "image_sha256" not in listed[0]  # no storage internals in listings
 
 
-def test_query_json_ranks_disorders_with_evidence(cli: list[str], gallery: Path, cohort: Path) -> None:
+def test_query_json_ranks_disorders_with_evidence(bone2gene, gallery: Path, cohort: Path) -> None:
     table = pd.read_csv(cohort)
-    accepted = {r["case_id"] for r in json.loads(run(cli, "gallery", "list", gallery, "--json").stdout)}
+    accepted = {r["case_id"] for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)}
     row = table[(table["disorder"] == "achondroplasia") & table["case_id"].isin(accepted)].iloc[0]
     result = run(
-        cli,
+        bone2gene,
         "query",
         cohort.parent / row["image"],
         "--sex",
@@ -73,56 +73,66 @@ def test_query_json_ranks_disorders_with_evidence(cli: list[str], gallery: Path,
     assert {"disorder", "score", "evidence", "rank", "cases_in_gallery"} <= set(first) and first["evidence"]
     assert len(record["cases"]) == 3 and record["cases"][0]["similarity"] >= record["cases"][-1]["similarity"]
     assert first["score"] == pytest.approx(record["cases"][0]["similarity"], abs=1e-4)
-    text = run(cli, "query", cohort.parent / row["image"], "--sex", row["sex"], "--gallery", gallery).stdout
+    text = run(bone2gene, "query", cohort.parent / row["image"], "--sex", row["sex"], "--gallery", gallery).stdout
     assert "not a diagnosis" in text and "rank" in text
-    report = run(cli, "gallery", "calibration", gallery).stdout
+    report = run(bone2gene, "gallery", "calibration", gallery).stdout
     assert "reliability" in report and "expected calibration error" in report
 
 
-def test_curation_commands_and_their_errors(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
-    case_id = json.loads(run(cli, "gallery", "list", gallery, "--json").stdout)[0]["case_id"]
-    run(cli, "gallery", "relabel", gallery, case_id, "--disorder", "brachydactyly_e", "--gene", "pthlh")
-    row = next(r for r in json.loads(run(cli, "gallery", "list", gallery, "--json").stdout) if r["case_id"] == case_id)
+def test_curation_commands_and_their_errors(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    case_id = json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)[0]["case_id"]
+    run(bone2gene, "gallery", "relabel", gallery, case_id, "--disorder", "brachydactyly_e", "--gene", "pthlh")
+    row = next(r for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout) if r["case_id"] == case_id)
     assert row["disorder"] == "brachydactyly_e" and row["gene"] == "PTHLH"
-    bad = run(cli, "gallery", "relabel", gallery, case_id, "--disorder", "nonsense", ok=False)
+    bad = run(bone2gene, "gallery", "relabel", gallery, case_id, "--disorder", "nonsense", ok=False)
     assert bad.returncode == 2 and "not in the catalogue" in bad.stderr
 
     new = run(
-        cli, "disorders", "add", "--gallery", gallery, "--id", "new_syndrome", "--name", "Novel dysplasia, XYZ1-related", "--gene", "XYZ1"
+        bone2gene,
+        "disorders",
+        "add",
+        "--gallery",
+        gallery,
+        "--id",
+        "new_syndrome",
+        "--name",
+        "Novel dysplasia, XYZ1-related",
+        "--gene",
+        "XYZ1",
     )
     assert "added new_syndrome" in new.stdout
-    listed = json.loads(run(cli, "disorders", "list", "--gallery", gallery, "--json").stdout)
+    listed = json.loads(run(bone2gene, "disorders", "list", "--gallery", gallery, "--json").stdout)
     assert any(d["id"] == "new_syndrome" and d["genes"] == ["XYZ1"] for d in listed)
-    invalid = run(cli, "disorders", "add", "--gallery", gallery, "--id", "Bad Id", "--name", "x", ok=False)
+    invalid = run(bone2gene, "disorders", "add", "--gallery", gallery, "--id", "Bad Id", "--name", "x", ok=False)
     assert invalid.returncode == 2 and "--id" in invalid.stderr
 
     snapshot = tmp_path / "snap.tar"
-    run(cli, "gallery", "export", gallery, "-o", snapshot)
-    run(cli, "gallery", "import", snapshot, tmp_path / "copy")
+    run(bone2gene, "gallery", "export", gallery, "-o", snapshot)
+    run(bone2gene, "gallery", "import", snapshot, tmp_path / "copy")
     assert (
-        len(json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout))
-        == json.loads(run(cli, "gallery", "stats", gallery, "--json").stdout)["cases"]
+        len(json.loads(run(bone2gene, "gallery", "list", tmp_path / "copy", "--json").stdout))
+        == json.loads(run(bone2gene, "gallery", "stats", gallery, "--json").stdout)["cases"]
     )
-    run(cli, "gallery", "remove", tmp_path / "copy", case_id)
-    assert case_id not in {r["case_id"] for r in json.loads(run(cli, "gallery", "list", tmp_path / "copy", "--json").stdout)}
-    gone = run(cli, "gallery", "remove", tmp_path / "copy", case_id, ok=False)
+    run(bone2gene, "gallery", "remove", tmp_path / "copy", case_id)
+    assert case_id not in {r["case_id"] for r in json.loads(run(bone2gene, "gallery", "list", tmp_path / "copy", "--json").stdout)}
+    gone = run(bone2gene, "gallery", "remove", tmp_path / "copy", case_id, ok=False)
     assert gone.returncode == 2 and "no case" in gone.stderr
 
 
-def test_manifest_problems_are_explained(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
+def test_manifest_problems_are_explained(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
     table = pd.read_csv(cohort)
     table["image"] = [str(cohort.parent / p) for p in table["image"]]
     table.assign(case_id=[f"x{i}" for i in range(len(table))], disorder="no_such_disorder").to_csv(tmp_path / "a.csv", index=False)
-    result = run(cli, "gallery", "add", gallery, tmp_path / "a.csv", ok=False)
+    result = run(bone2gene, "gallery", "add", gallery, tmp_path / "a.csv", ok=False)
     assert result.returncode == 2 and "no_such_disorder" in result.stderr and "not in the catalogue" in result.stderr
     table.assign(case_id=[f"y{i}" for i in range(len(table))], sex="male").to_csv(tmp_path / "b.csv", index=False)
-    result = run(cli, "gallery", "add", gallery, tmp_path / "b.csv", ok=False)
+    result = run(bone2gene, "gallery", "add", gallery, tmp_path / "b.csv", ok=False)
     assert result.returncode == 2 and "sex must be M or F" in result.stderr
-    result = run(cli, "gallery", "stats", tmp_path / "nowhere", ok=False)
+    result = run(bone2gene, "gallery", "stats", tmp_path / "nowhere", ok=False)
     assert result.returncode == 2 and "gallery init" in result.stderr
 
 
-def test_deeplasia_annotation_layout_imports(cli: list[str], gallery: Path, cohort: Path, tmp_path: Path) -> None:
+def test_deeplasia_annotation_layout_imports(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
     table = pd.read_csv(cohort).head(3)
     deeplasia = pd.DataFrame(
         {
@@ -138,6 +148,8 @@ def test_deeplasia_annotation_layout_imports(cli: list[str], gallery: Path, coho
     target = cohort.parent / "deeplasia_annotation.csv"
     deeplasia.to_csv(target, index=False)
     copy = tmp_path / "g2"
-    run(cli, "gallery", "init", copy)
-    assert "added 3 case(s)" in run(cli, "gallery", "add", copy, target).stdout
-    assert {r["case_id"] for r in json.loads(run(cli, "gallery", "list", copy, "--json").stdout)} == {Path(p).stem for p in table["image"]}
+    run(bone2gene, "gallery", "init", copy)
+    assert "added 3 case(s)" in run(bone2gene, "gallery", "add", copy, target).stdout
+    assert {r["case_id"] for r in json.loads(run(bone2gene, "gallery", "list", copy, "--json").stdout)} == {
+        Path(p).stem for p in table["image"]
+    }

@@ -3,7 +3,6 @@ model format round-trips; untrusted or broken checkpoints are refused clearly.""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import cv2
@@ -189,30 +188,19 @@ def test_b4_uses_deeplasias_symmetric_padding() -> None:
     assert type(conv) is torch.nn.Conv2d and conv.padding == (2, 2) and conv.stride == (2, 2)
 
 
-def test_cli_import_and_info(cli: list[str], fixtures: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            *cli,
-            "model",
-            "import-deeplasia",
-            str(fixtures / "legacy_b0_512.ckpt"),
-            str(fixtures / "legacy_b0_1024.ckpt"),
-            "--parameters",
-            str(fixtures / "parameters.yml"),
-            "-o",
-            str(tmp_path / "models"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_cli_import_and_info(bone2gene, fixtures: Path, tmp_path: Path) -> None:
+    result = bone2gene(
+        "model",
+        "import-deeplasia",
+        str(fixtures / "legacy_b0_512.ckpt"),
+        str(fixtures / "legacy_b0_1024.ckpt"),
+        "--parameters",
+        str(fixtures / "parameters.yml"),
+        "-o",
+        str(tmp_path / "models"),
     )
     assert result.returncode == 0, result.stderr
-    info = subprocess.run([*cli, "model", "info", str(tmp_path / "models" / "legacy_b0_1024")], capture_output=True, text=True, timeout=120)
+    info = bone2gene("model", "info", str(tmp_path / "models" / "legacy_b0_1024"))
     assert info.returncode == 0 and "input 1024 px" in info.stdout and "slope 0.0432" in info.stdout
-    missing = subprocess.run(
-        [*cli, "model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"), "-o", str(tmp_path / "x")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = bone2gene("model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"), "-o", str(tmp_path / "x"))
     assert missing.returncode == 2 and "--parameters" in missing.stderr and "Traceback" not in missing.stderr

@@ -15,37 +15,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_of_template
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from api.keys import KeyStore
 from api.service import create_app
 from api.settings import ServiceSettings
-from index.ingest import add_manifest
 from index.store import Gallery, IndexSavePolicy
-from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from matcher.checkpoint import BUNDLED_MODEL_DIR
 from matcher.io import read_radiograph
-from training.synth.catalogue import seed_catalogue
-from training.synth.cohort import CohortConfig, generate_cohort
 
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
 PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def service(gallery_template: tuple, tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("service")
-    manifest = generate_cohort(CohortConfig(n=28, out=root / "cohort", seed=8, size=384, disorders=DISORDERS, workers=2))
-    card = read_card(BUNDLED_MODEL_DIR)
-    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
-    seed_catalogue(gallery)
-    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
-    gallery.close()
-    keys = KeyStore(root / "gallery" / "keys.sqlite")
+    gallery, _, images = copy_of_template(gallery_template, root)
+    keys = KeyStore(gallery / "keys.sqlite")
     secrets = {role: keys.create(role, f"test {role}")[0] for role in ("reader", "curator", "admin")}
-    app = create_app(ServiceSettings(gallery=root / "gallery", max_upload_bytes=3 * 2**20))
-    accepted = set(app.state.runtime.gallery.cases()["case_id"])
-    images = [root / "cohort" / p for p, c in zip(manifest["image"], manifest["case_id"], strict=True) if c in accepted]
+    app = create_app(ServiceSettings(gallery=gallery, max_upload_bytes=3 * 2**20))
     return {"client": TestClient(app), "keys": secrets, "images": images, "root": root}
 
 
@@ -318,7 +309,7 @@ def test_cohort_map_answers_at_once_after_changes_and_refits_in_the_background(s
 def test_inference_slots_give_each_request_its_own_model_and_refuse_beyond_the_queue() -> None:
     from api.inference import Busy, InferenceSlots
     from matcher.analysis import AnalysisOptions
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+    from matcher.checkpoint import load_model
 
     model, _ = load_model(BUNDLED_MODEL_DIR)
     slots = InferenceSlots(model, AnalysisOptions(), slots=2, queue_limit=0, timeout_s=0.2)

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import copy_of_template
 
 from api.keys import KeyStore
-from index.ingest import add_manifest
 from index.store import Gallery
-from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-from training.synth.catalogue import seed_catalogue
 from training.synth.cohort import CohortConfig, generate_cohort
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,16 +43,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
+def server(cli: list[str], gallery_template: tuple, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("web")
-    disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
-    manifest = generate_cohort(CohortConfig(n=24, out=root / "cohort", seed=12, size=384, disorders=disorders, workers=2))
-    card = read_card(BUNDLED_MODEL_DIR)
-    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
-    seed_catalogue(gallery)
-    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
-    accepted = set(gallery.cases()["case_id"])
-    gallery.close()
+    _, manifest, images = copy_of_template(gallery_template, root)
     keys = KeyStore(root / "gallery" / "keys.sqlite")
     curator, _ = keys.create("curator", "browser test")
     port = free_port()
@@ -72,11 +63,12 @@ def server(cli: list[str], tmp_path_factory: pytest.TempPathFactory):
     else:
         process.kill()
         pytest.fail(f"the service did not start: {(root / 'server.log').read_text()[-2000:]}")
-    row = manifest[manifest["case_id"].isin(accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
+    accepted = {path.name for path in images}
+    row = manifest[manifest["image"].map(lambda p: Path(p).name in accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
     yield {
         "url": url,
         "key": curator,
-        "image": root / "cohort" / row["image"],
+        "image": gallery_template[0] / "cohort" / row["image"],
         "sex": row["sex"],
         "age_months": float(row["age_months"]),
         "gallery": root / "gallery",
