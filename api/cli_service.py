@@ -75,7 +75,9 @@ def settings_from(flags: dict) -> ServiceSettings:
         return ServiceSettings(**{name: value for name, value in flags.items() if value is not None})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        fail(f"service settings: {problems} (give --gallery, or set BONE2GENE_GALLERY; `bone2gene serve --help` lists the rest)")
+        missing_gallery = any(e["loc"] == ("gallery",) for e in exc.errors())
+        hint = "give --gallery DIR or set BONE2GENE_GALLERY" if missing_gallery else "a flag wins over its BONE2GENE_* variable"
+        fail(f"service settings: {problems} ({hint}; `bone2gene serve --help` lists every setting)")
 
 
 def run_service(settings: ServiceSettings, host: str, port: int) -> None:

@@ -24,7 +24,7 @@ DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_d
 @pytest.fixture(scope="module")
 def gallery(tmp_path_factory: pytest.TempPathFactory) -> Gallery:
     root = tmp_path_factory.mktemp("explore")
-    generate_cohort(CohortConfig(n=150, out=root / "cohort", seed=41, size=384, disorders=DISORDERS, workers=2, control_fraction=0.3))
+    generate_cohort(CohortConfig(n=150, out=root / "cohort", seed=41, size=288, disorders=DISORDERS, workers=2, control_fraction=0.3))
     card = read_card(BUNDLED_MODEL_DIR)
     g = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
     seed_catalogue(g)

@@ -52,7 +52,7 @@ def test_bundled_model_finds_unseen_syndromes_better_than_chance(tmp_path) -> No
     held_out = tuple(card.provenance["held_out_disorders"])
     rare = held_out[:2]  # trps1, ellis_van_creveld
     disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia", "php1a", *rare)
-    manifest = generate_cohort(CohortConfig(n=140, out=tmp_path, seed=99, size=384, disorders=disorders, workers=2, control_fraction=0.15))
+    manifest = generate_cohort(CohortConfig(n=140, out=tmp_path, seed=99, size=288, disorders=disorders, workers=2, control_fraction=0.15))
     results = embed_many(
         model, [BatchItem(tmp_path / p, s) for p, s in zip(manifest["image"], manifest["sex"], strict=True)], batch_size=16
     )

@@ -115,7 +115,7 @@ def test_real_control_hands_get_no_confident_disorder(analysed: pd.DataFrame) ->
     """Against a synthetic gallery like the demo's, no real control hand gets a disorder other
     than "unaffected" at a calibrated probability that would read as likely."""
     embeddings = [e for e in analysed.loc[analysed["accepted"], "embedding"].head(120)]
-    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=160, query_n=60)
+    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=140, query_n=16)  # only real controls are checked
     print(
         f"\nreal controls: {space['real_unaffected_first']:.0%} unaffected first, {space['real_flagged_no_close_match']:.0%} flagged, "
         f"highest probability {space['real_top_probability_max']:.2f}; top disorders {space['real_top_disorders']}"

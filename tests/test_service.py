@@ -370,3 +370,12 @@ def test_role_checks_are_dependencies_a_test_can_replace(service: dict) -> None:
     finally:
         client.app.dependency_overrides.clear()
     assert client.get("/api/v1/me").status_code == 401
+
+
+def test_serve_says_which_setting_is_missing_or_wrong(bone2gene, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("BONE2GENE_GALLERY", raising=False)
+    missing = bone2gene("serve")
+    assert missing.returncode == 2 and "gallery: Field required" in missing.stderr and "BONE2GENE_GALLERY" in missing.stderr
+    monkeypatch.setenv("BONE2GENE_INFERENCE_SLOTS", "0")
+    wrong = bone2gene("serve", "--gallery", tmp_path)
+    assert wrong.returncode == 2 and "inference_slots" in wrong.stderr and not (tmp_path / "keys.sqlite").exists()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 from matcher.mask import NetworkHandMasker
@@ -14,30 +15,15 @@ from matcher.mask import NetworkHandMasker
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_training_script_writes_loadable_weights(tmp_path: Path) -> None:
+def test_training_script_writes_loadable_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """The script itself, run as __main__ in this process (its imports are the test suite's already)."""
     out = tmp_path / "mask.safetensors"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "train_hand_mask.py"),
-            "--n",
-            "16",
-            "--epochs",
-            "2",
-            "--batch",
-            "4",
-            "--out",
-            str(out),
-            "--real",
-            str(tmp_path / "no-real-hands"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    args = ["--n", "16", "--epochs", "2", "--batch", "4", "--out", str(out), "--real", str(tmp_path / "no-real-hands")]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["train_hand_mask.py", *args])
+    runpy.run_path(str(REPO / "scripts" / "train_hand_mask.py"), run_name="__main__")
+    result = capsys.readouterr()
+    records = [json.loads(line) for line in result.out.splitlines() if line.startswith("{")]
     assert [r["epoch"] for r in records] == [1, 2]
     assert records[1]["loss"] < records[0]["loss"], records  # it learns (two epochs are too few for a useful IoU)
     with safe_open(str(out), framework="pt") as handle:

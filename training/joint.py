@@ -31,13 +31,13 @@ from torch import nn
 from tqdm import tqdm
 
 from matcher.checkpoint import load_model, save_model
-from matcher.deeplasia import AgeCalibration, HeadSpec
-from matcher.model import Bone2GeneModel, ModelConfig
+from matcher.model import Bone2GeneModel
+from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.film_augment import FilmAugmentConfig, augment_views
 from training.joint_data import JointData
 from training.joint_eval import evaluate_joint
-from training.schedule import fast_forward, warmup_cosine
-from training.train import pick_device
+from training.schedule import warmup_cosine
+from training.train import new_model_config, pick_device
 
 UNAFFECTED = "unaffected"
 
@@ -85,18 +85,7 @@ class JointConfig:
 
 def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel:
     """A film-view model with `labels`, from `config.init`'s weights when given."""
-    model_config = ModelConfig(
-        variant=config.variant,
-        input_size=config.input_size,
-        embedding_dim=config.embedding_dim,
-        head=HeadSpec("new", (256,), 32, False),
-        calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
-        sex_head_trained=True,
-        embedding_trained=True,
-        labels=labels,
-        preprocessing="film",
-    )
-    model = Bone2GeneModel(model_config)
+    model = Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels, preprocessing="film"))
     if config.init is not None:
         base, _ = load_model(config.init)
         if (base.config.variant, base.config.embedding_dim) != (config.variant, config.embedding_dim):
@@ -108,15 +97,7 @@ def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel
     return model
 
 
-@dataclass
-class _Parts:
-    model: Bone2GeneModel
-    metric_loss: nn.Module
-    optimiser: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-
-
-def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device: torch.device) -> _Parts:
+def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device: torch.device) -> TrainingParts:
     model = initial_model(config, labels).to(device).to(memory_format=torch.channels_last)
     metric_loss = losses.ArcFaceLoss(len(labels), config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale).to(
         device
@@ -130,11 +111,11 @@ def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device
         weight_decay=config.weight_decay,
     )
     scheduler = warmup_cosine(optimiser, min(config.warmup_steps, max(1, total_steps // 5)), total_steps, floor=0.01)
-    return _Parts(model, metric_loss, optimiser, scheduler)
+    return TrainingParts(model, metric_loss, optimiser, scheduler)
 
 
 def _step(
-    parts: _Parts, config: JointConfig, data: JointData, synth_idx: np.ndarray, real_idx: np.ndarray, generator: torch.Generator
+    parts: TrainingParts, config: JointConfig, data: JointData, synth_idx: np.ndarray, real_idx: np.ndarray, generator: torch.Generator
 ) -> dict[str, float]:
     """One optimiser step on a synthetic and a real batch; returns the loss parts."""
     device = data.device
@@ -164,7 +145,9 @@ def _step(
     return {"metric": metric.item(), "age_real": age_real.item(), "age_synthetic": age_synth.item(), "sex": sex.item()}
 
 
-def _arcface(parts: _Parts, config: JointConfig, data: JointData, embedding: torch.Tensor, s: torch.Tensor, n_real: int) -> torch.Tensor:
+def _arcface(
+    parts: TrainingParts, config: JointConfig, data: JointData, embedding: torch.Tensor, s: torch.Tensor, n_real: int
+) -> torch.Tensor:
     n = len(s)
     unaffected = torch.full((n_real,), data.labels[UNAFFECTED], dtype=torch.long, device=data.device)
     return parts.metric_loss(embedding[:n], data.synth_label[s]) + config.real_metric_weight * parts.metric_loss(embedding[n:], unaffected)
@@ -177,29 +160,6 @@ def _distillation(config: JointConfig, data: JointData, embedding: torch.Tensor,
     to_teacher = 1 - (embedding[:n] * data.synth_teacher[s]).sum(dim=1)
     to_prototype = 1 - embedding[n:] @ data.teacher_unaffected
     return config.distill_weight * to_teacher.mean() + config.real_prototype_weight * to_prototype.mean()
-
-
-def _save_checkpoint(path: Path, parts: _Parts, epoch: int, history: list[dict]) -> None:
-    state = {
-        "model": parts.model.state_dict(),
-        "loss": parts.metric_loss.state_dict(),
-        "optimiser": parts.optimiser.state_dict(),
-        "epoch": epoch,
-        "history": json.dumps(history),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _resume(path: Path, parts: _Parts, device: torch.device, steps_per_epoch: int) -> tuple[int, list[dict]]:
-    state = torch.load(path, map_location=device, weights_only=True)
-    parts.model.load_state_dict(state["model"])
-    parts.metric_loss.load_state_dict(state["loss"])
-    parts.optimiser.load_state_dict(state["optimiser"])
-    epoch = int(state["epoch"])
-    fast_forward(parts.scheduler, epoch * steps_per_epoch)
-    return epoch, json.loads(state["history"])
 
 
 def _append_csv(path: Path, record: dict) -> None:
@@ -221,7 +181,7 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
     steps = len(data.real_train) // config.real_batch
     parts = _build(config, data.labels, steps * config.epochs, device)
     checkpoint = config.out / "checkpoint.pt"
-    start, history = _resume(checkpoint, parts, device, steps) if config.resume and checkpoint.is_file() else (0, [])
+    start, history = resume(checkpoint, parts, steps, device) if config.resume and checkpoint.is_file() else (0, [])
     generator = torch.Generator(device=device).manual_seed(config.seed + start)
     rng = np.random.default_rng(config.seed + start)
     sampler = samplers.MPerClassSampler(
@@ -255,7 +215,7 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
         history.append(record)
         log(json.dumps(record))
         _append_csv(config.out / "log.csv", record)
-        _save_checkpoint(checkpoint, parts, epoch + 1, history)
+        save_checkpoint(checkpoint, parts, epoch + 1, history)
     model = parts.model.to("cpu", memory_format=torch.contiguous_format).eval()
     provenance = {"trained_by": "training.joint", "train_config": config.to_json(), "history": history, **data.provenance()}
     save_model(model, config.out / "model", provenance=provenance)

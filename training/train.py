@@ -32,9 +32,10 @@ from matcher.checkpoint import load_model, save_model
 from matcher.deeplasia import AgeCalibration, HeadSpec
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
+from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.dataset import ManifestError, PreparedSet, prepare
 from training.evaluate import disorder_ranks, embed_crops, topk_report
-from training.schedule import fast_forward, warmup_cosine
+from training.schedule import warmup_cosine
 
 
 @dataclass
@@ -111,17 +112,24 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneMode
         model = Bone2GeneModel(model_config)
         model.load_state_dict(base.state_dict(), strict=False)
         return model
-    model_config = ModelConfig(
-        variant=config.variant,
-        input_size=config.input_size,
-        embedding_dim=config.embedding_dim,
+    return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels))
+
+
+def new_model_config(
+    variant: str, input_size: int, embedding_dim: int, labels: dict[str, int], preprocessing: str = "deeplasia"
+) -> ModelConfig:
+    """A model trained from scratch: Deeplasia's new-style head and age constants, every head trained."""
+    return ModelConfig(
+        variant=variant,
+        input_size=input_size,
+        embedding_dim=embedding_dim,
         head=HeadSpec("new", (256,), 32, False),
         calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
         sex_head_trained=True,
         embedding_trained=True,
         labels=labels,
+        preprocessing=preprocessing,
     )
-    return Bone2GeneModel(model_config)
 
 
 def _training_labels(table, train_mask: np.ndarray, config: TrainConfig) -> list[str]:
@@ -173,15 +181,9 @@ def _batches(
     )
 
 
-@dataclass
-class _Parts:
-    model: Bone2GeneModel
-    metric_loss: nn.Module
-    optimiser: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-
-
-def _epoch(parts: _Parts, batches: _Batches, config: TrainConfig, generator: torch.Generator, device: torch.device) -> dict[str, float]:
+def _epoch(
+    parts: TrainingParts, batches: _Batches, config: TrainConfig, generator: torch.Generator, device: torch.device
+) -> dict[str, float]:
     """One pass over the sampler's order; returns the summed loss parts."""
     parts.model.train()
     sums = {"metric": 0.0, "age": 0.0, "sex": 0.0}
@@ -208,30 +210,7 @@ def _epoch(parts: _Parts, batches: _Batches, config: TrainConfig, generator: tor
     return sums
 
 
-def _save_checkpoint(path: Path, parts: _Parts, epoch: int, history: list[dict]) -> None:
-    state = {
-        "model": parts.model.state_dict(),
-        "loss": parts.metric_loss.state_dict(),
-        "optimiser": parts.optimiser.state_dict(),
-        "epoch": epoch,
-        "history": json.dumps(history),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-
-
-def _resume(path: Path, parts: _Parts, steps_per_epoch: int, device: torch.device) -> tuple[int, list[dict]]:
-    state = torch.load(path, map_location=device, weights_only=True)
-    parts.model.load_state_dict(state["model"])
-    parts.metric_loss.load_state_dict(state["loss"])
-    parts.optimiser.load_state_dict(state["optimiser"])
-    epoch = int(state["epoch"])
-    fast_forward(parts.scheduler, epoch * steps_per_epoch)
-    return epoch, json.loads(state["history"])
-
-
-def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_epoch: int, device: torch.device) -> _Parts:
+def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_epoch: int, device: torch.device) -> TrainingParts:
     """The loss centres, optimiser and learning-rate schedule around a model already on `device`."""
     metric_loss = losses.SubCenterArcFaceLoss(
         num_classes=classes, embedding_size=config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale
@@ -241,7 +220,7 @@ def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_e
         weight_decay=config.weight_decay,
     )
     scheduler = warmup_cosine(optimiser, int(config.warmup_epochs * steps_per_epoch), steps_per_epoch * config.epochs)
-    return _Parts(model, metric_loss, optimiser, scheduler)
+    return TrainingParts(model, metric_loss, optimiser, scheduler)
 
 
 def train(config: TrainConfig, log=print) -> Path:
@@ -262,7 +241,7 @@ def train(config: TrainConfig, log=print) -> Path:
     checkpoint_path = config.out / "checkpoint.pt"
     start_epoch, history = 0, []
     if config.resume and checkpoint_path.is_file():
-        start_epoch, history = _resume(checkpoint_path, parts, steps, device)
+        start_epoch, history = resume(checkpoint_path, parts, steps, device)
         log(f"resumed after epoch {start_epoch}")
     generator = torch.Generator(device=device).manual_seed(config.seed)
     (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
@@ -279,7 +258,7 @@ def train(config: TrainConfig, log=print) -> Path:
         log(json.dumps(record))
         with (config.out / "log.jsonl").open("a") as fh:
             fh.write(json.dumps(record) + "\n")
-        _save_checkpoint(checkpoint_path, parts, epoch + 1, history)
+        save_checkpoint(checkpoint_path, parts, epoch + 1, history)
     model = parts.model.to("cpu", memory_format=torch.contiguous_format).eval()
     provenance = {
         "trained_by": "training.train",
