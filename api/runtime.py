@@ -21,7 +21,7 @@ from matcher.bone_age_reference import reference_or_bundled
 from matcher.checkpoint import load_model
 from matcher.io import Radiograph, ReadLimits
 
-__all__ = ["Runtime", "ServiceSettings"]
+__all__ = ["Runtime"]
 
 
 class Runtime:

@@ -41,7 +41,7 @@ from index.index_sync import IndexSavePolicy, IndexSync
 from index.locking import LockTimeout, WriterLock
 from index.vectors import IndexSpec, VectorIndex
 
-__all__ = ["Filters", "Gallery", "GalleryError", "GalleryStats", "Hit", "IndexSavePolicy", "NewCase"]
+__all__ = ["Gallery", "GalleryError", "GalleryStats", "Hit", "IndexSavePolicy", "NewCase"]
 NewCase = case_rows.NewCase
 
 
