@@ -126,6 +126,39 @@ def gallery_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd
     return root, manifest
 
 
+EXPLORE_DISORDERS = (
+    "unaffected",
+    "achondroplasia",
+    "brachydactyly_e",
+    "cleidocranial_dysplasia",
+    "pseudoachondroplasia",
+    "php1a",
+    "trps1",  # trps1 and ellis_van_creveld: held out of the bundled model's training
+    "ellis_van_creveld",
+)
+
+
+@pytest.fixture(scope="session")
+def embedded_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 200-case synthetic cohort (8 disorders, two of them unseen by the bundled model, 288 px)
+    in a gallery embedded once per session with the bundled model, for the tests that measure the
+    feature space (cohort maps and statistics, unseen syndromes). Read-only: nobody writes to it."""
+    from index.ingest import add_manifest
+    from index.store import Gallery
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+    from training.synth.catalogue import seed_catalogue
+
+    root = tmp_path_factory.mktemp("embedded-cohort")
+    generate_cohort(
+        CohortConfig(n=200, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
+    )
+    card = read_card(BUNDLED_MODEL_DIR)
+    with Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim) as gallery:
+        seed_catalogue(gallery)
+        add_manifest(gallery, root / "cohort" / "manifest.csv", None, 16, 1)
+    return root / "gallery"
+
+
 def copy_of_template(template: tuple[Path, pd.DataFrame], target: Path) -> tuple[Path, pd.DataFrame, list[Path]]:
     """A private copy of the template gallery under `target` (its cohort images are shared, read-only):
     (gallery path, manifest, paths of the images the gallery accepted)."""

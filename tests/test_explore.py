@@ -1,4 +1,4 @@
-"""Cohort maps and statistics on a synthetic cohort embedded with the bundled model."""
+"""Cohort maps and statistics on the session's synthetic cohort embedded with the bundled model (`embedded_cohort`)."""
 
 from __future__ import annotations
 
@@ -12,24 +12,12 @@ import pytest
 from index.cohort_stats import compare, neighbour_purity, tightness
 from index.explore import MapError, cohort_map, map_table
 from index.filters import FilterError, Filters
-from index.ingest import add_manifest
 from index.store import Gallery
-from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-from training.synth.catalogue import seed_catalogue
-from training.synth.cohort import CohortConfig, generate_cohort
-
-DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia", "pseudoachondroplasia")
 
 
 @pytest.fixture(scope="module")
-def gallery(tmp_path_factory: pytest.TempPathFactory) -> Gallery:
-    root = tmp_path_factory.mktemp("explore")
-    generate_cohort(CohortConfig(n=150, out=root / "cohort", seed=41, size=288, disorders=DISORDERS, workers=2, control_fraction=0.3))
-    card = read_card(BUNDLED_MODEL_DIR)
-    g = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
-    seed_catalogue(g)
-    add_manifest(g, root / "cohort" / "manifest.csv", None, 16, 1)
-    return g
+def gallery(embedded_cohort: Path) -> Gallery:
+    return Gallery.open(embedded_cohort)
 
 
 def vectors(gallery: Gallery, filters: Filters | None = None) -> tuple[np.ndarray, pd.DataFrame]:
@@ -56,14 +44,14 @@ def test_random_control_subsets_are_not_tighter_than_controls(gallery: Gallery) 
 def test_distinct_disorders_separate_and_same_disorder_halves_do_not(gallery: Gallery) -> None:
     a, ta = vectors(gallery, Filters(disorders=("achondroplasia",)))
     b, tb = vectors(gallery, Filters(disorders=("cleidocranial_dysplasia",)))
-    different = compare(a, b, ta["patient_id"].tolist(), tb["patient_id"].tolist(), permutations=100, seed=0)
+    different = compare(a, b, ta["patient_id"].tolist(), tb["patient_id"].tolist(), permutations=40, seed=0)
     assert different.auc > 0.85 and different.auc_p_value < 0.05 and different.between > max(different.within_a, different.within_b)
     controls, tc = vectors(gallery, Filters(disorders=("unaffected",)))
     patients = tc["patient_id"].unique()
     half = set(np.random.default_rng(3).choice(patients, len(patients) // 2, replace=False))
     first = tc["patient_id"].isin(half).to_numpy()
     same = compare(
-        controls[first], controls[~first], tc["patient_id"][first].tolist(), tc["patient_id"][~first].tolist(), permutations=100, seed=0
+        controls[first], controls[~first], tc["patient_id"][first].tolist(), tc["patient_id"][~first].tolist(), permutations=40, seed=0
     )
     assert same.auc_p_value > 0.05 and same.auc < 0.8
 
@@ -140,7 +128,7 @@ def test_cli_writes_html_png_and_report(bone2gene, gallery: Gallery, tmp_path: P
         "-o",
         str(report),
         "--permutations",
-        "200",
+        "30",
     )
     assert result.returncode == 0, result.stderr
     text = report.read_text()

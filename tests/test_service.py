@@ -7,6 +7,7 @@ and a problem+json message), and the analyse -> add case -> relabel -> delete fl
 
 from __future__ import annotations
 
+import ast
 import io
 import shutil
 import threading
@@ -223,7 +224,61 @@ def test_web_page_is_served_without_secrets(service: dict) -> None:
     assert "b2g_" not in page.text.replace("<code>b2g_</code>", "")
 
 
+HEAVY_AT_START_UP = {"umap", "numba", "pynndescent", "matplotlib"}
+OUR_PACKAGES = {"api", "matcher", "index", "training"}
+
+
+def _imported_at_import_time(tree: ast.AST) -> list[str]:
+    """Modules a file imports when it is itself imported: module and class bodies, not function
+    bodies (the lazy imports) and not `if TYPE_CHECKING:` blocks."""
+    names: list[str] = []
+    pending = list(ast.iter_child_nodes(tree))
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def _start_up_imports(*roots: str) -> dict[str, str]:
+    """Every module imported by importing `roots`, as far as our own files say: name -> who imports it."""
+    repo = Path(__file__).resolve().parents[1]
+    seen: dict[str, str] = {root: "(start)" for root in roots}
+    queue = list(roots)
+    while queue:
+        name = queue.pop()
+        parts = name.split(".")
+        path = repo.joinpath(*parts).with_suffix(".py")
+        path = path if path.is_file() else repo.joinpath(*parts, "__init__.py")
+        if parts[0] not in OUR_PACKAGES or not path.is_file():
+            continue
+        for imported in _imported_at_import_time(ast.parse(path.read_text())):
+            if imported not in seen:
+                seen[imported] = name
+                queue.append(imported)
+    return seen
+
+
+def test_heavy_libraries_stay_out_of_start_up_imports() -> None:
+    """Fast form of the check below: no module the service or the CLI imports at start-up imports
+    UMAP, numba or matplotlib at its top level (a map or a figure imports them when needed)."""
+    imported = _start_up_imports("api.service", "api.cli")
+    assert "api.routes.analyses" in imported and "torch" in imported  # the walk follows our imports
+    heavy = {name: by for name, by in imported.items() if name.split(".")[0] in HEAVY_AT_START_UP}
+    assert not heavy, f"imported at start-up (module: imported by): {heavy}"
+
+
+@pytest.mark.slow
 def test_heavy_libraries_stay_out_of_start_up() -> None:
+    """The real thing in a fresh interpreter: third-party imports included."""
     import subprocess
     import sys
 

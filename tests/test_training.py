@@ -22,7 +22,7 @@ from training.train import TrainConfig, split_by_patient, train
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-cohort")
     disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "trps1")
-    generate_cohort(CohortConfig(n=48, out=out, seed=3, size=256, disorders=disorders, workers=2))
+    generate_cohort(CohortConfig(n=32, out=out, seed=3, size=256, disorders=disorders, workers=2))
     return out / "manifest.csv"
 
 
@@ -52,7 +52,7 @@ def test_prepared_crops_are_deeplasia_crops_and_cached(tiny_cohort: Path) -> Non
     from matcher.io import read_radiograph
 
     prepared = prepare(tiny_cohort, 256, workers=1)
-    assert prepared.crops.shape == (48, 256, 256) and prepared.crops.dtype == np.uint8
+    assert prepared.crops.shape == (32, 256, 256) and prepared.crops.dtype == np.uint8
     row = prepared.table.iloc[5]
     radiograph = read_radiograph(tiny_cohort.parent / row["image"])
     import cv2

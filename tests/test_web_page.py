@@ -1,5 +1,7 @@
 """The web page in headless Chromium (Debian's chromium + chromedriver, driven by Selenium)
-against a real `bone2gene serve` on loopback: sign in, upload, result, add case.
+against the service on a real uvicorn server on loopback: sign in, upload, result, add case. The
+browser talks to the app served from a thread of this process; `bone2gene serve` itself runs as a
+subprocess for the test that reads the server's whole log.
 Screenshots go to a temporary folder, or to the folder named by BONE2GENE_SCREENSHOTS
 (`BONE2GENE_SCREENSHOTS=docs pytest tests/test_web_page.py` refreshes the ones in docs/), so a
 test run never changes tracked files. Skips when Chromium or Selenium is not installed.
@@ -42,27 +44,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(url: str, process: subprocess.Popen | None = None, log: Path | None = None) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    if process is not None:
+        process.kill()
+    pytest.fail(f"the service at {url} did not start: {log.read_text()[-2000:] if log else ''}")
+
+
 @pytest.fixture(scope="module")
-def server(cli: list[str], gallery_template: tuple, tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("web")
-    _, manifest, images = copy_of_template(gallery_template, root)
-    keys = KeyStore(root / "gallery" / "keys.sqlite")
-    curator, _ = keys.create("curator", "browser test")
+def serve_process(cli: list[str], gallery_template: tuple, tmp_path_factory: pytest.TempPathFactory):
+    """`bone2gene serve` as a user starts it, on its own gallery copy, logging to a file (a full pipe
+    would stall it). Started before the in-process server so that it gets ready (its imports, the
+    model) while the browser tests run; the log test, which reads its whole log, comes last."""
+    root = tmp_path_factory.mktemp("serve")
+    copy_of_template(gallery_template, root)
+    key, _ = KeyStore(root / "gallery" / "keys.sqlite").create("curator", "log test")
     port = free_port()
-    log = (root / "server.log").open("w")  # a file, not a pipe: a full pipe would stall the server
+    log = (root / "server.log").open("w")
     process = subprocess.Popen(
         [*cli, "serve", "--gallery", str(root / "gallery"), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, text=True
     )
+    yield {"url": f"http://127.0.0.1:{port}", "key": key, "process": process, "root": root, "log": root / "server.log"}
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def server(serve_process: dict, gallery_template: tuple, tmp_path_factory: pytest.TempPathFactory):
+    """The app `serve` runs (`run_service`'s `create_app` on settings), served by a real uvicorn in a
+    thread of this process, which has already paid for the heavy imports and for the first UMAP
+    fit's compilation (a fresh process pays about 25 s for that before its first cohort map)."""
+    import threading
+
+    import uvicorn
+
+    from api.service import create_app
+    from api.settings import ServiceSettings
+
+    root = tmp_path_factory.mktemp("web")
+    _, manifest, images = copy_of_template(gallery_template, root)
+    curator, _ = KeyStore(root / "gallery" / "keys.sqlite").create("curator", "browser test")
+    port = free_port()
+    uvicorn_server = uvicorn.Server(uvicorn.Config(create_app(ServiceSettings(gallery=root / "gallery")), port=port, log_level="warning"))
+    thread = threading.Thread(target=uvicorn_server.run, name="web-page-test-server", daemon=True)
+    thread.start()
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail(f"the service did not start: {(root / 'server.log').read_text()[-2000:]}")
+    wait_until_up(url)
     accepted = {path.name for path in images}
     row = manifest[manifest["image"].map(lambda p: Path(p).name in accepted) & (manifest["disorder"] == "achondroplasia")].iloc[0]
     yield {
@@ -72,12 +105,10 @@ def server(cli: list[str], gallery_template: tuple, tmp_path_factory: pytest.Tem
         "sex": row["sex"],
         "age_months": float(row["age_months"]),
         "gallery": root / "gallery",
-        "process": process,
         "root": root,
     }
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
+    uvicorn_server.should_exit = True
+    thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -192,10 +223,12 @@ def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, screen
     browser.save_screenshot(str(screenshots / "cohort_map.png"))
 
 
-def test_no_patient_data_in_the_server_log(server: dict) -> None:
+def test_no_patient_data_in_the_server_log(serve_process: dict) -> None:
     """Runs last in this module: uploads DICOMs carrying (fake) PHI, stops the server, reads its whole log."""
     import pydicom
 
+    server = serve_process
+    wait_until_up(server["url"], server["process"], server["log"])
     out = server["root"] / "dicoms"
     manifest = generate_cohort(CohortConfig(n=3, out=out, seed=5, size=384, format="dicom", disorders=("achondroplasia",), workers=1))
     secrets = []
@@ -212,7 +245,7 @@ def test_no_patient_data_in_the_server_log(server: dict) -> None:
         assert not any(secret and secret in response.text for secret in secrets)
     server["process"].terminate()
     server["process"].wait(timeout=60)
-    log = (server["root"] / "server.log").read_text()
+    log = server["log"].read_text()
     assert "POST /api/v1/analyses" in log  # the log is there and was read
     leaked = [secret for secret in secrets if secret and secret in log]
     assert not leaked, leaked

@@ -169,19 +169,25 @@ class Simulation:
     radiograph: Radiograph
 
 
-def simulate(plan: PlannedCase, spec: DisorderSpec, size: int) -> Simulation:
-    """Render one planned case in memory (deterministic in its seeds)."""
+def sample_anatomy(plan: PlannedCase, spec: DisorderSpec, rng: np.random.Generator) -> tuple[PatientPhenotype, CaseAnatomy]:
+    """The patient (from its own seed) and this visit's anatomy, bone age and pose (the pose from
+    `rng`, the image's generator): everything about a case that is decided before it is drawn."""
     patient_rng = np.random.default_rng(plan.patient_seed)
     phenotype = PatientPhenotype.sample(spec, patient_rng)
     individual = Individual.sample(patient_rng)
     tempo_z = float(patient_rng.standard_normal())
-    rng = np.random.default_rng(plan.image_seed)
     resolved = phenotype.at_age(plan.age_years)
     ba = bone_age_years(plan.sex, plan.age_years, resolved.bone_age_offset_months, tempo_z, spec.bone_age_cap_years)
-    case = CaseAnatomy(plan.sex, plan.age_years, ba, resolved, individual, Pose.sample(rng))
+    return phenotype, CaseAnatomy(plan.sex, plan.age_years, ba, resolved, individual, Pose.sample(rng))
+
+
+def simulate(plan: PlannedCase, spec: DisorderSpec, size: int) -> Simulation:
+    """Render one planned case in memory (deterministic in its seeds)."""
+    rng = np.random.default_rng(plan.image_seed)
+    phenotype, case = sample_anatomy(plan, spec, rng)
     layout = build_hand(case)
     frame = choose_frame(layout, size, case.pose.rotation_deg, rng)
-    coarseness = resolved.feature("trabecular_coarseness")
+    coarseness = case.phenotype.feature("trabecular_coarseness")
     radiograph = expose(layout, frame, Exposure.sample(rng), rng, coarseness)
     return Simulation(plan, phenotype, case, layout, frame, radiograph)
 
