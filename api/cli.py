@@ -154,7 +154,13 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
         f"bone age     Deeplasia {c.head.style} head, dense {list(c.head.dense_widths)}, sex input {c.head.sex_input_width}",
         f"age scale    mean {c.calibration.age_mean:.4f}, sd {c.calibration.age_sd:.4f}, "
         f"slope {c.calibration.slope}, intercept {c.calibration.intercept}",
-        f"sex head     {'trained' if c.sex_head_trained else 'untrained (predictions not meaningful)'}",
+        f"sex head     {'trained' if c.sex_head_trained else 'untrained (predictions not meaningful)'}"
+        + (
+            f"; explicit sex MLP {list(c.head.explicit_sex_widths)}, "
+            + ("the given sex is the bone-age input" if c.head.uses_given_sex else "its own prediction is the bone-age sex input")
+            if c.head.explicit_sex_widths
+            else ""
+        ),
         f"embedding    {c.embedding_dim}-d, {'trained' if c.embedding_trained else 'untrained (needs metric learning)'}",
         f"provenance   {card.provenance}",
     ]

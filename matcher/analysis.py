@@ -156,23 +156,7 @@ class Analyzer:
             return result
 
         t = time.perf_counter()
-        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
-        batch = np.stack([_rotate(prepared.tensor, a, m) for a, m in variants])
-        x = torch.from_numpy(batch).to(self.device)
-        n = len(variants)
-        with torch.inference_mode():
-            features = self.model.backbone(x)
-            male_guess = 0.5 if result.sex is None else float(result.sex == "M")
-            out = self.model.heads(features, torch.full((n, 1), male_guess, device=self.device))
-            if result.sex is None:  # no sex given: use the model's own (trained) sex head
-                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-                out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
-            embedding = out.embedding.mean(dim=0)
-            embedding = (embedding / embedding.norm()).cpu().numpy()
-            raw, male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())
-        result.bone_age_months = float(np.mean(self.model.config.calibration.months(raw)))
-        result.embedding = embedding
-        result.male_probability = male_probability
+        self._run_model(prepared.tensor, result)
         timings["model"] = (time.perf_counter() - t) * 1e3
         if result.age_months is not None:
             result.bone_age_deviation_months = result.bone_age_months - result.age_months
@@ -192,6 +176,28 @@ class Analyzer:
             timings["attention"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - start) * 1e3
         return result
+
+    def _run_model(self, tensor: np.ndarray, result: Analysis) -> None:
+        """Embedding, bone age and sex probability of one prepared input (averaged over the TTA views);
+        without a given sex, the model's own sex prediction (`sex_source` "predicted") is the input."""
+        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
+        x = torch.from_numpy(np.stack([_rotate(tensor, a, m) for a, m in variants])).to(self.device)
+        n = len(variants)
+        with torch.inference_mode():
+            features = self.model.backbone(x)
+            if result.sex is None and self.model.predicts_own_sex_input:  # Deeplasia's explicit sex MLP feeds its own logit
+                out = self.model.heads(features, None)
+                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
+            else:
+                male_guess = 0.5 if result.sex is None else float(result.sex == "M")
+                out = self.model.heads(features, torch.full((n, 1), male_guess, device=self.device))
+            if result.sex is None:  # a head that takes the sex as input: decide it, then run with it
+                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
+                out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
+            embedding = out.embedding.mean(dim=0)
+            result.embedding = (embedding / embedding.norm()).cpu().numpy()
+            raw, result.male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())
+        result.bone_age_months = float(np.mean(self.model.config.calibration.months(raw)))
 
     def attention_for(self, result: Analysis) -> np.ndarray:
         """The attention map of an accepted analysis made without one (`AnalysisOptions.attention` off)."""

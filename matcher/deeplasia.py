@@ -6,7 +6,8 @@ Two formats exist (../shared/fixtures/deeplasia/README.md, DESIGN.md section 3):
   lukemelas EfficientNet names, head `fc_gender_in`, `dense_blocks.i`, `fc_boneage`;
   age constants come from a `parameters.yml` entry named after the file;
 - new-format checkpoints of `BoneAgeModel`: backbone under `backbone.base.*`, head under
-  `dense.*` with a sex logit `fc_sex`; constants `age_mean, age_std, slope, bias` in the file.
+  `dense.*` with a sex logit `fc_sex`, optionally computed by an explicit sex MLP on the
+  features (`dense.explicit_sex_classifier.i`); constants `age_mean, age_std, slope, bias` in the file.
 
 Files are read with `torch.load(weights_only=True)`, allowing only the numpy scalar types
 the new format stores. A file that needs arbitrary unpickling (real legacy checkpoints
@@ -78,6 +79,11 @@ class HeadSpec:
     dense_widths: tuple[int, ...]
     sex_input_width: int
     has_sex_head: bool
+    # new format, optional: an MLP from the pooled features to the sex logit (`explicit_sex_classifier`
+    # in Deeplasia's `DenseNetwork`), whose detached logit is the bone-age head's sex input unless
+    # the model was trained to take the given sex (`correct_predicted_sex`)
+    explicit_sex_widths: tuple[int, ...] = ()
+    uses_given_sex: bool = True
 
 
 @dataclass
@@ -96,10 +102,11 @@ class DeeplasiaCheckpoint:
 
 
 def _numpy_safe_globals() -> list[Any]:
-    """The numpy types new-format checkpoints store (scalar constants), allowed explicitly."""
+    """The numpy types new-format checkpoints store (scalar constants), allowed explicitly, under
+    numpy 1's name (Deeplasia's pinned stack) and numpy 2's (a file saved again by newer code)."""
     from numpy._core.multiarray import scalar
 
-    return [(scalar, "numpy.core.multiarray.scalar"), np.dtype, np.dtypes.Float64DType]
+    return [(scalar, "numpy.core.multiarray.scalar"), scalar, np.dtype, np.dtypes.Float64DType]
 
 
 def load_raw(path: Path, trust_pickle: bool = False) -> dict[str, Any]:
@@ -155,15 +162,29 @@ def remap_backbone(state: dict[str, torch.Tensor], prefix: str, variant: str) ->
     return out
 
 
-def _head_spec(head: dict[str, torch.Tensor], style: Literal["legacy", "new"]) -> HeadSpec:
+def _layer_widths(head: dict[str, torch.Tensor], prefix: str) -> tuple[int, ...]:
+    """Output widths of the linear layers `prefix.0`, `prefix.1`, ... as the weights give them."""
     widths = []
-    i = 0
-    while f"dense_blocks.{i}.weight" in head:
-        widths.append(int(head[f"dense_blocks.{i}.weight"].shape[0]))
-        i += 1
+    while f"{prefix}.{len(widths)}.weight" in head:
+        widths.append(int(head[f"{prefix}.{len(widths)}.weight"].shape[0]))
+    return tuple(widths)
+
+
+def _head_spec(head: dict[str, torch.Tensor], style: Literal["legacy", "new"], hyper: dict[str, Any]) -> HeadSpec:
     if "fc_gender_in.weight" not in head or "fc_boneage.weight" not in head:
         raise CheckpointError("the checkpoint has no bone-age head (fc_gender_in / fc_boneage missing)")
-    return HeadSpec(style, tuple(widths), int(head["fc_gender_in.weight"].shape[0]), "fc_sex.weight" in head)
+    explicit = _layer_widths(head, "explicit_sex_classifier")
+    if explicit and "fc_sex.weight" not in head:
+        raise CheckpointError("the checkpoint has an explicit sex classifier but no fc_sex layer after it")
+    return HeadSpec(
+        style,
+        _layer_widths(head, "dense_blocks"),
+        int(head["fc_gender_in.weight"].shape[0]),
+        "fc_sex.weight" in head,
+        explicit,
+        # Deeplasia's default is False: such a model was trained on its own predicted sex as input
+        uses_given_sex=not explicit or bool(hyper.get("correct_predicted_sex", False)),
+    )
 
 
 def _legacy_calibration(path: Path, parameters: Path | None) -> AgeCalibration:
@@ -203,7 +224,7 @@ def read_deeplasia(path: Path | str, parameters: Path | str | None = None, trust
     backbone = remap_backbone(state, backbone_prefix, variant)
     head = {k[len(head_prefix) :]: v for k, v in state.items() if k.startswith(head_prefix) and not k.startswith(backbone_prefix)}
     head = {k: v for k, v in head.items() if not k.startswith(("base.", "backbone."))}
-    spec = _head_spec(head, style)
+    spec = _head_spec(head, style, hyper)
     if style == "new":
         try:
             calibration = AgeCalibration(float(raw["age_mean"]), float(raw["age_std"]), float(raw["slope"]), float(raw["bias"]))

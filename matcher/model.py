@@ -5,7 +5,8 @@ eps 1e-3 are what Deeplasia's weights need; plain `efficientnet_*` is numericall
 Heads on the pooled features:
 
 - `BoneAgeHead`: Deeplasia's head, sex as input. Legacy style: Swish on the features and
-  after every layer; new style: ReLU, features untouched, plus a sex logit `fc_sex`.
+  after every layer; new style: ReLU, features untouched, plus a sex logit `fc_sex`, either
+  after the dense layers or at the end of an explicit sex MLP on the features.
 - `EmbeddingHead`: projection to `embedding_dim` (default 256), L2-normalised; this is
   what metric learning trains and the gallery searches.
 - a sex logit on the pooled features when the bone-age head has none (legacy weights);
@@ -57,6 +58,7 @@ class ModelConfig:
         data = dict(data)
         head = data.pop("head")
         head["dense_widths"] = tuple(head["dense_widths"])
+        head["explicit_sex_widths"] = tuple(head.get("explicit_sex_widths", ()))
         return cls(head=HeadSpec(**head), calibration=AgeCalibration(**data.pop("calibration")), **data)
 
 
@@ -75,22 +77,44 @@ class BoneAgeHead(nn.Module):
         super().__init__()
         self.style: Literal["legacy", "new"] = spec.style
         self.fc_gender_in = nn.Linear(1, spec.sex_input_width)
-        widths = [in_features + spec.sex_input_width, *spec.dense_widths]
-        self.dense_blocks = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.fc_boneage = nn.Linear(widths[-1], 1)
-        self.fc_sex = nn.Linear(widths[-1], 1) if spec.has_sex_head else None
+        self.dense_blocks = _linear_stack(in_features + spec.sex_input_width, spec.dense_widths)
+        dense_out = (in_features + spec.sex_input_width, *spec.dense_widths)[-1]
+        self.fc_boneage = nn.Linear(dense_out, 1)
+        self.explicit_sex_classifier = _linear_stack(in_features, spec.explicit_sex_widths) if spec.explicit_sex_widths else None
+        self.uses_given_sex = spec.uses_given_sex
+        sex_in = spec.explicit_sex_widths[-1] if spec.explicit_sex_widths else dense_out
+        self.fc_sex = nn.Linear(sex_in, 1) if spec.has_sex_head else None
         self.dropout = nn.Dropout(dropout)
         self.act: nn.Module = nn.SiLU() if spec.style == "legacy" else nn.ReLU()
 
-    def forward(self, features: torch.Tensor, male: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, features: torch.Tensor, male: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`male` (B, 1): 1.0 boys, 0.0 girls, or None when unknown (only heads with an explicit sex
+        classifier can do without it: their own detached logit is then the sex input, as in Deeplasia)."""
+        sex = None
+        if self.explicit_sex_classifier is not None:
+            assert self.fc_sex is not None
+            s = features
+            for layer in self.explicit_sex_classifier:
+                s = self.act(self.dropout(layer(s)))
+            sex = self.fc_sex(s)[:, 0]
+            if male is None or not self.uses_given_sex:
+                male = sex.detach()[:, None]
+        elif male is None:
+            raise ValueError("this bone-age head needs the sex as input (it has no explicit sex classifier)")
         x = self.dropout(features)
         if self.style == "legacy":
             x = self.act(x)
         x = torch.cat([x, self.act(self.fc_gender_in(male))], dim=1)
         for layer in self.dense_blocks:
             x = self.act(self.dropout(layer(x)))
-        sex = self.fc_sex(x)[:, 0] if self.fc_sex is not None else None
+        if sex is None and self.fc_sex is not None:
+            sex = self.fc_sex(x)[:, 0]
         return self.fc_boneage(x)[:, 0], sex
+
+
+def _linear_stack(in_features: int, widths: tuple[int, ...]) -> nn.ModuleList:
+    sizes = [in_features, *widths]
+    return nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 class EmbeddingHead(nn.Module):
@@ -130,11 +154,17 @@ class Bone2GeneModel(nn.Module):
         self.embedding = EmbeddingHead(features, config.embedding_dim, config.dropout)
         self.sex = None if config.head.has_sex_head else nn.Linear(features, 1)
 
-    def forward(self, x: torch.Tensor, male: torch.Tensor) -> ModelOutput:
-        """`x`: (B, 1, S, S) preprocessed input; `male`: (B, 1) 1.0 for boys, 0.0 for girls."""
+    def forward(self, x: torch.Tensor, male: torch.Tensor | None) -> ModelOutput:
+        """`x`: (B, 1, S, S) preprocessed input; `male`: (B, 1) 1.0 for boys, 0.0 for girls (None:
+        unknown, for heads that predict it themselves, `predicts_own_sex_input`)."""
         return self.heads(self.backbone(x), male)
 
-    def heads(self, features: torch.Tensor, male: torch.Tensor) -> ModelOutput:
+    @property
+    def predicts_own_sex_input(self) -> bool:
+        """True for Deeplasia heads with an explicit sex MLP: they run without a given sex."""
+        return bool(self.config.head.explicit_sex_widths)
+
+    def heads(self, features: torch.Tensor, male: torch.Tensor | None) -> ModelOutput:
         """All heads on pooled features: re-running with another sex input skips the backbone."""
         raw, sex = self.bone_age(features, male)
         if sex is None:

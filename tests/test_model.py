@@ -12,8 +12,9 @@ import pytest
 import timm
 import torch
 
+from matcher.analysis import Analyzer
 from matcher.checkpoint import ModelFormatError, import_deeplasia, load_model, model_from_deeplasia, save_model
-from matcher.deeplasia import STAGE_REPEATS, CheckpointError, read_deeplasia, remap_backbone
+from matcher.deeplasia import STAGE_REPEATS, CheckpointError, load_raw, read_deeplasia, remap_backbone
 from matcher.model import Bone2GeneModel, ModelConfig
 from matcher.preprocess import deeplasia_input
 
@@ -103,6 +104,69 @@ def test_own_format_round_trips_and_detects_tampering(fixtures: Path, reference:
         load_model(tmp_path / "m")
     with pytest.raises(ModelFormatError, match="not a Bone2Gene model"):
         load_model(tmp_path)
+
+
+def with_explicit_sex_mlp(fixtures: Path, out: Path, widths: tuple[int, ...], correct_sex: bool) -> Path:
+    """The new-format fixture given Deeplasia's optional explicit sex MLP (`DenseNetwork` built with
+    `explicit_sex_classifier=widths`): layers from the pooled features, `fc_sex` after them, and the
+    hyper-parameters Deeplasia records."""
+    raw = load_raw(fixtures / "new_b0_512_sexhead.ckpt")
+    state, generator = raw["state_dict"], torch.Generator().manual_seed(7)
+    sizes = [int(state["dense.dense_blocks.0.weight"].shape[1]) - int(state["dense.fc_gender_in.weight"].shape[0]), *widths]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        state[f"dense.explicit_sex_classifier.{i}.weight"] = torch.randn(b, a, generator=generator) / a**0.5
+        state[f"dense.explicit_sex_classifier.{i}.bias"] = 0.1 * torch.randn(b, generator=generator)
+    state["dense.fc_sex.weight"] = torch.randn(1, sizes[-1], generator=generator) / sizes[-1] ** 0.5
+    state["dense.fc_sex.bias"] = torch.tensor([0.2])
+    raw["hyper_parameters"] = {**raw["hyper_parameters"], "explicit_sex_classifier": list(widths), "correct_predicted_sex": correct_sex}
+    torch.save(raw, out)
+    return out
+
+
+def deeplasia_dense(state: dict, features: torch.Tensor, male: torch.Tensor | None, correct_sex: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """`DenseNetwork.forward` in eval mode, written out from its description: the explicit MLP's
+    detached logit is the sex input unless `correct_sex` and a sex is given."""
+    linear = lambda name, v: v @ state[f"dense.{name}.weight"].T + state[f"dense.{name}.bias"]  # noqa: E731
+    s, i = features, 0
+    while f"dense.explicit_sex_classifier.{i}.weight" in state:
+        s, i = torch.relu(linear(f"explicit_sex_classifier.{i}", s)), i + 1
+    sex_hat = linear("fc_sex", s)
+    sex_in = male if correct_sex and male is not None else sex_hat
+    x, i = torch.cat([features, torch.relu(linear("fc_gender_in", sex_in))], dim=1), 0
+    while f"dense.dense_blocks.{i}.weight" in state:
+        x, i = torch.relu(linear(f"dense_blocks.{i}", x)), i + 1
+    return linear("fc_boneage", x)[:, 0], sex_hat[:, 0]
+
+
+@pytest.mark.parametrize("correct_sex", [False, True], ids=["predicted-sex-input", "given-sex-input"])
+def test_new_format_with_an_explicit_sex_mlp_imports_and_matches(
+    fixtures: Path, reference: dict[str, np.ndarray], tmp_path: Path, correct_sex: bool
+) -> None:
+    path = with_explicit_sex_mlp(fixtures, tmp_path / "explicit.ckpt", (128, 64), correct_sex)
+    checkpoint = read_deeplasia(path)
+    assert checkpoint.head.explicit_sex_widths == (128, 64) and checkpoint.head.uses_given_sex == correct_sex
+    import_deeplasia(path, tmp_path / "m")  # strict loading: every tensor has its place
+    model, card = load_model(tmp_path / "m")
+    assert card.config.head == checkpoint.head and model.predicts_own_sex_input
+    state = load_raw(path)["state_dict"]
+    features = torch.from_numpy(reference["new_b0_512_sexhead__features"])
+    male = torch.from_numpy(reference["new_b0_512_sexhead__male"])
+    with torch.no_grad():
+        for given in (male, 1.0 - male, None):
+            age, sex = model.bone_age(features, given)
+            expected_age, expected_sex = deeplasia_dense(state, features, given, correct_sex)
+            assert torch.allclose(sex, expected_sex, atol=1e-5) and torch.allclose(age, expected_age, atol=1e-5)
+        flipped = model.bone_age(features, 1.0 - male)[0]
+        assert torch.allclose(flipped, model.bone_age(features, male)[0]) != correct_sex  # the given sex counts only if trained so
+        x = torch.from_numpy(reference["new_b0_512_sexhead__x"])
+        out = model(x, None)
+        assert torch.allclose(out.bone_age_raw, deeplasia_dense(state, features, None, correct_sex)[0], atol=1e-4)
+    result = Analyzer(model, channels_last=False).analyze(fixtures / "preprocess" / "hand_2.png")  # no sex given
+    assert result.accepted and result.sex_source == "predicted"
+    with torch.no_grad():
+        raw, logit = model.bone_age(model.backbone(torch.from_numpy(result.model_input[None])), None)
+    assert result.bone_age_months == pytest.approx(float(model.config.calibration.months(raw.numpy())[0]), abs=1e-3)
+    assert result.sex == ("M" if float(logit[0]) > 0 else "F")
 
 
 def test_the_fingerprint_is_the_weights_hash(tmp_path: Path) -> None:
