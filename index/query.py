@@ -16,7 +16,7 @@ import numpy as np
 from index.filters import Filters
 from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
-from matcher.rank import RankedLabel, rank_labels
+from matcher.rank import DEFAULT_RULE, RankedLabel, RankingRule, rank_labels
 
 DEFAULT_DEPTH = 4096
 
@@ -58,22 +58,22 @@ class QueryResult:
         }
 
 
-def calibration_for(gallery: Gallery, seed: int = 0) -> Calibration | None:
-    """The gallery's calibration, recomputed and stored when stale; None when too little data."""
+def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT_RULE) -> Calibration | None:
+    """The gallery's calibration of `rule`'s scores, recomputed and stored when stale; None when too little data."""
     table = gallery.cases()
     diagnosed = table[table["disorder"].notna()]
     counts = {str(k): int(v) for k, v in diagnosed["disorder"].value_counts().items()}
     stored = gallery.stored_calibration()
     if stored is not None:
         calibration = Calibration.from_json(stored[1])
-        if not calibration.stale(counts):
+        if not calibration.stale(counts, rule):
             return calibration
     if diagnosed.empty:
         return None
     vectors = gallery.vectors_of(diagnosed["row"].tolist())
     try:
         calibration = fit_calibration(
-            vectors, diagnosed["disorder"].astype(str).tolist(), diagnosed["patient_id"].astype(str).tolist(), seed=seed
+            vectors, diagnosed["disorder"].astype(str).tolist(), diagnosed["patient_id"].astype(str).tolist(), seed=seed, rule=rule
         )
     except CalibrationError:
         return None
@@ -89,8 +89,12 @@ def query(
     depth: int = DEFAULT_DEPTH,
     calibration: Calibration | None = None,
     exclude_patient: str | None = None,
+    rule: RankingRule = DEFAULT_RULE,
 ) -> QueryResult:
-    """Rank the gallery's disorders and genes for one query embedding."""
+    """Rank the gallery's disorders and genes for one query embedding by `rule` (`calibration`,
+    when given, must be of the same rule: `calibration_for(gallery, rule=rule)`)."""
+    if calibration is not None and calibration.rule != rule:
+        raise ValueError(f"the calibration maps {calibration.rule!r} scores, not {rule.value!r} ones")
     hits: list[Hit] = gallery.search(embedding, max(top_k, depth), filters)
     table = gallery.cases().set_index("row")
     if exclude_patient is not None:
@@ -99,14 +103,16 @@ def query(
     meta = table.loc[rows] if rows else table.iloc[0:0]
     scores = [h.similarity for h in hits]
     considered = table if filters is None or not filters.active() else table.loc[table.index.isin(gallery.cases(filters)["row"])]
+    if exclude_patient is not None:  # its cases are not there to be found, nor counted in a disorder's density
+        considered = considered[considered["patient_id"] != exclude_patient]
     disorder_counts = {str(k): int(v) for k, v in considered["disorder"].dropna().value_counts().items()}
     gene_counts = {str(k): int(v) for k, v in considered["gene"].dropna().value_counts().items()}
     names = {d.id: d.name for d in gallery.disorders()}
     disorder_labels = [None if isinstance(d, float) or d is None else str(d) for d in meta["disorder"]]
     gene_labels = [None if isinstance(g, float) or g is None else str(g) for g in meta["gene"]]
     case_ids = meta["case_id"].astype(str).tolist()
-    disorders = rank_labels(disorder_labels, case_ids, scores, disorder_counts, names)
-    genes = rank_labels(gene_labels, case_ids, scores, gene_counts)
+    disorders = rank_labels(disorder_labels, case_ids, scores, disorder_counts, names, rule=rule)
+    genes = rank_labels(gene_labels, case_ids, scores, gene_counts, rule=rule)
 
     note = "no calibration: the gallery needs at least 10 cases whose disorder has another patient"
     no_close_match = not disorders or disorders[0].score is None
@@ -119,7 +125,7 @@ def query(
         no_close_match = best is None or best < calibration.no_match_threshold
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
-            f"{calibration.expected_calibration_error:.3f}; 'no close match' below similarity {calibration.no_match_threshold:.3f}"
+            f"{calibration.expected_calibration_error:.3f}; 'no close match' below a {rule.value} score of {calibration.no_match_threshold:.4f}"
         )
     similar = [
         SimilarCase(

@@ -1,7 +1,7 @@
 """From a similarity to "how likely is this disorder right": calibrated on the gallery itself.
 
 Leave-one-patient-out over the gallery: each case is a query against every other
-patient's cases and every disorder gets its nearest-case score (the ranking rule). The
+patient's cases and every disorder gets its score under the ranking rule (`matcher.rank`). The
 query's own disorder gives a positive, every other disorder a negative. A logistic curve
 (Platt scaling) maps a disorder's score to the probability that it is the right one; a
 bootstrap over queries gives an interval. "No close match" is answered when the best
@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from matcher.errors import Bone2GeneError
-from matcher.rank import LabelIndex, nearest_per_label
+from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_scores
 
 NO_MATCH_QUANTILE = 0.95
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -36,6 +36,7 @@ class Calibration:
     queries: int
     disorders: int
     label_counts: dict[str, int]
+    rule: str = RankingRule.NEAREST.value  # the scores it maps (stored calibrations from before rules existed: nearest)
 
     def probability(self, score: float) -> tuple[float, float, float]:
         """P(correct) at this score and its 90% bootstrap interval."""
@@ -52,10 +53,11 @@ class Calibration:
         data["bootstrap"] = [tuple(x) for x in data["bootstrap"]]
         return cls(**data)
 
-    def stale(self, label_counts: dict[str, int]) -> bool:
-        """Recompute when the gallery grew or shrank by >10%, a disorder appeared or vanished, or one changed by >20%."""
+    def stale(self, label_counts: dict[str, int], rule: RankingRule = DEFAULT_RULE) -> bool:
+        """Recompute for another ranking rule, or when the gallery grew or shrank by >10%, a disorder
+        appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
-        if set(old) != set(new):
+        if self.rule != rule or set(old) != set(new):
             return True
         total_old, total_new = sum(old.values()), sum(new.values())
         if abs(total_new - total_old) > 0.1 * max(1, total_old):
@@ -72,9 +74,9 @@ def _sigmoid(x: float) -> float:
 
 
 def lopo_scores(
-    embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray
+    embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray, rule: RankingRule = DEFAULT_RULE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each query row: per-disorder nearest scores (other patients only) and its own code.
+    """For each query row: per-disorder scores under `rule` (other patients only) and its own code.
 
     Returns (best (Q, L), own_codes (Q,), usable (Q,) bool: its own disorder has another patient).
     """
@@ -82,7 +84,7 @@ def lopo_scores(
     patients_arr = np.asarray(patients)
     sims = embeddings[queries] @ embeddings.T
     sims[patients_arr[queries][:, None] == patients_arr[None, :]] = -np.inf
-    best, _ = nearest_per_label(sims, index)
+    best, _ = label_scores(sims, index, rule)
     own = index.codes[queries]
     usable = np.isfinite(best[np.arange(len(queries)), own])
     return best, own, usable
@@ -104,7 +106,13 @@ def _fit(scores: np.ndarray, correct: np.ndarray) -> tuple[float, float]:
 
 
 def fit_calibration(
-    embeddings: np.ndarray, labels: list[str], patients: list[str], seed: int = 0, max_queries: int = 3000, bootstraps: int = 50
+    embeddings: np.ndarray,
+    labels: list[str],
+    patients: list[str],
+    seed: int = 0,
+    max_queries: int = 3000,
+    bootstraps: int = 50,
+    rule: RankingRule = DEFAULT_RULE,
 ) -> Calibration:
     """Calibrate on a gallery's diagnosed cases (embeddings unit length)."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -115,7 +123,7 @@ def fit_calibration(
     queries = np.arange(len(labels))
     if len(queries) > max_queries:
         queries = np.sort(rng.choice(queries, max_queries, replace=False))
-    best, own, usable = lopo_scores(embeddings, labels, patients, queries)
+    best, own, usable = lopo_scores(embeddings, labels, patients, queries, rule)
     best, own, queries = best[usable], own[usable], queries[usable]
     if len(queries) < 10:
         raise CalibrationError(f"only {len(queries)} cases have another patient with the same disorder; calibration needs at least 10")
@@ -136,7 +144,7 @@ def fit_calibration(
     best_unrelated = unrelated.max(axis=1)
     threshold = float(np.quantile(best_unrelated[np.isfinite(best_unrelated)], NO_MATCH_QUANTILE))
     reliability, ece = _cross_fitted_reliability(best, own, np.asarray(patients)[queries], rng)
-    return Calibration(coef, intercept, boot, threshold, reliability, ece, len(queries), len(counts), counts)
+    return Calibration(coef, intercept, boot, threshold, reliability, ece, len(queries), len(counts), counts, RankingRule(rule).value)
 
 
 def _cross_fitted_reliability(

@@ -1,17 +1,36 @@
-"""GestaltMatcher's ranking rule: a disorder (or gene) scores the similarity of its single
-nearest gallery case, and that case is the evidence.
+"""Ranking rules: how a disorder (or gene) scores from its gallery cases' similarities to a query.
 
-The functions work on similarity matrices so that evaluation (thousands of queries) and
-serving (one query) share one implementation. Similarities are cosine similarities of
-unit-length embeddings (inner products), so larger is closer.
+- `nearest`: GestaltMatcher's rule, the similarity of its single nearest case. It favours
+  disorders with many gallery cases: each case is one more chance to be the nearest.
+- `density` (the default): a class-balanced kernel density, tau * log(mean over the
+  disorder's n cases of exp(similarity / tau)). Near tau -> 0 it is the nearest similarity
+  minus tau * log(n), at large tau the mean similarity; the bandwidth tau is
+  `DENSITY_BANDWIDTH` times the spread (SD) of this query's similarities to the gallery, so
+  it follows the scale of whatever model made the space. Chosen by GestaltMatcher's protocol
+  on unseen syndromes (benchmarks/new_syndromes.md).
+
+The evidence of a disorder is always its nearest cases. The matrix functions serve
+calibration and evaluation (thousands of queries), `rank_labels` one query's search hits;
+both compute the same scores. Similarities are cosine similarities of unit-length
+embeddings (inner products), so larger is closer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
+
+
+class RankingRule(StrEnum):
+    NEAREST = "nearest"
+    DENSITY = "density"
+
+
+DEFAULT_RULE = RankingRule.DENSITY
+DENSITY_BANDWIDTH = 0.03  # x the SD of the query's similarities; picked on a cohort not reported
 
 
 @dataclass(frozen=True)
@@ -64,6 +83,40 @@ def nearest_per_label(similarities: np.ndarray, labels: LabelIndex) -> tuple[np.
     return best, evidence
 
 
+def _bandwidth(similarities: np.ndarray) -> np.ndarray:
+    """tau per query row: `DENSITY_BANDWIDTH` x the SD of its finite similarities (a floor keeps it positive)."""
+    finite = np.where(np.isfinite(similarities), similarities, np.nan)
+    spread = np.nan_to_num(np.nanstd(finite, axis=1), nan=0.0)
+    return np.maximum(DENSITY_BANDWIDTH * spread, 1e-6)
+
+
+def _log_mean_exp(values: np.ndarray, tau: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """tau * log(sum(exp(values / tau)) / count) per row, ignoring -inf entries (cases not usable)."""
+    scaled = values / tau[:, None]
+    top = np.max(scaled, axis=1)
+    safe_top = np.where(np.isfinite(top), top, 0.0)
+    total = np.exp(scaled - safe_top[:, None]).sum(axis=1)
+    with np.errstate(divide="ignore"):
+        return np.where(np.isfinite(top) & (count > 0), tau * (safe_top + np.log(total / np.maximum(count, 1))), -np.inf)
+
+
+def label_scores(similarities: np.ndarray, labels: LabelIndex, rule: RankingRule = DEFAULT_RULE) -> tuple[np.ndarray, np.ndarray]:
+    """Per query and label: the rule's score (-inf where the label has no usable case) and the
+    gallery index of the label's nearest case (the evidence; -1 there). -inf similarities mark
+    cases the caller excluded (a query's own patient); they do not count in a label's mean."""
+    sims = np.atleast_2d(np.asarray(similarities, dtype=np.float64))
+    best, evidence = nearest_per_label(sims.astype(np.float32), labels)
+    if rule == RankingRule.NEAREST:
+        return best, evidence
+    tau = _bandwidth(sims)
+    scores = np.full(best.shape, -np.inf)
+    for code in range(len(labels.names)):
+        members = sims[:, labels.codes == code]
+        if members.shape[1]:
+            scores[:, code] = _log_mean_exp(members, tau, np.isfinite(members).sum(axis=1))
+    return scores.astype(np.float32), evidence
+
+
 def label_ranks(best: np.ndarray, true_codes: np.ndarray) -> np.ndarray:
     """1-based rank of each query's true label among all labels (ties count against it)."""
     best = np.atleast_2d(best)
@@ -88,7 +141,7 @@ class RankedLabel:
     label: str
     name: str | None
     rank: int
-    score: float | None  # cosine similarity of the nearest case; None: no case within the search depth
+    score: float | None  # the rule's score (nearest: the nearest case's cosine similarity); None: no case within the search depth
     evidence: list[str]  # case ids, nearest first
     cases_in_gallery: int
     probability: float | None = None
@@ -114,21 +167,28 @@ def rank_labels(
     all_labels: dict[str, int],
     names: dict[str, str] | None = None,
     evidence_per_label: int = 3,
+    rule: RankingRule = DEFAULT_RULE,
 ) -> list[RankedLabel]:
-    """Nearest-case ranking of every label in `all_labels` (label -> cases in the gallery).
+    """Rank every label in `all_labels` (label -> its cases in the gallery) by `rule`.
 
-    `hit_*` are the searched cases, best first. A label scores its nearest hit; labels with
-    no hit among them are listed after the others with score None.
+    `hit_*` are the searched cases, best first (all of the gallery up to the search depth;
+    cases beyond it add nothing measurable to a density). Labels with no hit among them are
+    listed after the others with score None.
     """
     evidence: dict[str, list[str]] = {}
-    score: dict[str, float] = {}
+    similarities: dict[str, list[float]] = {}
     for label, case_id, s in zip(hit_labels, hit_case_ids, hit_scores, strict=True):
         if label is None or label not in all_labels:
             continue
-        if label not in score:
-            score[label] = float(s)
+        similarities.setdefault(label, []).append(float(s))
         if len(evidence.setdefault(label, [])) < evidence_per_label:
             evidence[label].append(case_id)
+    score = {label: values[0] for label, values in similarities.items()}
+    if rule == RankingRule.DENSITY and score:
+        tau = _bandwidth(np.asarray([hit_scores], dtype=np.float64))
+        for label, values in similarities.items():
+            row = np.asarray([values], dtype=np.float64)
+            score[label] = float(_log_mean_exp(row, tau, np.asarray([max(all_labels[label], len(values))]))[0])
     seen = sorted(score, key=lambda lab: (-score[lab], lab))
     unseen = sorted(set(all_labels) - set(score))
     names = names or {}

@@ -14,6 +14,7 @@ from index.filters import Filters
 from index.query import calibration_for, query
 from index.store import Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
+from matcher.rank import RankingRule
 
 DIM = 16
 
@@ -275,7 +276,7 @@ def test_snapshot_round_trip_and_tampering(gallery: Gallery, tmp_path: Path) -> 
 def test_ranking_nearest_case_per_disorder_with_evidence_and_genes(gallery: Gallery) -> None:
     cases, centres = clustered_cases(80, spread=0.3)
     gallery.add_cases(cases, "fp-a")
-    result = query(gallery, unit(centres[3]), top_k=5)
+    result = query(gallery, unit(centres[3]), top_k=5, rule=RankingRule.NEAREST)
     assert next(d.label for d in result.disorders) == "d3" and len(result.disorders) == 4
     assert [d.rank for d in result.disorders] == [1, 2, 3, 4]
     top = result.disorders[0]

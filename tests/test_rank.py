@@ -1,10 +1,12 @@
-"""GestaltMatcher's nearest-case-per-disorder ranking, against a direct loop."""
+"""Ranking rules: GestaltMatcher's nearest case per disorder against a direct loop, and the
+class-balanced density rule against its definition and against the nearest rule's frequency bias."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from matcher.rank import LabelIndex, label_ranks, macro_topk, nearest_per_label
+from matcher.rank import DENSITY_BANDWIDTH, LabelIndex, RankingRule, label_ranks, label_scores, macro_topk, nearest_per_label, rank_labels
 
 
 def test_nearest_per_label_matches_a_plain_loop() -> None:
@@ -36,3 +38,58 @@ def test_ranks_count_ties_against_the_true_label_and_macro_average() -> None:
     assert ranks.tolist() == [1, 2, 3]
     # class 0 has queries ranked 1 and 3 (top-1 = 0.5), class 1 one query ranked 2 (top-1 = 0)
     assert macro_topk(ranks, np.array([0, 1, 0]), (1, 2)) == {1: 0.25, 2: 0.75}
+
+
+def test_density_is_its_definition_on_matrices_and_on_one_querys_hits() -> None:
+    rng = np.random.default_rng(1)
+    names = rng.choice(["a", "b", "c"], size=40)
+    labels = LabelIndex.of(names)
+    sims = rng.uniform(0.8, 1.0, size=(3, 40))
+    sims[0, 5] = -np.inf  # excluded (own patient): neither counted nor averaged
+    scores, evidence = label_scores(sims, labels, RankingRule.DENSITY)
+    for q in range(3):
+        usable = np.isfinite(sims[q])
+        tau = DENSITY_BANDWIDTH * sims[q, usable].std()
+        for code in range(3):
+            members = sims[q, (labels.codes == code) & usable]
+            assert scores[q, code] == np.float32(tau * np.log(np.mean(np.exp(members / tau))))
+            assert sims[q, evidence[q, code]] == members.max()  # the evidence stays the nearest case
+    order = np.argsort(-sims[1])  # one query's search hits, best first, as the gallery search gives them
+    ranked = rank_labels(
+        names[order].tolist(),
+        [f"c{i}" for i in order],
+        sims[1, order].tolist(),
+        dict(zip(*np.unique(names, return_counts=True), strict=True)),
+    )
+    assert {r.label: r.score for r in ranked} == pytest.approx(
+        {name: float(scores[1, code]) for code, name in enumerate(labels.names)}, abs=1e-6
+    )
+    assert [r.label for r in ranked] == [labels.names[c] for c in np.argsort(-scores[1])]
+
+
+def clustered(
+    rng: np.random.Generator, centres: dict[str, np.ndarray], sizes: dict[str, int], spread: float = 0.9
+) -> tuple[np.ndarray, np.ndarray]:
+    vectors = np.concatenate([centres[n] + spread * rng.normal(size=(k, len(centres[n]))) for n, k in sizes.items()])
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.repeat(list(sizes), list(sizes.values()))
+
+
+def test_density_is_fair_to_a_disorder_with_few_gallery_cases() -> None:
+    """Overlapping clusters, five frequent disorders with 40 gallery cases and one with 3 (ten
+    random worlds): the nearest rule hands the rare disorder's queries to the frequent ones more
+    often; the density rule finds more of them without losing frequent ones."""
+    sizes = {"f0": 40, "f1": 40, "f2": 40, "f3": 40, "f4": 40, "rare": 3}
+    hits = {rule: {"rare": 0, "frequent": 0} for rule in RankingRule}
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        centres = {name: rng.normal(size=16) for name in sizes}
+        gallery, names = clustered(rng, centres, sizes)
+        queries, query_names = clustered(rng, centres, dict.fromkeys(sizes, 40))  # other patients of the same disorders
+        labels = LabelIndex.of(names)
+        true = np.array([labels.names.index(n) for n in query_names])
+        for rule in RankingRule:
+            first = label_ranks(label_scores(queries @ gallery.T, labels, rule)[0], true) == 1
+            hits[rule]["rare"] += int(first[query_names == "rare"].sum())
+            hits[rule]["frequent"] += int(first[query_names != "rare"].sum())
+    nearest, density = hits[RankingRule.NEAREST], hits[RankingRule.DENSITY]
+    assert density["rare"] >= nearest["rare"] + 10 and density["frequent"] >= 0.99 * nearest["frequent"], hits
