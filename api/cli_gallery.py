@@ -16,6 +16,7 @@ from api.cli_helpers import (
     GalleryOpt,
     JsonOpt,
     ModelOpt,
+    RuleOpt,
     Sex,
     SexOpt,
     TopOpt,
@@ -26,6 +27,7 @@ from api.cli_helpers import (
     same_model,
     sex_value,
 )
+from matcher.rank import DEFAULT_RULE
 
 if TYPE_CHECKING:
     from index.filters import Filters
@@ -151,11 +153,11 @@ def gallery_stats(path: GalleryArg, as_json: JsonOpt = False) -> None:
 
 
 @gallery_app.command("calibration")
-def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False) -> None:
-    """How well similarity scores are calibrated on this gallery (reliability table), recomputing if stale."""
+def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOpt = DEFAULT_RULE) -> None:
+    """How well a ranking rule's scores are calibrated on this gallery (reliability table), recomputing if stale."""
     from index.query import calibration_for
 
-    calibration = calibration_for(open_gallery(path))
+    calibration = calibration_for(open_gallery(path), rule=rule)
     if calibration is None:
         fail("too few cases to calibrate: at least 10 cases whose disorder has another patient are needed")
         return
@@ -267,6 +269,7 @@ def query_command(
     top: TopOpt = 10,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
+    rule: RuleOpt = DEFAULT_RULE,
 ) -> None:
     """Rank the gallery's disorders for a radiograph, with the similar cases as evidence."""
     from index.query import calibration_for, query
@@ -281,20 +284,20 @@ def query_command(
             typer.echo(json.dumps({"image": image.name, **analysis.to_json(), "disorders": [], "cases": [], "no_close_match": None}))
             raise typer.Exit(code=1)
         fail(f"{image.name} was not accepted: {'; '.join(analysis.reasons)}")
-    result = query(gallery, analysis.embedding, top_k=top, calibration=calibration_for(gallery))
+    result = query(gallery, analysis.embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule)
     if as_json:
         typer.echo(json.dumps({"image": image.name, **analysis.to_json(), **result.to_json()}))
         return
     lines = [
         f"{image.name}: bone age {analysis.bone_age_months / 12:.1f} y, sex {analysis.sex} ({analysis.sex_source})",
         "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
-        f"{'rank':>4}  {'similarity':>10}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)",
+        f"{'rank':>4}  {rule.value + ' score':>13}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)",
     ]
     for d in result.disorders[:top]:
         probability = "-" if d.probability is None else f"{d.probability:.2f} [{d.interval[0]:.2f}-{d.interval[1]:.2f}]"
-        score = "-" if d.score is None else f"{d.score:.3f}"
+        score = "-" if d.score is None else f"{d.score:.4f}"
         lines.append(
-            f"{d.rank:>4}  {score:>10}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})"
+            f"{d.rank:>4}  {score:>13}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})"
         )
     lines.append("genes: " + ", ".join(f"{g.label} {g.score:.3f}" for g in result.genes[:5] if g.score is not None))
     lines.append(result.calibration_note)

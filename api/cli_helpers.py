@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from matcher.rank import RankingRule
+
 if TYPE_CHECKING:
     from index.store import Gallery
     from matcher.checkpoint import ModelCard
@@ -41,6 +43,10 @@ ModelOpt = Annotated[Path | None, typer.Option("--model", help="Model directory 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON instead of a table.")]
 SexOpt = Annotated[Sex | None, typer.Option("--sex", case_sensitive=False, help="M or F.")]
 TopOpt = Annotated[int, typer.Option("--top", min=1, help="How many disorders and similar cases to show.")]
+RuleOpt = Annotated[
+    RankingRule,
+    typer.Option("--ranking-rule", help="density: class-balanced (default); nearest: GestaltMatcher's nearest case per disorder."),
+]
 
 
 def sex_value(sex: Sex | None) -> str | None:

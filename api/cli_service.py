@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from api.cli_helpers import fail, progress_bar
+from matcher.rank import RankingRule
 
 if TYPE_CHECKING:
     from api.settings import ServiceSettings
@@ -130,6 +131,14 @@ def serve(
     analyses_memory_bytes: Annotated[
         int | None,
         typer.Option("--analyses-memory-bytes", help="Their memory bound (default 1 GiB).", envvar=_env("analyses_memory_bytes")),
+    ] = None,
+    ranking_rule: Annotated[
+        RankingRule | None,
+        typer.Option(
+            "--ranking-rule",
+            help="density (class-balanced, the default) or nearest (GestaltMatcher's nearest case).",
+            envvar=_env("ranking_rule"),
+        ),
     ] = None,
 ) -> None:
     """Start the HTTP service and web page for a gallery (create keys with `bone2gene keys create`).

@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from matcher.checkpoint import BUNDLED_MODEL_DIR
+from matcher.rank import DEFAULT_RULE, RankingRule
 
 
 class ServiceSettings(BaseSettings):
@@ -32,6 +33,9 @@ class ServiceSettings(BaseSettings):
     analyses_kept: int = Field(256, ge=1, description="recent analyses kept for overlays and add-to-gallery")
     analyses_memory_bytes: int = Field(1024 * 2**20, ge=2**20, description="memory bound of the kept analyses")
     ba_reference: Path | None = Field(None, description="bone-age SD table for z-scores; default: the bundled one")
+    ranking_rule: RankingRule = Field(
+        DEFAULT_RULE, description="how disorders are ranked: density (class-balanced) or nearest (GestaltMatcher's nearest case)"
+    )
 
     @property
     def keys_path(self) -> Path:

@@ -69,7 +69,7 @@ async def analyse(
     result = stored.analysis
     if not result.accepted or result.embedding is None:
         raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
-    ranking = await run_in_threadpool(rank, runtime.gallery, result.embedding, top)
+    ranking = await run_in_threadpool(rank, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule)
     return _result(analysis_id, stored, ranking, runtime.maps.position(result.embedding))
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import GalleryDep, Reader
+from api.deps import GalleryDep, Reader, RuntimeDep
 from api.problems import Problem
 from api.ranking import rank
 from api.schemas import EmbeddingQuery, Ranking
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/queries", tags=["analysis"])
 
 
 @router.post("", response_model=Ranking)
-async def query_embedding(_: Reader, gallery: GalleryDep, body: EmbeddingQuery) -> Ranking:
+async def query_embedding(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, body: EmbeddingQuery) -> Ranking:
     vector = np.asarray(body.embedding, dtype=np.float64).astype(np.float32)  # components are within [-1, 1]
     if len(vector) != gallery.dim:
         raise Problem(422, "Wrong embedding size", f"This gallery's model gives {gallery.dim} numbers; the query has {len(vector)}.")
@@ -24,4 +24,4 @@ async def query_embedding(_: Reader, gallery: GalleryDep, body: EmbeddingQuery) 
     if not np.isfinite(norm) or not 0.99 < norm < 1.01:
         raise Problem(422, "Embedding not normalised", "Send the unit-length embedding returned by this gallery's model.")
     filters = Filters.of(sex=body.sex, age_min_months=body.age_min_months, age_max_months=body.age_max_months, source=body.source)
-    return await run_in_threadpool(rank, gallery, vector, body.top, filters)
+    return await run_in_threadpool(rank, gallery, vector, body.top, filters, runtime.settings.ranking_rule)
