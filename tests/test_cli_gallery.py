@@ -76,13 +76,8 @@ def test_query_json_ranks_disorders_with_evidence(bone2gene, gallery: Path, coho
     gestalt = json.loads(run(bone2gene, *args, "--ranking-rule", "nearest").stdout)
     assert gestalt["disorders"][0]["score"] == pytest.approx(gestalt["cases"][0]["similarity"], abs=1e-4)
     nearest = {d["disorder"]: d["score"] for d in gestalt["disorders"]}
-    assert all(
-        d["score"] <= nearest[d["disorder"]] + 1e-4 for d in record["disorders"]
-    )  # density (the default): never above the nearest case
-    assert (
-        record["disorders"][0]["evidence"][0] in [c["case_id"] for c in gestalt["cases"]]
-        or first["disorder"] != gestalt["disorders"][0]["disorder"]
-    )
+    # density (the default) is a mean over a disorder's cases: never above its nearest case
+    assert all(d["score"] <= nearest[d["disorder"]] + 1e-4 for d in record["disorders"])
     text = run(bone2gene, "query", cohort.parent / row["image"], "--sex", row["sex"], "--gallery", gallery).stdout
     assert "not a diagnosis" in text and "rank" in text
     report = run(bone2gene, "gallery", "calibration", gallery).stdout
