@@ -21,6 +21,7 @@ import pandas as pd
 from index.catalogue import Disorder
 from index.query import query
 from index.store import Gallery, NewCase
+from matcher.rank import DEFAULT_RULE, RankingRule
 
 KS = (1, 5, 10)
 
@@ -39,8 +40,9 @@ def new_syndrome_experiment(
     draws: int = 10,
     seed: int = 0,
     gallery_fraction: float = 0.5,
+    rule: RankingRule = DEFAULT_RULE,
 ) -> pd.DataFrame:
-    """One row per (draw, n, setting, disorder): top-k hits of that disorder's queries.
+    """One row per (draw, n, setting, disorder): top-k hits of that disorder's queries, ranked by `rule`.
 
     `table` needs `disorder`, `patient_id`, `sex`, `age_months`; `embeddings` are the
     model's unit vectors in the same order.
@@ -83,7 +85,7 @@ def new_syndrome_experiment(
                 gallery_patients = set(table.loc[members, "patient_id"])
                 queries = [i for i in range(len(table)) if table.at[i, "patient_id"] not in gallery_patients]
                 for i in queries:
-                    result = query(gallery, embeddings[i], top_k=1)
+                    result = query(gallery, embeddings[i], top_k=1, rule=rule)
                     rank = next(d.rank for d in result.disorders if d.label == table.at[i, "disorder"])
                     setting = "rare (R -> F+R)" if is_rare[i] else "frequent (F -> F+R)"
                     rows.append(

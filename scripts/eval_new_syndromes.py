@@ -1,12 +1,15 @@
 """Unseen syndromes, added to a gallery with 1, 3 and 5 cases, found without retraining.
 
-    python scripts/eval_new_syndromes.py [--n 1500] [--draws 10] [--model DIR] [--out benchmarks/new_syndromes.md]
+    python scripts/eval_new_syndromes.py [--n 1500] [--draws 10] [--seed 8] [--model DIR] [--out benchmarks/new_syndromes.md]
 
 A fresh synthetic cohort (seed different from the one the bundled model was trained on)
 is embedded with the model and with an untrained encoder of the same architecture (the
 baseline); `index.evaluation.new_syndrome_experiment` then adds the held-out disorders
 (never seen in training) to galleries of the training disorders and queries their other
-patients. Results: macro top-1/5/10 over the unseen disorders, mean ± SD over draws.
+patients. Results: macro top-1/5/10 over the unseen disorders, mean ± SD over draws, for
+each ranking rule (`matcher.rank`: the class-balanced density rule, the default, and
+GestaltMatcher's nearest case). The density bandwidth was chosen on the seed-7 cohort; the
+default seed here is 8, so the report is on cases the choice never saw.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from index.evaluation import new_syndrome_experiment, summarise
 from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.model import Bone2GeneModel
+from matcher.rank import RankingRule
 from training.synth.cohort import CohortConfig, generate_cohort
 
 
@@ -50,7 +54,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
     parser.add_argument("--n", type=int, default=1500)
     parser.add_argument("--draws", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=8)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "new_syndromes.md")
     args = parser.parse_args()
     model, card = load_model(args.model)
@@ -70,9 +74,11 @@ def main() -> None:
     assert (accepted == accepted_u).all()
     table = manifest[accepted].reset_index(drop=True)
     sections = []
-    for name, vectors in (("bundled model", trained), ("untrained encoder (baseline)", untrained)):
-        results = new_syndrome_experiment(vectors, table, held_out, draws=args.draws, seed=args.seed)
-        sections.append((name, summarise(results)))
+    for name, vectors in (("model", trained), ("untrained encoder (baseline)", untrained)):
+        for rule in (RankingRule.DENSITY, RankingRule.NEAREST):
+            results = new_syndrome_experiment(vectors, table, held_out, draws=args.draws, seed=args.seed, rule=rule)
+            label = "density rule (default)" if rule == RankingRule.DENSITY else "nearest case (GestaltMatcher)"
+            sections.append((f"{name}, {label}", summarise(results)))
     elapsed = time.perf_counter() - started
     counts = table["disorder"].value_counts()
     lines = [
@@ -87,7 +93,7 @@ def main() -> None:
         "",
         "Each draw: half of the frequent disorders' patients form the gallery; n cases (from n different patients) of every unseen "
         "disorder are added; every case of a patient not in the gallery is a query. Top-k is the share of queries whose true "
-        "disorder is ranked within k by the nearest-case rule, averaged over disorders (macro), mean ± SD over "
+        "disorder is ranked within k by the named rule, averaged over disorders (macro), mean ± SD over "
         f"{args.draws} draws. Random ranking expects k / (disorders in the gallery).",
         "",
     ]
