@@ -167,7 +167,13 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
     lines = [
         f"calibrated leave-one-patient-out on {calibration.queries} cases of {calibration.disorders} disorders",
         f"expected calibration error (two-fold cross-fitted): {calibration.expected_calibration_error:.3f}",
-        f"'no close match' below similarity {calibration.no_match_threshold:.3f} (95th percentile of the best unrelated disorder)",
+        f"'no close match' below a {calibration.rule} score of {calibration.no_match_threshold:.4f}: "
+        + (
+            f"fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
+            f"stays off for {calibration.no_match_off_when_right:.0%} of right answers (leave one patient out)"
+            if calibration.no_match_fires_when_absent is not None
+            else "(a calibration from an older version: recompute it)"
+        ),
         "reliability (predicted probability bins vs observed share of right disorders):",
         f"  {'bin':>9}  {'pairs':>6}  {'predicted':>9}  {'observed':>8}",
         *[f"  {r['bin']:>9}  {r['pairs']:>6}  {r['mean_predicted']:>9.3f}  {r['observed']:>8.3f}" for r in calibration.reliability],

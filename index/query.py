@@ -126,6 +126,12 @@ def query(
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
             f"{calibration.expected_calibration_error:.3f}; 'no close match' below a {rule.value} score of {calibration.no_match_threshold:.4f}"
+            + (
+                f" (fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
+                f"off for {calibration.no_match_off_when_right:.0%} of right answers)"
+                if calibration.no_match_fires_when_absent is not None
+                else ""
+            )
         )
     similar = [
         SimilarCase(

@@ -4,8 +4,14 @@ Leave-one-patient-out over the gallery: each case is a query against every other
 patient's cases and every disorder gets its score under the ranking rule (`matcher.rank`). The
 query's own disorder gives a positive, every other disorder a negative. A logistic curve
 (Platt scaling) maps a disorder's score to the probability that it is the right one; a
-bootstrap over queries gives an interval. "No close match" is answered when the best
-disorder is not closer than the 95th percentile of what unrelated disorders reach.
+bootstrap over queries gives an interval.
+
+"No close match" says that the query's disorder is probably not in the gallery. Leave one
+patient out gives both sides: with the query's own disorder removed, the best remaining
+score is what an absent disorder looks like; where the own disorder is ranked first, its
+score is what a right answer looks like. The threshold is the 95th percentile of the
+absent side, lowered where needed so that it stays off for at least 80% of right answers
+(a flag that fires on everything tells the geneticist nothing); the two rates are kept.
 
 Quality is reported as a reliability table and the expected calibration error, both from
 two-fold cross-fitting by patient (the curve is judged on patients it was not fitted on).
@@ -21,7 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from matcher.errors import Bone2GeneError
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_scores
 
-NO_MATCH_QUANTILE = 0.95
+NO_MATCH_QUANTILE = 0.95  # of the absent-disorder scores: the flag fires below it...
+NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of right answers
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
@@ -37,6 +44,8 @@ class Calibration:
     disorders: int
     label_counts: dict[str, int]
     rule: str = RankingRule.NEAREST.value  # the scores it maps (stored calibrations from before rules existed: nearest)
+    no_match_fires_when_absent: float | None = None  # leave-one-patient-out share of absent-disorder queries flagged
+    no_match_off_when_right: float | None = None  # ... and of right top-1 answers not flagged
 
     def probability(self, score: float) -> tuple[float, float, float]:
         """P(correct) at this score and its 90% bootstrap interval."""
@@ -57,7 +66,7 @@ class Calibration:
         """Recompute for another ranking rule, or when the gallery grew or shrank by >10%, a disorder
         appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
-        if self.rule != rule or set(old) != set(new):
+        if self.rule != rule or self.no_match_fires_when_absent is None or set(old) != set(new):
             return True
         total_old, total_new = sum(old.values()), sum(new.values())
         if abs(total_new - total_old) > 0.1 * max(1, total_old):
@@ -138,13 +147,27 @@ def fit_calibration(
         if correct[reps].all() or not correct[reps].any():
             continue
         boot.append(_fit(scores[reps], correct[reps]))
-    # "no close match": what the best *unrelated* disorder reaches for each query
-    unrelated = best.copy()
-    unrelated[np.arange(len(own)), own] = -np.inf
-    best_unrelated = unrelated.max(axis=1)
-    threshold = float(np.quantile(best_unrelated[np.isfinite(best_unrelated)], NO_MATCH_QUANTILE))
+    threshold, fires, stays_off = _no_match_threshold(best, own)
     reliability, ece = _cross_fitted_reliability(best, own, np.asarray(patients)[queries], rng)
-    return Calibration(coef, intercept, boot, threshold, reliability, ece, len(queries), len(counts), counts, RankingRule(rule).value)
+    return Calibration(
+        coef, intercept, boot, threshold, reliability, ece, len(queries), len(counts), counts, RankingRule(rule).value, fires, stays_off
+    )
+
+
+def _no_match_threshold(best: np.ndarray, own: np.ndarray) -> tuple[float, float, float]:
+    """(threshold, share of absent-disorder queries below it, share of right answers at or above it)."""
+    rows = np.arange(len(own))
+    unrelated = best.copy()
+    unrelated[rows, own] = -np.inf
+    absent = unrelated.max(axis=1)  # the best score left when the query's disorder is not in the gallery
+    absent = absent[np.isfinite(absent)]
+    right = best[rows, own][best.argmax(axis=1) == own]  # the top score where it is the right disorder
+    threshold = float(np.quantile(absent, NO_MATCH_QUANTILE))
+    if right.size:
+        threshold = min(threshold, float(np.quantile(right, 1 - NO_MATCH_KEEP_OFF, method="lower")))
+    fires = float(np.mean(absent < threshold)) if absent.size else float("nan")
+    stays_off = float(np.mean(right >= threshold)) if right.size else float("nan")
+    return threshold, fires, stays_off
 
 
 def _cross_fitted_reliability(

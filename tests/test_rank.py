@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from matcher.calibration import NO_MATCH_KEEP_OFF, fit_calibration
 from matcher.rank import DENSITY_BANDWIDTH, LabelIndex, RankingRule, label_ranks, label_scores, macro_topk, nearest_per_label, rank_labels
 
 
@@ -93,3 +94,25 @@ def test_density_is_fair_to_a_disorder_with_few_gallery_cases() -> None:
             hits[rule]["frequent"] += int(first[query_names != "rare"].sum())
     nearest, density = hits[RankingRule.NEAREST], hits[RankingRule.DENSITY]
     assert density["rare"] >= nearest["rare"] + 10 and density["frequent"] >= 0.99 * nearest["frequent"], hits
+
+
+@pytest.mark.parametrize("spread", [0.6, 1.2], ids=["separated", "crowded"])
+@pytest.mark.parametrize("rule", list(RankingRule))
+def test_no_close_match_fires_for_absent_disorders_and_stays_off_for_right_answers(rule: RankingRule, spread: float) -> None:
+    """Calibrated leave-one-patient-out on five disorders; fresh queries of those five and of a
+    sixth the gallery does not hold: the flag must tell the two apart, not fire on everything
+    (in the crowded space the 95th percentile of absent scores alone flags half the right answers)."""
+    rng = np.random.default_rng(5)
+    present = {f"d{i}": 30 for i in range(5)}
+    centres = {name: rng.normal(size=16) for name in [*present, "absent"]}
+    gallery, names = clustered(rng, centres, present, spread=spread)
+    calibration = fit_calibration(gallery, names.tolist(), [f"p{i}" for i in range(len(names))], rule=rule)
+    assert calibration.rule == rule and calibration.no_match_off_when_right >= NO_MATCH_KEEP_OFF
+    queries, query_names = clustered(rng, centres, dict.fromkeys([*present, "absent"], 40), spread=spread)
+    labels = LabelIndex.of(names)
+    scores = label_scores(queries @ gallery.T, labels, rule)[0]
+    flagged = scores.max(axis=1) < calibration.no_match_threshold
+    right = np.array([n in labels.names and labels.names[c] == n for n, c in zip(query_names, scores.argmax(axis=1), strict=True)])
+    absent = query_names == "absent"
+    fires, false_alarms = flagged[absent].mean(), flagged[right].mean()
+    assert false_alarms <= 0.3 and fires >= max(0.5, 2 * false_alarms), (fires, false_alarms)

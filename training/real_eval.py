@@ -33,7 +33,7 @@ from matcher.calibration import fit_calibration
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
-from matcher.rank import LabelIndex, nearest_per_label
+from matcher.rank import DEFAULT_RULE, LabelIndex, label_scores
 from training.joint_eval import real_figures
 from training.real_data import is_validation_id, read_labels
 from training.synth.cohort import CohortConfig, generate_cohort
@@ -109,12 +109,12 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
         queries = _synthetic_embeddings(model, Path(tmp), query_n, QUERY_SEED)
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     labels = gallery["disorder"].astype(str).tolist()
-    calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist())
+    calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist(), rule=DEFAULT_RULE)
     index = LabelIndex.of(labels)
     unaffected = index.names.index("unaffected")
 
     def best_of(query: np.ndarray) -> np.ndarray:
-        return nearest_per_label(query @ vectors.T, index)[0]
+        return label_scores(query @ vectors.T, index, DEFAULT_RULE)[0]
 
     real = np.stack(real_embeddings).astype(np.float32)
     real_best = best_of(real)
