@@ -236,6 +236,7 @@ def analyze(
 from api.cli_explore import explore_app
 from api.cli_gallery import disorders_app, gallery_app, query_command
 from api.cli_service import keys_app, serve
+from api.cli_training import train_command
 
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(keys_app, name="keys")
@@ -243,6 +244,7 @@ app.add_typer(explore_app, name="explore")
 app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
 app.command("query")(query_command)
+app.command("train")(train_command)
 
 
 def main() -> None:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from matcher.checkpoint import load_model
+from matcher.checkpoint import load_model, model_from_deeplasia
+from matcher.deeplasia import read_deeplasia
 from matcher.preprocess import deeplasia_input
 from training.augment import AugmentConfig, augment, to_model_input
+from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
 from training.synth.cohort import CohortConfig, generate_cohort
-from training.train import TrainConfig, split_by_patient, train
+from training.train import TrainConfig, _initial_model, split_by_patient, train
 
 
 @pytest.fixture(scope="module")
@@ -78,32 +80,80 @@ def test_augmentation_is_seeded_zscored_and_keeps_background_flat(tiny_cohort: P
     assert torch.allclose(corners, corners[:, :1].expand_as(corners))  # background is one value, like masked input
 
 
-def test_tiny_training_run_saves_a_loadable_model_and_resumes(tiny_cohort: Path, tmp_path: Path) -> None:
-    config = TrainConfig(
-        manifest=tiny_cohort,
-        out=tmp_path / "run",
-        input_size=256,
-        epochs=1,
-        batch_size=6,
-        m_per_class=2,
-        held_out=("trps1",),
-        val_fraction=0.25,
-        device="cpu",
-        prepare_workers=1,
-        seed=0,
+def test_tiny_training_run_from_a_yaml_file_saves_the_best_model_and_resumes(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+    """`bone2gene train CONFIG.yaml`: paths relative to the file, the resolved config beside the run,
+    CSV and JSON logs, a checkpoint per epoch, the best validation epoch as the model, resume."""
+    (tmp_path / "cfg").mkdir()
+    settings = {
+        "manifest": str(tiny_cohort),
+        "out": "run",  # relative: resolved against the YAML file's folder
+        "input_size": 256,
+        "epochs": 1,
+        "batch_size": 6,
+        "m_per_class": 2,
+        "held_out": ["trps1"],
+        "val_fraction": 0.25,
+        "device": "cpu",
+        "prepare_workers": 1,
+        "augment": {"rotation_deg": 5.0},
+    }
+    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
+    first = bone2gene("train", tmp_path / "cfg" / "train.yaml")
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "cfg" / "run"
+    resolved = load_train_config(run / "config.yaml")  # every field, and it reads back
+    assert (
+        resolved.out == run and resolved.augment.rotation_deg == 5.0 and resolved.held_out == ("trps1",) and resolved.lr == TrainConfig.lr
     )
-    model_dir = train(config, log=lambda _: None)
-    _, card = load_model(model_dir)
-    assert card.config.embedding_trained and card.config.sex_head_trained
+    _, card = load_model(run / "model")
+    assert card.config.embedding_trained and card.config.sex_head_trained and card.config.input_size == 256
     assert set(card.config.labels) == {"unaffected", "achondroplasia", "brachydactyly_e"}
-    assert card.provenance["held_out_disorders"] == ["trps1"]
-    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert len(history) == 1 and np.isfinite(history[0]["loss_metric"]) and "val_top1" in history[0]
+    assert card.provenance["held_out_disorders"] == ["trps1"] and card.provenance["epoch"] == 1
+    log = pd.read_csv(run / "log.csv")
+    assert log["epoch"].tolist() == [1] and np.isfinite(log["loss_metric"]).all() and "val_top1" in log
     # a second epoch continues from the checkpoint instead of starting again
-    config.epochs, config.resume = 2, True
-    train(config, log=lambda _: None)
-    history = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == [1, 2]
+    settings["epochs"] = 2
+    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
+    second = bone2gene("train", tmp_path / "cfg" / "train.yaml", "--resume")
+    assert second.returncode == 0 and "resumed after epoch 1" in second.stdout, second.stderr
+    history = pd.read_csv(run / "log.csv")
+    assert history["epoch"].tolist() == [1, 2]
+    best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
+    assert load_model(run / "model")[1].provenance["epoch"] == best
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"epochs": 3, "lerning_rate": 0.1}, "unknown key(s) 'lerning_rate' in the training configuration; known keys: manifest, out"),
+        ({"augment": {"rotate": 5}}, "unknown key(s) 'rotate' in augment; known keys: rotation_deg"),
+        ({"manifest": None}, "needs manifest"),
+        ({"epochs": "many"}, "epochs: Input should be a valid integer"),
+    ],
+)
+def test_training_configuration_errors_say_what_is_wrong(tmp_path: Path, bone2gene, change: dict, message: str) -> None:
+    settings = {"manifest": "cohort/manifest.csv", "out": "run", **change}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(settings))
+    result = bone2gene("train", tmp_path / "bad.yaml")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "broken.yaml").write_text("manifest: [unclosed")
+    with pytest.raises(TrainConfigError, match="not valid YAML"):
+        load_train_config(tmp_path / "broken.yaml")
+
+
+def test_a_run_starts_from_a_deeplasia_checkpoint_file(shared_dir: Path) -> None:
+    """`init` may name a Deeplasia checkpoint: its backbone and bone-age head are the start."""
+    fixtures = shared_dir / "fixtures" / "deeplasia"
+    if not (fixtures / "new_b0_512_sexhead.ckpt").is_file():
+        pytest.skip("Deeplasia reference fixtures absent")
+    config = TrainConfig(manifest=Path("m.csv"), out=Path("o"), init=fixtures / "new_b0_512_sexhead.ckpt", input_size=256)
+    model = _initial_model(config, {"a": 0, "b": 1})
+    reference = model_from_deeplasia(read_deeplasia(fixtures / "new_b0_512_sexhead.ckpt"))
+    for name, tensor in reference.bone_age.state_dict().items():
+        assert torch.equal(model.bone_age.state_dict()[name], tensor), name
+    assert torch.equal(model.backbone.conv_stem.weight, reference.backbone.conv_stem.weight)
+    assert model.config.input_size == 256 and model.config.labels == {"a": 0, "b": 1} and model.config.head == reference.config.head
 
 
 def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:

@@ -6,30 +6,38 @@ task and a sex head, in one network.
   holds several cases per disorder.
 - Bone age: smooth-L1 on Deeplasia's z-scored age (`AgeCalibration`), sex given as input.
 - Sex: a logit on the pooled features (no sex input, so nothing leaks).
-- Start: random weights, or any Bone2Gene model directory (an imported Deeplasia
-  checkpoint is the intended start for real data: `bone2gene model import-deeplasia`).
+- Start: random weights, a Deeplasia checkpoint file (legacy or new format, b0 or b4, with or
+  without the explicit sex MLP: the intended start for real data) or a Bone2Gene model.
 
 Disorders listed in `held_out` never reach training: they play GestaltMatcher's "rare"
 disorders, added to the gallery afterwards without retraining.
 
 A checkpoint with optimiser state is written after every epoch (`resume=True` continues
-from it); the final model is saved in our format with the metrics and settings as provenance.
+from it), the log as JSON lines and CSV; the epoch that retrieves best on the validation
+patients is kept (`best_model/`) and becomes the final model (`model/`, our format, with the
+metrics and settings as provenance). `bone2gene train CONFIG.yaml` is the command line.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+import yaml
 from pytorch_metric_learning import losses, samplers
 from torch import nn
+from tqdm.auto import tqdm
 
-from matcher.checkpoint import load_model, save_model
-from matcher.deeplasia import AgeCalibration, HeadSpec
+from matcher.checkpoint import load_model, model_from_deeplasia, save_model
+from matcher.deeplasia import AgeCalibration, HeadSpec, read_deeplasia
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.checkpointing import TrainingParts, resume, save_checkpoint
@@ -45,7 +53,9 @@ class TrainConfig:
     variant: str = "b0"
     input_size: int = 256
     embedding_dim: int = 256
-    init: Path | None = None  # a Bone2Gene model directory to start from
+    init: Path | None = None  # start from: a Bone2Gene model directory or a Deeplasia checkpoint file (None: random weights)
+    deeplasia_parameters: Path | None = None  # Deeplasia's parameters.yml, for a legacy checkpoint in `init`
+    trust_pickle: bool = False  # allow a Deeplasia checkpoint that needs full unpickling (only from a trusted source)
     epochs: int = 30
     batch_size: int = 64
     m_per_class: int = 4
@@ -67,10 +77,12 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_json(self) -> dict:
+        """Plain JSON/YAML types only (paths as strings, tuples as lists)."""
         data = asdict(self)
-        data["manifest"], data["out"] = str(self.manifest), str(self.out)
-        data["init"] = None if self.init is None else str(self.init)
+        for name in ("manifest", "out", "init", "deeplasia_parameters"):
+            data[name] = None if data[name] is None else str(data[name])
         data["held_out"] = list(self.held_out)
+        data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["augment"].items()}
         return data
 
 
@@ -96,15 +108,25 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
     return train, val, rare
 
 
+def _starting_model(config: TrainConfig) -> Bone2GeneModel:
+    """The model `init` names: one of ours (a directory) or a Deeplasia checkpoint (a file)."""
+    assert config.init is not None
+    if config.init.is_file():
+        checkpoint = read_deeplasia(config.init, config.deeplasia_parameters, config.trust_pickle)
+        return model_from_deeplasia(checkpoint, embedding_dim=config.embedding_dim, seed=config.seed)
+    return load_model(config.init)[0]
+
+
 def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneModel:
     if config.init is not None:
-        base, _ = load_model(config.init)
+        base = _starting_model(config)
         model_config = ModelConfig(
             **{
                 **asdict(base.config),
                 "head": base.config.head,
                 "calibration": base.config.calibration,
                 "labels": labels,
+                "input_size": config.input_size,  # the size this run trains at is the size it will infer at
                 "sex_head_trained": True,
                 "embedding_trained": True,
             }
@@ -182,7 +204,12 @@ def _batches(
 
 
 def _epoch(
-    parts: TrainingParts, batches: _Batches, config: TrainConfig, generator: torch.Generator, device: torch.device
+    parts: TrainingParts,
+    batches: _Batches,
+    config: TrainConfig,
+    generator: torch.Generator,
+    device: torch.device,
+    advanced: Callable[[int], object] = lambda _: None,
 ) -> dict[str, float]:
     """One pass over the sampler's order; returns the summed loss parts."""
     parts.model.train()
@@ -207,6 +234,7 @@ def _epoch(
         parts.scheduler.step()
         for key, value in (("metric", metric), ("age", age), ("sex", sex)):
             sums[key] += value.item()
+        advanced(1)
     return sums
 
 
@@ -223,8 +251,9 @@ def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_e
     return TrainingParts(model, metric_loss, optimiser, scheduler)
 
 
-def train(config: TrainConfig, log=print) -> Path:
-    """Train; returns the directory of the saved model (`config.out / 'model'`)."""
+def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
+    """Train; returns the directory of the saved model (`config.out / 'model'`): the epoch with the
+    best validation retrieval (top-1, then top-5), or the last epoch without a validation split."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     config.out.mkdir(parents=True, exist_ok=True)
@@ -245,9 +274,13 @@ def train(config: TrainConfig, log=print) -> Path:
         log(f"resumed after epoch {start_epoch}")
     generator = torch.Generator(device=device).manual_seed(config.seed)
     (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
+    (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
+    provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names}
+    provenance["held_out_disorders"] = list(config.held_out)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        sums = _epoch(parts, batches, config, generator, device)
+        with tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress, leave=False) as bar:
+            sums = _epoch(parts, batches, config, generator, device, bar.update)
         record = {
             "epoch": epoch + 1,
             "seconds": round(time.perf_counter() - started, 1),
@@ -256,19 +289,40 @@ def train(config: TrainConfig, log=print) -> Path:
         record.update(validate(parts.model, data, train_mask, val_mask, device))
         history.append(record)
         log(json.dumps(record))
-        with (config.out / "log.jsonl").open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        _write_logs(config.out, record, history)
+        if _is_best(record, history):
+            _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1})
         save_checkpoint(checkpoint_path, parts, epoch + 1, history)
-    model = parts.model.to("cpu", memory_format=torch.contiguous_format).eval()
-    provenance = {
-        "trained_by": "training.train",
-        "train_config": config.to_json(),
-        "history": history,
-        "training_disorders": names,
-        "held_out_disorders": list(config.held_out),
-    }
-    save_model(model, config.out / "model", provenance=provenance)
-    return config.out / "model"
+    final = config.out / "model"
+    shutil.rmtree(final, ignore_errors=True)
+    if (config.out / "best_model").is_dir():
+        shutil.copytree(config.out / "best_model", final)
+    else:
+        _save_copy(parts.model, final, {**provenance, "history": history, "epoch": len(history)})
+    return final
+
+
+def _write_logs(out: Path, record: dict, history: list[dict]) -> None:
+    """One JSON line per epoch (`log.jsonl`) and the whole history as a table (`log.csv`)."""
+    with (out / "log.jsonl").open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    pd.DataFrame(history).to_csv(out / "log.csv", index=False)
+
+
+def _quality(record: dict) -> tuple[float, float]:
+    return (record.get("val_top1", float("-inf")), record.get("val_top5", float("-inf")))
+
+
+def _is_best(record: dict, history: list[dict]) -> bool:
+    """The newest epoch retrieves better on validation than every earlier one (needs a validation split)."""
+    if "val_top1" not in record:
+        return False
+    return all(_quality(record) > _quality(earlier) for earlier in history[:-1])
+
+
+def _save_copy(model: Bone2GeneModel, directory: Path, provenance: dict) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    save_model(copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval(), directory, provenance=provenance)
 
 
 def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, val_mask: np.ndarray, device: torch.device) -> dict:
