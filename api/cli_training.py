@@ -17,8 +17,10 @@ def train_command(
 
     Writes to the config's `out`: config.yaml (resolved), checkpoint.pt (every epoch), log.csv and
     log.jsonl, best_model/ and model/ (the epoch with the best validation retrieval).
+    Several GPUs or machines: start it with torchrun (README, "Training on several GPUs").
     """
     from training.config_file import load_train_config
+    from training.distributed import launched_rank
     from training.train import train
 
     config = load_train_config(config_file)
@@ -26,4 +28,5 @@ def train_command(
     if device is not None:
         config.device = device
     model_dir = train(config, log=typer.echo, progress=True)
-    typer.echo(f"model: {model_dir}")
+    if launched_rank() == 0:  # under torchrun, one rank speaks
+        typer.echo(f"model: {model_dir}")

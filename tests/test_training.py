@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,8 @@ from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.train import TrainConfig, _initial_model, split_by_patient, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +94,7 @@ def test_tiny_training_run_from_a_yaml_file_saves_the_best_model_and_resumes(tin
         "out": "run",  # relative: resolved against the YAML file's folder
         "input_size": 256,
         "epochs": 1,
-        "batch_size": 6,
+        "batch_size": 4,  # whole groups of m_per_class on each of two ranks
         "m_per_class": 2,
         "held_out": ["trps1"],
         "val_fraction": 0.25,
@@ -117,7 +122,7 @@ def test_tiny_training_run_from_a_yaml_file_saves_the_best_model_and_resumes(tin
     second = bone2gene("train", tmp_path / "cfg" / "train.yaml", "--resume")
     assert second.returncode == 0 and "resumed after epoch 1" in second.stdout, second.stderr
     history = pd.read_csv(run / "log.csv")
-    assert history["epoch"].tolist() == [1, 2]
+    assert history["epoch"].tolist() == [1, 2] and len((run / "log.jsonl").read_text().splitlines()) == 2
     best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
     assert load_model(run / "model")[1].provenance["epoch"] == best
 
@@ -162,3 +167,32 @@ def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Pat
     )
     with pytest.raises(ManifestError, match="cannot fill a batch"):
         train(config, log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_an_epoch_under_torchrun_with_two_processes_matches_one_process(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+    """A real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes a
+    one-process run for its second epoch; the same epoch run in one process is the reference.
+    One rank speaks and writes. tests/test_distributed.py checks the gradients exactly."""
+    settings = {"manifest": str(tiny_cohort), "out": "run", "input_size": 256, "epochs": 1, "batch_size": 4, "m_per_class": 2}
+    settings |= {"held_out": ["trps1"], "val_fraction": 0.25, "device": "cpu", "prepare_workers": 1}
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
+    assert bone2gene("train", tmp_path / "train.yaml").returncode == 0
+    shutil.copytree(tmp_path / "run", tmp_path / "alone")
+    settings["epochs"] = 2
+    (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
+    (tmp_path / "alone.yaml").write_text(yaml.safe_dump({**settings, "out": "alone"}))
+    assert bone2gene("train", tmp_path / "alone.yaml", "--resume").returncode == 0
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "api.cli"]
+    job = subprocess.run(
+        [*torchrun, "train", str(tmp_path / "train.yaml"), "--resume"], capture_output=True, text=True, timeout=900, cwd=REPO
+    )
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert job.stdout.count("resumed after epoch 1") == 1 and job.stdout.count("model: ") == 1, job.stdout  # one rank speaks
+    history, reference = pd.read_csv(tmp_path / "run" / "log.csv"), pd.read_csv(tmp_path / "alone" / "log.csv")
+    assert history["epoch"].tolist() == [1, 2] and len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2  # one writer
+    for loss in ("loss_metric", "loss_age", "loss_sex"):  # batch-norm statistics and dropout masks differ per rank: a tolerance
+        assert history[loss].iloc[1] == pytest.approx(reference[loss].iloc[1], rel=0.25), (loss, history, reference)
+    best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
+    provenance = load_model(tmp_path / "run" / "model")[1].provenance
+    assert provenance["epoch"] == best and provenance["ranks"] == (2 if best == 2 else 1)

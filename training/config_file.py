@@ -73,4 +73,3 @@ def load_train_config(path: Path) -> TrainConfig:
     except yaml.YAMLError as exc:
         raise TrainConfigError(f"{path.name} is not valid YAML: {exc}") from None
     return config_from_dict(data, path.resolve().parent)
-

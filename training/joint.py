@@ -33,11 +33,12 @@ from tqdm import tqdm
 from matcher.checkpoint import load_model, save_model
 from matcher.model import Bone2GeneModel
 from training.checkpointing import TrainingParts, resume, save_checkpoint
+from training.distributed import pick_device
 from training.film_augment import FilmAugmentConfig, augment_views
 from training.joint_data import JointData
 from training.joint_eval import evaluate_joint
 from training.schedule import warmup_cosine
-from training.train import new_model_config, pick_device
+from training.train import new_model_config
 
 UNAFFECTED = "unaffected"
 

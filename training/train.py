@@ -42,6 +42,7 @@ from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.dataset import ManifestError, PreparedSet, prepare
+from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
 from training.evaluate import disorder_ranks, embed_crops, topk_report
 from training.schedule import warmup_cosine
 
@@ -84,12 +85,6 @@ class TrainConfig:
         data["held_out"] = list(self.held_out)
         data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["augment"].items()}
         return data
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,30 +200,37 @@ def _batches(
 
 def _epoch(
     parts: TrainingParts,
+    network: nn.Module,
     batches: _Batches,
     config: TrainConfig,
     generator: torch.Generator,
-    device: torch.device,
+    ranks: Ranks,
     advanced: Callable[[int], object] = lambda _: None,
 ) -> dict[str, float]:
-    """One pass over the sampler's order; returns the summed loss parts."""
+    """One pass over the sampler's order (the same on every rank); returns the summed loss parts.
+    `network` is the model, or its DistributedDataParallel wrapper (`training.distributed`)."""
     parts.model.train()
+    device = batches.crops.device
     sums = {"metric": 0.0, "age": 0.0, "sex": 0.0}
     order = np.fromiter(iter(batches.sampler), dtype=np.int64)
     cuda = device.type == "cuda"
     for step in range(batches.steps_per_epoch):
-        batch = torch.from_numpy(batches.train_idx[order[step * config.batch_size : (step + 1) * config.batch_size]]).to(device)
+        rows = own_share(batches.train_idx[order[step * config.batch_size : (step + 1) * config.batch_size]], ranks)
+        batch = torch.from_numpy(rows).to(device)
         x = augment(batches.crops[batch], config.augment, generator)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            out = parts.model(x, batches.male[batch, None])
-        metric = parts.metric_loss(out.embedding.float(), batches.label_of[batch])
+            out = network(x, batches.male[batch, None])
+        embeddings, labels = gathered(out.embedding.float(), ranks), gathered(batches.label_of[batch], ranks)
+        metric = parts.metric_loss(embeddings, labels)
         age = nn.functional.smooth_l1_loss(out.bone_age_raw.float(), batches.age_target[batch], beta=0.1)
         sex = nn.functional.binary_cross_entropy_with_logits(out.sex_logit.float(), batches.male[batch])
-        loss = config.metric_weight * metric + config.age_weight * age + config.sex_weight * sex
+        # x world size: DDP averages the ranks' gradients, each of which only reaches its own embeddings
+        loss = ranks.world * config.metric_weight * metric + config.age_weight * age + config.sex_weight * sex
         parts.optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        loss_parameters_unscaled(parts.metric_loss, ranks)
         nn.utils.clip_grad_norm_(parts.model.parameters(), 5.0)
         parts.optimiser.step()
         parts.scheduler.step()
@@ -255,7 +257,12 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     """Train; returns the directory of the saved model (`config.out / 'model'`): the epoch with the
     best validation retrieval (top-1, then top-5), or the last epoch without a validation split."""
     torch.manual_seed(config.seed)
-    device = pick_device(config.device)
+    ranks, device = join(config.device)
+    if config.batch_size % (ranks.world * config.m_per_class):
+        raise ManifestError(
+            f"the batch of {config.batch_size} must split into {ranks.world} rank(s) x whole groups of {config.m_per_class} "
+            "cases per disorder; choose a batch size that is a multiple of both"
+        )
     config.out.mkdir(parents=True, exist_ok=True)
     data: PreparedSet = prepare(config.manifest, config.input_size, workers=config.prepare_workers)
     train_mask, val_mask, _ = split_by_patient(data.table, config.held_out, config.val_fraction, config.seed)
@@ -271,34 +278,46 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     start_epoch, history = 0, []
     if config.resume and checkpoint_path.is_file():
         start_epoch, history = resume(checkpoint_path, parts, steps, device)
-        log(f"resumed after epoch {start_epoch}")
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-    (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
-    (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
-    provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names}
+        if ranks.main:
+            log(f"resumed after epoch {start_epoch}")
+    network = (
+        nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.active else model
+    )
+    generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)  # each rank augments its own cases
+    if ranks.main:
+        (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
+        (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
+    provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names, "ranks": ranks.world}
     provenance["held_out_disorders"] = list(config.held_out)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        with tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not progress, leave=False) as bar:
-            sums = _epoch(parts, batches, config, generator, device, bar.update)
-        record = {
-            "epoch": epoch + 1,
-            "seconds": round(time.perf_counter() - started, 1),
-            **{f"loss_{k}": round(v / max(1, steps), 4) for k, v in sums.items()},
-        }
-        record.update(validate(parts.model, data, train_mask, val_mask, device))
+        np.random.seed(config.seed + epoch)  # the sampler's order: the same on every rank, and after a resume
+        with tqdm(
+            total=steps, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step", disable=not (progress and ranks.main), leave=False
+        ) as bar:
+            sums = mean_over_ranks(_epoch(parts, network, batches, config, generator, ranks, bar.update), ranks)
+        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 1)}
+        record.update({f"loss_{k}": round(v / max(1, steps), 4) for k, v in sums.items()})
+        if ranks.main:
+            record.update(validate(parts.model, data, train_mask, val_mask, device))
         history.append(record)
-        log(json.dumps(record))
-        _write_logs(config.out, record, history)
-        if _is_best(record, history):
-            _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1})
-        save_checkpoint(checkpoint_path, parts, epoch + 1, history)
+        if ranks.main:
+            log(json.dumps(record))
+            _write_logs(config.out, record, history)
+            if _is_best(record, history):
+                _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1})
+            save_checkpoint(checkpoint_path, parts, epoch + 1, history)
+        wait_for_all(ranks)
     final = config.out / "model"
+    if not ranks.main:
+        leave(ranks)
+        return final
     shutil.rmtree(final, ignore_errors=True)
     if (config.out / "best_model").is_dir():
         shutil.copytree(config.out / "best_model", final)
     else:
         _save_copy(parts.model, final, {**provenance, "history": history, "epoch": len(history)})
+    leave(ranks)
     return final
 
 
