@@ -96,6 +96,12 @@ def main() -> None:
         "disorder is ranked within k by the named rule, averaged over disorders (macro), mean ± SD over "
         f"{args.draws} draws. Random ranking expects k / (disorders in the gallery).",
         "",
+        "Rules (`matcher.rank`): the density rule (the default) scores a disorder by a kernel density over its cases, "
+        "averaged so that a disorder with many gallery cases gets no extra chances; its bandwidth was chosen on the seed-7 "
+        "cohort, not on this one. The nearest-case rule is GestaltMatcher's. Read the untrained encoder's rows with care: "
+        "in a space that carries no information the density rule's averaging favours the disorders with few cases (the "
+        "unseen ones), so its rare-setting numbers there are a prior, not a skill.",
+        "",
     ]
     for name, summary in sections:
         lines += [f"## {name}", "", markdown_table(summary), ""]
