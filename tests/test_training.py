@@ -169,7 +169,6 @@ def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Pat
         train(config, log=lambda _: None)
 
 
-@pytest.mark.slow
 def test_an_epoch_under_torchrun_with_two_processes_matches_one_process(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
     """A real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes a
     one-process run for its second epoch; the same epoch run in one process is the reference.
