@@ -98,7 +98,7 @@ function renderResult(result) {
     const row = document.createElement("tr");
     const cells = [
       d.rank, d.name || d.label, ((catalogue[d.label] || {}).genes || []).join(", "),
-      d.score === null ? "—" : d.score.toFixed(3),
+      d.score === null ? "—" : d.score.toFixed(4),
       d.probability === null ? "not calibrated" : `${Math.round(100 * d.probability)}% (${Math.round(100 * d.interval[0])}–${Math.round(100 * d.interval[1])}%)`,
       d.cases_in_gallery,
     ];
