@@ -112,7 +112,11 @@ def main() -> None:
     elif args.part == "model":
         from training.real_eval import evaluate_real
 
-        (args.out or BENCH / "real_model.json").write_text(json.dumps(evaluate_real(args.shared, args.model, args.baseline), indent=1))
+        result = {
+            "command": "python scripts/bench_real.py " + " ".join(sys.argv[1:]),
+            **evaluate_real(args.shared, args.model, args.baseline),
+        }
+        (args.out or BENCH / "real_model.json").write_text(json.dumps(result, indent=1))
     else:
         from training.real_eval import model_markdown
 
@@ -122,7 +126,8 @@ def main() -> None:
         lines = [
             "# Real radiographs (issue 13)",
             "",
-            "Commands: `python scripts/bench_real.py gate`, `python scripts/bench_real.py model`, "
+            "Commands: `python scripts/bench_real.py gate`, "
+            f"`{(model or {}).get('command', 'python scripts/bench_real.py model')}`, "
             "`python scripts/bench_real.py report` (this file).",
             "",
         ]
