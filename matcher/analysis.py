@@ -185,15 +185,13 @@ class Analyzer:
         n = len(variants)
         with torch.inference_mode():
             features = self.model.backbone(x)
-            if result.sex is None and self.model.predicts_own_sex_input:  # Deeplasia's explicit sex MLP feeds its own logit
-                out = self.model.heads(features, None)
+            own_input = result.sex is None and self.model.predicts_own_sex_input  # Deeplasia's explicit sex MLP feeds its own logit
+            male_guess = 0.5 if result.sex is None else float(result.sex == "M")
+            out = self.model.heads(features, None if own_input else torch.full((n, 1), male_guess, device=self.device))
+            if result.sex is None:
                 result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-            else:
-                male_guess = 0.5 if result.sex is None else float(result.sex == "M")
-                out = self.model.heads(features, torch.full((n, 1), male_guess, device=self.device))
-            if result.sex is None:  # a head that takes the sex as input: decide it, then run with it
-                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-                out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
+                if not own_input:  # a head that takes the sex as input: run again with the decided one
+                    out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
             embedding = out.embedding.mean(dim=0)
             result.embedding = (embedding / embedding.norm()).cpu().numpy()
             raw, result.male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())

@@ -101,6 +101,22 @@ def real_hands_labelled(shared_dir: Path) -> tuple[list[Path], pd.DataFrame]:
     return [root / f"{i}.png" for i in labels["id"]], labels
 
 
+def embedded_gallery(cohort: CohortConfig, gallery_path: Path, batch_size: int) -> pd.DataFrame:
+    """Render `cohort` and add it to a new gallery at `gallery_path` embedded with the bundled model
+    (disorder catalogue seeded); returns the cohort's manifest."""
+    from index.ingest import add_manifest
+    from index.store import Gallery
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+    from training.synth.catalogue import seed_catalogue
+
+    manifest = generate_cohort(cohort)
+    card = read_card(BUNDLED_MODEL_DIR)
+    with Gallery.create(gallery_path, card.fingerprint, card.config.embedding_dim) as gallery:
+        seed_catalogue(gallery)
+        add_manifest(gallery, cohort.out / "manifest.csv", None, batch_size, 1)
+    return manifest
+
+
 SERVICE_DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
 
 
@@ -111,18 +127,9 @@ def gallery_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd
     Modules that write to a gallery take their own copy (`copy_of_template`), so no module sees
     another's changes and none pays for rendering and embedding again.
     """
-    from index.ingest import add_manifest
-    from index.store import Gallery
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-    from training.synth.catalogue import seed_catalogue
-
     root = tmp_path_factory.mktemp("template")
-    manifest = generate_cohort(CohortConfig(n=28, out=root / "cohort", seed=8, size=384, disorders=SERVICE_DISORDERS, workers=2))
-    card = read_card(BUNDLED_MODEL_DIR)
-    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
-    seed_catalogue(gallery)
-    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
-    gallery.close()
+    config = CohortConfig(n=28, out=root / "cohort", seed=8, size=384, disorders=SERVICE_DISORDERS, workers=2)
+    manifest = embedded_gallery(config, root / "gallery", batch_size=8)
     return root, manifest
 
 
@@ -143,19 +150,9 @@ def embedded_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 200-case synthetic cohort (8 disorders, two of them unseen by the bundled model, 288 px)
     in a gallery embedded once per session with the bundled model, for the tests that measure the
     feature space (cohort maps and statistics, unseen syndromes). Read-only: nobody writes to it."""
-    from index.ingest import add_manifest
-    from index.store import Gallery
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-    from training.synth.catalogue import seed_catalogue
-
     root = tmp_path_factory.mktemp("embedded-cohort")
-    generate_cohort(
-        CohortConfig(n=200, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
-    )
-    card = read_card(BUNDLED_MODEL_DIR)
-    with Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim) as gallery:
-        seed_catalogue(gallery)
-        add_manifest(gallery, root / "cohort" / "manifest.csv", None, 16, 1)
+    config = CohortConfig(n=200, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
+    embedded_gallery(config, root / "gallery", batch_size=16)
     return root / "gallery"
 
 

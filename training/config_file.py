@@ -25,9 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from matcher.errors import Bone2GeneError
 from training.augment import AugmentConfig
-from training.train import TrainConfig
-
-PATH_FIELDS = ("manifest", "out", "init", "deeplasia_parameters")
+from training.train import PATH_FIELDS, TrainConfig
 
 
 class TrainConfigError(Bone2GeneError, ValueError):

@@ -46,6 +46,8 @@ from training.distributed import Ranks, gathered, join, leave, loss_parameters_u
 from training.evaluate import disorder_ranks, embed_crops, topk_report
 from training.schedule import warmup_cosine
 
+PATH_FIELDS = ("manifest", "out", "init", "deeplasia_parameters")  # TrainConfig's paths: strings in JSON/YAML
+
 
 @dataclass
 class TrainConfig:
@@ -80,7 +82,7 @@ class TrainConfig:
     def to_json(self) -> dict:
         """Plain JSON/YAML types only (paths as strings, tuples as lists)."""
         data = asdict(self)
-        for name in ("manifest", "out", "init", "deeplasia_parameters"):
+        for name in PATH_FIELDS:
             data[name] = None if data[name] is None else str(data[name])
         data["held_out"] = list(self.held_out)
         data["augment"] = {k: list(v) if isinstance(v, tuple) else v for k, v in data["augment"].items()}
@@ -285,7 +287,6 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     )
     generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)  # each rank augments its own cases
     if ranks.main:
-        (config.out / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
         (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
     provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names, "ranks": ranks.world}
     provenance["held_out_disorders"] = list(config.held_out)
@@ -298,10 +299,9 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
             sums = mean_over_ranks(_epoch(parts, network, batches, config, generator, ranks, bar.update), ranks)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - started, 1)}
         record.update({f"loss_{k}": round(v / max(1, steps), 4) for k, v in sums.items()})
-        if ranks.main:
+        if ranks.main:  # the other ranks keep no history: they neither validate nor write
             record.update(validate(parts.model, data, train_mask, val_mask, device))
-        history.append(record)
-        if ranks.main:
+            history.append(record)
             log(json.dumps(record))
             _write_logs(config.out, record, history)
             if _is_best(record, history):
