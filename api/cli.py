@@ -233,6 +233,7 @@ def analyze(
             cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
 
 
+from api.cli_evaluate import evaluate_command
 from api.cli_explore import explore_app
 from api.cli_gallery import disorders_app, gallery_app, query_command
 from api.cli_service import keys_app, serve
@@ -245,6 +246,7 @@ app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
 app.command("query")(query_command)
 app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
 
 
 def main() -> None:

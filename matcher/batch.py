@@ -49,16 +49,36 @@ class _Prepared(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
         empty = np.zeros((1, self.size, self.size), np.float32)
-        try:
-            radiograph = read_radiograph(item.path)
-            hand = segment_hand(radiograph.pixels)
-            verdict = assess_quality(radiograph, hand)
-            if not verdict.accepted:
-                return {"index": index, "ok": False, "reasons": "\n".join(verdict.reasons), "x": empty}
-            tensor = model_input(radiograph.pixels, hand.mask, self.config).tensor
-        except RadiographError as exc:
-            return {"index": index, "ok": False, "reasons": str(exc), "x": empty}
-        return {"index": index, "ok": True, "reasons": "", "x": tensor, "pixels": radiograph.pixels if self.keep_pixels else None}
+        prepared = gate_and_prepare(item.path, [self.config])
+        if prepared.inputs is None:
+            return {"index": index, "ok": False, "reasons": "\n".join(prepared.reasons), "x": empty}
+        pixels = prepared.pixels if self.keep_pixels else None
+        return {"index": index, "ok": True, "reasons": "", "x": prepared.inputs[0], "pixels": pixels}
+
+
+@dataclass
+class Prepared:
+    """One radiograph through decoding, the hand mask and the quality gate: the model inputs
+    (one per config asked for; None when refused) and the gate's reasons."""
+
+    inputs: list[np.ndarray] | None
+    reasons: list[str]
+    pixels: np.ndarray | None = None
+
+
+def gate_and_prepare(path: Path, configs: Sequence[ModelConfig]) -> Prepared:
+    """Decode, mask and gate once, then build each config's (1, S, S) input: the reads and the
+    gate are the expensive part, so several models (an evaluation's baselines) share them."""
+    try:
+        radiograph = read_radiograph(path)
+        hand = segment_hand(radiograph.pixels)
+        verdict = assess_quality(radiograph, hand)
+        if not verdict.accepted:
+            return Prepared(None, list(verdict.reasons))
+        inputs = [model_input(radiograph.pixels, hand.mask, config).tensor for config in configs]
+    except RadiographError as exc:
+        return Prepared(None, [str(exc)])
+    return Prepared(inputs, [], radiograph.pixels)
 
 
 def _collate(samples: list[dict]) -> dict:

@@ -122,6 +122,16 @@ def model_from_deeplasia(checkpoint: DeeplasiaCheckpoint, embedding_dim: int = 2
     return model.eval()
 
 
+def load_model_or_deeplasia(
+    path: Path, parameters: Path | None = None, trust_pickle: bool = False, embedding_dim: int = 256, seed: int = 0
+) -> Bone2GeneModel:
+    """One of our model directories, or a Deeplasia checkpoint file (its embedding head fresh)."""
+    path = Path(path)
+    if path.is_file():
+        return model_from_deeplasia(read_deeplasia(path, parameters, trust_pickle), embedding_dim=embedding_dim, seed=seed)
+    return load_model(path)[0]
+
+
 def import_deeplasia(checkpoint_path: Path, out: Path, parameters: Path | None = None, trust_pickle: bool = False) -> str:
     """Convert one Deeplasia checkpoint into a model directory; returns its fingerprint."""
     checkpoint = read_deeplasia(checkpoint_path, parameters, trust_pickle)

@@ -36,8 +36,8 @@ from pytorch_metric_learning import losses, samplers
 from torch import nn
 from tqdm.auto import tqdm
 
-from matcher.checkpoint import load_model, model_from_deeplasia, save_model
-from matcher.deeplasia import AgeCalibration, HeadSpec, read_deeplasia
+from matcher.checkpoint import load_model_or_deeplasia, save_model
+from matcher.deeplasia import AgeCalibration, HeadSpec
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.checkpointing import TrainingParts, resume, save_checkpoint
@@ -105,18 +105,9 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
     return train, val, rare
 
 
-def _starting_model(config: TrainConfig) -> Bone2GeneModel:
-    """The model `init` names: one of ours (a directory) or a Deeplasia checkpoint (a file)."""
-    assert config.init is not None
-    if config.init.is_file():
-        checkpoint = read_deeplasia(config.init, config.deeplasia_parameters, config.trust_pickle)
-        return model_from_deeplasia(checkpoint, embedding_dim=config.embedding_dim, seed=config.seed)
-    return load_model(config.init)[0]
-
-
 def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneModel:
     if config.init is not None:
-        base = _starting_model(config)
+        base = load_model_or_deeplasia(config.init, config.deeplasia_parameters, config.trust_pickle, config.embedding_dim, config.seed)
         model_config = ModelConfig(
             **{
                 **asdict(base.config),

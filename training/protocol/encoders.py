@@ -1,0 +1,67 @@
+"""The representations an evaluation compares, each a unit vector per accepted film.
+
+- the model's embedding (what the gallery stores);
+- an untrained encoder of the same architecture (what the architecture gives for free);
+- bone-age features without metric learning: the pooled backbone features of a bone-age
+  model (a Deeplasia checkpoint, or one of ours trained without the metric loss), the
+  "Deeplasia features" baseline;
+- pixel thumbnails: the model input shrunk to 16 x 16 (how far raw appearance goes).
+
+Pooled features and thumbnails are not centred by training the way an embedding is: every
+vector has a large common component, which makes all cosine similarities near 1. They are
+centred on the mean over the evaluated films (no labels used) before normalising.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from matcher.model import Bone2GeneModel
+
+THUMBNAIL_SIZE = 16
+
+
+@dataclass
+class Forward:
+    """One network over the prepared inputs: unit embeddings, pooled features, bone age, P(male)."""
+
+    embedding: np.ndarray
+    features: np.ndarray
+    bone_age_months: np.ndarray
+    male_probability: np.ndarray
+
+
+@torch.inference_mode()
+def run_network(model: Bone2GeneModel, inputs: np.ndarray, male: np.ndarray, device: torch.device, batch_size: int = 32) -> Forward:
+    """The model over float16 inputs (N, 1, S, S) with the given sex (1.0 male)."""
+    model = model.eval().to(device, memory_format=torch.channels_last)  # faster on the CPU, same outputs (benchmarks/model.md)
+    embeddings, features, months, male_p = [], [], [], []
+    for start in range(0, len(inputs), batch_size):
+        x = torch.from_numpy(inputs[start : start + batch_size].astype(np.float32)).to(device, memory_format=torch.channels_last)
+        m = torch.from_numpy(male[start : start + batch_size].astype(np.float32)).to(device)[:, None]
+        out = model(x, m)
+        embeddings.append(F.normalize(out.embedding.float(), dim=1).cpu().numpy())
+        features.append(out.features.float().cpu().numpy())
+        months.append(model.config.calibration.months(out.bone_age_raw.float().cpu().numpy()))
+        male_p.append(torch.sigmoid(out.sex_logit.float()).cpu().numpy())
+    dim = model.config.embedding_dim
+    if not embeddings:
+        return Forward(np.zeros((0, dim), np.float32), np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0))
+    return Forward(np.concatenate(embeddings), np.concatenate(features), np.concatenate(months), np.concatenate(male_p))
+
+
+def centred_unit(vectors: np.ndarray) -> np.ndarray:
+    """Subtract the mean vector, then scale every row to unit length."""
+    centred = vectors.astype(np.float64) - vectors.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return (centred / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def thumbnails(inputs: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
+    """The model inputs averaged down to size x size, flattened, centred and unit length."""
+    pooled = F.adaptive_avg_pool2d(torch.from_numpy(inputs.astype(np.float32)), size).reshape(len(inputs), -1).numpy()
+    return centred_unit(pooled)
