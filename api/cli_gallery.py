@@ -27,10 +27,12 @@ from api.cli_helpers import (
     same_model,
     sex_value,
 )
-from matcher.rank import DEFAULT_RULE
+from matcher.rank import DEFAULT_RULE, RankingRule
 
 if TYPE_CHECKING:
     from index.filters import Filters
+    from index.query import QueryResult
+    from matcher.analysis import Analysis
 
 DEFAULT_GALLERY = Path("demo-data") / "gallery"
 
@@ -266,36 +268,74 @@ def disorders_list(gallery_path: GalleryOpt, as_json: JsonOpt = False) -> None:
 
 
 def query_command(
-    image: Annotated[Path, typer.Argument(help="The radiograph to match (DICOM, PNG, JPEG, TIFF).")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The radiograph(s) to match (DICOM, PNG, JPEG, TIFF); several films of ONE patient are combined into one query."
+        ),
+    ],
     sex: Annotated[
         Sex | None, typer.Option("--sex", case_sensitive=False, help="M or F (default: from the DICOM header, else predicted).")
     ] = None,
-    age_months: Annotated[float | None, typer.Option("--age-months", help="Chronological age in months.")] = None,
+    age_months: Annotated[float | None, typer.Option("--age-months", help="Chronological age in months (one film).")] = None,
     gallery_path: Annotated[Path, typer.Option("--gallery", help="Gallery directory.")] = DEFAULT_GALLERY,
     top: TopOpt = 10,
     model: ModelOpt = None,
     as_json: JsonOpt = False,
     rule: RuleOpt = DEFAULT_RULE,
 ) -> None:
-    """Rank the gallery's disorders for a radiograph, with the similar cases as evidence."""
+    """Rank the gallery's disorders for a radiograph, with the similar cases as evidence.
+
+    Several films of one patient (follow-up visits, both hands) are combined into one query
+    (GestaltMatcher's multi-image setting); a film the quality gate refuses is left out and named."""
+    import numpy as np
+
     from index.query import calibration_for, query
     from matcher.analysis import Analyzer
+    from matcher.multi_image import combined_embedding
 
+    if len(images) > 1 and age_months is not None:
+        fail("--age-months is the age at one film; leave it out when several films (visits) are combined")
     gallery = open_gallery(gallery_path)
     loaded, card = load_model_or_bundled(model)
     same_model(gallery, card)
-    analysis = Analyzer(loaded).analyze(image, sex=sex_value(sex), age_months=age_months)
-    if not analysis.accepted or analysis.embedding is None:
+    analyzer = Analyzer(loaded)
+    analyses = [(image, analyzer.analyze(image, sex=sex_value(sex), age_months=age_months)) for image in images]
+    accepted = [(image, a) for image, a in analyses if a.accepted and a.embedding is not None]
+    refused = [
+        f"{image.name} was not accepted: {'; '.join(a.reasons)}" for image, a in analyses if not (a.accepted and a.embedding is not None)
+    ]
+    if not accepted:
         if as_json:
-            typer.echo(json.dumps({"image": image.name, **analysis.to_json(), "disorders": [], "cases": [], "no_close_match": None}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "images": [{"image": i.name, **a.to_json()} for i, a in analyses],
+                        "disorders": [],
+                        "cases": [],
+                        "no_close_match": None,
+                    }
+                )
+            )
             raise typer.Exit(code=1)
-        fail(f"{image.name} was not accepted: {'; '.join(analysis.reasons)}")
-    result = query(gallery, analysis.embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule)
+        fail("; ".join(refused))
+    embedding = combined_embedding(np.stack([a.embedding for _, a in accepted]))
+    result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule)
     if as_json:
-        typer.echo(json.dumps({"image": image.name, **analysis.to_json(), **result.to_json()}))
+        films = [{"image": i.name, **a.to_json()} for i, a in analyses]
+        typer.echo(
+            json.dumps({**(films[0] if len(images) == 1 else {"images": films, "films_combined": len(accepted)}), **result.to_json()})
+        )
         return
-    lines = [
-        f"{image.name}: bone age {analysis.bone_age_months / 12:.1f} y, sex {analysis.sex} ({analysis.sex_source})",
+    _print_query(accepted, refused, result, rule, top)
+
+
+def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], result: QueryResult, rule: RankingRule, top: int) -> None:
+    lines = [f"{image.name}: bone age {a.bone_age_months / 12:.1f} y, sex {a.sex} ({a.sex_source})" for image, a in accepted]
+    lines += [f"left out: {reason}" for reason in refused]
+    if len(accepted) > 1:
+        lines.append(f"{len(accepted)} films of one patient combined into one query")
+    lines += [
         "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
         f"{'rank':>4}  {rule.value + ' score':>13}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)",
     ]

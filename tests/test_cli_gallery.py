@@ -84,6 +84,26 @@ def test_query_json_ranks_disorders_with_evidence(bone2gene, gallery: Path, coho
     assert "reliability" in report and "expected calibration error" in report
 
 
+def test_several_films_of_one_patient_make_one_query(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cohort)
+    film = cohort.parent / table[table["disorder"] == "achondroplasia"].iloc[0]["image"]
+    other = cohort.parent / table[table["disorder"] == "achondroplasia"].iloc[1]["image"]
+    common = ("--sex", "M", "--gallery", gallery, "--json")
+    single = json.loads(run(bone2gene, "query", film, *common).stdout)
+    twice = json.loads(run(bone2gene, "query", film, film, *common).stdout)
+    assert twice["films_combined"] == 2 and len(twice["images"]) == 2
+    # the mean of two identical unit vectors is the vector itself: the same ranking, the same scores
+    assert [(d["disorder"], d["score"]) for d in twice["disorders"]] == [(d["disorder"], d["score"]) for d in single["disorders"]]
+    pair = json.loads(run(bone2gene, "query", film, other, *common).stdout)
+    assert pair["films_combined"] == 2 and [i["image"] for i in pair["images"]] == [film.name, other.name]
+    junk = tmp_path / "notes.png"
+    junk.write_bytes(b"not an image")
+    text = run(bone2gene, "query", film, junk, "--sex", "M", "--gallery", gallery).stdout
+    assert "left out: notes.png was not accepted" in text and "rank" in text
+    refused = run(bone2gene, "query", film, other, "--age-months", "100", "--gallery", gallery, ok=False)
+    assert refused.returncode == 2 and "--age-months" in refused.stderr
+
+
 def test_curation_commands_and_their_errors(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
     case_id = json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)[0]["case_id"]
     run(bone2gene, "gallery", "relabel", gallery, case_id, "--disorder", "brachydactyly_e", "--gene", "pthlh")

@@ -162,3 +162,28 @@ def test_evaluate_refuses_bad_input_with_a_reason(bone2gene, tmp_path: Path, sma
     nothing = bone2gene("evaluate", "--model", BUNDLED_MODEL_DIR, "--manifest", lonely, "--out", tmp_path / "o")
     assert nothing.returncode == 2 and "two or more patients" in nothing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_noisy() -> None:
+    from matcher.multi_image import combined_by_patient, combined_embedding
+    from training.protocol.scorers import PatientScorer
+
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert np.allclose(combined_embedding(np.stack([a, b])), np.array([1, 1]) / np.sqrt(2))
+    assert np.allclose(combined_embedding(np.stack([a, -a])), a)  # cancelling films: the first one stands
+    ids, vectors, first = combined_by_patient(np.stack([a, b, a]), ["p2", "p1", "p2"])
+    assert list(ids) == ["p2", "p1"] and list(first) == [0, 1] and np.allclose(vectors[0], a)
+
+    vectors, table = clustered(np.random.default_rng(4), disorders=8, patients=12, visits=3, spread=1.6)
+    groups = disorder_groups(table, trained_on=[f"d{i}" for i in range(8)])
+    disorders, patients = table["disorder"].to_numpy(), table["patient_id"].to_numpy()
+    single, multi = [], []
+    for draw in random_draws(table, groups, draws=4, seed=2):
+        gallery, queries = draw.setting("F->F")
+        one_per_patient = queries[np.unique(patients[queries], return_index=True)[1]]
+        film = rank_setting(EmbeddingScorer(vectors, patients), disorders, gallery, queries)
+        patient = rank_setting(PatientScorer(vectors, patients, disorders), disorders, gallery, one_per_patient)
+        assert len(patient.queries) == len(set(patients[queries]))
+        single.append(metrics.topk(film.ranks, film.codes)["top1"])
+        multi.append(metrics.topk(patient.ranks, patient.codes)["top1"])
+    assert np.mean(multi) > np.mean(single) + 0.1  # three noisy films of a patient say more than one

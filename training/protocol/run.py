@@ -53,6 +53,7 @@ class Method:
     scorer: Scorer
     vectors: np.ndarray | None  # unit vectors for the AccuracyCalculator cross-check (None: not an embedding)
     about: str
+    per_patient: bool = False  # queries are patients (all their films at once), not films
 
 
 @dataclass
@@ -145,7 +146,17 @@ def _prepare(
     return table, refused, outputs, prepared.for_config(model.config), fingerprint, frozenset(model.config.labels)
 
 
-def _score_methods(methods: list[Method], draws: list[Draw], disorders: np.ndarray) -> tuple[dict, dict, dict, dict[str, list[Ranked]]]:
+def _queries(draw: Draw, setting: str, patients: np.ndarray, per_patient: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(gallery rows, query rows) of a setting; one query row per patient for multi-image methods."""
+    gallery, queries = draw.setting(setting)
+    if per_patient:
+        queries = queries[np.unique(patients[queries], return_index=True)[1]]
+    return gallery, queries
+
+
+def _score_methods(
+    methods: list[Method], draws: list[Draw], disorders: np.ndarray, patients: np.ndarray
+) -> tuple[dict, dict, dict, dict[str, list[Ranked]]]:
     topk: dict = {}
     curves: dict = {}
     pml: dict = {}
@@ -153,7 +164,7 @@ def _score_methods(methods: list[Method], draws: list[Draw], disorders: np.ndarr
     for method in methods:
         topk[method.name], curves[method.name], pml[method.name] = {}, {}, {}
         for setting in SETTINGS:
-            ranked = [rank_setting(method.scorer, disorders, *draw.setting(setting)) for draw in draws]
+            ranked = [rank_setting(method.scorer, disorders, *_queries(draw, setting, patients, method.per_patient)) for draw in draws]
             ranked = [r for r in ranked if len(r.queries)]
             if not ranked:
                 continue
@@ -277,7 +288,7 @@ def evaluate(config: EvaluationConfig, progress: Callable[[int, int], None] | No
     draws = random_draws(table, groups, config.draws, config.seed, config.gallery_fraction)
     disorders = table["disorder"].astype(str).to_numpy()
     methods = _methods(table, outputs, inputs, trained_on, config)
-    topk, curves, pml, model_ranked = _score_methods(methods, draws, disorders)
+    topk, curves, pml, model_ranked = _score_methods(methods, draws, disorders, table["patient_id"].astype(str).to_numpy())
     vectors = outputs[MODEL].embedding
     probabilities, no_match = _probabilities(vectors, table, model_ranked, draws, config.rule) if groups.frequent else ({}, {})
     return EvaluationResult(

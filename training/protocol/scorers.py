@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from matcher.multi_image import combined_by_patient
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_ranks, label_scores
 
 
@@ -39,6 +40,33 @@ class EmbeddingScorer:
 
     def scores(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> np.ndarray:
         return label_scores(self.similarities(gallery, queries), labels, self.rule)[0]
+
+
+@dataclass
+class PatientScorer:
+    """Multi-image queries: a patient's films combined into one point (`matcher.multi_image`) on both
+    sides, so the gallery holds one point per patient; pass one query row per patient. Patients
+    never straddle a draw's gallery and test sides, so "all of the patient's films" is well defined."""
+
+    vectors: np.ndarray
+    patients: np.ndarray
+    disorders: np.ndarray
+    rule: RankingRule = DEFAULT_RULE
+    _combined: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        ids, vectors, _ = combined_by_patient(self.vectors, self.patients)
+        self._combined = dict(zip(ids, vectors, strict=True))
+
+    def scores(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> np.ndarray:
+        gallery_patients, first = np.unique(self.patients[gallery].astype(str), return_index=True)
+        patient_labels = LabelIndex.of(list(self.disorders[gallery][first]))
+        assert patient_labels.names == labels.names  # the same disorders, one point per patient instead of per film
+        gallery_vectors = np.stack([self._combined[p] for p in gallery_patients])
+        query_vectors = np.stack([self._combined[str(p)] for p in self.patients[queries]])
+        sims = query_vectors @ gallery_vectors.T
+        sims[self.patients[queries].astype(str)[:, None] == gallery_patients[None, :]] = -np.inf
+        return label_scores(sims, patient_labels, self.rule)[0]
 
 
 @dataclass
