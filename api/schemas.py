@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DISCLAIMER = (
     "Similarity ranking to support a clinical geneticist's differential diagnosis. It is not a diagnosis: "
@@ -117,16 +117,34 @@ class AnalysisResult(BaseModel):
     timings_ms: dict[str, float]
 
 
+Vector = list[Annotated[float, Field(ge=-1.0, le=1.0)]]
+
+
 class EmbeddingQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    embedding: list[Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
-        min_length=1, max_length=4096, description="unit-length embedding from this gallery's model (each number in [-1, 1])"
+    embedding: Vector | None = Field(
+        None, min_length=1, max_length=4096, description="unit-length embedding from this gallery's model (each number in [-1, 1])"
+    )
+    embeddings: list[Annotated[Vector, Field(min_length=1, max_length=4096)]] | None = Field(
+        None,
+        min_length=1,
+        max_length=20,
+        description="instead of `embedding`: the embeddings of several films of ONE patient (visits, both hands), combined into one query",
     )
     top: int = Field(10, ge=1, le=100)
     sex: Literal["M", "F"] | None = None
     age_min_months: float | None = Field(None, ge=0, le=1200)
     age_max_months: float | None = Field(None, ge=0, le=1200)
     source: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_query(self) -> EmbeddingQuery:
+        if (self.embedding is None) == (self.embeddings is None):
+            raise ValueError("send either `embedding` (one film) or `embeddings` (several films of one patient), not both or neither")
+        return self
+
+    def vectors(self) -> list[list[float]]:
+        return [self.embedding] if self.embedding is not None else list(self.embeddings or [])
 
 
 class Case(BaseModel):

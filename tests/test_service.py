@@ -204,6 +204,24 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     assert boys["cases"][0]["case_id"] == boy["case_id"] and boys["cases"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert boy["case_id"] not in {c["case_id"] for c in girls["cases"]} and girls["cases"][0]["similarity"] < 0.9999
     assert boys["disorders"][0]["label"] == boy["disorder"]  # its own case ranks its disorder first
+    girl = gallery.cases().query("sex == 'F'").iloc[0]
+    both = [embedding.tolist(), gallery.vectors_of([int(girl["row"])])[0].tolist()]
+    pair = client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embeddings": both, "top": 2})
+    assert pair.status_code == 200, pair.text
+    combined = (embedding + gallery.vectors_of([int(girl["row"])])[0]) / 2
+    combined /= np.linalg.norm(combined)
+    nearest = pair.json()["cases"][0]
+    row = int(gallery.cases().set_index("case_id").at[nearest["case_id"], "row"])
+    assert nearest["similarity"] == pytest.approx(
+        float(gallery.vectors_of([row])[0] @ combined), abs=1e-4
+    )  # the combined point was searched
+    is_problem(
+        client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embeddings": [both[0], [1.0] * 256]}), 422, "Embedding 2"
+    )
+    is_problem(
+        client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": both[0], "embeddings": both}), 422, "not both"
+    )
+    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"top": 2}), 422, "neither")
     created = client.post(
         "/api/v1/disorders",
         headers=auth(service, "curator"),
