@@ -19,6 +19,7 @@ from matcher.preprocess import deeplasia_input
 from training.augment import AugmentConfig, augment, to_model_input
 from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
+from training.evaluate import embed_crops
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.train import TrainConfig, _initial_model, split_by_patient, train
 
@@ -134,6 +135,7 @@ def test_tiny_training_run_from_a_yaml_file_saves_the_best_model_and_resumes(tin
         ({"augment": {"rotate": 5}}, "unknown key(s) 'rotate' in augment; known keys: rotation_deg"),
         ({"manifest": None}, "needs manifest"),
         ({"epochs": "many"}, "epochs: Input should be a valid integer"),
+        ({"distil_bone_age": True}, "`init` is empty"),
     ],
 )
 def test_training_configuration_errors_say_what_is_wrong(tmp_path: Path, bone2gene, change: dict, message: str) -> None:
@@ -159,6 +161,38 @@ def test_a_run_starts_from_a_deeplasia_checkpoint_file(shared_dir: Path) -> None
         assert torch.equal(model.bone_age.state_dict()[name], tensor), name
     assert torch.equal(model.backbone.conv_stem.weight, reference.backbone.conv_stem.weight)
     assert model.config.input_size == 256 and model.config.labels == {"a": 0, "b": 1} and model.config.head == reference.config.head
+
+
+def test_films_without_bone_age_train_the_space_and_distil_the_starting_bone_age(tiny_cohort: Path, tmp_path: Path) -> None:
+    """A cohort without bone-age readings for some films: no NaN loss; with distillation the starting
+    model's own prediction is their target, so fine-tuning has no reason to move their bone age."""
+    from matcher.checkpoint import BUNDLED_MODEL_DIR
+    from training.bone_age_targets import bone_age_targets
+
+    table = pd.read_csv(tiny_cohort)
+    for column in ("image", "mask"):
+        table[column] = [str(tiny_cohort.parent / p) for p in table[column]]
+    table.loc[table.index % 2 == 0, "bone_age_months"] = None
+    manifest = tmp_path / "partly_read.csv"
+    table.to_csv(manifest, index=False)
+    data = prepare(manifest, 256, workers=1)
+    model, card = load_model(BUNDLED_MODEL_DIR)
+    plain = bone_age_targets(data.table, data.crops, model, torch.device("cpu"), distil=False)
+    assert plain.known.tolist() == data.table["bone_age_months"].notna().tolist() and plain.distilled == 0
+    distilled = bone_age_targets(data.table, data.crops, model, torch.device("cpu"), distil=True)
+    missing = ~plain.known
+    assert distilled.known.all() and distilled.distilled == int(missing.sum()) > 0
+    assert np.array_equal(distilled.z[plain.known], plain.z[plain.known])  # labels are never replaced
+    male = (data.table["sex"] == "M").to_numpy(np.float32)
+    predicted = embed_crops(model, data.crops[missing], male[missing], torch.device("cpu")).bone_age_months
+    assert np.allclose(distilled.z[missing] * card.config.calibration.age_sd + card.config.calibration.age_mean, predicted, atol=1e-3)
+    config = TrainConfig(
+        manifest=manifest, out=tmp_path / "run", init=BUNDLED_MODEL_DIR, distil_bone_age=True, input_size=256, epochs=1,
+        batch_size=4, m_per_class=2, held_out=("trps1",), val_fraction=0.25, device="cpu", prepare_workers=1,
+    )  # fmt: skip
+    train(config, log=lambda _: None)
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert np.isfinite(log[["loss_metric", "loss_age", "loss_sex"]].to_numpy()).all()
 
 
 def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:

@@ -23,15 +23,8 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
-from matcher.errors import Bone2GeneError
 from training.augment import AugmentConfig
-from training.train import PATH_FIELDS, TrainConfig
-
-
-class TrainConfigError(Bone2GeneError, ValueError):
-    """A training configuration that cannot be used, saying which key and why."""
-
-    title = "Invalid training configuration"
+from training.train import PATH_FIELDS, TrainConfig, TrainConfigError
 
 
 def _check_keys(data: dict[str, Any], cls: type, where: str) -> None:

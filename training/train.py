@@ -38,8 +38,10 @@ from tqdm.auto import tqdm
 
 from matcher.checkpoint import load_model_or_deeplasia, save_model
 from matcher.deeplasia import AgeCalibration, HeadSpec
+from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
+from training.bone_age_targets import bone_age_targets
 from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.dataset import ManifestError, PreparedSet, prepare
 from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
@@ -47,6 +49,12 @@ from training.evaluate import disorder_ranks, embed_crops, topk_report
 from training.schedule import warmup_cosine
 
 PATH_FIELDS = ("manifest", "out", "init", "deeplasia_parameters")  # TrainConfig's paths: strings in JSON/YAML
+
+
+class TrainConfigError(Bone2GeneError, ValueError):
+    """A training configuration that cannot be used, saying which key and why."""
+
+    title = "Invalid training configuration"
 
 
 @dataclass
@@ -69,6 +77,7 @@ class TrainConfig:
     age_weight: float = 1.0
     sex_weight: float = 0.3
     metric_weight: float = 1.0
+    distil_bone_age: bool = False  # films without a bone-age label: the starting model's bone age is the target (needs `init`)
     arcface_margin_deg: float = 28.6
     arcface_scale: float = 64.0
     held_out: tuple[str, ...] = ()
@@ -161,6 +170,7 @@ class _Batches:
     crops: torch.Tensor
     male: torch.Tensor
     age_target: torch.Tensor  # z-scored bone age
+    age_known: torch.Tensor  # bool: a label or a distilled target (the others add no bone-age loss)
     label_of: torch.Tensor  # class index, -1 outside training
     train_idx: np.ndarray
     sampler: samplers.MPerClassSampler
@@ -174,16 +184,15 @@ def _batches(
     train_idx = np.flatnonzero(train_mask)
     y_train = np.array([labels[d] for d in table["disorder"].astype(str).to_numpy()[train_idx]])
     sampler = samplers.MPerClassSampler(y_train, m=config.m_per_class, batch_size=config.batch_size, length_before_new_iter=len(train_idx))
-    calibration = model.config.calibration
-    ba_column = table["bone_age_months"] if "bone_age_months" in table.columns else table["age_months"]
-    age = ((ba_column.to_numpy(np.float64) - calibration.age_mean) / calibration.age_sd).astype(np.float32)
+    targets = bone_age_targets(table, data.crops, model, device, config.distil_bone_age)
     label_of = torch.full((len(table),), -1, dtype=torch.long)
     label_of[torch.from_numpy(train_idx)] = torch.from_numpy(y_train)
     male = torch.from_numpy((table["sex"] == "M").to_numpy(np.float32))
     return _Batches(
         torch.from_numpy(data.crops).to(device),
         male.to(device),
-        torch.from_numpy(age).to(device),
+        torch.from_numpy(targets.z).to(device),
+        torch.from_numpy(targets.known).to(device),
         label_of.to(device),
         train_idx,
         sampler,
@@ -217,7 +226,9 @@ def _epoch(
             out = network(x, batches.male[batch, None])
         embeddings, labels = gathered(out.embedding.float(), ranks), gathered(batches.label_of[batch], ranks)
         metric = parts.metric_loss(embeddings, labels)
-        age = nn.functional.smooth_l1_loss(out.bone_age_raw.float(), batches.age_target[batch], beta=0.1)
+        known = batches.age_known[batch].float()
+        age_errors = nn.functional.smooth_l1_loss(out.bone_age_raw.float(), batches.age_target[batch], beta=0.1, reduction="none")
+        age = (age_errors * known).sum() / known.sum().clamp(min=1.0)  # films without a target add nothing
         sex = nn.functional.binary_cross_entropy_with_logits(out.sex_logit.float(), batches.male[batch])
         # x world size: DDP averages the ranks' gradients, each of which only reaches its own embeddings
         loss = ranks.world * config.metric_weight * metric + config.age_weight * age + config.sex_weight * sex
@@ -249,6 +260,10 @@ def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_e
 def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     """Train; returns the directory of the saved model (`config.out / 'model'`): the epoch with the
     best validation retrieval (top-1, then top-5), or the last epoch without a validation split."""
+    if config.distil_bone_age and config.init is None:
+        raise TrainConfigError(
+            "distil_bone_age keeps the starting model's bone age, but `init` is empty (random weights have none to keep)"
+        )
     torch.manual_seed(config.seed)
     ranks, device = join(config.device)
     if config.batch_size % (ranks.world * config.m_per_class):
@@ -350,9 +365,12 @@ def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, v
     ranks, codes, _ = disorder_ranks(
         emb.embeddings[is_val], disorder[is_val], patients[is_val], emb.embeddings[~is_val], disorder[~is_val], patients[~is_val]
     )
-    reference = (table["bone_age_months"] if "bone_age_months" in table.columns else table["age_months"]).to_numpy()[index]
+    reference = pd.to_numeric(table["bone_age_months"], errors="coerce").to_numpy(np.float64)[index]
+    labelled = is_val & ~np.isnan(reference)
     return {
-        "val_bone_age_mad_months": round(float(np.mean(np.abs(emb.bone_age_months[is_val] - reference[is_val]))), 2),
+        "val_bone_age_mad_months": round(float(np.mean(np.abs(emb.bone_age_months[labelled] - reference[labelled]))), 2)
+        if labelled.any()
+        else None,
         "val_sex_accuracy": round(float(np.mean((emb.male_probability[is_val] > 0.5) == (male[index][is_val] > 0.5))), 4),
         **{f"val_{k}": v for k, v in topk_report(ranks, codes, (1, 5)).items()},
     }
