@@ -142,6 +142,8 @@ def test_evaluate_command_writes_a_report_of_every_method_in_every_setting(bone2
     assert probabilities["auroc"] is None or 0.0 <= probabilities["auroc"] <= 1.0  # null (strict JSON) when every answer was right
     assert 0.0 <= data["no_match"]["fires_when_absent"] <= 1.0
     assert {row["disorder"] for row in data["bone_age"]} >= {"achondroplasia", "all"}
+    model_mad = next(row["mad_months"] for row in data["bone_age"] if row["disorder"] == "all")
+    assert data["features_model_bone_age_mad"] == pytest.approx(model_mad, abs=1e-3)  # the same model as its own baseline
     report = (out / "report.md").read_text()
     assert "### R->F+R" in report and "bone2gene evaluate" in report and (out / "cmc.png").stat().st_size > 1000
     assert (out / "similarities.png").is_file()

@@ -97,6 +97,11 @@ def _clinical_section(result: EvaluationResult) -> list[str]:
     lines += [*_table(["disorder", "films with bone age", "MAD (months)"], rows), ""]
     s = result.sex
     lines += [f"Sex from the film: accuracy {_fmt(s['accuracy'])}, AUROC {_fmt(s['auroc'])} over {s['films']} films.", ""]
+    if result.features_model_bone_age_mad is not None:
+        lines += [
+            f"The bone-age features baseline's own bone age: MAD {_fmt(result.features_model_bone_age_mad, 1)} months over the same films.",
+            "",
+        ]
     return lines
 
 
@@ -183,6 +188,7 @@ def to_json(result: EvaluationResult, command: str) -> dict:
         "no_match": result.no_match,
         "bone_age": result.bone_age.to_dict(orient="records"),
         "sex": result.sex,
+        "features_model_bone_age_mad": result.features_model_bone_age_mad,
     }
 
 

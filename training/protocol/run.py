@@ -73,6 +73,7 @@ class EvaluationResult:
     probabilities: dict[str, dict]  # setting -> ProbabilityQuality json
     no_match: dict[str, float]
     bone_age: pd.DataFrame
+    features_model_bone_age_mad: float | None  # the bone-age features baseline's own bone age (how good a bone-age model it is)
     sex: dict[str, float]
     similarity_samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> same/different
 
@@ -279,6 +280,12 @@ def _require_rankable(groups: DisorderGroups, where: str) -> None:
         )
 
 
+def _overall_mad(table: pd.DataFrame, forward: Forward | None) -> float | None:
+    if forward is None:
+        return None
+    return float(metrics.bone_age_by_disorder(table, forward.bone_age_months).set_index("disorder").at["all", "mad_months"])
+
+
 def evaluate(config: EvaluationConfig, progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
     """Run the whole protocol (see the module docstring); `progress` advances once per film read."""
     _require_rankable(disorder_groups(read_case_manifest(config.manifest), []), str(config.manifest))
@@ -309,6 +316,7 @@ def evaluate(config: EvaluationConfig, progress: Callable[[int, int], None] | No
         probabilities=probabilities,
         no_match=no_match,
         bone_age=metrics.bone_age_by_disorder(table, outputs[MODEL].bone_age_months),
+        features_model_bone_age_mad=_overall_mad(table, outputs.get("features")),
         sex=metrics.sex_quality(table["sex"].to_numpy(), outputs[MODEL].male_probability),
         similarity_samples=_similarity_samples(methods, disorders, draws[0]) if draws else {},
     )
