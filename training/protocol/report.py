@@ -144,7 +144,8 @@ def _figures(result: EvaluationResult, out: Path) -> dict[str, str]:
         for method, curves in result.cmc.items():
             if setting in curves:
                 ax.plot(range(1, len(curves[setting]) + 1), curves[setting], label=method, lw=2 if method == MODEL else 1)
-        ax.set(title=setting, xlabel="k", ylim=(0, 1))
+        depth = max(2, min(len(next(iter(result.cmc.values())).get(setting, [])), round(result.disorders_in_gallery.get(setting, 30))))
+        ax.set(title=setting, xlabel="k", ylim=(0, 1), xlim=(1, depth))
     axes[0].set_ylabel("macro top-k")
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
