@@ -228,6 +228,10 @@ def disorders_add(
     mondo: Annotated[str | None, typer.Option("--mondo", help="MONDO:0000000.")] = None,
     group: Annotated[int | None, typer.Option("--nosology-group", help="Nosology group number.")] = None,
     revision: Annotated[int | None, typer.Option("--nosology-revision", help="Nosology revision year, e.g. 2023.")] = None,
+    hpo: Annotated[
+        list[str] | None,
+        typer.Option("--hpo", help="HPO term of the disorder (repeatable; default: the ontology's annotations of --omim/--orpha)."),
+    ] = None,
 ) -> None:
     """Add a disorder (e.g. a newly described syndrome) to the catalogue."""
     from pydantic import ValidationError
@@ -249,8 +253,38 @@ def disorders_add(
     except ValidationError as exc:
         fail("; ".join(f"--{'-'.join(str(p) for p in e['loc']).replace('_', '-')}: {e['msg']}" for e in exc.errors()))
         return
+    disorder = disorder.with_phenotypes(add=hpo or [], from_ontology=not hpo)
     open_gallery(gallery_path).add_disorders([disorder])
-    typer.echo(f"added {disorder.id}: {disorder.name}")
+    typer.echo(f"added {disorder.id}: {disorder.name} ({len(disorder.phenotypes)} HPO terms)")
+
+
+@disorders_app.command("phenotypes")
+def disorders_phenotypes(
+    gallery_path: GalleryOpt,
+    disorder_id: Annotated[str, typer.Argument(help="The disorder's id.")],
+    add: Annotated[list[str] | None, typer.Option("--add", help="HPO term to add (repeatable).")] = None,
+    remove: Annotated[list[str] | None, typer.Option("--remove", help="HPO term to remove (repeatable).")] = None,
+    from_ontology: Annotated[
+        bool, typer.Option("--from-ontology", help="Start from the ontology's annotations of its OMIM/ORPHA entry.")
+    ] = False,
+) -> None:
+    """Show or edit a disorder's HPO annotations (curators)."""
+    from index.hpo import term_name
+
+    gallery = open_gallery(gallery_path)
+    current = next((d for d in gallery.disorders() if d.id == disorder_id), None)
+    if current is None:
+        fail(f"disorder {disorder_id!r} is not in the catalogue; `bone2gene disorders list` shows the ids")
+        return
+    if add or remove or from_ontology:
+        try:
+            current = current.with_phenotypes(add or [], remove or [], from_ontology)
+        except ValueError as exc:
+            fail(str(exc))
+        gallery.add_disorders([current], replace=True)
+    for term in current.phenotypes:
+        typer.echo(f"{term}  {term_name(term)}")
+    typer.echo(f"{current.id}: {len(current.phenotypes)} HPO terms")
 
 
 @disorders_app.command("list")

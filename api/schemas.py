@@ -190,6 +190,7 @@ class DisorderOut(BaseModel):
     mondo: str | None
     nosology_group: int | None
     nosology_revision: int | None
+    phenotypes: list[str] = []  # HPO ids
     cases: int
 
 

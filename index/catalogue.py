@@ -2,11 +2,15 @@
 
 Names follow the Nosology's dyadic "phenotype, GENE-related" convention where a gene is
 known; the Nosology group is stored with its revision year, and disorders outside the
-Nosology (Turner, Noonan, Silver-Russell, SGA/IUGR) carry their own category.
+Nosology (Turner, Noonan, Silver-Russell, SGA/IUGR) carry their own category. Phenotypes
+are the disorder's HPO annotations (filled from the ontology's OMIM/ORPHA annotations,
+`index.hpo`, and editable by curators).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -26,6 +30,18 @@ class Disorder(BaseModel):
     mondo: str | None = Field(None, pattern=r"^MONDO:\d{7}$")
     nosology_group: int | None = Field(None, ge=1, le=41)
     nosology_revision: int | None = Field(None, ge=2000, le=2100)
+    phenotypes: list[str] = Field(default_factory=list, description="HPO ids annotated to the disorder (index.hpo checks them on writing)")
+
+    @field_validator("phenotypes")
+    @classmethod
+    def _hpo_ids(cls, terms: list[str]) -> list[str]:
+        cleaned = []
+        for term in terms:
+            text = str(term).strip().upper()
+            if not re.fullmatch(r"HP:\d{7}", text):
+                raise ValueError(f"{term!r} is not an HPO id; write it as HP: and seven digits, e.g. HP:0004322")
+            cleaned.append(text)
+        return sorted(set(cleaned))
 
     @field_validator("genes")
     @classmethod
@@ -35,6 +51,19 @@ class Disorder(BaseModel):
             if not gene.replace("-", "").replace(".", "").isalnum() or len(gene) > 20:
                 raise ValueError(f"{gene!r} does not look like an HGNC gene symbol")
         return sorted(set(cleaned))
+
+    def with_phenotypes(self, add: Iterable[str] = (), remove: Iterable[str] = (), from_ontology: bool = False) -> Disorder:
+        """A copy with HPO terms added and removed; `from_ontology` first replaces them with the
+        ontology's annotations of the disorder's OMIM (else ORPHA) entry."""
+        from index.hpo import disease_terms, resolve_terms
+
+        terms = {t.id for t in disease_terms(self.omim, self.orpha)} if from_ontology else set(self.phenotypes)
+        terms |= {t.id for t in resolve_terms(add)}
+        dropped = {t.strip().upper() for t in remove}
+        unknown = sorted(dropped - terms)
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)} not annotated to {self.id}; its terms are listed by `bone2gene disorders list --json`")
+        return self.model_copy(update={"phenotypes": sorted(terms - dropped)})
 
     @model_validator(mode="after")
     def _group_needs_revision(self) -> Disorder:

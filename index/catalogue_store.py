@@ -1,4 +1,4 @@
-"""The gallery's disorder catalogue: disorders with their genes, names resolved to ids."""
+"""The gallery's disorder catalogue: disorders with their genes and HPO annotations, names resolved to ids."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from index.catalogue import Disorder
 from index.database import GalleryDatabase, GalleryError, now
+from index.hpo import resolve_terms
 
 
 def _insert(db: sqlite3.Connection, d: Disorder, replace: bool) -> None:
@@ -26,6 +27,8 @@ def _insert(db: sqlite3.Connection, d: Disorder, replace: bool) -> None:
     for gene in d.genes:
         db.execute("INSERT OR IGNORE INTO genes VALUES (?)", (gene,))
         db.execute("INSERT INTO disorder_genes VALUES (?, ?)", (d.id, gene))
+    db.execute("DELETE FROM disorder_phenotypes WHERE disorder_id = ?", (d.id,))
+    db.executemany("INSERT INTO disorder_phenotypes VALUES (?, ?)", [(d.id, term) for term in d.phenotypes])
 
 
 class CatalogueStore:
@@ -35,6 +38,9 @@ class CatalogueStore:
     def add(self, disorders: Iterable[Disorder], replace: bool = False) -> int:
         """Add entries in one transaction (refusing ids that exist unless `replace`); call under the writer lock."""
         items = list(disorders)
+        for d in items:
+            if d.phenotypes:
+                resolve_terms(d.phenotypes)  # unknown or obsolete HPO ids are refused before anything is written
 
         def work(db: sqlite3.Connection, _: int) -> int:
             for d in items:
@@ -48,6 +54,9 @@ class CatalogueStore:
         genes: dict[str, list[str]] = {}
         for disorder_id, gene in self.db.query("SELECT disorder_id, gene FROM disorder_genes"):
             genes.setdefault(disorder_id, []).append(gene)
+        phenotypes: dict[str, list[str]] = {}
+        for disorder_id, term in self.db.query("SELECT disorder_id, term FROM disorder_phenotypes"):
+            phenotypes.setdefault(disorder_id, []).append(term)
         rows = self.db.query("SELECT id, name, category, omim, orpha, mondo, nosology_group, nosology_revision FROM disorders ORDER BY id")
         return [
             Disorder(
@@ -60,6 +69,7 @@ class CatalogueStore:
                 mondo=r[5],
                 nosology_group=r[6],
                 nosology_revision=r[7],
+                phenotypes=phenotypes.get(r[0], []),
             )
             for r in rows
         ]

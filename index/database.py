@@ -20,6 +20,11 @@ from matcher.errors import Bone2GeneError
 
 FORMAT_VERSION = "1"
 DB_NAME = "gallery.sqlite"
+# Tables added after format 1 was released: created when an older gallery is opened (nothing
+# in it changes; the new tables start empty), so the format version stays readable both ways.
+ADDED_TABLES = {
+    "disorder_phenotypes": "disorder_id TEXT NOT NULL REFERENCES disorders(id), term TEXT NOT NULL, PRIMARY KEY(disorder_id, term)",
+}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS disorders(
@@ -45,7 +50,7 @@ CREATE TABLE IF NOT EXISTS pending_image_deletions(sha256 TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS audit(
     seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS calibration(id INTEGER PRIMARY KEY CHECK(id = 1), generation INTEGER NOT NULL, document TEXT NOT NULL);
-"""
+""" + "\n".join(f"CREATE TABLE IF NOT EXISTS {name}({columns});" for name, columns in ADDED_TABLES.items())
 
 
 class GalleryError(Bone2GeneError, ValueError):
@@ -100,6 +105,13 @@ class GalleryDatabase:
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA synchronous = FULL")
         self.lock = threading.RLock()  # hold it across several statements that must see one state
+        self._add_missing_tables()
+
+    def _add_missing_tables(self) -> None:
+        present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for name, columns in ADDED_TABLES.items():
+            if name not in present:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {name}({columns})")
 
     def close(self) -> None:
         with self.lock:

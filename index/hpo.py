@@ -75,6 +75,15 @@ def resolve_term(term_id: str) -> Term:
     return Term(term.id, term.name)
 
 
+def term_name(term_id: str) -> str:
+    """The name of a stored id for display; never raises (a term obsoleted by a later release says so)."""
+    try:
+        term = _ontology().get_hpo_object(_normalised(term_id))
+    except (RuntimeError, PhenotypeError):
+        return "(not in this HPO release)"
+    return f"{term.name} (obsolete)" if term.is_obsolete else str(term.name)
+
+
 def resolve_terms(term_ids: Iterable[str]) -> list[Term]:
     """Every id resolved (duplicates dropped, order kept); the first bad id raises."""
     seen: dict[str, Term] = {}

@@ -37,3 +37,53 @@ def test_search_finds_current_terms_by_name() -> None:
     found = hpo.search("brachydactyly", limit=5)
     assert found and all("brachydactyly" in t.name.lower() for t in found) and len(found) <= 5
     assert found[0].name == "Brachydactyly" and hpo.search("b") == []
+
+
+def test_catalogue_stores_disorder_phenotypes_and_older_galleries_gain_the_table(tmp_path) -> None:
+    import sqlite3
+
+    from index.catalogue import Disorder
+    from index.store import Gallery
+    from training.synth.catalogue import seed_catalogue
+
+    with Gallery.create(tmp_path / "g", "model", 8) as gallery:
+        seed_catalogue(gallery)
+        achondroplasia = next(d for d in gallery.disorders() if d.id == "achondroplasia")
+        assert "HP:0004060" in achondroplasia.phenotypes and len(achondroplasia.phenotypes) == len(hpo.disease_terms(omim="100800"))
+        novel = Disorder(id="novel", name="Novel dysplasia, XYZ1-related").with_phenotypes(add=["HP:0004322", "0001156"])
+        gallery.add_disorders([novel])
+        with pytest.raises(PhenotypeError, match="obsolete"):
+            gallery.add_disorders([Disorder(id="bad", name="Bad entry", phenotypes=["HP:0000057"])])
+        stored = {d.id: d for d in gallery.disorders()}
+        assert stored["novel"].phenotypes == ["HP:0001156", "HP:0004322"] and "bad" not in stored
+        edited = stored["novel"].with_phenotypes(remove=["HP:0001156"])
+        gallery.add_disorders([edited], replace=True)
+        assert next(d for d in gallery.disorders() if d.id == "novel").phenotypes == ["HP:0004322"]
+        with pytest.raises(ValueError, match="not annotated to novel"):
+            edited.with_phenotypes(remove=["HP:0001156"])
+    db = sqlite3.connect(tmp_path / "g" / "gallery.sqlite")  # a gallery written before phenotypes existed
+    db.execute("DROP TABLE disorder_phenotypes")
+    db.commit()
+    db.close()
+    with Gallery.open(tmp_path / "g") as gallery:
+        assert all(d.phenotypes == [] for d in gallery.disorders()) and len(gallery.disorders()) == 26
+        gallery.add_disorders([next(d for d in gallery.disorders() if d.id == "novel").with_phenotypes(add=["HP:0004322"])], replace=True)
+        assert next(d for d in gallery.disorders() if d.id == "novel").phenotypes == ["HP:0004322"]
+
+
+def test_curators_edit_phenotypes_from_the_command_line(bone2gene, tmp_path) -> None:
+    from index.store import Gallery
+
+    Gallery.create(tmp_path / "g", "model", 8).close()
+    added = bone2gene(
+        "disorders", "add", "--gallery", tmp_path / "g", "--id", "ach", "--name", "Achondroplasia, FGFR3-related", "--omim", "100800"
+    )
+    assert added.returncode == 0 and "47 HPO terms" in added.stdout, added.stderr
+    shown = bone2gene("disorders", "phenotypes", "--gallery", tmp_path / "g", "ach", "--remove", "HP:0004060", "--add", "HP:0001156")
+    assert shown.returncode == 0 and "HP:0004060" not in shown.stdout and "HP:0001156  Brachydactyly" in shown.stdout
+    bad = bone2gene("disorders", "phenotypes", "--gallery", tmp_path / "g", "ach", "--add", "HP:0000057")
+    assert bad.returncode == 2 and "use HP:0008665" in bad.stderr
+    missing = bone2gene("disorders", "phenotypes", "--gallery", tmp_path / "g", "nope")
+    assert missing.returncode == 2 and "not in the catalogue" in missing.stderr
+    listed = bone2gene("disorders", "list", "--gallery", tmp_path / "g", "--json")
+    assert '"HP:0001156"' in listed.stdout

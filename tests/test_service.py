@@ -227,7 +227,11 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
         headers=auth(service, "curator"),
         json={"id": "novel_dysplasia", "name": "Novel dysplasia, XYZ1-related", "genes": ["XYZ1"]},
     )
-    assert created.status_code == 201 and created.json()["cases"] == 0
+    assert created.status_code == 201 and created.json()["cases"] == 0 and created.json()["phenotypes"] == []
+    obsolete = {"id": "other_dysplasia", "name": "Other dysplasia", "phenotypes": ["HP:0000057"]}
+    is_problem(client.post("/api/v1/disorders", headers=auth(service, "curator"), json=obsolete), 422, "use HP:0008665")
+    listed = client.get("/api/v1/disorders", headers=auth(service, "reader")).json()
+    assert "HP:0004060" in next(d for d in listed if d["id"] == "achondroplasia")["phenotypes"]
     is_problem(
         client.post("/api/v1/disorders", headers=auth(service, "curator"), json={"id": "novel_dysplasia", "name": "Other"}), 422, "already"
     )

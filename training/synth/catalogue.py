@@ -1,9 +1,11 @@
 """The built-in disorders as catalogue entries: a new gallery starts knowing every disorder
-the synthetic cohort can draw (PHENOTYPES.md section 2; each spec carries its catalogue fields)."""
+the synthetic cohort can draw (PHENOTYPES.md section 2; each spec carries its catalogue fields),
+with the HPO annotations of its OMIM (else ORPHA) entry."""
 
 from __future__ import annotations
 
 from index.catalogue import Disorder
+from index.hpo import disease_terms
 from index.store import Gallery
 from training.synth.spec import builtin_specs
 
@@ -25,6 +27,7 @@ def builtin_disorders() -> list[Disorder]:
             mondo=s.mondo,
             nosology_group=s.nosology.group if s.nosology else None,
             nosology_revision=s.nosology.revision if s.nosology else None,
+            phenotypes=[t.id for t in disease_terms(s.omim, s.orpha)],
         )
         for s in builtin_specs()
     ]
