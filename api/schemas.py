@@ -158,6 +158,8 @@ class Case(BaseModel):
     bone_age_months: float | None
     source: str
     added: str
+    hpo: list[str] = []  # HPO ids observed in the patient
+    hpo_excluded: list[str] = []  # HPO ids looked for and absent
 
 
 class CaseList(BaseModel):
@@ -172,6 +174,8 @@ class NewCaseFromAnalysis(BaseModel):
     gene: str | None = Field(None, max_length=20, pattern=r"^[A-Za-z0-9.-]*$")
     patient_id: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_.:-]*$", description="a pseudonym, never a real identifier")
     source: str = Field("", max_length=200)
+    hpo: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=200, description="HPO ids observed")
+    hpo_excluded: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=200, description="HPO ids excluded")
 
 
 class Relabel(BaseModel):

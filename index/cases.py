@@ -20,10 +20,14 @@ from index.catalogue_store import CatalogueStore
 from index.database import GalleryDatabase, GalleryError, now
 from index.images import ImageStore
 
+_TERMS = (
+    "(SELECT group_concat(term, ';') FROM (SELECT term FROM case_phenotypes p WHERE p.case_row = c.id AND p.excluded = {} ORDER BY term))"
+)
 CASE_SELECT = (
     "SELECT c.id AS row, c.case_id, c.patient_id, c.sex, c.age_months, c.disorder_id AS disorder, d.name AS disorder_name,"
-    " c.gene, c.bone_age_months, c.source, c.image_sha256, c.added FROM cases c LEFT JOIN disorders d ON d.id = c.disorder_id"
-)
+    f" c.gene, c.bone_age_months, c.source, c.image_sha256, c.added, {_TERMS.format(0)} AS hpo, {_TERMS.format(1)} AS hpo_excluded"
+    " FROM cases c LEFT JOIN disorders d ON d.id = c.disorder_id"
+)  # hpo / hpo_excluded: the observed and excluded HPO ids, ';'-separated (None: none recorded)
 
 
 @dataclass
@@ -40,6 +44,30 @@ class NewCase:
     bone_age_months: float | None = None
     source: str = ""
     pixels: np.ndarray | None = None  # stored for re-embedding (pixels only)
+    phenotypes: Sequence[str] = ()  # HPO ids observed in the patient
+    excluded_phenotypes: Sequence[str] = ()  # HPO ids looked for and absent
+
+
+def checked_phenotypes(cases: Sequence[NewCase]) -> list[tuple[list[str], list[str]]]:
+    """Each case's (observed, excluded) HPO ids, resolved against the ontology (`index.hpo`):
+    unknown and obsolete ids are refused, as is a term both observed and excluded."""
+    from index.hpo import PhenotypeError, resolve_terms
+
+    result = []
+    for i, case in enumerate(cases):
+        if not case.phenotypes and not case.excluded_phenotypes:
+            result.append(([], []))
+            continue
+        try:
+            observed = [t.id for t in resolve_terms(case.phenotypes)]
+            excluded = [t.id for t in resolve_terms(case.excluded_phenotypes)]
+        except PhenotypeError as exc:
+            raise PhenotypeError(f"case {case.case_id or i}: {exc}") from None
+        both = sorted(set(observed) & set(excluded))
+        if both:
+            raise PhenotypeError(f"case {case.case_id or i}: {', '.join(both)} both observed and excluded; keep one")
+        result.append((observed, excluded))
+    return result
 
 
 def checked_vectors(cases: Sequence[NewCase], dim: int) -> list[np.ndarray]:
@@ -77,8 +105,10 @@ def _gene_symbol(db: sqlite3.Connection, gene: object) -> str | None:
 def insert_work(
     cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: list[str], digests: dict[int, str], catalogue: CatalogueStore
 ) -> Callable[[sqlite3.Connection, int], None]:
+    phenotypes = checked_phenotypes(cases)  # before the transaction: nothing is written when one is wrong
+
     def work(db: sqlite3.Connection, generation: int) -> None:
-        for case, vector, case_id in zip(cases, vectors, case_ids, strict=True):
+        for case, vector, case_id, (observed, excluded) in zip(cases, vectors, case_ids, phenotypes, strict=True):
             if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                 raise GalleryError(f"case {case_id!r} is already in the gallery; relabel it or choose another id")
             bone_age = None if case.bone_age_months is None or np.isnan(case.bone_age_months) else float(case.bone_age_months)
@@ -100,6 +130,8 @@ def insert_work(
                 ),
             )
             db.execute("INSERT INTO embeddings VALUES (?, ?)", (cursor.lastrowid, vector.tobytes()))
+            terms = [(cursor.lastrowid, t, 0) for t in observed] + [(cursor.lastrowid, t, 1) for t in excluded]
+            db.executemany("INSERT INTO case_phenotypes VALUES (?, ?, ?)", terms)
 
     return work
 
@@ -110,6 +142,7 @@ def remove_work(case_id: str) -> Callable[[sqlite3.Connection, int], None]:
         if row is None:
             raise GalleryError(f"no case {case_id!r} in the gallery")
         db.execute("DELETE FROM embeddings WHERE case_row = ?", (row[0],))
+        db.execute("DELETE FROM case_phenotypes WHERE case_row = ?", (row[0],))
         db.execute("DELETE FROM cases WHERE id = ?", (row[0],))
         db.execute("INSERT OR REPLACE INTO removed VALUES (?, ?)", (row[0], generation))
         if row[1]:

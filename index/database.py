@@ -24,6 +24,10 @@ DB_NAME = "gallery.sqlite"
 # in it changes; the new tables start empty), so the format version stays readable both ways.
 ADDED_TABLES = {
     "disorder_phenotypes": "disorder_id TEXT NOT NULL REFERENCES disorders(id), term TEXT NOT NULL, PRIMARY KEY(disorder_id, term)",
+    "case_phenotypes": (
+        "case_row INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE, term TEXT NOT NULL,"
+        " excluded INTEGER NOT NULL DEFAULT 0 CHECK(excluded IN (0, 1)), PRIMARY KEY(case_row, term)"
+    ),
 }
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

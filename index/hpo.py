@@ -84,6 +84,13 @@ def term_name(term_id: str) -> str:
     return f"{term.name} (obsolete)" if term.is_obsolete else str(term.name)
 
 
+def split_terms(text: object) -> list[str]:
+    """HPO ids from a manifest cell: separated by ';', ',' or white space; empty for a blank cell."""
+    if text is None or (isinstance(text, float) and text != text):
+        return []
+    return [part for part in re.split(r"[;,\s]+", str(text)) if part]
+
+
 def resolve_terms(term_ids: Iterable[str]) -> list[Term]:
     """Every id resolved (duplicates dropped, order kept); the first bad id raises."""
     seen: dict[str, Term] = {}

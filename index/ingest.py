@@ -11,7 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from index.cases import checked_phenotypes
+from index.hpo import split_terms
 from index.store import Gallery, GalleryError, NewCase
 from matcher.analysis import Analyzer
 from matcher.batch import BatchItem, embed_many
@@ -21,6 +24,22 @@ from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
 
 Progress = Callable[[int, int], None]  # (done, total)
+
+
+def _manifest_phenotypes(table: pd.DataFrame) -> dict[str, tuple[list[str], list[str]]]:
+    """Each case's (observed, excluded) HPO ids, every one checked before any image is embedded."""
+    cases = [
+        NewCase(
+            np.zeros(1),
+            "M",
+            0.0,
+            case_id=str(row["case_id"]),
+            phenotypes=split_terms(row["hpo"]),
+            excluded_phenotypes=split_terms(row["hpo_excluded"]),
+        )
+        for _, row in table.iterrows()
+    ]
+    return dict(zip(table["case_id"].astype(str), checked_phenotypes(cases), strict=True))
 
 
 def add_manifest(
@@ -37,6 +56,7 @@ def add_manifest(
     todo = table[~table["case_id"].isin(present)]
     for disorder in sorted(set(todo["disorder"].dropna())):
         gallery.resolve_disorder(disorder)  # fail before any work if a label is unknown
+    phenotypes = _manifest_phenotypes(todo)  # ... or an HPO id
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
     added, refusals = 0, []
     chunk = max(batch_size, 32)
@@ -61,6 +81,7 @@ def add_manifest(
                     row["bone_age_months"],
                     row["source"] or "",
                     result.pixels,
+                    *phenotypes[row["case_id"]],
                 )
             )
         if cases:

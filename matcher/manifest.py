@@ -2,7 +2,8 @@
 
 Two layouts are accepted:
 - ours: `image, case_id, patient_id, sex, age_months, disorder, gene, bone_age_months, source, split`
-  (`image` relative to the manifest);
+  (`image` relative to the manifest), optionally `hpo` and `hpo_excluded` (HPO ids separated
+  by `;`: observed in the patient, and looked for but absent);
 - Deeplasia's annotation CSV: `image_ID, dir, patient_ID, sex, bone_age` (+ `chronological_age`,
   `disorder` where present), images at `<root>/<dir>/<image_ID>`.
 
@@ -32,6 +33,8 @@ TEXT_COLUMNS = {
     "image_ID": str,
     "dir": str,
     "patient_ID": str,
+    "hpo": str,
+    "hpo_excluded": str,
 }
 
 
@@ -74,7 +77,7 @@ def read_case_manifest(path: Path, require_disorder: bool = False) -> pd.DataFra
             f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(REQUIRED)} (DESIGN.md section 2) "
             f"or Deeplasia's {', '.join(DEEPLASIA)}"
         )
-    for column in ("disorder", "gene", "bone_age_months", "source", "split"):
+    for column in ("disorder", "gene", "bone_age_months", "source", "split", "hpo", "hpo_excluded"):
         if column not in table.columns:
             table[column] = None
     table["sex"] = table["sex"].astype(str).str.strip().str.upper()

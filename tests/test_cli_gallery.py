@@ -48,6 +48,29 @@ def test_add_is_idempotent_and_stats_count_cases(bone2gene, gallery: Path, cohor
     assert "image_sha256" not in listed[0]  # no storage internals in listings
 
 
+def test_manifest_hpo_columns_reach_the_cases_and_a_bad_term_stops_the_add_first(
+    bone2gene, gallery: Path, cohort: Path, tmp_path: Path
+) -> None:
+    table = pd.read_csv(cohort).head(2)
+    table["image"] = [str(cohort.parent / p) for p in table["image"]]
+    table["case_id"] = ["hpo-1", "hpo-2"]
+    table["hpo"] = ["HP:0004322; HP:0004060", None]
+    table["hpo_excluded"] = ["HP:0001156", None]
+    bad = table.assign(hpo=["HP:0004322", "HP:0000057"])
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    refused = run(bone2gene, "gallery", "add", gallery, tmp_path / "bad.csv", ok=False)
+    assert refused.returncode == 2 and "case hpo-2: HP:0000057" in refused.stderr and "use HP:0008665" in refused.stderr
+    listed = {r["case_id"]: r for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)}
+    assert "hpo-1" not in listed  # checked before anything was embedded or added
+    table.to_csv(tmp_path / "good.csv", index=False)
+    assert "added 2 case(s)" in run(bone2gene, "gallery", "add", gallery, tmp_path / "good.csv").stdout
+    listed = {r["case_id"]: r for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)}
+    assert listed["hpo-1"]["hpo"] == "HP:0004060;HP:0004322" and listed["hpo-1"]["hpo_excluded"] == "HP:0001156"
+    assert listed["hpo-2"]["hpo"] is None
+    for case_id in ("hpo-1", "hpo-2"):  # leave the module's gallery as the other tests expect it
+        run(bone2gene, "gallery", "remove", gallery, case_id)
+
+
 def test_query_json_ranks_disorders_with_evidence(bone2gene, gallery: Path, cohort: Path) -> None:
     table = pd.read_csv(cohort)
     accepted = {r["case_id"] for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)}

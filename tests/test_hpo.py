@@ -87,3 +87,32 @@ def test_curators_edit_phenotypes_from_the_command_line(bone2gene, tmp_path) -> 
     assert missing.returncode == 2 and "not in the catalogue" in missing.stderr
     listed = bone2gene("disorders", "list", "--gallery", tmp_path / "g", "--json")
     assert '"HP:0001156"' in listed.stdout
+
+
+def test_cases_keep_observed_and_excluded_terms_and_bad_ones_write_nothing(tmp_path) -> None:
+    import numpy as np
+
+    from index.store import Gallery, NewCase
+    from training.synth.catalogue import seed_catalogue
+
+    rng = np.random.default_rng(0)
+
+    def case(case_id: str, **terms) -> NewCase:
+        vector = rng.normal(size=8)
+        return NewCase(vector / np.linalg.norm(vector), "F", 60.0, "achondroplasia", case_id=case_id, **terms)
+
+    with Gallery.create(tmp_path / "g", "model", 8) as gallery:
+        seed_catalogue(gallery)
+        gallery.add_cases([case("a", phenotypes=["HP:0004322", "0004060"], excluded_phenotypes=["HP:0001156"]), case("b")], "model")
+        table = gallery.cases().set_index("case_id")
+        assert table.at["a", "hpo"] == "HP:0004060;HP:0004322" and table.at["a", "hpo_excluded"] == "HP:0001156"
+        assert hpo.split_terms(table.at["b", "hpo"]) == []  # no terms recorded: a missing value
+        with pytest.raises(PhenotypeError, match=r"case c: HP:0000057 \(.+\) is obsolete"):
+            gallery.add_cases([case("d"), case("c", phenotypes=["HP:0000057"])], "model")
+        with pytest.raises(PhenotypeError, match="both observed and excluded"):
+            gallery.add_cases([case("e", phenotypes=["HP:0004322"], excluded_phenotypes=["HP:0004322"])], "model")
+        assert sorted(gallery.cases()["case_id"]) == ["a", "b"]  # neither batch wrote anything
+        gallery.remove_case("a")
+        assert gallery.db.query("SELECT COUNT(*) FROM case_phenotypes")[0][0] == 0
+    assert hpo.split_terms("HP:0004322; HP:0001156,HP:0004060 ") == ["HP:0004322", "HP:0001156", "HP:0004060"]
+    assert hpo.split_terms(None) == [] and hpo.split_terms(float("nan")) == []

@@ -156,11 +156,21 @@ def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service
     added = client.post(
         "/api/v1/cases",
         headers=auth(service, "curator"),
-        json={"analysis_id": body["analysis_id"], "disorder": "Achondroplasia, FGFR3-related", "gene": "fgfr3", "patient_id": "pseudo-1"},
+        json={
+            "analysis_id": body["analysis_id"],
+            "disorder": "Achondroplasia, FGFR3-related",
+            "gene": "fgfr3",
+            "patient_id": "pseudo-1",
+            "hpo": ["HP:0004322", "hp:0004060"],
+            "hpo_excluded": ["HP:0001156"],
+        },
     )
     assert added.status_code == 201, added.text
     case = added.json()
     assert case["disorder"] == "achondroplasia" and case["gene"] == "FGFR3" and case["age_months"] == 130
+    assert case["hpo"] == ["HP:0004060", "HP:0004322"] and case["hpo_excluded"] == ["HP:0001156"]
+    wrong = {"analysis_id": body["analysis_id"], "disorder": "achondroplasia", "hpo": ["HP:0000057"]}
+    is_problem(client.post("/api/v1/cases", headers=auth(service, "curator"), json=wrong), 422, "use HP:0008665")
     case_id = case["case_id"]
     assert client.get(f"/api/v1/cases/{case_id}", headers=auth(service, "reader")).json()["patient_id"] == "pseudo-1"
     # the same image now finds itself as the nearest case

@@ -13,6 +13,7 @@ from api.deps import CaseId, Curator, GalleryDep, Reader, RuntimeDep, gallery_ca
 from api.problems import Problem
 from api.schemas import Case, CaseList, Deleted, NewCaseFromAnalysis, Relabel
 from index.filters import Filters
+from index.hpo import split_terms
 from index.store import GalleryError, NewCase
 
 router = APIRouter(prefix="/cases")
@@ -20,7 +21,8 @@ router = APIRouter(prefix="/cases")
 
 def _case(row: dict) -> Case:
     clean = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
-    return Case(**{k: clean.get(k) for k in Case.model_fields} | {"source": clean.get("source") or ""})
+    terms = {column: split_terms(clean.get(column)) for column in ("hpo", "hpo_excluded")}
+    return Case(**{k: clean.get(k) for k in Case.model_fields} | {"source": clean.get("source") or ""} | terms)
 
 
 @router.get("", response_model=CaseList, tags=["cases"])
@@ -73,6 +75,8 @@ async def add_case(who: Curator, runtime: RuntimeDep, body: NewCaseFromAnalysis)
         result.bone_age_months,
         body.source,
         stored.pixels,
+        body.hpo,
+        body.hpo_excluded,
     )
     try:
         (case_id,) = await run_in_threadpool(runtime.gallery.add_cases, [new], runtime.card.fingerprint, f"key:{who.key_id}")
