@@ -133,3 +133,25 @@ def search(text: str, limit: int = 10) -> list[Term]:
     found = [t for t in _ontology() if needle in t.name.lower() and not t.is_obsolete]
     found.sort(key=lambda t: (t.name.lower() != needle, not t.name.lower().startswith(needle), len(t.name), t.name))
     return [Term(t.id, t.name) for t in found[:limit]]
+
+
+PHENOTYPIC_ABNORMALITY = "HP:0000118"
+
+
+def parents(term_id: str) -> list[str]:
+    """The direct parents of a term (more general terms), never the root of phenotypic abnormalities."""
+    term = _ontology().get_hpo_object(term_id)
+    return sorted(p.id for p in term.parents if p.id != PHENOTYPIC_ABNORMALITY and not p.is_obsolete)
+
+
+@cache
+def phenotype_pool() -> tuple[str, ...]:
+    """Every current term under "Phenotypic abnormality" that some OMIM disease is annotated with (IC > 0)."""
+    root = _ontology().get_hpo_object(PHENOTYPIC_ABNORMALITY)
+    return tuple(sorted(t.id for t in _ontology() if not t.is_obsolete and t.information_content.omim > 0 and t.child_of(root)))
+
+
+@cache
+def gene_pool() -> tuple[str, ...]:
+    """Every HGNC symbol the bundled annotations know (the background of simulated exome candidate lists)."""
+    return tuple(sorted(str(g.name) for g in _ontology().genes))
