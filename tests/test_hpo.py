@@ -1,4 +1,4 @@
-"""The offline HPO: terms, replacements for obsolete ones, disease annotations, Resnik/BMA similarity."""
+"""The offline HPO: terms, replacements for obsolete ones, disease annotations, Resnik/funSimAvg similarity."""
 
 from __future__ import annotations
 

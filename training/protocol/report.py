@@ -1,5 +1,6 @@
 """An evaluation written out: `report.md` (tables), `cmc.png` and `similarities.png`
-(figures) and `evaluation.json` (every number, so reports can be compared by a program)."""
+(figures), `evaluation.json` (every number, so reports can be compared by a program) and
+`embeddings.npz` (the model's embedding of every film that passed the gate, with its case id)."""
 
 from __future__ import annotations
 
@@ -209,6 +210,8 @@ def write_report(result: EvaluationResult, out: Path, command: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     figures = _figures(result, out)
     (out / "evaluation.json").write_text(json.dumps(_nan_as_null(to_json(result, command)), indent=1, allow_nan=False))
+    if result.table is not None and result.embeddings is not None:
+        np.savez_compressed(out / "embeddings.npz", case_id=result.table["case_id"].astype(str).to_numpy(), embedding=result.embeddings)
     report = out / "report.md"
     report.write_text(markdown(result, command, figures))
     return report

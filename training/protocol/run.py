@@ -76,6 +76,8 @@ class EvaluationResult:
     features_model_bone_age_mad: float | None  # the bone-age features baseline's own bone age (how good a bone-age model it is)
     sex: dict[str, float]
     similarity_samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # method -> same/different
+    table: pd.DataFrame | None = None  # the films that passed the gate, in embedding order
+    embeddings: np.ndarray | None = None  # the model's, for re-analysis without the network
 
 
 def _load_networks(config: EvaluationConfig) -> tuple[Bone2GeneModel, str, Bone2GeneModel, Bone2GeneModel | None]:
@@ -319,4 +321,6 @@ def evaluate(config: EvaluationConfig, progress: Callable[[int, int], None] | No
         features_model_bone_age_mad=_overall_mad(table, outputs.get("features")),
         sex=metrics.sex_quality(table["sex"].to_numpy(), outputs[MODEL].male_probability),
         similarity_samples=_similarity_samples(methods, disorders, draws[0]) if draws else {},
+        table=table,
+        embeddings=vectors,
     )

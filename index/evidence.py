@@ -1,0 +1,104 @@
+"""Image, phenotype and candidate genes as evidence for each disorder, combined into one score.
+
+For a query and each disorder of the gallery, four numbers (`EvidenceFeatures`):
+- **image**: the ranking rule's score, standardised over the disorders of this query (how far
+  above the others this disorder stands; comparable across models and galleries);
+- **phenotype**: the Resnik/funSimAvg similarity (`index.hpo`) of the query's HPO terms to the
+  disorder's annotations, standardised the same way (0 without terms or annotations);
+- **excluded**: how many of the query's excluded terms the disorder is annotated with;
+- **gene**: +1 when one of the disorder's genes is in the candidate list, -1 when a list
+  was given and none is, 0 without a list.
+
+`EvidenceModel` is a logistic model over these (fitted on simulated patients,
+`training/synth/phenotypes.py`, never on the cases it is reported on): its logit is the
+combined score, each coefficient x feature is that source's contribution, and the sources
+alone stay available (the features themselves).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from index import hpo
+from index.catalogue import Disorder
+
+SOURCES = ("image", "phenotype", "excluded", "gene")
+
+
+def _standardised(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """z-scores over the present entries; 0 elsewhere and where they do not vary."""
+    out = np.zeros(len(values))
+    if present.sum() >= 2:
+        mean, sd = values[present].mean(), values[present].std()
+        if sd > 1e-9:
+            out[present] = (values[present] - mean) / sd
+    return out
+
+
+@dataclass
+class EvidenceFeatures:
+    """One row per disorder in `disorders`; columns in `SOURCES` order."""
+
+    disorders: list[str]
+    values: np.ndarray  # (D, 4)
+    phenotype_similarity: list[float | None]  # raw Resnik/funSimAvg (None: no terms or no annotations)
+    gene_hits: list[list[str]]  # the disorder's genes found in the candidate list
+
+
+def evidence_features(
+    disorders: Sequence[Disorder],
+    image_scores: Sequence[float | None],
+    observed: Sequence[hpo.Term] = (),
+    excluded: Sequence[hpo.Term] = (),
+    candidate_genes: Sequence[str] | None = None,
+) -> EvidenceFeatures:
+    """The features of every disorder for one query (`image_scores[i]`: the rule's score of `disorders[i]`, None without one)."""
+    image = np.array([np.nan if s is None else float(s) for s in image_scores])
+    present = np.isfinite(image)
+    image_z = _standardised(np.where(present, image, 0.0), present)
+    if present.any():
+        image_z[~present] = image_z[present].min()  # no case within reach: as weak as the weakest
+    raw = [
+        hpo.similarity(list(observed), [hpo.Term(t, "") for t in d.phenotypes]) if observed and d.phenotypes else None for d in disorders
+    ]
+    phenotype = _standardised(np.array([0.0 if r is None else r for r in raw]), np.array([r is not None for r in raw]))
+    excluded_ids = {t.id for t in excluded}
+    excluded_count = np.array([len(excluded_ids & set(d.phenotypes)) for d in disorders], dtype=float)
+    wanted = None if candidate_genes is None else {g.strip().upper() for g in candidate_genes}
+    hits = [[] if wanted is None else sorted(set(d.genes) & wanted) for d in disorders]
+    gene = np.array([0.0 if wanted is None else (1.0 if h else -1.0) for h in hits])
+    return EvidenceFeatures([d.id for d in disorders], np.column_stack([image_z, phenotype, excluded_count, gene]), raw, hits)
+
+
+@dataclass
+class EvidenceModel:
+    coefficients: dict[str, float]  # per source
+    intercept: float
+    fitted_on: str  # what data, so a report can say it is not the data being scored
+
+    def contributions(self, features: EvidenceFeatures) -> np.ndarray:
+        """(D, 4): each source's share of the logit."""
+        return features.values * np.array([self.coefficients[s] for s in SOURCES])
+
+    def logits(self, features: EvidenceFeatures) -> np.ndarray:
+        return self.contributions(features).sum(axis=1) + self.intercept
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def load(cls, path: Path) -> EvidenceModel:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def fit_evidence_model(rows: np.ndarray, correct: np.ndarray, fitted_on: str) -> EvidenceModel:
+    """Logistic regression over stacked feature rows (query x disorder) and whether each disorder was the right one."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(rows, correct.astype(int))
+    return EvidenceModel({s: float(c) for s, c in zip(SOURCES, model.coef_[0], strict=True)}, float(model.intercept_[0]), fitted_on)

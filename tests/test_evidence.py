@@ -1,0 +1,64 @@
+"""Image, HPO terms and candidate genes as evidence per disorder, and their fitted combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from index import hpo
+from index.evidence import SOURCES, EvidenceModel, evidence_features
+from training.protocol import evidence_eval
+from training.protocol.splits import disorder_groups, random_draws
+from training.synth.catalogue import builtin_disorders
+from training.synth.phenotypes import PhenotypeSimulation, add_phenotypes
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return [d for d in builtin_disorders() if d.id in {"achondroplasia", "cleidocranial_dysplasia", "trps1", "brachydactyly_e", "noonan"}]
+
+
+def test_features_say_which_disorder_each_source_supports(catalogue, tmp_path) -> None:
+    ids = [d.id for d in catalogue]
+    observed = hpo.resolve_terms(["HP:0008905", "HP:0004060"])  # rhizomelia, trident hand: achondroplasia
+    excluded = (
+        hpo.resolve_terms(["HP:0000006"]) if "HP:0000006" in catalogue[0].phenotypes else hpo.resolve_terms([catalogue[1].phenotypes[0]])
+    )
+    by_id = {"achondroplasia": 0.90, "cleidocranial_dysplasia": 0.95, "trps1": None, "brachydactyly_e": 0.91, "noonan": 0.92}
+    image = [by_id[d] for d in ids]
+    features = evidence_features(catalogue, image, observed, excluded, candidate_genes=["fgfr3", "TTN"])
+    by = dict(zip(ids, features.values, strict=True))
+    assert features.disorders == ids and features.values.shape == (5, len(SOURCES))
+    assert max(ids, key=lambda d: by[d][1]) == "achondroplasia"  # phenotype
+    assert by["achondroplasia"][3] == 1.0 and all(by[d][3] == -1.0 for d in ids if d != "achondroplasia")  # gene
+    assert features.gene_hits[ids.index("achondroplasia")] == ["FGFR3"]
+    assert max(ids, key=lambda d: by[d][0]) == "cleidocranial_dysplasia" and by["trps1"][0] == min(v[0] for v in by.values())
+    assert by["noonan"][2] == 1  # an excluded term counts against the disorders annotated with it
+    bare = evidence_features(catalogue, image)
+    assert (bare.values[:, 1:] == 0).all() and all(s is None for s in bare.phenotype_similarity)  # no terms, no list: no evidence
+    model = EvidenceModel({"image": 1.0, "phenotype": 2.0, "excluded": -1.0, "gene": 0.5}, -3.0, "test")
+    assert np.allclose(model.contributions(features).sum(axis=1) - 3.0, model.logits(features))
+    (tmp_path / "m.json").write_text(__import__("json").dumps(model.to_json()))
+    assert EvidenceModel.load(tmp_path / "m.json") == model
+
+
+def test_terms_and_genes_lift_a_weak_image_for_unseen_disorders(catalogue) -> None:
+    rng = np.random.default_rng(0)
+    rows, vectors = [], []
+    centres = rng.normal(size=(len(catalogue), 16))
+    for d, disorder in enumerate(catalogue):
+        for p in range(12):
+            x = centres[d] + 2.5 * rng.normal(size=16)  # a poor image model
+            vectors.append(x / np.linalg.norm(x))
+            rows.append({"disorder": disorder.id, "patient_id": f"{disorder.id}-{p}", "case_id": f"{disorder.id}-{p}"})
+    table = add_phenotypes(pd.DataFrame(rows), catalogue, seed=1, config=PhenotypeSimulation(no_terms=0.1))
+    vectors = np.array(vectors, np.float32)
+    groups = disorder_groups(table, trained_on=["achondroplasia", "cleidocranial_dysplasia", "noonan"])
+    fit_draw, test_draw = random_draws(table, groups, draws=2, seed=2)
+    features, codes = evidence_eval.draw_features(vectors, table, catalogue, *fit_draw.setting("F->F+R"))[:2]
+    models = evidence_eval.fit_combinations(features, codes, "test draw 0")
+    assert models["image + phenotype + genes"].coefficients["phenotype"] > 0 and models["genes"].coefficients["gene"] > 0
+    test_features, test_codes = evidence_eval.draw_features(vectors, table, catalogue, *test_draw.setting("R->F+R"))[:2]
+    top1 = {name: values[1] for name, values in evidence_eval.topk_by_source(test_features, test_codes, models).items()}
+    assert top1["image + phenotype + genes"] > max(top1["image"], top1["phenotype"], top1["genes"])
