@@ -29,6 +29,9 @@ class PhenotypeSimulation:
     exome: float = 0.6  # share of patients with a candidate-gene list
     causal_in_list: float = 0.85  # ... that contains the causal gene (variant found and kept by the filters)
     list_size: tuple[int, int] = (10, 200)  # candidate genes per list, uniform in this range
+    # share of a real list's genes with any known disease association: 5,178 HPO-annotated genes of
+    # about 19,000 protein-coding ones; only those are kept (the others can never match a disorder)
+    disease_gene_share: float = 5178 / 19000
 
 
 def simulate_terms(
@@ -54,15 +57,17 @@ def simulate_terms(
 
 
 def simulate_candidates(causal: list[str], config: PhenotypeSimulation, rng: np.random.Generator) -> list[str] | None:
-    """An exome's candidate genes (None: no exome), holding one causal gene with `causal_in_list`."""
+    """An exome's candidate genes with a known disease association (None: no exome), holding one
+    causal gene with probability `causal_in_list`."""
     if rng.random() >= config.exome:
         return None
     pool = hpo.gene_pool()
     size = int(rng.integers(config.list_size[0], config.list_size[1] + 1))
-    genes = {str(pool[i]) for i in rng.choice(len(pool), size, replace=False)} - set(causal)
+    kept = int(rng.binomial(size, config.disease_gene_share))
+    genes = sorted({str(pool[i]) for i in rng.choice(len(pool), kept, replace=False)} - set(causal))
     if causal and rng.random() < config.causal_in_list:
-        genes = set(list(genes)[: size - 1]) | {str(rng.choice(causal))}
-    return sorted(genes)
+        genes = sorted(set(genes[: max(kept - 1, 0)]) | {str(rng.choice(causal))})
+    return genes
 
 
 def add_phenotypes(manifest: pd.DataFrame, disorders: list[Disorder], seed: int, config: PhenotypeSimulation | None = None) -> pd.DataFrame:
