@@ -30,6 +30,7 @@ from api.cli_helpers import (
 from matcher.rank import DEFAULT_RULE, RankingRule
 
 if TYPE_CHECKING:
+    from index.evidence import QueryEvidence
     from index.filters import Filters
     from index.query import QueryResult
     from matcher.analysis import Analysis
@@ -317,6 +318,12 @@ def query_command(
     model: ModelOpt = None,
     as_json: JsonOpt = False,
     rule: RuleOpt = DEFAULT_RULE,
+    hpo: Annotated[list[str] | None, typer.Option("--hpo", help="HPO term seen in the patient (repeatable, or comma-separated).")] = None,
+    exclude_hpo: Annotated[list[str] | None, typer.Option("--exclude-hpo", help="HPO term looked for and absent (repeatable).")] = None,
+    genes: Annotated[str | None, typer.Option("--genes", help="Candidate genes from an exome, comma-separated.")] = None,
+    genes_file: Annotated[
+        Path | None, typer.Option("--genes-file", help="Candidate genes from a variant pipeline's export (text or table).")
+    ] = None,
 ) -> None:
     """Rank the gallery's disorders for a radiograph, with the similar cases as evidence.
 
@@ -330,6 +337,7 @@ def query_command(
 
     if len(images) > 1 and age_months is not None:
         fail("--age-months is the age at one film; leave it out when several films (visits) are combined")
+    evidence = _query_evidence(hpo, exclude_hpo, genes, genes_file)
     gallery = open_gallery(gallery_path)
     loaded, card = load_model_or_bundled(model)
     same_model(gallery, card)
@@ -354,7 +362,7 @@ def query_command(
             raise typer.Exit(code=1)
         fail("; ".join(refused))
     embedding = combined_embedding(np.stack([a.embedding for _, a in accepted]))
-    result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule)
+    result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence)
     if as_json:
         films = [{"image": i.name, **a.to_json()} for i, a in analyses]
         typer.echo(
@@ -362,6 +370,18 @@ def query_command(
         )
         return
     _print_query(accepted, refused, result, rule, top)
+
+
+def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: str | None, genes_file: Path | None) -> QueryEvidence:
+    """The query's HPO terms and candidate genes, checked (a bad id or file stops before any image work)."""
+    from index.evidence import QueryEvidence
+    from index.gene_lists import parse_gene_list, read_gene_list
+
+    split = lambda values: [t for v in values or [] for t in v.replace(";", ",").split(",") if t.strip()]  # noqa: E731
+    candidates = None
+    if genes is not None or genes_file is not None:
+        candidates = (parse_gene_list(genes) if genes else []) + (read_gene_list(genes_file) if genes_file else [])
+    return QueryEvidence.of(split(hpo), split(excluded), candidates)
 
 
 def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], result: QueryResult, rule: RankingRule, top: int) -> None:
@@ -379,6 +399,10 @@ def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], resu
         lines.append(
             f"{d.rank:>4}  {score:>13}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})"
         )
+        if d.sources is not None:
+            parts = ", ".join(f"{name} {value:+.2f}" for name, value in d.sources["contributions"].items())
+            hits = f"; genes in the list: {', '.join(d.sources['gene_hits'])}" if d.sources["gene_hits"] else ""
+            lines.append(f"{'':>6}combined P {d.sources['combined_probability']:.2f} (logit parts: {parts}){hits}")
     lines.append("genes: " + ", ".join(f"{g.label} {g.score:.3f}" for g in result.genes[:5] if g.score is not None))
     lines.append(result.calibration_note)
     lines.append("Similarity ranking to support a geneticist's differential diagnosis; it is not a diagnosis.")

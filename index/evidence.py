@@ -26,6 +26,7 @@ import numpy as np
 
 from index import hpo
 from index.catalogue import Disorder
+from matcher.rank import RankedLabel
 
 SOURCES = ("image", "phenotype", "excluded", "gene")
 
@@ -94,6 +95,58 @@ class EvidenceModel:
     @classmethod
     def load(cls, path: Path) -> EvidenceModel:
         return cls(**json.loads(Path(path).read_text()))
+
+
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "evidence_model.json"  # scripts/bench_evidence.py --install
+
+
+def default_model() -> EvidenceModel:
+    return EvidenceModel.load(DEFAULT_MODEL_PATH)
+
+
+@dataclass
+class QueryEvidence:
+    """What a clinician brings besides the film: HPO terms seen and excluded, an exome's candidate genes."""
+
+    observed: list[hpo.Term]
+    excluded: list[hpo.Term]
+    candidate_genes: list[str] | None  # None: no exome; [] would say "an exome found nothing"
+
+    @classmethod
+    def of(cls, observed: Sequence[str] = (), excluded: Sequence[str] = (), candidate_genes: Sequence[str] | None = None) -> QueryEvidence:
+        """Checked: HPO ids resolved (unknown/obsolete refused), a term both seen and excluded refused, genes upper-cased."""
+        seen, absent = hpo.resolve_terms(observed), hpo.resolve_terms(excluded)
+        both = sorted({t.id for t in seen} & {t.id for t in absent})
+        if both:
+            raise hpo.PhenotypeError(f"{', '.join(both)} both observed and excluded; keep one")
+        genes = None if candidate_genes is None else sorted({g.strip().upper() for g in candidate_genes if g.strip()})
+        return cls(seen, absent, genes)
+
+    def empty(self) -> bool:
+        return not self.observed and not self.excluded and self.candidate_genes is None
+
+
+def combine_ranking(
+    ranked: list[RankedLabel], catalogue: Sequence[Disorder], evidence: QueryEvidence, model: EvidenceModel
+) -> list[RankedLabel]:
+    """Re-rank `ranked` (`matcher.rank.RankedLabel`s by the image) by the combined logit; each entry
+    gets `sources`: the combined probability, every source's contribution and what it found."""
+    entries = {d.id: d for d in catalogue}
+    disorders = [entries.get(r.label) or Disorder(id=r.label, name=r.name or r.label) for r in ranked]
+    features = evidence_features(disorders, [r.score for r in ranked], evidence.observed, evidence.excluded, evidence.candidate_genes)
+    logits, parts = model.logits(features), model.contributions(features)
+    for i, entry in enumerate(ranked):
+        entry.sources = {
+            "combined_probability": float(1 / (1 + np.exp(-logits[i]))),
+            "contributions": {s: float(parts[i, j]) for j, s in enumerate(SOURCES)},
+            "phenotype_similarity": features.phenotype_similarity[i],
+            "gene_hits": features.gene_hits[i],
+        }
+    order = sorted(range(len(ranked)), key=lambda i: (-logits[i], ranked[i].rank))
+    result = [ranked[i] for i in order]
+    for rank, entry in enumerate(result, start=1):
+        entry.rank = rank
+    return result
 
 
 def fit_evidence_model(rows: np.ndarray, correct: np.ndarray, fitted_on: str) -> EvidenceModel:

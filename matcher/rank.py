@@ -146,9 +146,11 @@ class RankedLabel:
     cases_in_gallery: int
     probability: float | None = None
     interval: tuple[float, float] | None = None
+    sources: dict | None = None  # with HPO terms or genes: the combined probability and each source's part (index.evidence)
 
     def to_json(self) -> dict:
         return {
+            **({"sources": self.sources} if self.sources is not None else {}),
             "label": self.label,
             "name": self.name,
             "rank": self.rank,

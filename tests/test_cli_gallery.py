@@ -107,6 +107,30 @@ def test_query_json_ranks_disorders_with_evidence(bone2gene, gallery: Path, coho
     assert "reliability" in report and "expected calibration error" in report
 
 
+def test_terms_and_candidate_genes_join_the_image_in_the_ranking(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cohort)
+    film = cohort.parent / table[table["disorder"] == "brachydactyly_e"].iloc[0]["image"]
+    common = ("--sex", "F", "--gallery", gallery, "--json")
+    image_only = json.loads(run(bone2gene, "query", film, *common).stdout)
+    assert all("sources" not in d for d in image_only["disorders"])
+    (tmp_path / "genes.txt").write_text("FGFR3\nTTN\n")
+    terms = ("--hpo", "HP:0008905,HP:0004060", "--hpo", "HP:0004322", "--genes-file", tmp_path / "genes.txt")
+    combined = json.loads(run(bone2gene, "query", film, *common, *terms).stdout)
+    first = combined["disorders"][0]
+    assert first["disorder"] == "achondroplasia"  # rhizomelia, trident hand and FGFR3 outweigh the film
+    assert set(first["sources"]["contributions"]) == {"image", "phenotype", "excluded", "gene"} and first["sources"]["gene_hits"] == [
+        "FGFR3"
+    ]
+    assert first["sources"]["contributions"]["phenotype"] > 0 and 0 < first["sources"]["combined_probability"] < 1
+    assert [d["rank"] for d in combined["disorders"]] == list(range(1, len(combined["disorders"]) + 1))
+    text = run(bone2gene, "query", film, "--sex", "F", "--gallery", gallery, *terms).stdout
+    assert "combined P" in text and "genes in the list: FGFR3" in text
+    bad = run(bone2gene, "query", film, "--gallery", gallery, "--hpo", "HP:0000057", ok=False)
+    assert bad.returncode == 2 and "use HP:0008665" in bad.stderr
+    clash = run(bone2gene, "query", film, "--gallery", gallery, "--hpo", "HP:0004322", "--exclude-hpo", "HP:0004322", ok=False)
+    assert clash.returncode == 2 and "both observed and excluded" in clash.stderr
+
+
 def test_several_films_of_one_patient_make_one_query(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
     table = pd.read_csv(cohort)
     film = cohort.parent / table[table["disorder"] == "achondroplasia"].iloc[0]["image"]

@@ -62,3 +62,19 @@ def test_terms_and_genes_lift_a_weak_image_for_unseen_disorders(catalogue) -> No
     test_features, test_codes = evidence_eval.draw_features(vectors, table, catalogue, *test_draw.setting("R->F+R"))[:2]
     top1 = {name: values[1] for name, values in evidence_eval.topk_by_source(test_features, test_codes, models).items()}
     assert top1["image + phenotype + genes"] > max(top1["image"], top1["phenotype"], top1["genes"])
+
+
+def test_gene_lists_from_text_and_pipeline_exports(tmp_path) -> None:
+    from index.gene_lists import GeneListError, parse_gene_list, read_gene_list
+
+    assert parse_gene_list("fgfr3\nCOMP, runx2  # comment\n\nFGFR3") == ["COMP", "FGFR3", "RUNX2"]
+    (tmp_path / "annovar.tsv").write_text(
+        "Chr\tStart\tGene.refGene\tFunc\n4\t1806\tFGFR3\texonic\n12\t5\tPTHLH;KRAS\tsplicing\n1\t9\t.\tintronic\n"
+    )
+    assert read_gene_list(tmp_path / "annovar.tsv") == ["FGFR3", "KRAS", "PTHLH"]
+    (tmp_path / "exomiser.csv").write_text("#RANK,ID,GENE_SYMBOL,SCORE\n1,x,TRPS1,0.9\n2,y,EVC,0.5\n")
+    assert read_gene_list(tmp_path / "exomiser.csv") == ["EVC", "TRPS1"]
+    with pytest.raises(GeneListError, match=r"not gene symbols: C\.1138G>A, CHR4:1806"):
+        parse_gene_list("FGFR3\nchr4:1806 c.1138G>A")
+    with pytest.raises(GeneListError, match="cannot read"):
+        read_gene_list(tmp_path / "missing.txt")
