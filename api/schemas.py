@@ -43,6 +43,10 @@ class RankedEntry(BaseModel):
     cases_in_gallery: int
     probability: float | None = Field(description="calibrated probability that this is the right label, if calibrated")
     interval: list[float] | None = Field(description="90% interval of the probability")
+    sources: dict | None = Field(
+        None,
+        description="with HPO terms or candidate genes: combined_probability, each source's contribution (logit), phenotype_similarity, gene_hits",
+    )
 
 
 class SimilarCase(BaseModel):
@@ -136,6 +140,11 @@ class EmbeddingQuery(BaseModel):
     age_min_months: float | None = Field(None, ge=0, le=1200)
     age_max_months: float | None = Field(None, ge=0, le=1200)
     source: str | None = Field(None, max_length=200)
+    hpo: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=200, description="HPO ids seen in the patient")
+    hpo_excluded: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=200, description="HPO ids excluded")
+    candidate_genes: list[Annotated[str, Field(max_length=20)]] | None = Field(
+        None, max_length=20000, description="an exome's candidate genes (omit without an exome)"
+    )
 
     @model_validator(mode="after")
     def _one_query(self) -> EmbeddingQuery:

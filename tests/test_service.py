@@ -232,6 +232,18 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
         client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": both[0], "embeddings": both}), 422, "not both"
     )
     is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"top": 2}), 422, "neither")
+    with_terms = {"embedding": embedding.tolist(), "top": 2, "hpo": ["HP:0008905", "HP:0004060"], "candidate_genes": ["FGFR3"]}
+    combined = client.post("/api/v1/queries", headers=auth(service, "reader"), json=with_terms)
+    assert combined.status_code == 200, combined.text
+    entry = next(d for d in combined.json()["disorders"] if d["label"] == "achondroplasia")
+    assert entry["sources"]["gene_hits"] == ["FGFR3"] and entry["sources"]["contributions"]["phenotype"] > 0
+    is_problem(
+        client.post("/api/v1/queries", headers=auth(service, "reader"), json={**with_terms, "hpo": ["HP:9999999"]}), 422, "not in the HPO"
+    )
+    analysed = analyse(service, service["images"][0], hpo="HP:0008905, HP:0004060", candidate_genes="FGFR3\nTTN")
+    assert analysed.status_code == 200, analysed.text
+    assert all("sources" in d for d in analysed.json()["ranking"]["disorders"])
+    is_problem(analyse(service, service["images"][0], candidate_genes="FGFR3\nc.1138G>A"), 422, "not gene symbols")
     created = client.post(
         "/api/v1/disorders",
         headers=auth(service, "curator"),

@@ -14,6 +14,9 @@ from api.problems import Problem
 from api.ranking import rank
 from api.recent import StoredAnalysis
 from api.schemas import AnalysisResult, Links, Quality, Ranking
+from index.evidence import QueryEvidence
+from index.gene_lists import parse_gene_list
+from index.hpo import split_terms
 from matcher.io import read_radiograph
 
 router = APIRouter(prefix="/analyses")
@@ -57,7 +60,15 @@ async def analyse(
     age_months: Annotated[float | None, Form(ge=0, le=1200, description="chronological age in months")] = None,
     top: Annotated[int, Form(ge=1, le=100, description="how many similar cases to return")] = 10,
     attention: Annotated[bool, Form(description="offer the bone-age attention overlay (drawn when first fetched)")] = True,
+    hpo: Annotated[str, Form(max_length=4000, description="HPO ids seen in the patient, comma-separated")] = "",
+    hpo_excluded: Annotated[str, Form(max_length=4000, description="HPO ids looked for and absent, comma-separated")] = "",
+    candidate_genes: Annotated[
+        str | None, Form(max_length=200_000, description="an exome's candidate genes (one per line or comma-separated)")
+    ] = None,
 ) -> AnalysisResult:
+    evidence = QueryEvidence.of(
+        split_terms(hpo), split_terms(hpo_excluded), None if candidate_genes is None else parse_gene_list(candidate_genes)
+    )
     limit = runtime.settings.max_upload_bytes
     data = await image.read(limit + 1)
     if len(data) > limit:
@@ -69,7 +80,7 @@ async def analyse(
     result = stored.analysis
     if not result.accepted or result.embedding is None:
         raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
-    ranking = await run_in_threadpool(rank, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule)
+    ranking = await run_in_threadpool(rank, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, evidence)
     return _result(analysis_id, stored, ranking, runtime.maps.position(result.embedding))
 
 

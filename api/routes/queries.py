@@ -11,6 +11,7 @@ from api.deps import GalleryDep, Reader, RuntimeDep
 from api.problems import Problem
 from api.ranking import rank
 from api.schemas import EmbeddingQuery, Ranking
+from index.evidence import QueryEvidence
 from index.filters import Filters
 from matcher.multi_image import combined_embedding
 
@@ -22,7 +23,8 @@ async def query_embedding(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, b
     vectors = [_checked(v, gallery.dim, i if len(body.vectors()) > 1 else None) for i, v in enumerate(body.vectors())]
     vector = combined_embedding(np.stack(vectors))
     filters = Filters.of(sex=body.sex, age_min_months=body.age_min_months, age_max_months=body.age_max_months, source=body.source)
-    return await run_in_threadpool(rank, gallery, vector, body.top, filters, runtime.settings.ranking_rule)
+    evidence = QueryEvidence.of(body.hpo, body.hpo_excluded, body.candidate_genes)
+    return await run_in_threadpool(rank, gallery, vector, body.top, filters, runtime.settings.ranking_rule, evidence)
 
 
 def _checked(values: list[float], dim: int, position: int | None) -> np.ndarray:
