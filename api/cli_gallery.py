@@ -68,21 +68,55 @@ def gallery_init(
 @gallery_app.command("add")
 def gallery_add(
     path: GalleryArg,
-    manifest: Annotated[Path, typer.Argument(help="Case manifest CSV (DESIGN.md section 2, or Deeplasia's annotation layout).")],
+    manifest: Annotated[
+        Path,
+        typer.Argument(
+            help="Case manifest CSV (DESIGN.md section 2, or Deeplasia's layout), or GA4GH phenopackets: a .json file or a folder of them."
+        ),
+    ],
     model: ModelOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images per forward pass.")] = 8,
     workers: Annotated[int, typer.Option("--workers", help="Decoding processes.")] = 1,
 ) -> None:
     """Embed the manifest's images and add them as confirmed cases (already present case ids are skipped)."""
-    from index.ingest import add_manifest
+    import tempfile
+
+    from index.ingest import add_manifest, manifest_from_phenopackets
 
     gallery = open_gallery(path)
-    with progress_bar("embedding", unit="image") as progress:
+    with tempfile.TemporaryDirectory() as folder, progress_bar("embedding", unit="image") as progress:
+        if manifest.is_dir() or manifest.suffix.lower() == ".json":
+            manifest = manifest_from_phenopackets(manifest, gallery, Path(folder))
         added, refusals = add_manifest(gallery, manifest, model, batch_size, workers, progress)
     for refusal in refusals:
         typer.echo(f"  not added: {refusal}", err=True)
     typer.echo(f"added {added} case(s) to {path}; {len(refusals)} refused by the quality gate; gallery now holds {gallery.stats().cases}")
     gallery.close()  # saves an index file that a large gallery deferred
+
+
+@gallery_app.command("phenopacket")
+def gallery_phenopacket(
+    path: GalleryArg,
+    case_id: Annotated[str, typer.Argument(help="The case to export.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write here (default: print).")] = None,
+    image_uri: Annotated[str | None, typer.Option("--image-uri", help="Where the receiver finds the radiograph (default: none).")] = None,
+) -> None:
+    """A gallery case as a GA4GH phenopacket (v2 JSON): sex, age, HPO terms, diagnosis and gene."""
+    from index.phenopackets_io import case_phenopacket, to_json
+
+    gallery = open_gallery(path)
+    table = gallery.cases()
+    rows = table[table["case_id"] == case_id]
+    if rows.empty:
+        fail(f"no case {case_id!r} in {path}; `bone2gene gallery list {path}` shows the ids")
+    case = rows.iloc[0].to_dict()
+    disorder = next((d for d in gallery.disorders() if d.id == case["disorder"]), None)
+    text = to_json(case_phenopacket(case, disorder, image_uri))
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")
+        typer.echo(f"wrote {out}")
 
 
 @gallery_app.command("remove")
@@ -324,6 +358,9 @@ def query_command(
     genes_file: Annotated[
         Path | None, typer.Option("--genes-file", help="Candidate genes from a variant pipeline's export (text or table).")
     ] = None,
+    phenopacket: Annotated[
+        Path | None, typer.Option("--phenopacket", help="Also write the ranking as a GA4GH phenopacket (v2 JSON) here.")
+    ] = None,
 ) -> None:
     """Rank the gallery's disorders for a radiograph, with the similar cases as evidence.
 
@@ -363,6 +400,14 @@ def query_command(
         fail("; ".join(refused))
     embedding = combined_embedding(np.stack([a.embedding for _, a in accepted]))
     result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence)
+    if phenopacket is not None:
+        from index.phenopackets_io import ranking_phenopacket, to_json
+
+        observed, excluded = [t.id for t in evidence.observed], [t.id for t in evidence.excluded]
+        packet = ranking_phenopacket(
+            images[0].stem, accepted[0][1].sex, age_months, observed, excluded, result.disorders, gallery.disorders(), top
+        )
+        phenopacket.write_text(to_json(packet) + "\n")
     if as_json:
         films = [{"image": i.name, **a.to_json()} for i, a in analyses]
         typer.echo(

@@ -42,6 +42,18 @@ def _manifest_phenotypes(table: pd.DataFrame) -> dict[str, tuple[list[str], list
     return dict(zip(table["case_id"].astype(str), checked_phenotypes(cases), strict=True))
 
 
+def manifest_from_phenopackets(source: Path, gallery: Gallery, folder: Path) -> Path:
+    """A manifest CSV in `folder` made from one phenopacket file or a folder of them (`*.json`)."""
+    from index.phenopackets_io import PhenopacketError, read_phenopackets
+
+    files = sorted(Path(source).glob("*.json")) if Path(source).is_dir() else [Path(source)]
+    if not files:
+        raise PhenopacketError(f"no phenopackets (*.json) in {source}")
+    path = Path(folder) / "phenopackets_manifest.csv"
+    read_phenopackets(files, gallery.disorders()).to_csv(path, index=False)
+    return path
+
+
 def add_manifest(
     gallery: Gallery,
     manifest_path: Path,

@@ -131,6 +131,51 @@ def test_terms_and_candidate_genes_join_the_image_in_the_ranking(bone2gene, gall
     assert clash.returncode == 2 and "both observed and excluded" in clash.stderr
 
 
+def test_phenopackets_round_trip_through_the_gallery_and_carry_a_ranking(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
+    table = pd.read_csv(cohort)
+    listed = {r["case_id"]: r for r in json.loads(run(bone2gene, "gallery", "list", gallery, "--json").stdout)}
+    row = table[(table["disorder"] == "achondroplasia") & table["case_id"].isin(listed)].iloc[0]
+    packet = json.loads(run(bone2gene, "gallery", "phenopacket", gallery, row["case_id"]).stdout)
+    assert (
+        packet["subject"]["sex"] == ("MALE" if row["sex"] == "M" else "FEMALE") and packet["metaData"]["phenopacketSchemaVersion"] == "2.0"
+    )
+    assert packet["interpretations"][0]["diagnosis"]["disease"]["id"] == "OMIM:100800"
+    packet["id"] = "from-elsewhere"
+    packet["subject"]["id"] = "pp-patient"
+    packet["phenotypicFeatures"] = [{"type": {"id": "HP:0004322"}}, {"type": {"id": "HP:0001156"}, "excluded": True}]
+    packet["files"] = [{"uri": (cohort.parent / row["image"]).resolve().as_uri(), "fileAttributes": {"bone_age_months": "101.5"}}]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "case.json").write_text(json.dumps(packet))
+    assert "added 1 case(s)" in run(bone2gene, "gallery", "add", gallery, tmp_path / "in").stdout
+    back = json.loads(run(bone2gene, "gallery", "phenopacket", gallery, "from-elsewhere").stdout)
+    features = {(f["type"]["id"], f.get("excluded", False)) for f in back["phenotypicFeatures"]}
+    assert features == {("HP:0004322", False), ("HP:0001156", True)} and back["subject"]["id"] == "pp-patient"
+    assert back["subject"]["timeAtLastEncounter"] == packet["subject"]["timeAtLastEncounter"]
+    assert back["interpretations"][0]["diagnosis"]["disease"]["id"] == "OMIM:100800"
+    run(bone2gene, "gallery", "remove", gallery, "from-elsewhere")
+    packet["subject"]["sex"] = "UNKNOWN_SEX"
+    (tmp_path / "in" / "case.json").write_text(json.dumps(packet))
+    refused = run(bone2gene, "gallery", "add", gallery, tmp_path / "in" / "case.json", ok=False)
+    assert refused.returncode == 2 and "subject.sex must be MALE or FEMALE" in refused.stderr
+    film = cohort.parent / row["image"]
+    run(
+        bone2gene,
+        "query",
+        film,
+        "--gallery",
+        gallery,
+        "--hpo",
+        "HP:0004322",
+        "--genes",
+        "FGFR3",
+        "--phenopacket",
+        tmp_path / "ranking.json",
+    )
+    ranking = json.loads((tmp_path / "ranking.json").read_text())
+    assert ranking["interpretations"][0]["id"].endswith("rank-1") and "combined probability" in ranking["interpretations"][0]["summary"]
+    assert ranking["phenotypicFeatures"][0]["type"] == {"id": "HP:0004322", "label": "Short stature"}
+
+
 def test_several_films_of_one_patient_make_one_query(bone2gene, gallery: Path, cohort: Path, tmp_path: Path) -> None:
     table = pd.read_csv(cohort)
     film = cohort.parent / table[table["disorder"] == "achondroplasia"].iloc[0]["image"]

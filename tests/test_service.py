@@ -169,6 +169,8 @@ def test_add_relabel_and_delete_flow_and_deleted_case_is_gone_everywhere(service
     case = added.json()
     assert case["disorder"] == "achondroplasia" and case["gene"] == "FGFR3" and case["age_months"] == 130
     assert case["hpo"] == ["HP:0004060", "HP:0004322"] and case["hpo_excluded"] == ["HP:0001156"]
+    packet = client.get(f"/api/v1/cases/{case['case_id']}/phenopacket", headers=auth(service, "reader")).json()
+    assert packet["interpretations"][0]["diagnosis"]["disease"]["id"] == "OMIM:100800" and len(packet["phenotypicFeatures"]) == 3
     wrong = {"analysis_id": body["analysis_id"], "disorder": "achondroplasia", "hpo": ["HP:0000057"]}
     is_problem(client.post("/api/v1/cases", headers=auth(service, "curator"), json=wrong), 422, "use HP:0008665")
     case_id = case["case_id"]

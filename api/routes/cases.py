@@ -50,6 +50,18 @@ def get_case(_: Reader, gallery: GalleryDep, case_id: CaseId) -> Case:
     return _case(gallery_case(gallery, case_id))
 
 
+@router.get("/{case_id}/phenopacket", tags=["cases"])
+def case_phenopacket(_: Reader, gallery: GalleryDep, case_id: CaseId) -> dict:
+    """The case as a GA4GH phenopacket (v2 JSON): sex, age, HPO terms, diagnosis and gene (no image, no pixels)."""
+    from google.protobuf.json_format import MessageToDict
+
+    from index.phenopackets_io import case_phenopacket as packet_of
+
+    case = gallery_case(gallery, case_id)
+    disorder = next((d for d in gallery.disorders() if d.id == case.get("disorder")), None)
+    return MessageToDict(packet_of(case, disorder))
+
+
 @router.get("/{case_id}/thumbnail.png", response_class=Response, tags=["images"])
 def case_thumbnail(_: Reader, runtime: RuntimeDep, case_id: CaseId) -> Response:
     digest = gallery_case(runtime.gallery, case_id).get("image_sha256")
