@@ -17,13 +17,13 @@ from fastapi.staticfiles import StaticFiles
 
 from api import problems
 from api.problems import ProblemDocument
-from api.routes import analyses, cases, disorders, gallery, queries, service, web
+from api.routes import analyses, cases, disorders, gallery, phenotypes, queries, service, web
 from api.runtime import Runtime
 from api.settings import ServiceSettings
 from api.version import VERSION
 
 ERRORS = {status: {"model": ProblemDocument, "content": {"application/problem+json": {}}} for status in (400, 401, 403, 404, 413, 422, 503)}
-API_ROUTERS = (service.router, analyses.router, queries.router, cases.router, disorders.router, gallery.router)
+API_ROUTERS = (service.router, analyses.router, queries.router, cases.router, disorders.router, gallery.router, phenotypes.router)
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:

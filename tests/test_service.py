@@ -242,6 +242,12 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     is_problem(
         client.post("/api/v1/queries", headers=auth(service, "reader"), json={**with_terms, "hpo": ["HP:9999999"]}), 422, "not in the HPO"
     )
+    found = client.get("/api/v1/phenotypes?search=trident", headers=auth(service, "reader")).json()
+    assert {"id": "HP:0004060", "name": "Trident hand"} in found
+    assert client.get("/api/v1/phenotypes?search=hp:0004322", headers=auth(service, "reader")).json() == [
+        {"id": "HP:0004322", "name": "Short stature"}
+    ]
+    is_problem(client.get("/api/v1/phenotypes?search=t", headers=auth(service, "reader")), 422, "search")
     analysed = analyse(service, service["images"][0], hpo="HP:0008905, HP:0004060", candidate_genes="FGFR3\nTTN")
     assert analysed.status_code == 200, analysed.text
     assert all("sources" in d for d in analysed.json()["ranking"]["disorders"])

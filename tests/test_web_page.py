@@ -186,6 +186,21 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: 
     browser.execute_script("document.getElementById('curate').scrollIntoView()")
     browser.save_screenshot(str(screenshots / "web_add_case.png"))
 
+    # HPO terms (autocompleted from the bundled ontology) and candidate genes join the ranking
+    browser.find_element(By.CSS_SELECTOR, "#evidence summary").click()
+    browser.find_element(By.ID, "hpo-search").send_keys("trident")
+    wait_for(browser, lambda d: d.execute_script("return document.querySelectorAll('#hpo-options option').length") > 0)
+    option = browser.execute_script("return document.querySelector('#hpo-options option').value")
+    assert option.startswith("HP:0004060")
+    search = browser.find_element(By.ID, "hpo-search")
+    search.clear()
+    search.send_keys(option)  # what choosing the suggestion does: its id moves to the terms seen
+    wait_for(browser, lambda d: "HP:0004060" in d.find_element(By.ID, "hpo-terms").get_attribute("value"))
+    browser.find_element(By.ID, "candidate-genes").send_keys("FGFR3\nTTN")
+    browser.find_element(By.ID, "analyse-button").click()
+    wait_for(browser, lambda d: "combined" in d.find_element(By.CSS_SELECTOR, "#disorders tbody tr td:nth-child(7)").text)
+    assert "in the gene list: FGFR3" in browser.find_element(By.ID, "disorders").text
+
     # a non-hand upload is refused with the reasons, in plain words
     from PIL import Image
     from skimage import data

@@ -102,6 +102,7 @@ function renderResult(result) {
       d.probability === null ? "not calibrated" : `${Math.round(100 * d.probability)}% (${Math.round(100 * d.interval[0])}–${Math.round(100 * d.interval[1])}%)`,
       d.cases_in_gallery,
     ];
+    cells.push(sourcesText(d.sources));
     for (const value of cells) { const td = document.createElement("td"); td.textContent = value; row.appendChild(td); }
     const evidence = document.createElement("td");
     if (d.evidence.length) {
@@ -123,6 +124,39 @@ function renderResult(result) {
   text($("add-status"), "");
   text($("add-error"), "");
 }
+
+function sourcesText(sources) {
+  if (!sources) return "image only";
+  const parts = Object.entries(sources.contributions).map(([name, value]) => `${name} ${value >= 0 ? "+" : ""}${value.toFixed(1)}`);
+  const genes = sources.gene_hits.length ? `; in the gene list: ${sources.gene_hits.join(", ")}` : "";
+  return `${Math.round(100 * sources.combined_probability)}% combined (${parts.join(", ")})${genes}`;
+}
+
+function idsOf(value) {
+  return value.split(/[\s,;]+/).map((t) => t.trim()).filter(Boolean);
+}
+
+let hpoTimer = null;
+$("hpo-search").addEventListener("input", () => {
+  const typed = $("hpo-search").value.trim();
+  const picked = typed.match(/^(HP:\d{7})\b/);
+  if (picked) {  // a term chosen from the list: move its id to the terms seen
+    const terms = idsOf($("hpo-terms").value);
+    if (!terms.includes(picked[1])) terms.push(picked[1]);
+    $("hpo-terms").value = terms.join(", ");
+    $("hpo-search").value = "";
+    return;
+  }
+  clearTimeout(hpoTimer);
+  if (typed.length < 2) return;
+  hpoTimer = setTimeout(async () => {
+    try {
+      const terms = await (await api(`/api/v1/phenotypes?search=${encodeURIComponent(typed)}&limit=12`)).json();
+      const list = $("hpo-options"); list.innerHTML = "";
+      for (const t of terms) { const option = document.createElement("option"); option.value = `${t.id} ${t.name}`; list.appendChild(option); }
+    } catch (e) { /* autocompletion is a convenience: the ids can be typed */ }
+  }, 200);
+});
 
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
   "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#6baed6", "#fd8d3c", "#74c476", "#9e9ac8", "#969696"];
@@ -168,6 +202,9 @@ $("analyse-form").addEventListener("submit", async (event) => {
   if ($("sex").value) form.append("sex", $("sex").value);
   const y = $("age-years").value, m = $("age-extra-months").value;
   if (y !== "" || m !== "") form.append("age_months", String(12 * Number(y || 0) + Number(m || 0)));
+  if ($("hpo-terms").value.trim()) form.append("hpo", idsOf($("hpo-terms").value).join(","));
+  if ($("hpo-excluded").value.trim()) form.append("hpo_excluded", idsOf($("hpo-excluded").value).join(","));
+  if ($("candidate-genes").value.trim()) form.append("candidate_genes", $("candidate-genes").value);
   $("analyse-button").disabled = true;
   text($("analyse-status"), "Analysing… (a few seconds)");
   try {
