@@ -15,6 +15,7 @@ import yaml
 
 from matcher.checkpoint import load_model, model_from_deeplasia
 from matcher.deeplasia import read_deeplasia
+from matcher.model import Bone2GeneModel
 from matcher.preprocess import deeplasia_input
 from training.augment import AugmentConfig, augment, to_model_input
 from training.config_file import TrainConfigError, load_train_config
@@ -229,3 +230,23 @@ def test_an_epoch_under_torchrun_with_two_processes_matches_one_process(tiny_coh
     best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
     provenance = load_model(tmp_path / "run" / "model")[1].provenance
     assert provenance["epoch"] == best and provenance["ranks"] == (2 if best == 2 else 1)
+
+
+def test_batchnorm_recalibration_sets_running_statistics_for_the_final_weights() -> None:
+    """After a short run with Deeplasia's BatchNorm momentum of 0.01 the running statistics trail the
+    weights; one pass with cumulative averaging sets them to the statistics of the given images."""
+    from training.batchnorm import recalibrate_batchnorm
+    from training.train import new_model_config
+
+    torch.manual_seed(0)
+    model = Bone2GeneModel(new_model_config("b0", 64, 16, {"a": 0, "b": 1})).eval()
+    crops = np.random.default_rng(0).integers(0, 255, size=(48, 64, 64), dtype=np.uint8)
+    first = model.backbone.bn1  # the stem's BatchNorm: its input is the stem convolution of the images
+    assert torch.allclose(first.running_mean, torch.zeros_like(first.running_mean))  # as initialised: nothing seen yet
+    recalibrate_batchnorm(model, crops, batch_size=16)  # three batches, averaged
+    with torch.no_grad():
+        stem = model.backbone.conv_stem(to_model_input(torch.from_numpy(crops)))
+    assert not model.training
+    assert torch.allclose(first.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
+    per_batch_var = torch.stack([stem[i : i + 16].var(dim=(0, 2, 3)) for i in range(0, 48, 16)]).mean(0)
+    assert torch.allclose(first.running_var, per_batch_var, rtol=1e-3, atol=1e-5)
