@@ -262,6 +262,16 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     is_problem(client.post("/api/v1/disorders", headers=auth(service, "curator"), json=obsolete), 422, "use HP:0008665")
     listed = client.get("/api/v1/disorders", headers=auth(service, "reader")).json()
     assert "HP:0004060" in next(d for d in listed if d["id"] == "achondroplasia")["phenotypes"]
+    curator = auth(service, "curator")
+    edited = client.patch("/api/v1/disorders/novel_dysplasia/phenotypes", headers=curator, json={"add": ["HP:0004322", "HP:0001156"]})
+    assert edited.status_code == 200 and edited.json()["phenotypes"] == ["HP:0001156", "HP:0004322"], edited.text
+    edited = client.patch("/api/v1/disorders/novel_dysplasia/phenotypes", headers=curator, json={"remove": ["HP:0001156"]})
+    assert edited.json()["phenotypes"] == ["HP:0004322"]
+    is_problem(
+        client.patch("/api/v1/disorders/novel_dysplasia/phenotypes", headers=curator, json={"add": ["HP:0000057"]}), 422, "HP:0008665"
+    )
+    is_problem(client.patch("/api/v1/disorders/nope/phenotypes", headers=curator, json={"add": []}), 404, "catalogue")
+    is_problem(client.patch("/api/v1/disorders/novel_dysplasia/phenotypes", headers=auth(service, "reader"), json={"add": []}), 403)
     is_problem(
         client.post("/api/v1/disorders", headers=auth(service, "curator"), json={"id": "novel_dysplasia", "name": "Other"}), 422, "already"
     )

@@ -1,9 +1,12 @@
-"""/disorders: the catalogue, with the number of cases of each; curators add disorders."""
+"""/disorders: the catalogue, with the number of cases of each; curators add disorders and edit their HPO annotations."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Curator, GalleryDep, Reader
 from api.problems import Problem
@@ -18,6 +21,29 @@ router = APIRouter(prefix="/disorders", tags=["disorders"])
 def list_disorders(_: Reader, gallery: GalleryDep) -> list[DisorderOut]:
     counts = gallery.stats().by_disorder
     return [DisorderOut(**d.model_dump(), cases=counts.get(d.id, 0)) for d in gallery.disorders()]
+
+
+class PhenotypeEdit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    add: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=500, description="HPO ids to add")
+    remove: list[Annotated[str, Field(max_length=20)]] = Field(default_factory=list, max_length=500, description="HPO ids to remove")
+    from_ontology: bool = Field(False, description="start from the ontology's annotations of the disorder's OMIM/ORPHA entry")
+
+
+@router.patch("/{disorder_id}/phenotypes", response_model=DisorderOut)
+async def edit_phenotypes(
+    _: Curator, gallery: GalleryDep, disorder_id: Annotated[str, Path(max_length=80)], body: PhenotypeEdit
+) -> DisorderOut:
+    """Curators edit a disorder's HPO annotations; unknown or obsolete ids are refused with their replacement."""
+    current = next((d for d in gallery.disorders() if d.id == disorder_id), None)
+    if current is None:
+        raise Problem(404, "Disorder not found", f"{disorder_id!r} is not in the catalogue; GET /api/v1/disorders lists the ids.")
+    try:
+        edited = current.with_phenotypes(body.add, body.remove, body.from_ontology)
+    except ValueError as exc:
+        raise Problem(422, "Phenotypes not changed", str(exc)) from None
+    await run_in_threadpool(gallery.add_disorders, [edited], True)
+    return DisorderOut(**edited.model_dump(), cases=gallery.stats().by_disorder.get(disorder_id, 0))
 
 
 @router.post("", response_model=DisorderOut, status_code=201)
