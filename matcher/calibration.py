@@ -190,18 +190,18 @@ def _cross_fitted_reliability(
         observed.append(c_test)
     if not predicted:
         return [], float("nan")
-    p, o = np.concatenate(predicted), np.concatenate(observed)
+    bins, ece = reliability_bins(np.concatenate(predicted), np.concatenate(observed))
+    rows = [{"bin": b, "pairs": n, "mean_predicted": round(mp, 4), "observed": round(ob, 4)} for b, n, mp, ob in bins]
+    return rows, ece
+
+
+def reliability_bins(predicted: np.ndarray, observed: np.ndarray) -> tuple[list[tuple[str, int, float, float]], float]:
+    """Per probability bin (`BINS`): (label, count, mean predicted, share observed), and the expected calibration error."""
+    p, o = np.asarray(predicted, float), np.asarray(observed, float)
     rows, ece = [], 0.0
     for lo, hi in zip(BINS[:-1], BINS[1:], strict=True):
         inside = (p >= lo) & ((p < hi) if hi < 1 else (p <= hi))
         if inside.any():
-            rows.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "pairs": int(inside.sum()),
-                    "mean_predicted": round(float(p[inside].mean()), 4),
-                    "observed": round(float(o[inside].mean()), 4),
-                }
-            )
+            rows.append((f"{lo:.1f}-{hi:.1f}", int(inside.sum()), float(p[inside].mean()), float(o[inside].mean())))
             ece += inside.mean() * abs(p[inside].mean() - o[inside].mean())
     return rows, float(ece)

@@ -16,7 +16,7 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from sklearn.metrics import roc_auc_score
 
-from matcher.calibration import BINS
+from matcher.calibration import reliability_bins
 from matcher.rank import macro_topk
 
 KS = (1, 5, 10, 30)
@@ -88,19 +88,8 @@ def probability_quality(probability: np.ndarray, correct: np.ndarray) -> Probabi
     """AUROC and a reliability table of the top disorder's probability against whether it was right."""
     probability, correct = np.asarray(probability, float), np.asarray(correct, bool)
     auroc = float(roc_auc_score(correct, probability)) if 0 < correct.sum() < len(correct) else float("nan")
-    rows, ece = [], 0.0
-    for lo, hi in zip(BINS[:-1], BINS[1:], strict=True):
-        inside = (probability >= lo) & ((probability < hi) if hi < 1 else (probability <= hi))
-        if inside.any():
-            rows.append(
-                {
-                    "bin": f"{lo:.1f}-{hi:.1f}",
-                    "answers": int(inside.sum()),
-                    "mean_probability": float(probability[inside].mean()),
-                    "right": float(correct[inside].mean()),
-                }
-            )
-            ece += inside.mean() * abs(probability[inside].mean() - correct[inside].mean())
+    bins, ece = reliability_bins(probability, correct)
+    rows = [{"bin": b, "answers": n, "mean_probability": mp, "right": ob} for b, n, mp, ob in bins]
     return ProbabilityQuality(auroc, rows, float(ece), len(correct))
 
 
