@@ -124,6 +124,7 @@ def test_evaluate_command_writes_a_report_of_every_method_in_every_setting(bone2
     methods = {
         "model",
         "model, nearest rule",
+        "model, multi-image",
         "untrained encoder",
         "bone-age features",
         "softmax classifier",

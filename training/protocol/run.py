@@ -26,7 +26,7 @@ from training.distributed import pick_device
 from training.protocol import metrics
 from training.protocol.encoders import Forward, centred_unit, run_network, thumbnails
 from training.protocol.inputs import prepare_inputs
-from training.protocol.scorers import EmbeddingScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
+from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_groups, random_draws
 
 MODEL = "model"
@@ -106,6 +106,13 @@ def _methods(
             EmbeddingScorer(model_vectors, patients, other_rule),
             None,
             f"the same embedding ranked by the {other_rule.value} rule",
+        ),
+        Method(
+            "model, multi-image",
+            PatientScorer(model_vectors, patients, disorders, config.rule),
+            None,
+            "all of a patient's films combined into one query, and one gallery point per patient (matcher.multi_image)",
+            per_patient=True,
         ),
         Method(
             "untrained encoder",
