@@ -211,7 +211,9 @@ def write_report(result: EvaluationResult, out: Path, command: str) -> Path:
     figures = _figures(result, out)
     (out / "evaluation.json").write_text(json.dumps(_nan_as_null(to_json(result, command)), indent=1, allow_nan=False))
     if result.table is not None and result.embeddings is not None:
-        np.savez_compressed(out / "embeddings.npz", case_id=result.table["case_id"].astype(str).to_numpy(), embedding=result.embeddings)
+        np.savez_compressed(
+            out / "embeddings.npz", case_id=np.asarray(result.table["case_id"].astype(str), dtype=str), embedding=result.embeddings
+        )
     report = out / "report.md"
     report.write_text(markdown(result, command, figures))
     return report
