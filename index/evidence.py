@@ -149,6 +149,32 @@ def combine_ranking(
     return result
 
 
+def combine_gene_ranking(
+    genes: list[RankedLabel], disorders: list[RankedLabel], catalogue: Sequence[Disorder], evidence: QueryEvidence
+) -> list[RankedLabel]:
+    """Genes ordered by the best combined probability of a disorder they cause (`disorders` after
+    `combine_ranking`); each says through which disorder and whether the exome listed it. Genes seen
+    only on gallery cases (no catalogue disorder names them) follow, in their image order."""
+    causes = {d.id: d.genes for d in catalogue}
+    wanted = set(evidence.candidate_genes or [])
+    best: dict[str, tuple[float, str]] = {}
+    for entry in disorders:
+        probability = (entry.sources or {}).get("combined_probability")
+        for gene in causes.get(entry.label, []) if probability is not None else []:
+            if gene not in best or probability > best[gene][0]:
+                best[gene] = (probability, entry.label)
+    existing = {g.label: g for g in genes}
+    ranked = []
+    for gene, (probability, via) in sorted(best.items(), key=lambda item: (-item[1][0], item[0])):
+        entry = existing.get(gene) or RankedLabel(gene, None, 0, None, [], 0)
+        entry.sources = {"combined_probability": probability, "via_disorder": via, "in_candidates": gene in wanted}
+        ranked.append(entry)
+    ranked += [g for g in genes if g.label not in best]
+    for rank, entry in enumerate(ranked, start=1):
+        entry.rank = rank
+    return ranked
+
+
 def fit_evidence_model(rows: np.ndarray, correct: np.ndarray, fitted_on: str) -> EvidenceModel:
     """Logistic regression over stacked feature rows (query x disorder) and whether each disorder was the right one."""
     from sklearn.linear_model import LogisticRegression

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.evidence import QueryEvidence, combine_ranking, default_model
+from index.evidence import QueryEvidence, combine_gene_ranking, combine_ranking, default_model
 from index.filters import Filters
 from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
@@ -95,7 +95,7 @@ def query(
 ) -> QueryResult:
     """Rank the gallery's disorders and genes for one query embedding by `rule` (`calibration`,
     when given, must be of the same rule: `calibration_for(gallery, rule=rule)`). With `evidence`
-    (HPO terms, candidate genes) the disorders are ordered by the combined score (`index.evidence`)."""
+    (HPO terms, candidate genes) disorders and genes are ordered by the combined score (`index.evidence`)."""
     if calibration is not None and calibration.rule != rule:
         raise ValueError(f"the calibration maps {calibration.rule!r} scores, not {rule.value!r} ones")
     hits: list[Hit] = gallery.search(embedding, max(top_k, depth), filters)
@@ -137,7 +137,9 @@ def query(
             )
         )
     if evidence is not None and not evidence.empty():  # the image's probabilities stay; the order follows all the evidence
-        disorders = combine_ranking(disorders, gallery.disorders(), evidence, default_model())
+        catalogue = gallery.disorders()
+        disorders = combine_ranking(disorders, catalogue, evidence, default_model())
+        genes = combine_gene_ranking(genes, disorders, catalogue, evidence)
     similar = [
         SimilarCase(
             str(r["case_id"]),

@@ -123,6 +123,9 @@ def test_terms_and_candidate_genes_join_the_image_in_the_ranking(bone2gene, gall
     ]
     assert first["sources"]["contributions"]["phenotype"] > 0 and 0 < first["sources"]["combined_probability"] < 1
     assert [d["rank"] for d in combined["disorders"]] == list(range(1, len(combined["disorders"]) + 1))
+    gene = combined["genes"][0]  # the gene ranking follows the combined disorder ranking
+    assert gene["gene"] == "FGFR3" and gene["sources"]["via_disorder"] == "achondroplasia" and gene["sources"]["in_candidates"] is True
+    assert all(g["sources"]["in_candidates"] is False for g in combined["genes"][1:] if g.get("sources"))
     text = run(bone2gene, "query", film, "--sex", "F", "--gallery", gallery, *terms).stdout
     assert "combined P" in text and "genes in the list: FGFR3" in text
     bad = run(bone2gene, "query", film, "--gallery", gallery, "--hpo", "HP:0000057", ok=False)
