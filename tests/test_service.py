@@ -242,6 +242,11 @@ def test_embedding_only_query_and_disorder_catalogue(service: dict) -> None:
     is_problem(
         client.post("/api/v1/queries", headers=auth(service, "reader"), json={**with_terms, "hpo": ["HP:9999999"]}), 422, "not in the HPO"
     )
+    packet = client.post("/api/v1/queries/phenopacket", headers=auth(service, "reader"), json=with_terms)
+    assert packet.status_code == 200, packet.text
+    first = packet.json()["interpretations"][0]
+    assert first["progressStatus"] == "IN_PROGRESS" and first["id"].endswith("rank-1") and "combined probability" in first["summary"]
+    assert {f["type"]["id"] for f in packet.json()["phenotypicFeatures"]} == {"HP:0008905", "HP:0004060"}
     found = client.get("/api/v1/phenotypes?search=trident", headers=auth(service, "reader")).json()
     assert {"id": "HP:0004060", "name": "Trident hand"} in found
     assert client.get("/api/v1/phenotypes?search=hp:0004322", headers=auth(service, "reader")).json() == [

@@ -20,11 +20,37 @@ router = APIRouter(prefix="/queries", tags=["analysis"])
 
 @router.post("", response_model=Ranking)
 async def query_embedding(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, body: EmbeddingQuery) -> Ranking:
-    vectors = [_checked(v, gallery.dim, i if len(body.vectors()) > 1 else None) for i, v in enumerate(body.vectors())]
-    vector = combined_embedding(np.stack(vectors))
-    filters = Filters.of(sex=body.sex, age_min_months=body.age_min_months, age_max_months=body.age_max_months, source=body.source)
-    evidence = QueryEvidence.of(body.hpo, body.hpo_excluded, body.candidate_genes)
+    vector, filters, evidence = _parts(body, gallery.dim)
     return await run_in_threadpool(rank, gallery, vector, body.top, filters, runtime.settings.ranking_rule, evidence)
+
+
+@router.post("/phenopacket")
+async def query_as_phenopacket(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, body: EmbeddingQuery) -> dict:
+    """The same ranking as a GA4GH phenopacket (v2 JSON): each ranked disorder an IN_PROGRESS interpretation."""
+    from google.protobuf.json_format import MessageToDict
+
+    from index.phenopackets_io import ranking_phenopacket
+    from index.query import calibration_for, query
+
+    vector, filters, evidence = _parts(body, gallery.dim)
+    rule = runtime.settings.ranking_rule
+
+    def ranked() -> dict:
+        result = query(
+            gallery, vector, top_k=body.top, filters=filters, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence
+        )
+        observed, excluded = [t.id for t in evidence.observed], [t.id for t in evidence.excluded]
+        packet = ranking_phenopacket("bone2gene-query", body.sex, None, observed, excluded, result.disorders, gallery.disorders(), body.top)
+        return MessageToDict(packet)
+
+    return await run_in_threadpool(ranked)
+
+
+def _parts(body: EmbeddingQuery, dim: int) -> tuple[np.ndarray, Filters, QueryEvidence]:
+    """The combined query vector, the filters and the checked HPO/gene evidence of a request."""
+    vectors = [_checked(v, dim, i if len(body.vectors()) > 1 else None) for i, v in enumerate(body.vectors())]
+    filters = Filters.of(sex=body.sex, age_min_months=body.age_min_months, age_max_months=body.age_max_months, source=body.source)
+    return combined_embedding(np.stack(vectors)), filters, QueryEvidence.of(body.hpo, body.hpo_excluded, body.candidate_genes)
 
 
 def _checked(values: list[float], dim: int, position: int | None) -> np.ndarray:
