@@ -71,11 +71,12 @@ def resolve_term(term_id: str) -> Term:
     except RuntimeError:
         raise PhenotypeError(f"{text} is not in the HPO ({HPO_PACKAGE}); check the id, or search the term by name") from None
     if term.is_obsolete:
+        name = re.sub(r"^obsolete\s+", "", str(term.name), flags=re.IGNORECASE)  # the ontology prefixes obsolete names
         replacement = term.replaced_by
         if replacement:
             new = ontology.get_hpo_object(replacement)
-            raise PhenotypeError(f"{text} ({term.name}) is obsolete in the HPO; use {new.id} ({new.name}) instead")
-        raise PhenotypeError(f"{text} ({term.name}) is obsolete in the HPO and has no replacement; choose a current term")
+            raise PhenotypeError(f"{text} ({name}) is obsolete in the HPO; use {new.id} ({new.name}) instead")
+        raise PhenotypeError(f"{text} ({name}) is obsolete in the HPO and has no replacement; choose a current term")
     return Term(term.id, term.name)
 
 
