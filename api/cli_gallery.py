@@ -421,12 +421,13 @@ def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: st
     """The query's HPO terms and candidate genes, checked (a bad id or file stops before any image work)."""
     from index.evidence import QueryEvidence
     from index.gene_lists import parse_gene_list, read_gene_list
+    from index.hpo import split_terms
 
-    split = lambda values: [t for v in values or [] for t in v.replace(";", ",").split(",") if t.strip()]  # noqa: E731
     candidates = None
     if genes is not None or genes_file is not None:
         candidates = (parse_gene_list(genes) if genes else []) + (read_gene_list(genes_file) if genes_file else [])
-    return QueryEvidence.of(split(hpo), split(excluded), candidates)
+    terms = lambda values: [t for v in values or [] for t in split_terms(v)]  # noqa: E731  (repeatable and comma-separated)
+    return QueryEvidence.of(terms(hpo), terms(excluded), candidates)
 
 
 def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], result: QueryResult, rule: RankingRule, top: int) -> None:

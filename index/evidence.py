@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,9 @@ class EvidenceModel:
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "evidence_model.json"  # scripts/bench_evidence.py --install
 
 
+@cache
 def default_model() -> EvidenceModel:
+    """Read once per process: every query with terms or genes uses it."""
     return EvidenceModel.load(DEFAULT_MODEL_PATH)
 
 
