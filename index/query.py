@@ -82,6 +82,16 @@ def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT
     return calibration
 
 
+def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration) -> None:
+    """Each scored disorder's calibrated probability, read against the query's other disorders."""
+    scores = np.array([-np.inf if d.score is None else d.score for d in disorders])
+    counts = np.array([d.cases_in_gallery for d in disorders], dtype=float)
+    p, lo, hi = calibration.probabilities(scores, counts)
+    for i, entry in enumerate(disorders):
+        if entry.score is not None:
+            entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
+
+
 def query(
     gallery: Gallery,
     embedding: np.ndarray,
@@ -120,10 +130,7 @@ def query(
     note = "no calibration: the gallery needs at least 10 cases whose disorder has another patient"
     no_close_match = not disorders or disorders[0].score is None
     if calibration is not None:
-        for entry in disorders:
-            if entry.score is not None:
-                p, lo, hi = calibration.probability(entry.score)
-                entry.probability, entry.interval = p, (lo, hi)
+        _attach_probabilities(disorders, calibration)
         best = disorders[0].score if disorders else None
         no_close_match = best is None or best < calibration.no_match_threshold
         note = (

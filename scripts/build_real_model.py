@@ -74,6 +74,9 @@ def main() -> None:
     parser.add_argument("--train-dir", default="train", help="subfolder of --work for checkpoints, logs and the model")
     parser.add_argument("--warmup-steps", type=int, default=150)
     parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--arcface-weight", type=float, default=1.0, help="weight of ArcFace against the bone-age loss")
+    parser.add_argument("--synthetic-batch", type=int, default=48)
+    parser.add_argument("--real-batch", type=int, default=48)
     parser.add_argument(
         "--teacher",
         type=Path,
@@ -116,7 +119,9 @@ def main() -> None:
         resume=args.resume,
         warmup_steps=args.warmup_steps,
         lr=args.lr,
-        **distil,
+        synthetic_batch=args.synthetic_batch,
+        real_batch=args.real_batch,
+        **{"arcface_weight": args.arcface_weight, **distil},
     )
     model_dir = train_joint(config, data, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.install:

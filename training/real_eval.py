@@ -120,7 +120,7 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
     real_best = best_of(real)
     real_first = real_best.argmax(axis=1) == unaffected
     real_flag = real_best.max(axis=1) < calibration.no_match_threshold
-    real_probability = np.array([calibration.probability(float(score))[0] for score in real_best.max(axis=1)])
+    real_probability = calibration.probability_matrix(real_best, index.counts())[np.arange(len(real_best)), real_best.argmax(axis=1)]
     known = queries[queries["disorder"].astype(str).isin(index.names)]
     synth_best = best_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])

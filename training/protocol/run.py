@@ -216,7 +216,8 @@ def _probabilities(
         probability, correct = [], []
         for draw, result in zip(draws, ranked.get(setting, []), strict=False):
             calibration = both[draw.number]
-            probability.append([calibration.probability(float(s))[0] for s in result.top_scores])
+            matrix = calibration.probability_matrix(result.scores, result.labels.counts())
+            probability.append(matrix[np.arange(len(matrix)), result.scores.argmax(axis=1)])
             correct.append(result.ranks == 1)
             flagged = result.top_scores < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])

@@ -123,7 +123,8 @@ class Ranked:
     ranks: np.ndarray
     codes: np.ndarray  # the true disorder's code in `labels`
     labels: LabelIndex
-    top_scores: np.ndarray  # the best score per query (what a probability is calibrated from)
+    top_scores: np.ndarray  # the best score per query (what "no close match" is judged from)
+    scores: np.ndarray  # (Q, L) every disorder's score (what a probability is read from)
 
 
 def rank_setting(scorer: Scorer, disorders: np.ndarray, gallery: np.ndarray, queries: np.ndarray) -> Ranked:
@@ -134,4 +135,4 @@ def rank_setting(scorer: Scorer, disorders: np.ndarray, gallery: np.ndarray, que
     scores = scorer.scores(gallery, queries, labels) if len(queries) else np.zeros((0, len(labels.names)))
     ranks = label_ranks(scores, codes) if len(queries) else np.zeros(0, np.int64)
     top = scores.max(axis=1) if len(queries) else np.zeros(0)
-    return Ranked(queries, ranks, codes, labels, top)
+    return Ranked(queries, ranks, codes, labels, top, scores)

@@ -1,0 +1,84 @@
+"""The calibrated probability: read from a disorder's score against the query's other disorders
+(`matcher.score_features`), so that it separates right from wrong top-1 answers better than the
+score alone; calibrations stored before the features load and are refitted."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from matcher.calibration import Calibration, fit_calibration
+from matcher.rank import LabelIndex, RankingRule, label_scores
+from matcher.score_features import FEATURES, NO_OTHER, label_features
+
+
+def test_features_are_their_definitions() -> None:
+    scores = np.array([[0.9, 0.7, -np.inf, 0.5], [0.2, -np.inf, -np.inf, -np.inf]])
+    x = label_features(scores, np.array([4, 1, 2, 8]))
+    assert x.shape == (2, 4, len(FEATURES))
+    score, gap, z, log_cases = (x[..., i] for i in range(4))
+    assert np.allclose(gap[0, [0, 1, 3]], [0.2, -0.2, -0.4]) and np.isnan(gap[0, 2])
+    finite = np.array([0.9, 0.7, 0.5])
+    assert np.allclose(z[0, [0, 1, 3]], (finite - finite.mean()) / finite.std())
+    assert np.allclose(log_cases[0, [0, 1, 3]], np.log([4, 1, 8]))
+    # one disorder with a score: the other is the lowest cosine similarity, the z-score 0
+    assert np.isclose(gap[1, 0], 0.2 - NO_OTHER) and z[1, 0] == 0 and np.isnan(score[1, 1:]).all()
+
+
+def _overlapping_gallery(rng: np.random.Generator, dim: int = 16) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+    """Six disorders: four well apart, two (d4, d5) sharing most of their centre."""
+    centres = {f"d{i}": rng.normal(size=dim) for i in range(5)}
+    centres["d5"] = centres["d4"] + 0.35 * rng.normal(size=dim)
+    vectors, names = [], []
+    for name, centre in centres.items():
+        for _ in range(25):
+            x = centre + 0.8 * rng.normal(size=dim)
+            vectors.append(x / np.linalg.norm(x))
+            names.append(name)
+    return np.array(vectors, np.float32), names, centres
+
+
+def test_top_probability_separates_right_from_wrong_answers_better_than_the_score() -> None:
+    rng = np.random.default_rng(3)
+    gallery, names, centres = _overlapping_gallery(rng)
+    calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
+    queries, truth = [], []
+    for name, centre in centres.items():
+        for _ in range(60):
+            x = centre + 0.8 * rng.normal(size=len(centre))
+            queries.append(x / np.linalg.norm(x))
+            truth.append(name)
+    labels = LabelIndex.of(names)
+    scores = label_scores(np.array(queries, np.float32) @ gallery.T, labels, RankingRule.DENSITY)[0]
+    top = scores.argmax(axis=1)
+    right = np.array([labels.names[t] == n for t, n in zip(top, truth, strict=True)])
+    assert 0.1 < (~right).mean() < 0.5, "the test needs both right and wrong answers"
+    probability = calibration.probability_matrix(scores, labels.counts())[np.arange(len(top)), top]
+    by_features, by_score = roc_auc_score(right, probability), roc_auc_score(right, scores.max(axis=1))
+    assert by_features > by_score + 0.1 and by_features > 0.8, (by_features, by_score)
+    # one query at a time (the service) gives the same numbers, with an interval around them
+    p, lo, hi = calibration.probabilities(scores[0], labels.counts())
+    assert np.allclose(p, calibration.probability_matrix(scores[:1], labels.counts())[0]) and (lo <= p).all() and (p <= hi).all()
+
+
+def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() -> None:
+    old = {
+        "coef": 40.0,
+        "intercept": -38.0,
+        "bootstrap": [[39.0, -37.0], [41.0, -39.0]],
+        "no_match_threshold": 0.95,
+        "reliability": [],
+        "expected_calibration_error": 0.05,
+        "queries": 100,
+        "disorders": 2,
+        "label_counts": {"a": 50, "b": 50},
+        "rule": "density",
+        "no_match_fires_when_absent": 0.6,
+        "no_match_off_when_right": 0.8,
+    }
+    calibration = Calibration.from_json(old)
+    assert calibration.features == ("score",) and calibration.stale({"a": 50, "b": 50}, RankingRule.DENSITY)
+    p, _, _ = calibration.probabilities(np.array([0.96, 0.90]), np.array([50, 50]))
+    assert np.allclose(p, 1 / (1 + np.exp(-(40.0 * np.array([0.96, 0.90]) - 38.0))))
+    again = Calibration.from_json(calibration.to_json())
+    assert again == calibration
