@@ -204,11 +204,12 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
     lines = [
         f"calibrated leave-one-patient-out on {calibration.queries} cases of {calibration.disorders} disorders",
         f"expected calibration error (two-fold cross-fitted): {calibration.expected_calibration_error:.3f}",
-        f"'no close match' below a {calibration.rule} score of {calibration.no_match_threshold:.4f}: "
+        f"'no close match' when the nearest diagnosed case's similarity is below {calibration.no_match_threshold:.4f}: "
         + (
             f"fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
-            f"stays off for {calibration.no_match_off_when_right:.0%} of right answers (leave one patient out)"
-            if calibration.no_match_fires_when_absent is not None
+            f"stays off for {calibration.no_match_off_when_present:.0%} of cases whose disorder is present and "
+            f"{calibration.no_match_off_when_right:.0%} of right answers (leave one patient out)"
+            if calibration.no_match_off_when_present is not None
             else "(a calibration from an older version: recompute it)"
         ),
         "reliability (predicted probability bins vs observed share of right disorders):",

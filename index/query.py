@@ -131,14 +131,15 @@ def query(
     no_close_match = not disorders or disorders[0].score is None
     if calibration is not None:
         _attach_probabilities(disorders, calibration)
-        best = disorders[0].score if disorders else None
-        no_close_match = best is None or best < calibration.no_match_threshold
+        nearest = next((s for s, label in zip(scores, disorder_labels, strict=True) if label is not None), None)
+        no_close_match = nearest is None or nearest < calibration.no_match_threshold
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
-            f"{calibration.expected_calibration_error:.3f}; 'no close match' below a {rule.value} score of {calibration.no_match_threshold:.4f}"
+            f"{calibration.expected_calibration_error:.3f}; 'no close match' when the nearest diagnosed case's similarity is below "
+            f"{calibration.no_match_threshold:.4f}"
             + (
                 f" (fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
-                f"off for {calibration.no_match_off_when_right:.0%} of right answers)"
+                f"off for {calibration.no_match_off_when_present or 0:.0%} of cases whose disorder is present)"
                 if calibration.no_match_fires_when_absent is not None
                 else ""
             )

@@ -119,13 +119,13 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
     real = np.stack(real_embeddings).astype(np.float32)
     real_best = best_of(real)
     real_first = real_best.argmax(axis=1) == unaffected
-    real_flag = real_best.max(axis=1) < calibration.no_match_threshold
+    real_flag = (real @ vectors.T).max(axis=1) < calibration.no_match_threshold
     real_probability = calibration.probability_matrix(real_best, index.counts())[np.arange(len(real_best)), real_best.argmax(axis=1)]
     known = queries[queries["disorder"].astype(str).isin(index.names)]
     synth_best = best_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])
     first = synth_best.argmax(axis=1) == own
-    synth_flag = synth_best.max(axis=1) < calibration.no_match_threshold
+    synth_flag = (np.stack(known["embedding"]).astype(np.float32) @ vectors.T).max(axis=1) < calibration.no_match_threshold
     controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
     gap = compare(
         real[:200],

@@ -21,7 +21,7 @@ from matcher.checkpoint import load_model, load_model_or_deeplasia
 from matcher.errors import Bone2GeneError
 from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
-from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
+from matcher.rank import DEFAULT_RULE, RankingRule
 from training.distributed import pick_device
 from training.protocol import metrics
 from training.protocol.encoders import Forward, centred_unit, run_network, thumbnails
@@ -219,7 +219,7 @@ def _probabilities(
             matrix = calibration.probability_matrix(result.scores, result.labels.counts())
             probability.append(matrix[np.arange(len(matrix)), result.scores.argmax(axis=1)])
             correct.append(result.ranks == 1)
-            flagged = result.top_scores < calibration.no_match_threshold
+            flagged = _nearest_similarity(vectors, table, draw.setting(setting)[0], result.queries) < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -232,6 +232,12 @@ def _probabilities(
     return quality, no_match
 
 
+def _nearest_similarity(vectors: np.ndarray, table: pd.DataFrame, gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Each query's similarity to its nearest gallery case of another patient (what "no close match" reads)."""
+    patients = table["patient_id"].astype(str).to_numpy()
+    return EmbeddingScorer(vectors, patients, RankingRule.NEAREST).similarities(gallery, queries).max(axis=1)
+
+
 def _share(parts: list[np.ndarray]) -> float:
     values = np.concatenate(parts) if parts else np.zeros(0)
     return float(np.mean(values)) if len(values) else float("nan")
@@ -239,15 +245,13 @@ def _share(parts: list[np.ndarray]) -> float:
 
 def _absent_flags(vectors: np.ndarray, table: pd.DataFrame, draws: list[Draw], rule: RankingRule) -> list[np.ndarray]:
     """Rare test cases against the frequent gallery alone (their disorder absent): flagged or not."""
-    patients = table["patient_id"].astype(str).to_numpy()
     disorders = table["disorder"].astype(str).to_numpy()
     flags = []
     for draw in draws:
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            top = EmbeddingScorer(vectors, patients, rule).scores(gallery, queries, LabelIndex.of(list(disorders[gallery]))).max(axis=1)
-            flags.append(top < calibration.no_match_threshold)
+            flags.append(_nearest_similarity(vectors, table, gallery, queries) < calibration.no_match_threshold)
     return flags
 
 

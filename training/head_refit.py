@@ -1,0 +1,110 @@
+"""Refit the embedding head on a frozen backbone's pooled features, under a chosen metric loss.
+
+Why: how spread out the feature space is (and so whether scores separate right from wrong)
+depends on the metric loss's margin, scale and sub-centres. Training a whole encoder per loss
+setting needs a GPU; the embedding head is one linear layer on the pooled features
+(`matcher.model.EmbeddingHead`), so the loss's effect on the head can be measured in seconds
+on cached features (`scripts/bench_space.py`), and a better head can replace a bundled
+model's head without touching its backbone or its bone-age and sex heads.
+
+The losses are pytorch-metric-learning's: ArcFace, sub-centre ArcFace and CosFace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import torch
+from pytorch_metric_learning import losses, samplers
+from torch import nn
+
+from matcher.model import EmbeddingHead
+
+
+class LossKind(StrEnum):
+    ARCFACE = "arcface"
+    SUBCENTER_ARCFACE = "subcenter_arcface"
+    COSFACE = "cosface"
+
+
+@dataclass(frozen=True)
+class HeadLoss:
+    kind: LossKind = LossKind.ARCFACE
+    margin: float = 28.6  # degrees for ArcFace, a cosine margin for CosFace
+    scale: float = 64.0
+    sub_centers: int = 1  # sub-centre ArcFace only
+
+    def build(self, classes: int, dim: int) -> nn.Module:
+        if self.kind == LossKind.ARCFACE:
+            return losses.ArcFaceLoss(classes, dim, margin=self.margin, scale=self.scale)
+        if self.kind == LossKind.SUBCENTER_ARCFACE:
+            return losses.SubCenterArcFaceLoss(
+                num_classes=classes, embedding_size=dim, margin=self.margin, scale=self.scale, sub_centers=self.sub_centers
+            )
+        return losses.CosFaceLoss(classes, dim, margin=self.margin, scale=self.scale)
+
+    def describe(self) -> str:
+        if self.kind == LossKind.COSFACE:
+            return f"CosFace margin {self.margin} scale {self.scale:g}"
+        name = "ArcFace" if self.kind == LossKind.ARCFACE else f"sub-centre ArcFace ({self.sub_centers} centres)"
+        return f"{name} margin {self.margin:g} deg scale {self.scale:g}"
+
+
+@dataclass(frozen=True)
+class HeadRefitConfig:
+    loss: HeadLoss = field(default_factory=HeadLoss)
+    embedding_dim: int = 256
+    epochs: int = 60
+    batch_size: int = 120
+    m_per_class: int = 6
+    lr: float = 1e-3
+    loss_lr: float = 1e-2
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    seed: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def refit_head(features: np.ndarray, labels: Sequence[str], config: HeadRefitConfig, init: EmbeddingHead | None = None) -> EmbeddingHead:
+    """A new `EmbeddingHead` trained on (N, F) pooled features with disorder `labels`
+    (starting from `init`'s weights when given), returned in eval mode on the CPU."""
+    x = torch.as_tensor(np.asarray(features, np.float32))
+    names, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+    if len(names) < 2:
+        raise ValueError("refitting a head needs cases of at least two disorders")
+    y = torch.as_tensor(codes, dtype=torch.long)
+    torch.manual_seed(config.seed)
+    head = EmbeddingHead(x.shape[1], config.embedding_dim, config.dropout)
+    if init is not None:
+        head.load_state_dict(init.state_dict())
+    loss = config.loss.build(len(names), config.embedding_dim)
+    optimiser = torch.optim.AdamW(
+        [{"params": head.parameters(), "lr": config.lr}, {"params": loss.parameters(), "lr": config.loss_lr}],
+        weight_decay=config.weight_decay,
+    )
+    batch = config.batch_size
+    sampler = samplers.MPerClassSampler(codes, m=config.m_per_class, batch_size=batch, length_before_new_iter=len(x))
+    steps = max(1, len(x) // batch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[config.lr, config.loss_lr], total_steps=steps * config.epochs)
+    head.train()
+    for _ in range(config.epochs):
+        order = torch.as_tensor(np.fromiter(iter(sampler), dtype=np.int64))
+        for step in range(steps):
+            idx = order[step * batch : (step + 1) * batch]
+            value = loss(head(x[idx]), y[idx])
+            optimiser.zero_grad(set_to_none=True)
+            value.backward()
+            optimiser.step()
+            scheduler.step()
+    return head.eval()
+
+
+@torch.inference_mode()
+def embed_features(head: EmbeddingHead, features: np.ndarray) -> np.ndarray:
+    """Unit embeddings of pooled features under `head`."""
+    return head.eval()(torch.as_tensor(np.asarray(features, np.float32))).numpy()

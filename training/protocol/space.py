@@ -1,0 +1,103 @@
+"""The protocol's ranking and score numbers for ready-made vectors (no network to run).
+
+Used to compare feature spaces of the same films: heads refitted under other metric losses
+(`training.head_refit`, `scripts/bench_space.py`). For each of `draws` patient splits: top-1 and
+top-5 in F->F+R and R->F+R, the calibrated top-disorder probability's AUROC (right vs wrong,
+pooled over both settings), "no close match" when the disorder is absent (rare queries against
+the frequent gallery) and when the answer is right, and how spread the space is: the mean
+cosine similarity of cases of the same and of different disorders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from matcher.calibration import fit_calibration
+from matcher.rank import DEFAULT_RULE, RankingRule
+from training.protocol import metrics
+from training.protocol.scorers import EmbeddingScorer, rank_setting
+from training.protocol.splits import disorder_groups, random_draws
+
+
+@dataclass
+class SpaceScores:
+    frequent_top1: float  # F->F+R, macro over disorders, mean over draws
+    frequent_top5: float
+    unseen_top1: float  # R->F+R
+    unseen_top5: float
+    auroc: float  # top disorder's calibrated probability, right vs wrong, both settings pooled
+    auroc_frequent: float
+    auroc_unseen: float
+    no_match_fires_when_absent: float
+    no_match_off_when_right: float
+    same_disorder_cosine: float
+    other_disorder_cosine: float
+
+    def to_json(self) -> dict:
+        return {k: round(v, 4) for k, v in asdict(self).items()}
+
+
+def _mean_cosines(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarray) -> tuple[float, float]:
+    sims = vectors @ vectors.T
+    same = disorders[:, None] == disorders[None, :]
+    other_patient = patients[:, None] != patients[None, :]
+    return float(sims[same & other_patient].mean()), float(sims[~same].mean())
+
+
+def _flags(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarray, gallery: np.ndarray, seed: int, rule: RankingRule):
+    return fit_calibration(vectors[gallery], list(disorders[gallery]), list(patients[gallery]), seed=seed, rule=rule)
+
+
+def score_space(
+    vectors: np.ndarray, table: pd.DataFrame, trained_on: Iterable[str], draws: int = 10, seed: int = 0, rule: RankingRule = DEFAULT_RULE
+) -> SpaceScores:
+    """`vectors` unit rows aligned with `table` (columns disorder, patient_id; a 0..N-1 index)."""
+    disorders = table["disorder"].astype(str).to_numpy()
+    patients = table["patient_id"].astype(str).to_numpy()
+    scorer = EmbeddingScorer(vectors, patients, rule)
+    splits = random_draws(table, disorder_groups(table, list(trained_on)), draws, seed)
+    top: dict[str, list[dict]] = {"F->F+R": [], "R->F+R": []}
+    probability: dict[str, list[np.ndarray]] = {"F->F+R": [], "R->F+R": []}
+    right: dict[str, list[np.ndarray]] = {"F->F+R": [], "R->F+R": []}
+    absent_flags, right_off = [], []
+    for draw in splits:
+        gallery = draw.setting("F->F+R")[0]
+        calibration = _flags(vectors, disorders, patients, gallery, draw.number, rule)
+        for setting in top:
+            ranked = rank_setting(scorer, disorders, *draw.setting(setting))
+            if not len(ranked.queries):
+                continue
+            top[setting].append(metrics.topk(ranked.ranks, ranked.codes))
+            best = ranked.scores.argmax(axis=1)
+            p = calibration.probability_matrix(ranked.scores, ranked.labels.counts())[np.arange(len(best)), best]
+            probability[setting].append(p)
+            right[setting].append(ranked.ranks == 1)
+            nearest = scorer.similarities(*draw.setting(setting)).max(axis=1)
+            right_off.append(nearest[ranked.ranks == 1] >= calibration.no_match_threshold)
+        frequent = draw.frequent_gallery
+        if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
+            absent = _flags(vectors, disorders, patients, frequent, draw.number, rule)
+            absent_flags.append(scorer.similarities(frequent, draw.rare_test).max(axis=1) < absent.no_match_threshold)
+    auroc = {s: metrics.probability_quality(np.concatenate(probability[s]), np.concatenate(right[s])).auroc for s in probability}
+    pooled = metrics.probability_quality(
+        np.concatenate([np.concatenate(v) for v in probability.values()]), np.concatenate([np.concatenate(v) for v in right.values()])
+    ).auroc
+    same, other = _mean_cosines(vectors, disorders, patients)
+    mean_of = lambda setting, key: float(np.mean([d[key] for d in top[setting]]))  # noqa: E731
+    return SpaceScores(
+        mean_of("F->F+R", "top1"),
+        mean_of("F->F+R", "top5"),
+        mean_of("R->F+R", "top1"),
+        mean_of("R->F+R", "top5"),
+        pooled,
+        auroc["F->F+R"],
+        auroc["R->F+R"],
+        float(np.mean(np.concatenate(absent_flags))) if absent_flags else float("nan"),
+        float(np.mean(np.concatenate(right_off))),
+        same,
+        other,
+    )
