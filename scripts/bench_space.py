@@ -67,9 +67,9 @@ def features(args: argparse.Namespace) -> None:
         args.out,
         features=out.features,
         embedding=out.embedding,
-        case_id=table["case_id"].astype(str).to_numpy(),
-        patient_id=table["patient_id"].astype(str).to_numpy(),
-        disorder=table["disorder"].astype(str).to_numpy(),
+        case_id=table["case_id"].to_numpy(dtype=str),
+        patient_id=table["patient_id"].to_numpy(dtype=str),
+        disorder=table["disorder"].to_numpy(dtype=str),
         model=card.fingerprint,
     )
     print(json.dumps({"films": len(table), "refused": int((~prepared.accepted).sum()), "out": str(args.out)}))

@@ -30,6 +30,7 @@ from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScor
 from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_groups, random_draws
 
 MODEL = "model"
+POOLED = "F->F+R and R->F+R pooled"
 
 
 @dataclass
@@ -211,6 +212,7 @@ def _probabilities(
     """Per F+R setting: AUROC/reliability of the calibrated top-1 probability; no-close-match rates."""
     quality: dict[str, dict] = {}
     flagged_right, flagged_present = [], []
+    pooled: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     both = {draw.number: _calibrated(vectors, table, draw.setting("F->F+R")[0], draw.number, rule) for draw in draws}
     for setting in ("F->F+R", "R->F+R"):
         probability, correct = [], []
@@ -224,6 +226,10 @@ def _probabilities(
             flagged_present.append(flagged)
         if probability:
             quality[setting] = metrics.probability_quality(np.concatenate(probability), np.concatenate(correct)).to_json()
+            pooled[0].extend(probability)
+            pooled[1].extend(correct)
+    if len(quality) > 1:  # every held-out query whose disorder is in the gallery, frequent or unseen
+        quality[POOLED] = metrics.probability_quality(np.concatenate(pooled[0]), np.concatenate(pooled[1])).to_json()
     no_match = {
         "fires_when_absent": _share(_absent_flags(vectors, table, draws, rule)),
         "off_when_right": 1 - _share(flagged_right),

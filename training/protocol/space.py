@@ -49,7 +49,8 @@ def _mean_cosines(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarr
 
 
 def _flags(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarray, gallery: np.ndarray, seed: int, rule: RankingRule):
-    return fit_calibration(vectors[gallery], list(disorders[gallery]), list(patients[gallery]), seed=seed, rule=rule)
+    # point estimates only: the bootstrap intervals are not scored here
+    return fit_calibration(vectors[gallery], list(disorders[gallery]), list(patients[gallery]), seed=seed, rule=rule, bootstraps=0)
 
 
 def score_space(
