@@ -8,13 +8,17 @@
         --manifest build/eval/cohort_seed8/manifest.csv --out build/space/seed8.npz
     python scripts/bench_space.py heads --model matcher/weights/demo_model --train build/space/train.npz \
         --select build/space/seed7.npz --report build/space/seed8.npz          -> benchmarks/space.md
+    python scripts/bench_space.py unseen --model matcher/weights/demo_model --train build/space/train.npz \
+        --report build/space/seed8.npz --manifest build/eval/cohort_seed8/manifest.csv   -> appended to it
 
 `features` gates every film once and stores the model's pooled backbone features and its
 embedding. `heads` refits the embedding head under each loss of `VARIANTS` on the training
 films (the model's own training cohort, its held-out disorders left out), picks the loss on the
 seed-7 cohort and reports every loss on the seed-8 cohort, beside the model's own head. The
 backbone is the bundled model's, trained under ArcFace 28.6 deg / 64: this measures the loss's
-effect on the head only.
+effect on the head only. `unseen` then compares the chosen head with the model's own on unseen
+syndromes added with 3 cases (`index.evaluation.new_syndrome_experiment`, as
+scripts/eval_new_syndromes.py does), the condition for installing it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from api.cli_helpers import progress_bar
-from matcher.checkpoint import load_model
+from matcher.checkpoint import load_model, read_card
 from matcher.manifest import read_case_manifest
 from training.distributed import pick_device
 from training.head_refit import HeadLoss, HeadRefitConfig, LossKind, embed_features, refit_head
@@ -103,6 +107,30 @@ def heads(args: argparse.Namespace) -> None:
     (BENCH / "space.md").write_text(render(result))
 
 
+def unseen(args: argparse.Namespace) -> None:
+    from index.evaluation import new_syndrome_experiment, summarise
+
+    card = read_card(args.model)
+    result = json.loads((BENCH / "space.json").read_text())
+    chosen = _pick(result["rows"])
+    train_x, _, train_table = _load(args.train)
+    keep = ~train_table["disorder"].isin(card.provenance.get("held_out_disorders", [])).to_numpy()
+    head = refit_head(
+        train_x[keep], train_table["disorder"].to_numpy()[keep], HeadRefitConfig(loss=VARIANTS[chosen], epochs=result["epochs"])
+    )
+    data = np.load(args.report)
+    table = read_case_manifest(args.manifest).set_index("case_id").loc[data["case_id"]].reset_index()
+    lines = ["", f"## Unseen syndromes added with 3 cases ({args.report.name}, 10 draws, density rule)", ""]
+    lines += ["| head | setting | top-1 | top-5 | top-10 |", "|---|---|---|---|---|"]
+    held_out = card.provenance.get("held_out_disorders", [])
+    for name, vectors in (("model's own head", data["embedding"]), (chosen, embed_features(head, data["features"]))):
+        summary = summarise(new_syndrome_experiment(vectors, table, held_out, n_added=(3,), draws=10, seed=8))
+        lines += [f"| {name} | {r['setting']} | {r['top-1']} | {r['top-5']} | {r['top-10']} |" for _, r in summary.iterrows()]
+    with (BENCH / "space.md").open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def _pick(rows: dict[str, dict]) -> str:
     """The loss with the best seed-7 sum of pooled AUROC and both top-1s (refits only)."""
     refits = {k: v for k, v in rows.items() if "fit_seconds" in v}
@@ -159,8 +187,13 @@ def main() -> None:
     h.add_argument("--report", type=Path, required=True)
     h.add_argument("--epochs", type=int, default=60)
     h.add_argument("--draws", type=int, default=10)
+    u = sub.add_parser("unseen")
+    u.add_argument("--model", type=Path, required=True)
+    u.add_argument("--train", type=Path, required=True)
+    u.add_argument("--report", type=Path, required=True)
+    u.add_argument("--manifest", type=Path, required=True)
     args = parser.parse_args()
-    features(args) if args.part == "features" else heads(args)
+    {"features": features, "heads": heads, "unseen": unseen}[args.part](args)
 
 
 if __name__ == "__main__":
