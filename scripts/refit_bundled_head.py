@@ -60,7 +60,7 @@ def main() -> None:
         "embedding_head_refit": {
             "from_model": card.fingerprint,
             "loss": config.loss.describe(),
-            "config": {**config.to_json(), "loss": {**config.to_json()["loss"], "kind": config.loss.kind.value}},
+            "config": config.to_json(),
             "train_films": int(keep.sum()),
             "command": " ".join(sys.argv),
         },

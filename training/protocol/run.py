@@ -213,6 +213,7 @@ def _probabilities(
     quality: dict[str, dict] = {}
     flagged_right, flagged_present = [], []
     pooled: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    nearest = EmbeddingScorer(vectors, table["patient_id"].astype(str).to_numpy(), RankingRule.NEAREST)
     both = {draw.number: _calibrated(vectors, table, draw.setting("F->F+R")[0], draw.number, rule) for draw in draws}
     for setting in ("F->F+R", "R->F+R"):
         probability, correct = [], []
@@ -221,7 +222,7 @@ def _probabilities(
             matrix = calibration.probability_matrix(result.scores, result.labels.counts())
             probability.append(matrix[np.arange(len(matrix)), result.scores.argmax(axis=1)])
             correct.append(result.ranks == 1)
-            flagged = _nearest_similarity(vectors, table, draw.setting(setting)[0], result.queries) < calibration.no_match_threshold
+            flagged = nearest.nearest(draw.setting(setting)[0], result.queries) < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -238,12 +239,6 @@ def _probabilities(
     return quality, no_match
 
 
-def _nearest_similarity(vectors: np.ndarray, table: pd.DataFrame, gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
-    """Each query's similarity to its nearest gallery case of another patient (what "no close match" reads)."""
-    patients = table["patient_id"].astype(str).to_numpy()
-    return EmbeddingScorer(vectors, patients, RankingRule.NEAREST).similarities(gallery, queries).max(axis=1)
-
-
 def _share(parts: list[np.ndarray]) -> float:
     values = np.concatenate(parts) if parts else np.zeros(0)
     return float(np.mean(values)) if len(values) else float("nan")
@@ -251,13 +246,14 @@ def _share(parts: list[np.ndarray]) -> float:
 
 def _absent_flags(vectors: np.ndarray, table: pd.DataFrame, draws: list[Draw], rule: RankingRule) -> list[np.ndarray]:
     """Rare test cases against the frequent gallery alone (their disorder absent): flagged or not."""
+    patients = table["patient_id"].astype(str).to_numpy()
     disorders = table["disorder"].astype(str).to_numpy()
     flags = []
     for draw in draws:
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            flags.append(_nearest_similarity(vectors, table, gallery, queries) < calibration.no_match_threshold)
+            flags.append(EmbeddingScorer(vectors, patients, rule).nearest(gallery, queries) < calibration.no_match_threshold)
     return flags
 
 

@@ -41,6 +41,10 @@ class EmbeddingScorer:
     def scores(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> np.ndarray:
         return label_scores(self.similarities(gallery, queries), labels, self.rule)[0]
 
+    def nearest(self, gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """Each query's similarity to its nearest gallery case of another patient (what "no close match" reads)."""
+        return self.similarities(gallery, queries).max(axis=1)
+
 
 @dataclass
 class PatientScorer:

@@ -48,7 +48,7 @@ def _mean_cosines(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarr
     return float(sims[same & other_patient].mean()), float(sims[~same].mean())
 
 
-def _flags(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarray, gallery: np.ndarray, seed: int, rule: RankingRule):
+def _calibration(vectors: np.ndarray, disorders: np.ndarray, patients: np.ndarray, gallery: np.ndarray, seed: int, rule: RankingRule):
     # point estimates only: the bootstrap intervals are not scored here
     return fit_calibration(vectors[gallery], list(disorders[gallery]), list(patients[gallery]), seed=seed, rule=rule, bootstraps=0)
 
@@ -67,7 +67,7 @@ def score_space(
     absent_flags, right_off = [], []
     for draw in splits:
         gallery = draw.setting("F->F+R")[0]
-        calibration = _flags(vectors, disorders, patients, gallery, draw.number, rule)
+        calibration = _calibration(vectors, disorders, patients, gallery, draw.number, rule)
         for setting in top:
             ranked = rank_setting(scorer, disorders, *draw.setting(setting))
             if not len(ranked.queries):
@@ -77,12 +77,12 @@ def score_space(
             p = calibration.probability_matrix(ranked.scores, ranked.labels.counts())[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
-            nearest = scorer.similarities(*draw.setting(setting)).max(axis=1)
+            nearest = scorer.nearest(*draw.setting(setting))
             right_off.append(nearest[ranked.ranks == 1] >= calibration.no_match_threshold)
         frequent = draw.frequent_gallery
         if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
-            absent = _flags(vectors, disorders, patients, frequent, draw.number, rule)
-            absent_flags.append(scorer.similarities(frequent, draw.rare_test).max(axis=1) < absent.no_match_threshold)
+            absent = _calibration(vectors, disorders, patients, frequent, draw.number, rule)
+            absent_flags.append(scorer.nearest(frequent, draw.rare_test) < absent.no_match_threshold)
     auroc = {s: metrics.probability_quality(np.concatenate(probability[s]), np.concatenate(right[s])).auroc for s in probability}
     pooled = metrics.probability_quality(
         np.concatenate([np.concatenate(v) for v in probability.values()]), np.concatenate([np.concatenate(v) for v in right.values()])
