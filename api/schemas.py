@@ -68,6 +68,11 @@ class Ranking(BaseModel):
     calibration: str
     searched_cases: int
     gallery_cases: int
+    in_gallery_probability: float | None = Field(
+        None,
+        description="calibrated probability that the query's disorder is one of the gallery's (from the nearest diagnosed "
+        "case's similarity); every disorder's probability includes it. None: the gallery is not calibrated",
+    )
     disclaimer: str = DISCLAIMER
 
 

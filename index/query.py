@@ -1,6 +1,9 @@
 """One query against a gallery: similar cases, then disorders and genes ranked with evidence,
 a calibrated probability per disorder and an explicit "no close match".
 
+A disorder's probability is P(the query's disorder is in the gallery) x P(it is this one, if so):
+the first factor, read from the nearest diagnosed case's similarity, is reported on its own too.
+
 The ranking searches the `depth` nearest cases (all of them for galleries up to that
 size, so the ranking is then exact); a disorder with no case that close is listed last
 without a score. Calibration is computed from the gallery itself and cached in it; it is
@@ -46,6 +49,7 @@ class QueryResult:
     calibration_note: str
     searched_cases: int
     gallery_cases: int
+    in_gallery_probability: float | None = None  # P(the query's disorder is one of the gallery's); None: not calibrated
 
     def to_json(self) -> dict:
         return {
@@ -56,6 +60,7 @@ class QueryResult:
             "calibration": self.calibration_note,
             "searched_cases": self.searched_cases,
             "gallery_cases": self.gallery_cases,
+            "in_gallery_probability": None if self.in_gallery_probability is None else round(self.in_gallery_probability, 4),
         }
 
 
@@ -82,11 +87,12 @@ def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT
     return calibration
 
 
-def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration) -> None:
-    """Each scored disorder's calibrated probability, read against the query's other disorders."""
+def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration, in_gallery: float) -> None:
+    """Each scored disorder's calibrated probability, read against the query's other disorders and
+    weighed by the probability that the query's disorder is in the gallery at all."""
     scores = np.array([-np.inf if d.score is None else d.score for d in disorders])
     counts = np.array([d.cases_in_gallery for d in disorders], dtype=float)
-    p, lo, hi = calibration.probabilities(scores, counts)
+    p, lo, hi = (in_gallery * values for values in calibration.probabilities(scores, counts))
     for i, entry in enumerate(disorders):
         if entry.score is not None:
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
@@ -129,14 +135,17 @@ def query(
 
     note = "no calibration: the gallery needs at least 10 cases whose disorder has another patient"
     no_close_match = not disorders or disorders[0].score is None
+    in_gallery = None
     if calibration is not None:
-        _attach_probabilities(disorders, calibration)
         nearest = next((s for s, label in zip(scores, disorder_labels, strict=True) if label is not None), None)
+        in_gallery = 0.0 if nearest is None else float(calibration.in_gallery_probability(nearest))
+        _attach_probabilities(disorders, calibration, in_gallery)
         no_close_match = nearest is None or nearest < calibration.no_match_threshold
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
             f"{calibration.expected_calibration_error:.3f}; 'no close match' when the nearest diagnosed case's similarity is below "
-            f"{calibration.no_match_threshold:.4f}"
+            f"{calibration.no_match_threshold:.4f}; each disorder's probability includes the "
+            f"probability that the query's disorder is among the gallery's ({in_gallery:.0%} here)"
             + (
                 f" (fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
                 f"off for {calibration.no_match_off_when_present or 0:.0%} of cases whose disorder is present)"
@@ -161,4 +170,4 @@ def query(
         )
         for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
     ]
-    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table))
+    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery)

@@ -29,7 +29,7 @@ import torch
 from index.cohort_stats import compare
 from matcher.analysis import Analyzer
 from matcher.batch import BatchItem, embed_many
-from matcher.calibration import fit_calibration
+from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
@@ -102,6 +102,12 @@ def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int) 
     return manifest[[r.accepted for r in results]].reset_index(drop=True)
 
 
+def _top_probability(calibration: Calibration, best: np.ndarray, counts: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """The first-ranked disorder's probability as the service reports it (in-gallery factor included)."""
+    conditional = calibration.probability_matrix(best, counts)[np.arange(len(best)), best.argmax(axis=1)]
+    return conditional * calibration.in_gallery_probability(nearest)
+
+
 def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gallery_n: int = 300, query_n: int = 200) -> dict:
     """Real controls and held-out synthetic cases against a synthetic gallery like the demo's."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,13 +125,16 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
     real = np.stack(real_embeddings).astype(np.float32)
     real_best = best_of(real)
     real_first = real_best.argmax(axis=1) == unaffected
-    real_flag = (real @ vectors.T).max(axis=1) < calibration.no_match_threshold
-    real_probability = calibration.probability_matrix(real_best, index.counts())[np.arange(len(real_best)), real_best.argmax(axis=1)]
+    real_nearest = (real @ vectors.T).max(axis=1)
+    real_flag = real_nearest < calibration.no_match_threshold
+    real_probability = _top_probability(calibration, real_best, index.counts(), real_nearest)
     known = queries[queries["disorder"].astype(str).isin(index.names)]
     synth_best = best_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])
     first = synth_best.argmax(axis=1) == own
-    synth_flag = (np.stack(known["embedding"]).astype(np.float32) @ vectors.T).max(axis=1) < calibration.no_match_threshold
+    synth_nearest = (np.stack(known["embedding"]).astype(np.float32) @ vectors.T).max(axis=1)
+    synth_flag = synth_nearest < calibration.no_match_threshold
+    synth_probability = _top_probability(calibration, synth_best, index.counts(), synth_nearest)
     controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
     gap = compare(
         real[:200],
@@ -147,6 +156,7 @@ def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gall
         "synthetic_queries_in_gallery": len(known),
         "synthetic_top1": round(float(first.mean()), 4),
         "synthetic_flag_off_when_first": round(float((~synth_flag[first]).mean()), 4) if first.any() else None,
+        "synthetic_first_median_probability": round(float(np.median(synth_probability[first])), 4) if first.any() else None,
         "real_vs_synthetic_controls": {
             "auc": round(gap.auc, 4),
             "auc_p_value": round(gap.auc_p_value, 4),
@@ -229,6 +239,9 @@ def model_markdown(result: dict) -> list[str]:
         f"| real controls: unaffected first or flagged | {s['real_unaffected_first_or_flagged']:.1%} | >= 90% |",
         f"| held-out synthetic, disorder in gallery and ranked first: flag off | {s['synthetic_flag_off_when_first']:.1%} | >= 80% |",
         f"| held-out synthetic top-1 ({s['synthetic_queries_in_gallery']} cases, gallery of {s['gallery_cases']}) | {s['synthetic_top1']:.1%} | |",
+        f"| real controls: a disorder other than unaffected first at probability >= 0.5 | {s['real_confident_disorder']:.1%} "
+        f"(highest {s['real_top_probability_max']:.2f}) | none |",
+        f"| held-out synthetic ranked first right: median probability | {_or_dash(s.get('synthetic_first_median_probability'))} | |",
         f"| real vs synthetic controls: classifier AUC (0.5 = indistinguishable) | {s['real_vs_synthetic_controls']['auc']} | |",
         f"| analyze on a real film / bare forward (paired) | {t['ratio']}x ({t['analyze_ms']} / {t['bare_forward_ms']} ms) | |",
         "",
@@ -240,6 +253,10 @@ def model_markdown(result: dict) -> list[str]:
         "Refused in the model runs: " + ("; ".join(v["refused"] + f["refused"]) or "none"),
         "",
     ]
+
+
+def _or_dash(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _latency_lines(paired: dict | None) -> list[str]:
