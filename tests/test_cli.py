@@ -1,4 +1,6 @@
-"""The `bone2gene` command line, run as a subprocess exactly as a user runs it."""
+"""The `bone2gene` command line: the installed script as a subprocess, exactly as a user runs it
+(top-level help, demo), and the other commands through the same entry point in this process
+(`conftest.run_bone2gene`: the same code, exit codes and messages, without a torch import per call)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ def run(cli: list[str], *args: str, cwd: Path | None = None) -> subprocess.Compl
 
 
 @pytest.mark.parametrize("command", [[], ["synth"], ["demo"], ["analyze"], ["model"], ["model", "import-deeplasia"], ["model", "info"]])
-def test_help_on_every_command(cli: list[str], command: list[str]) -> None:
-    result = run(cli, *command, "--help")
+def test_help_on_every_command(bone2gene, command: list[str]) -> None:
+    result = bone2gene(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
 
@@ -27,9 +29,9 @@ def test_top_level_help_lists_the_commands(cli: list[str]) -> None:
     assert "synth" in out and "demo" in out
 
 
-def test_synth_writes_a_cohort_and_is_deterministic(cli: list[str], tmp_path: Path) -> None:
+def test_synth_writes_a_cohort_and_is_deterministic(bone2gene, tmp_path: Path) -> None:
     for name in ("a", "b"):
-        result = run(cli, "synth", "--n", "5", "--out", str(tmp_path / name), "--seed", "9", "--size", "160")
+        result = bone2gene("synth", "--n", "5", "--out", str(tmp_path / name), "--seed", "9", "--size", "160")
         assert result.returncode == 0, result.stderr
         assert "5 images" in result.stdout
     a = pd.read_csv(tmp_path / "a" / "manifest.csv", keep_default_na=False)
@@ -38,14 +40,14 @@ def test_synth_writes_a_cohort_and_is_deterministic(cli: list[str], tmp_path: Pa
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
 
 
-def test_synth_with_a_custom_spec_file(cli: list[str], tmp_path: Path) -> None:
+def test_synth_with_a_custom_spec_file(bone2gene, tmp_path: Path) -> None:
     spec = tmp_path / "new.yaml"
     spec.write_text(
         "- id: short_fourth\n  name: Short fourth metacarpal, GENEX-related\n  genes: [GENEX]\n"
         "  nosology: {group: 18}\n  length: {MC4: 0.6}\n"
     )
-    result = run(
-        cli, "synth", "--n", "3", "--out", str(tmp_path / "c"), "--spec", str(spec), "--disorders", "short_fourth", "--size", "128"
+    result = bone2gene(
+        "synth", "--n", "3", "--out", str(tmp_path / "c"), "--spec", str(spec), "--disorders", "short_fourth", "--size", "128"
     )
     assert result.returncode == 0, result.stderr
     manifest = pd.read_csv(tmp_path / "c" / "manifest.csv", keep_default_na=False)
@@ -54,8 +56,8 @@ def test_synth_with_a_custom_spec_file(cli: list[str], tmp_path: Path) -> None:
     assert ((bones["MC4"] / bones["MC3"]) < 0.65).all()  # 0.90 normally, times 0.6
 
 
-def test_synth_lists_disorders(cli: list[str]) -> None:
-    result = run(cli, "synth", "--list-disorders")
+def test_synth_lists_disorders(bone2gene) -> None:
+    result = bone2gene("synth", "--list-disorders")
     assert result.returncode == 0
     assert "achondroplasia" in result.stdout and "FGFR3" in result.stdout
 
@@ -69,16 +71,16 @@ def test_synth_lists_disorders(cli: list[str]) -> None:
         (["--format", "jpeg"], "jpeg"),
     ],
 )
-def test_synth_bad_input_gives_a_clear_error(cli: list[str], tmp_path: Path, args: list[str], message: str) -> None:
-    result = run(cli, "synth", "--n", "2", "--out", str(tmp_path / "x"), *args)
+def test_synth_bad_input_gives_a_clear_error(bone2gene, tmp_path: Path, args: list[str], message: str) -> None:
+    result = bone2gene("synth", "--n", "2", "--out", str(tmp_path / "x"), *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_synth_refuses_to_overwrite(cli: list[str], tmp_path: Path) -> None:
-    assert run(cli, "synth", "--n", "2", "--out", str(tmp_path), "--size", "96").returncode == 0
-    result = run(cli, "synth", "--n", "2", "--out", str(tmp_path), "--size", "96")
+def test_synth_refuses_to_overwrite(bone2gene, tmp_path: Path) -> None:
+    assert bone2gene("synth", "--n", "2", "--out", str(tmp_path), "--size", "96").returncode == 0
+    result = bone2gene("synth", "--n", "2", "--out", str(tmp_path), "--size", "96")
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 

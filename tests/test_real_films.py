@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from matcher.analysis import Analyzer
+from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import REAL_CANDIDATE_DIR, load_model
 from matcher.io import read_radiograph
 from matcher.mask import segment_hand
@@ -50,17 +51,10 @@ def held_out(rsna_100px: Path, real_hands_labelled: tuple[list[Path], pd.DataFra
 
 @pytest.fixture(scope="module")
 def analysed(analyzer: Analyzer, held_out: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for path, male in zip(held_out["path"], held_out["male"], strict=True):
-        result = analyzer.analyze(path, sex="M" if male else "F")
-        rows.append(
-            {
-                "accepted": result.accepted,
-                "months": result.bone_age_months,
-                "male_p": result.male_probability,
-                "embedding": result.embedding,
-            }
-        )
+    """The held-out films in batches (the same pipeline as one `analyze` each: tests/test_analysis.py)."""
+    items = [BatchItem(path, "M" if male else "F") for path, male in zip(held_out["path"], held_out["male"], strict=True)]
+    results = embed_many(analyzer.model, items, batch_size=32)
+    rows = [{"accepted": r.accepted, "months": r.bone_age_months, "male_p": r.male_probability, "embedding": r.embedding} for r in results]
     return pd.concat([held_out.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
 
 
@@ -115,7 +109,8 @@ def test_real_control_hands_get_no_confident_disorder(analysed: pd.DataFrame) ->
     """Against a synthetic gallery like the demo's, no real control hand gets a disorder other
     than "unaffected" at a calibrated probability that would read as likely."""
     embeddings = [e for e in analysed.loc[analysed["accepted"], "embedding"].head(120)]
-    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=140, query_n=16)  # only real controls are checked
+    # only real controls are checked; the candidate reads 100 px, so 288-px phantoms lose nothing it sees
+    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=140, query_n=16, image_size=288)
     print(
         f"\nreal controls: {space['real_unaffected_first']:.0%} unaffected first, {space['real_flagged_no_close_match']:.0%} flagged, "
         f"highest probability {space['real_top_probability_max']:.2f}; top disorders {space['real_top_disorders']}"

@@ -94,8 +94,8 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
     }
 
 
-def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int) -> pd.DataFrame:
-    manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=512))
+def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:
+    manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=size))
     items = [BatchItem(work / f"cohort-{seed}" / p, s) for p, s in zip(manifest["image"], manifest["sex"], strict=True)]
     results = embed_many(model, items, batch_size=16)
     manifest = manifest.assign(embedding=[r.embedding for r in results])
@@ -108,11 +108,14 @@ def _top_probability(calibration: Calibration, best: np.ndarray, counts: np.ndar
     return conditional * calibration.in_gallery_probability(nearest)
 
 
-def feature_space(model: Bone2GeneModel, real_embeddings: list[np.ndarray], gallery_n: int = 300, query_n: int = 200) -> dict:
-    """Real controls and held-out synthetic cases against a synthetic gallery like the demo's."""
+def feature_space(
+    model: Bone2GeneModel, real_embeddings: list[np.ndarray], gallery_n: int = 300, query_n: int = 200, image_size: int = 512
+) -> dict:
+    """Real controls and held-out synthetic cases against a synthetic gallery like the demo's
+    (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller)."""
     with tempfile.TemporaryDirectory() as tmp:
-        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, GALLERY_SEED)
-        queries = _synthetic_embeddings(model, Path(tmp), query_n, QUERY_SEED)
+        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, GALLERY_SEED, image_size)
+        queries = _synthetic_embeddings(model, Path(tmp), query_n, QUERY_SEED, image_size)
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     labels = gallery["disorder"].astype(str).tolist()
     calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist(), rule=DEFAULT_RULE)
