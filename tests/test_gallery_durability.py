@@ -89,7 +89,7 @@ def _check_consistent(path: Path, acknowledged: set[str], deleted: set[str], rem
     return len(ids)
 
 
-@pytest.mark.parametrize("attempts", [pytest.param(8, id="8-kills"), pytest.param(60, id="60-kills", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("attempts", [pytest.param(5, id="5-kills"), pytest.param(60, id="60-kills", marks=pytest.mark.slow)])
 def test_kill_minus_nine_at_random_instants_keeps_the_gallery_consistent(tmp_path: Path, attempts: int) -> None:
     """Each kill lands at a random instant of a writer's work; 8 in the default suite, 60 with -m slow."""
     path = tmp_path / "g"

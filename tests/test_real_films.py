@@ -110,7 +110,7 @@ def test_real_control_hands_get_no_confident_disorder(analysed: pd.DataFrame) ->
     than "unaffected" at a calibrated probability that would read as likely."""
     embeddings = [e for e in analysed.loc[analysed["accepted"], "embedding"].head(120)]
     # only real controls are checked; the candidate reads 100 px, so 288-px phantoms lose nothing it sees
-    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=140, query_n=16, image_size=288)
+    space = feature_space(load_model(REAL_CANDIDATE_DIR)[0], embeddings, gallery_n=100, query_n=8, image_size=288)
     print(
         f"\nreal controls: {space['real_unaffected_first']:.0%} unaffected first, {space['real_flagged_no_close_match']:.0%} flagged, "
         f"highest probability {space['real_top_probability_max']:.2f}; top disorders {space['real_top_disorders']}"

@@ -87,48 +87,6 @@ def test_augmentation_is_seeded_zscored_and_keeps_background_flat(tiny_cohort: P
     assert torch.allclose(corners, corners[:, :1].expand_as(corners))  # background is one value, like masked input
 
 
-def test_tiny_training_run_from_a_yaml_file_saves_the_best_model_and_resumes(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
-    """`bone2gene train CONFIG.yaml`: paths relative to the file, the resolved config beside the run,
-    CSV and JSON logs, a checkpoint per epoch, the best validation epoch as the model, resume."""
-    (tmp_path / "cfg").mkdir()
-    settings = {
-        "manifest": str(tiny_cohort),
-        "out": "run",  # relative: resolved against the YAML file's folder
-        "input_size": 256,
-        "epochs": 1,
-        "batch_size": 4,  # whole groups of m_per_class on each of two ranks
-        "m_per_class": 2,
-        "held_out": ["trps1"],
-        "val_fraction": 0.25,
-        "device": "cpu",
-        "prepare_workers": 1,
-        "augment": {"rotation_deg": 5.0},
-    }
-    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
-    first = bone2gene("train", tmp_path / "cfg" / "train.yaml")
-    assert first.returncode == 0, first.stderr
-    run = tmp_path / "cfg" / "run"
-    resolved = load_train_config(run / "config.yaml")  # every field, and it reads back
-    assert (
-        resolved.out == run and resolved.augment.rotation_deg == 5.0 and resolved.held_out == ("trps1",) and resolved.lr == TrainConfig.lr
-    )
-    _, card = load_model(run / "model")
-    assert card.config.embedding_trained and card.config.sex_head_trained and card.config.input_size == 256
-    assert set(card.config.labels) == {"unaffected", "achondroplasia", "brachydactyly_e"}
-    assert card.provenance["held_out_disorders"] == ["trps1"] and card.provenance["epoch"] == 1
-    log = pd.read_csv(run / "log.csv")
-    assert log["epoch"].tolist() == [1] and np.isfinite(log["loss_metric"]).all() and "val_top1" in log
-    # a second epoch continues from the checkpoint instead of starting again
-    settings["epochs"] = 2
-    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
-    second = bone2gene("train", tmp_path / "cfg" / "train.yaml", "--resume")
-    assert second.returncode == 0 and "resumed after epoch 1" in second.stdout, second.stderr
-    history = pd.read_csv(run / "log.csv")
-    assert history["epoch"].tolist() == [1, 2] and len((run / "log.jsonl").read_text().splitlines()) == 2
-    best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
-    assert load_model(run / "model")[1].provenance["epoch"] == best
-
-
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -204,31 +162,67 @@ def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Pat
         train(config, log=lambda _: None)
 
 
-def test_an_epoch_under_torchrun_with_two_processes_matches_one_process(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
-    """A real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes a
-    one-process run for its second epoch; the same epoch run in one process is the reference.
-    One rank speaks and writes. tests/test_distributed.py checks the gradients exactly."""
-    settings = {"manifest": str(tiny_cohort), "out": "run", "input_size": 256, "epochs": 1, "batch_size": 4, "m_per_class": 2}
-    settings |= {"held_out": ["trps1"], "val_fraction": 0.25, "device": "cpu", "prepare_workers": 1}
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
-    assert bone2gene("train", tmp_path / "train.yaml").returncode == 0
-    shutil.copytree(tmp_path / "run", tmp_path / "alone")
+def test_a_yaml_run_saves_the_best_model_resumes_and_matches_a_two_process_torchrun(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+    """`bone2gene train CONFIG.yaml`: paths relative to the file, the resolved config beside the run,
+    CSV and JSON logs, a checkpoint per epoch, the best validation epoch as the model, resume. Then
+    a real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes the same
+    epoch-1 checkpoint for its second epoch; the one-process second epoch is the reference. One rank
+    speaks and writes. tests/test_distributed.py checks the gradients exactly. (One test: the two
+    share their first epoch, which costs a model build and a training run each time.)"""
+    (tmp_path / "cfg").mkdir()
+    settings = {
+        "manifest": str(tiny_cohort),
+        "out": "run",  # relative: resolved against the YAML file's folder
+        "input_size": 256,
+        "epochs": 1,
+        "batch_size": 4,  # whole groups of m_per_class on each of two ranks
+        "m_per_class": 2,
+        "held_out": ["trps1"],
+        "val_fraction": 0.25,
+        "device": "cpu",
+        "prepare_workers": 1,
+        "augment": {"rotation_deg": 5.0},
+    }
+    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
+    first = bone2gene("train", tmp_path / "cfg" / "train.yaml")
+    assert first.returncode == 0, first.stderr
+    run = tmp_path / "cfg" / "run"
+    resolved = load_train_config(run / "config.yaml")  # every field, and it reads back
+    assert (
+        resolved.out == run and resolved.augment.rotation_deg == 5.0 and resolved.held_out == ("trps1",) and resolved.lr == TrainConfig.lr
+    )
+    _, card = load_model(run / "model")
+    assert card.config.embedding_trained and card.config.sex_head_trained and card.config.input_size == 256
+    assert set(card.config.labels) == {"unaffected", "achondroplasia", "brachydactyly_e"}
+    assert card.provenance["held_out_disorders"] == ["trps1"] and card.provenance["epoch"] == 1
+    log = pd.read_csv(run / "log.csv")
+    assert log["epoch"].tolist() == [1] and np.isfinite(log["loss_metric"]).all() and "val_top1" in log
+    shutil.copytree(run, tmp_path / "cfg" / "ranks")  # the torchrun job resumes the same epoch-1 checkpoint
+
+    # a second epoch continues from the checkpoint instead of starting again
     settings["epochs"] = 2
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(settings))
-    (tmp_path / "alone.yaml").write_text(yaml.safe_dump({**settings, "out": "alone"}))
-    assert bone2gene("train", tmp_path / "alone.yaml", "--resume").returncode == 0
+    (tmp_path / "cfg" / "train.yaml").write_text(yaml.safe_dump(settings))
+    second = bone2gene("train", tmp_path / "cfg" / "train.yaml", "--resume")
+    assert second.returncode == 0 and "resumed after epoch 1" in second.stdout, second.stderr
+    reference = pd.read_csv(run / "log.csv")
+    assert reference["epoch"].tolist() == [1, 2] and len((run / "log.jsonl").read_text().splitlines()) == 2
+    best = int(reference.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
+    assert load_model(run / "model")[1].provenance["epoch"] == best
+
+    (tmp_path / "cfg" / "ranks.yaml").write_text(yaml.safe_dump({**settings, "out": "ranks"}))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "api.cli"]
     job = subprocess.run(
-        [*torchrun, "train", str(tmp_path / "train.yaml"), "--resume"], capture_output=True, text=True, timeout=900, cwd=REPO
+        [*torchrun, "train", str(tmp_path / "cfg" / "ranks.yaml"), "--resume"], capture_output=True, text=True, timeout=900, cwd=REPO
     )
     assert job.returncode == 0, job.stderr[-3000:]
     assert job.stdout.count("resumed after epoch 1") == 1 and job.stdout.count("model: ") == 1, job.stdout  # one rank speaks
-    history, reference = pd.read_csv(tmp_path / "run" / "log.csv"), pd.read_csv(tmp_path / "alone" / "log.csv")
-    assert history["epoch"].tolist() == [1, 2] and len((tmp_path / "run" / "log.jsonl").read_text().splitlines()) == 2  # one writer
+    ranks = tmp_path / "cfg" / "ranks"
+    history = pd.read_csv(ranks / "log.csv")
+    assert history["epoch"].tolist() == [1, 2] and len((ranks / "log.jsonl").read_text().splitlines()) == 2  # one writer
     for loss in ("loss_metric", "loss_age", "loss_sex"):  # batch-norm statistics and dropout masks differ per rank: a tolerance
         assert history[loss].iloc[1] == pytest.approx(reference[loss].iloc[1], rel=0.25), (loss, history, reference)
     best = int(history.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
-    provenance = load_model(tmp_path / "run" / "model")[1].provenance
+    provenance = load_model(ranks / "model")[1].provenance
     assert provenance["epoch"] == best and provenance["ranks"] == (2 if best == 2 else 1)
 
 
