@@ -11,6 +11,7 @@ import pytest
 
 from matcher.rank import RankingRule
 from training.protocol import metrics
+from training.protocol.run import POOLED, REPORTED
 from training.protocol.scorers import EmbeddingScorer, RandomScorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, disorder_groups, random_draws
 
@@ -142,6 +143,9 @@ def test_evaluate_command_writes_a_report_of_every_method_in_every_setting(bone2
     assert probabilities["answers"] > 0 and sum(row["answers"] for row in probabilities["reliability"]) == probabilities["answers"]
     assert probabilities["auroc"] is None or 0.0 <= probabilities["auroc"] <= 1.0  # null (strict JSON) when every answer was right
     assert 0.0 <= data["no_match"]["fires_when_absent"] <= 1.0
+    # the probability as reported (times P(in gallery) <= 1) is never confident where the conditional one is not
+    assert 0.0 <= data["no_match"]["confident_when_absent_reported"] <= data["no_match"]["confident_when_absent"] <= 1.0
+    assert set(data["probabilities"]) >= {"F->F+R", "R->F+R", POOLED, REPORTED}
     assert {row["disorder"] for row in data["bone_age"]} >= {"achondroplasia", "all"}
     model_mad = next(row["mad_months"] for row in data["bone_age"] if row["disorder"] == "all")
     assert data["features_model_bone_age_mad"] == pytest.approx(model_mad, abs=1e-3)  # the same model as its own baseline

@@ -80,6 +80,13 @@ def _probability_section(result: EvaluationResult) -> list[str]:
             "whose disorder is in the gallery (F+R settings).",
             "",
         ]
+        if "confident_when_absent" in nm:
+            lines += [
+                f"Rare queries against a gallery without their disorder get some disorder at probability >= 0.5 in "
+                f"{_pct([nm['confident_when_absent']])}% of cases given presence, {_pct([nm['confident_when_absent_reported']])}% "
+                "as the service reports it (times the probability that the disorder is in the gallery).",
+                "",
+            ]
     return lines
 
 

@@ -21,7 +21,7 @@ from matcher.checkpoint import load_model, load_model_or_deeplasia
 from matcher.errors import Bone2GeneError
 from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
-from matcher.rank import DEFAULT_RULE, RankingRule
+from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
 from training.distributed import pick_device
 from training.protocol import metrics
 from training.protocol.encoders import Forward, centred_unit, run_network, thumbnails
@@ -31,6 +31,7 @@ from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_gr
 
 MODEL = "model"
 POOLED = "F->F+R and R->F+R pooled"
+REPORTED = "pooled, as the service reports it (x P(disorder in gallery))"
 
 
 @dataclass
@@ -209,10 +210,13 @@ def _calibrated(vectors: np.ndarray, table: pd.DataFrame, gallery: np.ndarray, s
 def _probabilities(
     vectors: np.ndarray, table: pd.DataFrame, ranked: dict[str, list[Ranked]], draws: list[Draw], rule: RankingRule
 ) -> tuple[dict, dict]:
-    """Per F+R setting: AUROC/reliability of the calibrated top-1 probability; no-close-match rates."""
+    """Per F+R setting: AUROC/reliability of the calibrated top-1 probability given that the query's
+    disorder is in the gallery (it always is here); pooled, also the probability as the service reports
+    it (times P(in gallery)); no-close-match rates and confident answers on absent disorders."""
     quality: dict[str, dict] = {}
     flagged_right, flagged_present = [], []
     pooled: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    reported: list[np.ndarray] = []
     nearest = EmbeddingScorer(vectors, table["patient_id"].astype(str).to_numpy(), RankingRule.NEAREST)
     both = {draw.number: _calibrated(vectors, table, draw.setting("F->F+R")[0], draw.number, rule) for draw in draws}
     for setting in ("F->F+R", "R->F+R"):
@@ -222,7 +226,9 @@ def _probabilities(
             matrix = calibration.probability_matrix(result.scores, result.labels.counts())
             probability.append(matrix[np.arange(len(matrix)), result.scores.argmax(axis=1)])
             correct.append(result.ranks == 1)
-            flagged = nearest.nearest(draw.setting(setting)[0], result.queries) < calibration.no_match_threshold
+            similarity = nearest.nearest(draw.setting(setting)[0], result.queries)
+            reported.append(probability[-1] * calibration.in_gallery_probability(similarity))
+            flagged = similarity < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -231,10 +237,14 @@ def _probabilities(
             pooled[1].extend(correct)
     if len(quality) > 1:  # every held-out query whose disorder is in the gallery, frequent or unseen
         quality[POOLED] = metrics.probability_quality(np.concatenate(pooled[0]), np.concatenate(pooled[1])).to_json()
+        quality[REPORTED] = metrics.probability_quality(np.concatenate(reported), np.concatenate(pooled[1])).to_json()
+    flags, confident, confident_reported = _absent_queries(vectors, table, draws, rule)
     no_match = {
-        "fires_when_absent": _share(_absent_flags(vectors, table, draws, rule)),
+        "fires_when_absent": _share(flags),
         "off_when_right": 1 - _share(flagged_right),
         "off_when_present": 1 - _share(flagged_present),
+        "confident_when_absent": _share(confident),
+        "confident_when_absent_reported": _share(confident_reported),
     }
     return quality, no_match
 
@@ -244,17 +254,26 @@ def _share(parts: list[np.ndarray]) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def _absent_flags(vectors: np.ndarray, table: pd.DataFrame, draws: list[Draw], rule: RankingRule) -> list[np.ndarray]:
-    """Rare test cases against the frequent gallery alone (their disorder absent): flagged or not."""
+def _absent_queries(
+    vectors: np.ndarray, table: pd.DataFrame, draws: list[Draw], rule: RankingRule
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Rare test cases against the frequent gallery alone (their disorder absent): flagged or not, and
+    whether some disorder got probability >= 0.5 (given presence, and as reported)."""
     patients = table["patient_id"].astype(str).to_numpy()
     disorders = table["disorder"].astype(str).to_numpy()
-    flags = []
+    flags, confident, confident_reported = [], [], []
     for draw in draws:
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            flags.append(EmbeddingScorer(vectors, patients, rule).nearest(gallery, queries) < calibration.no_match_threshold)
-    return flags
+            scorer = EmbeddingScorer(vectors, patients, rule)
+            similarity = scorer.nearest(gallery, queries)
+            labels = LabelIndex.of(list(disorders[gallery]))
+            top = np.nanmax(calibration.probability_matrix(scorer.scores(gallery, queries, labels), labels.counts()), axis=1)
+            flags.append(similarity < calibration.no_match_threshold)
+            confident.append(top >= 0.5)
+            confident_reported.append(top * calibration.in_gallery_probability(similarity) >= 0.5)
+    return flags, confident, confident_reported
 
 
 def _age_bands(table: pd.DataFrame, ranked: dict[str, list[Ranked]]) -> dict[str, dict[str, list]]:
