@@ -212,6 +212,8 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
             if calibration.no_match_off_when_present is not None
             else "(a calibration from an older version: recompute it)"
         ),
+        "each disorder's probability is P(the query's disorder is in the gallery, from the nearest diagnosed case's "
+        "similarity) x P(this disorder | in the gallery); the reliability is that of the second factor",
         "reliability (predicted probability bins vs observed share of right disorders):",
         f"  {'bin':>9}  {'pairs':>6}  {'predicted':>9}  {'observed':>8}",
         *[f"  {r['bin']:>9}  {r['pairs']:>6}  {r['mean_predicted']:>9.3f}  {r['observed']:>8.3f}" for r in calibration.reliability],
@@ -438,6 +440,9 @@ def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], resu
         lines.append(f"{len(accepted)} films of one patient combined into one query")
     lines += [
         "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
+        ""
+        if result.in_gallery_probability is None
+        else f"P(the disorder is one of the gallery's) {result.in_gallery_probability:.2f}: every P(right) below includes it",
         f"{'rank':>4}  {rule.value + ' score':>13}  {'P(right)':>14}  {'cases':>5}  disorder (nearest case)",
     ]
     for d in result.disorders[:top]:
