@@ -306,6 +306,14 @@ def test_calibration_is_informative_and_abstains_far_from_everything(gallery: Ga
     far_vector = unit(np.linalg.svd(centres, full_matrices=True)[2][-1])  # orthogonal to every cluster centre
     far = query(gallery, far_vector, calibration=calibration)
     assert far.no_close_match
+    # far from every case: its disorder is probably not in the gallery, so no disorder is likely;
+    # each probability is the conditional one times that factor, near the clusters about 1
+    assert far.in_gallery_probability < 0.05 < 0.9 < near.in_gallery_probability
+    assert max(d.probability for d in far.disorders if d.probability is not None) < 0.05
+    conditional = calibration.probabilities(
+        np.array([-np.inf if d.score is None else d.score for d in far.disorders]), np.array([d.cases_in_gallery for d in far.disorders])
+    )[0]
+    assert far.disorders[0].probability == pytest.approx(conditional[0] * far.in_gallery_probability)
     # cached until the gallery changes enough
     assert calibration_for(gallery).to_json() == calibration.to_json()
     more, _ = clustered_cases(40, seed=9, spread=0.35)
