@@ -138,8 +138,10 @@ def main() -> None:
         )
         lines += model_markdown(model) if model else []
         if args.before.is_file():
+            before = json.loads(args.before.read_text())
             lines += ["# Beside it: the bundled model (synthetic training only, 256 px), same code and films", ""]
-            lines += model_markdown(json.loads(args.before.read_text()))
+            lines += [f"Command: `{before['command']}`", ""] if "command" in before else []
+            lines += model_markdown(before)
         (BENCH / "real.md").write_text("\n".join(lines) + "\n")
 
 
