@@ -23,10 +23,10 @@ The probability of a disorder is read in two factors: that the query's disorder 
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
 diagnosed case's similarity (as log(1 - similarity)) fitted on the same two leave-one-patient-out
 sides at even prior odds; the second is the feature model above, fitted on queries whose
-disorder is present. Their product is what the ranking reports. Without the first factor a real
-radiograph that the phantom-trained model places among phantoms got a disorder at p >= 0.5 on
-70-90% of real control films (benchmarks/real.md); the conditional probability alone answers a
-question the geneticist did not ask.
+disorder is present. Their product is what the ranking reports. With the second factor alone, the
+phantom-trained bundled model gave 77% of real RSNA control films some disorder at p >= 0.5
+against a demo-like phantom gallery; with both, 1.3% (benchmarks/real.md): the conditional
+probability answers a question the geneticist did not ask.
 
 Quality is reported as a reliability table and the expected calibration error, both from
 two-fold cross-fitting by patient (the curve is judged on patients it was not fitted on).
