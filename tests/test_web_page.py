@@ -171,6 +171,9 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: 
     assert "years" in browser.find_element(By.ID, "bone-age").text and "months" in browser.find_element(By.ID, "bone-age").text
     rows = browser.find_elements(By.CSS_SELECTOR, "#disorders tbody tr")
     assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == "1"
+    calibrated = "%" in rows[0].find_elements(By.TAG_NAME, "td")[4].text  # the probability column
+    in_gallery = browser.find_element(By.ID, "in-gallery").text
+    assert ("is one of the gallery's" in in_gallery and "%" in in_gallery) == calibrated, in_gallery
     wait_for(
         browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)")
     )
