@@ -85,6 +85,11 @@ class Calibration:
         x = select(label_features(scores, counts), self.features)
         return _logistic(x, np.asarray(self.coef), self.intercept)
 
+    def reported_matrix(self, scores: np.ndarray, counts: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+        """What the ranking reports per query and disorder (Q, L): `probability_matrix` times each
+        query's in-gallery probability, read from its nearest diagnosed similarity (Q,)."""
+        return self.probability_matrix(scores, counts) * self.in_gallery_probability(nearest)[:, None]
+
     def probabilities(self, scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One query's disorders: P(correct | its disorder is in the gallery) and its 90% bootstrap interval, each (L,)."""
         x = select(label_features(np.asarray(scores, dtype=np.float64)[None, :], counts), self.features)[0]
@@ -255,8 +260,8 @@ def _presence_feature(nearest: np.ndarray) -> np.ndarray:
 def _fit_presence(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
     """Logistic P(present | nearest similarity), both sides weighted equally (even prior odds)."""
     x = _presence_feature(np.concatenate([present, absent]))[:, None]
-    y = np.concatenate([np.ones(len(present)), np.zeros(len(absent))])
-    (coef,), intercept = _fit(x, y.astype(bool), class_weight="balanced")
+    present_side = np.concatenate([np.ones(len(present), bool), np.zeros(len(absent), bool)])
+    (coef,), intercept = _fit(x, present_side, class_weight="balanced")
     return coef, intercept
 
 

@@ -114,7 +114,8 @@ def unseen(args: argparse.Namespace) -> None:
     result = json.loads((BENCH / "space.json").read_text())
     chosen = _pick(result["rows"])
     train_x, _, train_table = _load(args.train)
-    keep = ~train_table["disorder"].isin(card.provenance.get("held_out_disorders", [])).to_numpy()
+    held_out = card.provenance.get("held_out_disorders", [])
+    keep = ~train_table["disorder"].isin(held_out).to_numpy()
     head = refit_head(
         train_x[keep], train_table["disorder"].to_numpy()[keep], HeadRefitConfig(loss=VARIANTS[chosen], epochs=result["epochs"])
     )
@@ -122,7 +123,6 @@ def unseen(args: argparse.Namespace) -> None:
     table = read_case_manifest(args.manifest).set_index("case_id").loc[data["case_id"]].reset_index()
     lines = ["", f"## Unseen syndromes added with 3 cases ({args.report.name}, 10 draws, density rule)", ""]
     lines += ["| head | setting | top-1 | top-5 | top-10 |", "|---|---|---|---|---|"]
-    held_out = card.provenance.get("held_out_disorders", [])
     for name, vectors in (("model's own head", data["embedding"]), (chosen, embed_features(head, data["features"]))):
         summary = summarise(new_syndrome_experiment(vectors, table, held_out, n_added=(3,), draws=10, seed=8))
         lines += [f"| {name} | {r['setting']} | {r['top-1']} | {r['top-5']} | {r['top-10']} |" for _, r in summary.iterrows()]

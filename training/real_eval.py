@@ -104,8 +104,7 @@ def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, 
 
 def _top_probability(calibration: Calibration, best: np.ndarray, counts: np.ndarray, nearest: np.ndarray) -> np.ndarray:
     """The first-ranked disorder's probability as the service reports it (in-gallery factor included)."""
-    conditional = calibration.probability_matrix(best, counts)[np.arange(len(best)), best.argmax(axis=1)]
-    return conditional * calibration.in_gallery_probability(nearest)
+    return calibration.reported_matrix(best, counts, nearest)[np.arange(len(best)), best.argmax(axis=1)]
 
 
 def feature_space(

@@ -223,11 +223,11 @@ def _probabilities(
         probability, correct = [], []
         for draw, result in zip(draws, ranked.get(setting, []), strict=False):
             calibration = both[draw.number]
-            matrix = calibration.probability_matrix(result.scores, result.labels.counts())
-            probability.append(matrix[np.arange(len(matrix)), result.scores.argmax(axis=1)])
-            correct.append(result.ranks == 1)
+            top = (np.arange(len(result.queries)), result.scores.argmax(axis=1))
             similarity = nearest.nearest(draw.setting(setting)[0], result.queries)
-            reported.append(probability[-1] * calibration.in_gallery_probability(similarity))
+            probability.append(calibration.probability_matrix(result.scores, result.labels.counts())[top])
+            reported.append(calibration.reported_matrix(result.scores, result.labels.counts(), similarity)[top])
+            correct.append(result.ranks == 1)
             flagged = similarity < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
@@ -261,18 +261,18 @@ def _absent_queries(
     whether some disorder got probability >= 0.5 (given presence, and as reported)."""
     patients = table["patient_id"].astype(str).to_numpy()
     disorders = table["disorder"].astype(str).to_numpy()
+    scorer = EmbeddingScorer(vectors, patients, rule)
     flags, confident, confident_reported = [], [], []
     for draw in draws:
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            scorer = EmbeddingScorer(vectors, patients, rule)
             similarity = scorer.nearest(gallery, queries)
             labels = LabelIndex.of(list(disorders[gallery]))
-            top = np.nanmax(calibration.probability_matrix(scorer.scores(gallery, queries, labels), labels.counts()), axis=1)
+            scores, counts = scorer.scores(gallery, queries, labels), labels.counts()
             flags.append(similarity < calibration.no_match_threshold)
-            confident.append(top >= 0.5)
-            confident_reported.append(top * calibration.in_gallery_probability(similarity) >= 0.5)
+            confident.append(np.nanmax(calibration.probability_matrix(scores, counts), axis=1) >= 0.5)
+            confident_reported.append(np.nanmax(calibration.reported_matrix(scores, counts, similarity), axis=1) >= 0.5)
     return flags, confident, confident_reported
 
 
