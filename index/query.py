@@ -21,6 +21,7 @@ from index.filters import Filters
 from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
 from matcher.rank import DEFAULT_RULE, RankedLabel, RankingRule, rank_labels
+from matcher.score_features import LabelEvidence
 
 DEFAULT_DEPTH = 4096
 
@@ -87,12 +88,16 @@ def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT
     return calibration
 
 
-def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration, in_gallery: float) -> None:
+def _attach_probabilities(
+    disorders: list[RankedLabel], calibration: Calibration, in_gallery: float, similarities: list[float], case_labels: list[str | None]
+) -> None:
     """Each scored disorder's calibrated probability, read against the query's other disorders and
-    weighed by the probability that the query's disorder is in the gallery at all."""
+    its searched cases (nearest first), and weighed by the probability that the query's disorder
+    is in the gallery at all."""
     scores = np.array([-np.inf if d.score is None else d.score for d in disorders])
     counts = np.array([d.cases_in_gallery for d in disorders], dtype=float)
-    p, lo, hi = (in_gallery * values for values in calibration.probabilities(scores, counts))
+    evidence = LabelEvidence.of_ranking(similarities, case_labels, [d.label for d in disorders], scores, counts)
+    p, lo, hi = (in_gallery * values for values in calibration.probabilities(evidence))
     for i, entry in enumerate(disorders):
         if entry.score is not None:
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
@@ -139,7 +144,7 @@ def query(
     if calibration is not None:
         nearest = next((s for s, label in zip(scores, disorder_labels, strict=True) if label is not None), None)
         in_gallery = 0.0 if nearest is None else float(calibration.in_gallery_probability(nearest))
-        _attach_probabilities(disorders, calibration, in_gallery)
+        _attach_probabilities(disorders, calibration, in_gallery, scores, disorder_labels)
         no_close_match = nearest is None or nearest < calibration.no_match_threshold
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "

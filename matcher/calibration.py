@@ -3,9 +3,9 @@
 Leave-one-patient-out over the gallery: each case is a query against every other
 patient's cases and every disorder gets its score under the ranking rule (`matcher.rank`). The
 query's own disorder gives a positive, every other disorder a negative. A logistic model maps
-a disorder's score seen against the query's other disorders (`matcher.score_features`: the
-score, its gap to the best other disorder, its z-score within the query, the disorder's cases)
-to the probability that it is the right one; a bootstrap over queries gives an interval.
+a disorder's evidence seen against the query's other disorders (`matcher.score_features`: the
+score, its gap to the best other disorder, its z-score within the query, the disorder's cases,
+its share of the query's nearest cases, how much nearer its nearest case is) to the probability that it is the right one; a bootstrap over queries gives an interval.
 Calibrations stored before the features existed (the score alone, Platt scaling) still load,
 and count as stale so that the gallery refits them.
 
@@ -40,8 +40,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from matcher.errors import Bone2GeneError
-from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_scores
-from matcher.score_features import FEATURES, label_features, select
+from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
+from matcher.score_features import FEATURES, LabelEvidence, label_features, log_distance, select
 
 NO_MATCH_QUANTILE = 0.95  # of the absent-disorder nearest similarities: the flag fires below it...
 NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of queries whose disorder is present
@@ -77,22 +77,23 @@ class Calibration:
         if self.presence is None:
             return np.ones_like(nearest)
         coef, intercept = self.presence
-        return _logistic(_presence_feature(nearest)[..., None], np.array([coef]), intercept)
+        return _logistic(log_distance(nearest)[..., None], np.array([coef]), intercept)
 
-    def probability_matrix(self, scores: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        """P(correct | the query's disorder is in the gallery) per query and disorder (Q, L) from rule
-        scores (Q, L; -inf: no score, then NaN) and each disorder's usable gallery cases ((L,) or (Q, L))."""
-        x = select(label_features(scores, counts), self.features)
+    def probability_matrix(self, evidence: LabelEvidence) -> np.ndarray:
+        """P(correct | the query's disorder is in the gallery) per query and disorder (Q, L); NaN
+        where a disorder has no score."""
+        x = select(label_features(evidence), self.features)
         return _logistic(x, np.asarray(self.coef), self.intercept)
 
-    def reported_matrix(self, scores: np.ndarray, counts: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    def reported_matrix(self, evidence: LabelEvidence) -> np.ndarray:
         """What the ranking reports per query and disorder (Q, L): `probability_matrix` times each
-        query's in-gallery probability, read from its nearest diagnosed similarity (Q,)."""
-        return self.probability_matrix(scores, counts) * self.in_gallery_probability(nearest)[:, None]
+        query's in-gallery probability, read from its nearest diagnosed similarity."""
+        return self.probability_matrix(evidence) * self.in_gallery_probability(evidence.nearest_diagnosed)[:, None]
 
-    def probabilities(self, scores: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One query's disorders: P(correct | its disorder is in the gallery) and its 90% bootstrap interval, each (L,)."""
-        x = select(label_features(np.asarray(scores, dtype=np.float64)[None, :], counts), self.features)[0]
+    def probabilities(self, evidence: LabelEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One query's disorders (a (1, L) evidence): P(correct | its disorder is in the gallery) and
+        its 90% bootstrap interval, each (L,)."""
+        x = select(label_features(evidence), self.features)[0]
         p = _logistic(x, np.asarray(self.coef), self.intercept)
         draws = np.stack([_logistic(x, np.asarray(a), b) for a, b in self.bootstrap]) if self.bootstrap else p[None, :]
         return p, np.percentile(draws, 5, axis=0), np.percentile(draws, 95, axis=0)
@@ -139,43 +140,38 @@ def _logistic(x: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LeaveOnePatientOut:
-    """Each query row's per-disorder scores with its own patient's cases left out."""
+    """Each query row's per-disorder evidence with its own patient's cases left out."""
 
-    scores: np.ndarray  # (Q, L) under the rule, -inf where a disorder has no other patient's case
-    nearest: np.ndarray  # (Q, L) the similarity of each disorder's nearest case (-inf: none)
-    counts: np.ndarray  # (Q, L) the cases each disorder kept
+    evidence: LabelEvidence  # (Q, L) under the rule; -inf scores where a disorder has no other patient's case
     own: np.ndarray  # (Q,) the query's own disorder code
     usable: np.ndarray  # (Q,) bool: its own disorder has another patient
 
     def subset(self, rows: np.ndarray) -> LeaveOnePatientOut:
-        return LeaveOnePatientOut(self.scores[rows], self.nearest[rows], self.counts[rows], self.own[rows], self.usable[rows])
+        return LeaveOnePatientOut(self.evidence.subset(rows), self.own[rows], self.usable[rows])
 
 
 def lopo_scores(
     embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray, rule: RankingRule = DEFAULT_RULE
 ) -> LeaveOnePatientOut:
-    """For each query row: per-disorder scores under `rule` (other patients only) and its own code."""
+    """For each query row: per-disorder evidence under `rule` (other patients only) and its own code."""
     index = LabelIndex.of(labels)
     patients_arr = np.asarray(patients)
     sims = embeddings[queries] @ embeddings.T
     sims[patients_arr[queries][:, None] == patients_arr[None, :]] = -np.inf
-    best, _ = label_scores(sims, index, rule)
-    nearest = best if rule == RankingRule.NEAREST else label_scores(sims, index, RankingRule.NEAREST)[0]
-    kept = np.isfinite(sims)
-    counts = np.stack([kept[:, index.codes == code].sum(axis=1) for code in range(len(index.names))], axis=1)
+    evidence = LabelEvidence.from_similarities(sims, index, rule)
     own = index.codes[queries]
-    usable = np.isfinite(best[np.arange(len(queries)), own])
-    return LeaveOnePatientOut(best, nearest, counts, own, usable)
+    usable = np.isfinite(evidence.scores[np.arange(len(queries)), own])
+    return LeaveOnePatientOut(evidence, own, usable)
 
 
 def _pairs(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattened (features, is_correct, query index) over finite disorder scores."""
-    q, n_labels = lopo.scores.shape
+    q, n_labels = lopo.evidence.scores.shape
     correct = np.zeros((q, n_labels), dtype=bool)
     correct[np.arange(q), lopo.own] = True
-    finite = np.isfinite(lopo.scores)
+    finite = np.isfinite(lopo.evidence.scores)
     query_of = np.repeat(np.arange(q), n_labels).reshape(q, n_labels)
-    return label_features(lopo.scores, lopo.counts)[finite], correct[finite], query_of[finite]
+    return label_features(lopo.evidence)[finite], correct[finite], query_of[finite]
 
 
 def _fit(features: np.ndarray, correct: np.ndarray, class_weight: str | None = None) -> tuple[list[float], float]:
@@ -245,21 +241,16 @@ def fit_calibration(
 def _nearest_present_and_absent(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray]:
     """The nearest diagnosed case's similarity per query with its disorder in the gallery, and
     (where another disorder is left) with that disorder's cases removed."""
-    present = lopo.nearest.max(axis=1)
-    unrelated = lopo.nearest.copy()
+    present = lopo.evidence.nearest_diagnosed
+    unrelated = lopo.evidence.nearest.copy()
     unrelated[np.arange(len(lopo.own)), lopo.own] = -np.inf
     absent = unrelated.max(axis=1)
     return present, absent[np.isfinite(absent)]
 
 
-def _presence_feature(nearest: np.ndarray) -> np.ndarray:
-    """log(1 - similarity): near 1 the similarities of a crowded space differ in the fourth decimal."""
-    return np.log1p(-np.clip(nearest, -1.0, 1.0 - 1e-6))
-
-
 def _fit_presence(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
     """Logistic P(present | nearest similarity), both sides weighted equally (even prior odds)."""
-    x = _presence_feature(np.concatenate([present, absent]))[:, None]
+    x = log_distance(np.concatenate([present, absent]))[:, None]
     present_side = np.concatenate([np.ones(len(present), bool), np.zeros(len(absent), bool)])
     (coef,), intercept = _fit(x, present_side, class_weight="balanced")
     return coef, intercept
@@ -269,7 +260,7 @@ def _no_match_threshold(lopo: LeaveOnePatientOut) -> tuple[float, float, float, 
     """(threshold, share of absent-disorder queries below it, of right answers and of
     present-disorder queries at or above it), on the nearest diagnosed case's similarity."""
     present, absent = _nearest_present_and_absent(lopo)
-    right = present[lopo.scores.argmax(axis=1) == lopo.own]
+    right = present[lopo.evidence.top() == lopo.own]
     threshold = float(np.quantile(absent, NO_MATCH_QUANTILE))
     threshold = min(threshold, float(np.quantile(present, 1 - NO_MATCH_KEEP_OFF, method="lower")))
     share = lambda values, flagged: float(np.mean(flagged(values))) if values.size else float("nan")  # noqa: E731

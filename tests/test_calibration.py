@@ -9,20 +9,47 @@ from sklearn.metrics import roc_auc_score
 
 from matcher.calibration import Calibration, fit_calibration
 from matcher.rank import LabelIndex, RankingRule, label_scores
-from matcher.score_features import FEATURES, NO_OTHER, label_features
+from matcher.score_features import FEATURES, NO_OTHER, LabelEvidence, label_features
 
 
 def test_features_are_their_definitions() -> None:
     scores = np.array([[0.9, 0.7, -np.inf, 0.5], [0.2, -np.inf, -np.inf, -np.inf]])
-    x = label_features(scores, np.array([4, 1, 2, 8]))
+    nearest = np.array([[0.99, 0.999, -np.inf, 0.9], [0.5, -np.inf, -np.inf, -np.inf]])
+    share = np.array([[0.3, 0.6, 0.0, 0.1], [1.0, 0.0, 0.0, 0.0]])
+    x = label_features(LabelEvidence(scores, nearest, share, np.array([4, 1, 2, 8])))
     assert x.shape == (2, 4, len(FEATURES))
-    score, gap, z, log_cases = (x[..., i] for i in range(4))
+    score, gap, z, log_cases, neighbour_share, nearest_gap = (x[..., FEATURES.index(n)] for n in FEATURES)
     assert np.allclose(gap[0, [0, 1, 3]], [0.2, -0.2, -0.4]) and np.isnan(gap[0, 2])
     finite = np.array([0.9, 0.7, 0.5])
     assert np.allclose(z[0, [0, 1, 3]], (finite - finite.mean()) / finite.std())
     assert np.allclose(log_cases[0, [0, 1, 3]], np.log([4, 1, 8]))
+    assert np.allclose(neighbour_share[0, [0, 1, 3]], [0.3, 0.6, 0.1])
+    # the nearest gap is in log(1 - similarity): the disorder of the nearest case (here not the top score) leads
+    closeness = -np.log(1 - np.array([0.99, 0.999, 0.9]))
+    assert np.allclose(nearest_gap[0, [0, 1, 3]], [closeness[0] - closeness[1], closeness[1] - closeness[0], closeness[2] - closeness[1]])
     # one disorder with a score: the other is the lowest cosine similarity, the z-score 0
     assert np.isclose(gap[1, 0], 0.2 - NO_OTHER) and z[1, 0] == 0 and np.isnan(score[1, 1:]).all()
+    assert np.isclose(nearest_gap[1, 0], -np.log(1 - 0.5) + np.log(1 - NO_OTHER))
+
+
+def test_evidence_from_a_similarity_matrix_and_from_one_ranking_agree() -> None:
+    """The evaluation reads the whole (queries x gallery) matrix, the service one query's searched
+    cases, undiagnosed ones among them; both give the same evidence."""
+    rng = np.random.default_rng(0)
+    names = [f"d{i % 3}" for i in range(30)]
+    sims = rng.uniform(0.2, 0.95, size=(1, 30))
+    labels = LabelIndex.of(names)
+    matrix = LabelEvidence.from_similarities(sims, labels, RankingRule.DENSITY)
+    order = np.argsort(-sims[0])
+    searched = [float(sims[0, i]) for i in order]
+    case_labels = [names[i] for i in order]
+    # an undiagnosed case in the middle of the neighbourhood neither votes nor is anyone's nearest
+    searched.insert(3, float(sims[0, order[3]]))
+    case_labels.insert(3, None)
+    one = LabelEvidence.of_ranking(searched, case_labels, list(labels.names), matrix.scores[0], labels.counts())
+    assert np.allclose(one.nearest, matrix.nearest) and np.allclose(one.share, matrix.share)
+    assert np.isclose(matrix.share.sum(), 1.0) and np.allclose(matrix.counts, labels.counts())
+    assert np.allclose(label_features(one), label_features(matrix), equal_nan=True)
 
 
 def _overlapping_gallery(rng: np.random.Generator, dim: int = 16) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
@@ -49,16 +76,18 @@ def test_top_probability_separates_right_from_wrong_answers_better_than_the_scor
             queries.append(x / np.linalg.norm(x))
             truth.append(name)
     labels = LabelIndex.of(names)
-    scores = label_scores(np.array(queries, np.float32) @ gallery.T, labels, RankingRule.DENSITY)[0]
+    similarities = np.array(queries, np.float32) @ gallery.T
+    scores = label_scores(similarities, labels, RankingRule.DENSITY)[0]
+    evidence = LabelEvidence.from_similarities(similarities, labels, RankingRule.DENSITY)
     top = scores.argmax(axis=1)
     right = np.array([labels.names[t] == n for t, n in zip(top, truth, strict=True)])
     assert 0.1 < (~right).mean() < 0.5, "the test needs both right and wrong answers"
-    probability = calibration.probability_matrix(scores, labels.counts())[np.arange(len(top)), top]
+    probability = calibration.probability_matrix(evidence)[np.arange(len(top)), top]
     by_features, by_score = roc_auc_score(right, probability), roc_auc_score(right, scores.max(axis=1))
     assert by_features > by_score + 0.1 and by_features > 0.8, (by_features, by_score)
     # one query at a time (the service) gives the same numbers, with an interval around them
-    p, lo, hi = calibration.probabilities(scores[0], labels.counts())
-    assert np.allclose(p, calibration.probability_matrix(scores[:1], labels.counts())[0]) and (lo <= p).all() and (p <= hi).all()
+    p, lo, hi = calibration.probabilities(evidence.subset(np.array([0])))
+    assert np.allclose(p, calibration.probability_matrix(evidence)[0]) and (lo <= p).all() and (p <= hi).all()
 
 
 def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() -> None:
@@ -78,7 +107,8 @@ def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() 
     }
     calibration = Calibration.from_json(old)
     assert calibration.features == ("score",) and calibration.stale({"a": 50, "b": 50}, RankingRule.DENSITY)
-    p, _, _ = calibration.probabilities(np.array([0.96, 0.90]), np.array([50, 50]))
+    scores = np.array([[0.96, 0.90]])
+    p, _, _ = calibration.probabilities(LabelEvidence(scores, scores, np.array([[0.5, 0.5]]), np.array([50, 50])))
     assert np.allclose(p, 1 / (1 + np.exp(-(40.0 * np.array([0.96, 0.90]) - 38.0))))
     again = Calibration.from_json(calibration.to_json())
     assert again == calibration

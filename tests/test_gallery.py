@@ -14,7 +14,8 @@ from index.filters import Filters
 from index.query import calibration_for, query
 from index.store import Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
-from matcher.rank import RankingRule
+from matcher.rank import LabelIndex, RankingRule
+from matcher.score_features import LabelEvidence
 
 DIM = 16
 
@@ -310,10 +311,14 @@ def test_calibration_is_informative_and_abstains_far_from_everything(gallery: Ga
     # each probability is the conditional one times that factor, near the clusters about 1
     assert far.in_gallery_probability < 0.05 < 0.9 < near.in_gallery_probability
     assert max(d.probability for d in far.disorders if d.probability is not None) < 0.05
-    conditional = calibration.probabilities(
-        np.array([-np.inf if d.score is None else d.score for d in far.disorders]), np.array([d.cases_in_gallery for d in far.disorders])
-    )[0]
-    assert far.disorders[0].probability == pytest.approx(conditional[0] * far.in_gallery_probability)
+    # the service reads one query's evidence from its searched cases; the evaluation reads it from the
+    # whole similarity matrix: the same numbers (the gallery is smaller than the search depth)
+    table = gallery.cases()
+    labels = LabelIndex.of(table["disorder"].astype(str).tolist())
+    similarities = gallery.vectors_of(table["row"].tolist()) @ far_vector.astype(np.float32)
+    conditional = calibration.probabilities(LabelEvidence.from_similarities(similarities[None, :], labels, calibration.rule))[0]
+    top = labels.names.index(far.disorders[0].label)
+    assert far.disorders[0].probability == pytest.approx(conditional[top] * far.in_gallery_probability, rel=1e-3)
     # cached until the gallery changes enough
     assert calibration_for(gallery).to_json() == calibration.to_json()
     more, _ = clustered_cases(40, seed=9, spread=0.35)

@@ -33,7 +33,8 @@ from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
-from matcher.rank import DEFAULT_RULE, LabelIndex, label_scores
+from matcher.rank import DEFAULT_RULE, LabelIndex
+from matcher.score_features import LabelEvidence
 from training.joint_eval import real_figures
 from training.real_data import is_validation_id, read_labels
 from training.synth.cohort import CohortConfig, generate_cohort
@@ -102,9 +103,9 @@ def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, 
     return manifest[[r.accepted for r in results]].reset_index(drop=True)
 
 
-def _top_probability(calibration: Calibration, best: np.ndarray, counts: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+def _top_probability(calibration: Calibration, evidence: LabelEvidence) -> np.ndarray:
     """The first-ranked disorder's probability as the service reports it (in-gallery factor included)."""
-    return calibration.reported_matrix(best, counts, nearest)[np.arange(len(best)), best.argmax(axis=1)]
+    return calibration.reported_matrix(evidence)[np.arange(len(evidence.scores)), evidence.top()]
 
 
 def feature_space(
@@ -121,22 +122,20 @@ def feature_space(
     index = LabelIndex.of(labels)
     unaffected = index.names.index("unaffected")
 
-    def best_of(query: np.ndarray) -> np.ndarray:
-        return label_scores(query @ vectors.T, index, DEFAULT_RULE)[0]
+    def evidence_of(query: np.ndarray) -> LabelEvidence:
+        return LabelEvidence.from_similarities(query @ vectors.T, index, DEFAULT_RULE)
 
     real = np.stack(real_embeddings).astype(np.float32)
-    real_best = best_of(real)
-    real_first = real_best.argmax(axis=1) == unaffected
-    real_nearest = (real @ vectors.T).max(axis=1)
-    real_flag = real_nearest < calibration.no_match_threshold
-    real_probability = _top_probability(calibration, real_best, index.counts(), real_nearest)
+    real_evidence = evidence_of(real)
+    real_first = real_evidence.top() == unaffected
+    real_flag = real_evidence.nearest_diagnosed < calibration.no_match_threshold
+    real_probability = _top_probability(calibration, real_evidence)
     known = queries[queries["disorder"].astype(str).isin(index.names)]
-    synth_best = best_of(np.stack(known["embedding"]).astype(np.float32))
+    synth_evidence = evidence_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])
-    first = synth_best.argmax(axis=1) == own
-    synth_nearest = (np.stack(known["embedding"]).astype(np.float32) @ vectors.T).max(axis=1)
-    synth_flag = synth_nearest < calibration.no_match_threshold
-    synth_probability = _top_probability(calibration, synth_best, index.counts(), synth_nearest)
+    first = synth_evidence.top() == own
+    synth_flag = synth_evidence.nearest_diagnosed < calibration.no_match_threshold
+    synth_probability = _top_probability(calibration, synth_evidence)
     controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
     gap = compare(
         real[:200],
@@ -154,7 +153,7 @@ def feature_space(
         "real_unaffected_first_or_flagged": round(float((real_first | real_flag).mean()), 4),
         "real_top_probability_max": round(float(real_probability.max()), 4),
         "real_confident_disorder": round(float(((real_probability >= 0.5) & ~real_first).mean()), 4),
-        "real_top_disorders": pd.Series(np.array(index.names)[real_best.argmax(axis=1)]).value_counts().head(5).to_dict(),
+        "real_top_disorders": pd.Series(np.array(index.names)[real_evidence.top()]).value_counts().head(5).to_dict(),
         "synthetic_queries_in_gallery": len(known),
         "synthetic_top1": round(float(first.mean()), 4),
         "synthetic_flag_off_when_first": round(float((~synth_flag[first]).mean()), 4) if first.any() else None,

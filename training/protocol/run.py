@@ -217,16 +217,17 @@ def _probabilities(
     flagged_right, flagged_present = [], []
     pooled: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     reported: list[np.ndarray] = []
-    nearest = EmbeddingScorer(vectors, table["patient_id"].astype(str).to_numpy(), RankingRule.NEAREST)
+    scorer = EmbeddingScorer(vectors, table["patient_id"].astype(str).to_numpy(), rule)
     both = {draw.number: _calibrated(vectors, table, draw.setting("F->F+R")[0], draw.number, rule) for draw in draws}
     for setting in ("F->F+R", "R->F+R"):
         probability, correct = [], []
         for draw, result in zip(draws, ranked.get(setting, []), strict=False):
             calibration = both[draw.number]
+            evidence = scorer.evidence(draw.setting(setting)[0], result.queries, result.labels)
             top = (np.arange(len(result.queries)), result.scores.argmax(axis=1))
-            similarity = nearest.nearest(draw.setting(setting)[0], result.queries)
-            probability.append(calibration.probability_matrix(result.scores, result.labels.counts())[top])
-            reported.append(calibration.reported_matrix(result.scores, result.labels.counts(), similarity)[top])
+            similarity = evidence.nearest_diagnosed
+            probability.append(calibration.probability_matrix(evidence)[top])
+            reported.append(calibration.reported_matrix(evidence)[top])
             correct.append(result.ranks == 1)
             flagged = similarity < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
@@ -267,12 +268,10 @@ def _absent_queries(
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            similarity = scorer.nearest(gallery, queries)
-            labels = LabelIndex.of(list(disorders[gallery]))
-            scores, counts = scorer.scores(gallery, queries, labels), labels.counts()
-            flags.append(similarity < calibration.no_match_threshold)
-            confident.append(np.nanmax(calibration.probability_matrix(scores, counts), axis=1) >= 0.5)
-            confident_reported.append(np.nanmax(calibration.reported_matrix(scores, counts, similarity), axis=1) >= 0.5)
+            evidence = scorer.evidence(gallery, queries, LabelIndex.of(list(disorders[gallery])))
+            flags.append(evidence.nearest_diagnosed < calibration.no_match_threshold)
+            confident.append(np.nanmax(calibration.probability_matrix(evidence), axis=1) >= 0.5)
+            confident_reported.append(np.nanmax(calibration.reported_matrix(evidence), axis=1) >= 0.5)
     return flags, confident, confident_reported
 
 

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from matcher.multi_image import combined_by_patient
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_ranks, label_scores
+from matcher.score_features import LabelEvidence
 
 
 class Scorer(Protocol):
@@ -40,6 +41,10 @@ class EmbeddingScorer:
 
     def scores(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> np.ndarray:
         return label_scores(self.similarities(gallery, queries), labels, self.rule)[0]
+
+    def evidence(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> LabelEvidence:
+        """What the calibrated probabilities are read from (`matcher.score_features`), under this rule."""
+        return LabelEvidence.from_similarities(self.similarities(gallery, queries), labels, self.rule)
 
     def nearest(self, gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
         """Each query's similarity to its nearest gallery case of another patient (what "no close match" reads)."""

@@ -74,7 +74,8 @@ def score_space(
                 continue
             top[setting].append(metrics.topk(ranked.ranks, ranked.codes))
             best = ranked.scores.argmax(axis=1)
-            p = calibration.probability_matrix(ranked.scores, ranked.labels.counts())[np.arange(len(best)), best]
+            evidence = scorer.evidence(draw.setting(setting)[0], ranked.queries, ranked.labels)
+            p = calibration.probability_matrix(evidence)[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
             nearest = scorer.nearest(*draw.setting(setting))
