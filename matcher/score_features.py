@@ -19,9 +19,11 @@ from the query's similarities to the gallery's diagnosed cases (`LabelEvidence`)
 
 Chosen on the seed-7 cohort (benchmarks/evaluation.md reports seed 8): the pooled AUROC of the
 top disorder's probability for right vs wrong answers (frequent and unseen disorders, given
-that the query's disorder is in the gallery) was 0.850 from the first four and 0.908 from all
-six (0.895 with `neighbour_share` alone, 0.896 with `nearest_gap` alone); the score alone gave
-0.877 for frequent disorders only.
+that the query's disorder is in the gallery) was 0.850 from the first four and 0.907 from all
+six (with a 10-case neighbourhood: 0.895 adding `neighbour_share` alone, 0.896 adding
+`nearest_gap` alone); as the service reports it (times P(in gallery)) 0.876 and 0.900. Reading
+P(in gallery) from these features too, not from the nearest similarity alone, made it worse
+(0.880-0.890).
 """
 
 from __future__ import annotations

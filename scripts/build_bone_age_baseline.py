@@ -1,6 +1,7 @@
 """The "bone-age features" baseline of `bone2gene evaluate` when no Deeplasia checkpoint is at hand.
 
-    python scripts/build_bone_age_baseline.py --config build/bone_age_only/config.yaml --out build/bone_age_only/model_bn \
+    bone2gene synth --n 3000 --out build/bone_age_only/cohort --size 512 --seed 1
+    python scripts/build_bone_age_baseline.py --config scripts/bone_age_baseline.yaml --out build/bone_age_only/model_bn \
         [--recalibration-images 2000] [--skip-training]
 
 Trains the bundled model's architecture on the same synthetic cohort for bone age and sex only
