@@ -25,7 +25,8 @@ diagnosed case's similarity (as log(1 - similarity)) fitted on the same two leav
 sides at even prior odds; the second is the feature model above, fitted on queries whose
 disorder is present. Their product is what the ranking reports. With the second factor alone, the
 phantom-trained bundled model gave 77% of real RSNA control films some disorder at p >= 0.5
-against a demo-like phantom gallery; with both, 1.3% (benchmarks/real.md): the conditional
+against a demo-like phantom gallery; with both, 1.3% (3.2% since the second factor reads the
+neighbourhood too, benchmarks/real.md): the conditional
 probability answers a question the geneticist did not ask.
 
 Quality is reported as a reliability table and the expected calibration error, both from
