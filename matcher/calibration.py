@@ -5,7 +5,8 @@ patient's cases and every disorder gets its score under the ranking rule (`match
 query's own disorder gives a positive, every other disorder a negative. A logistic model maps
 a disorder's evidence seen against the query's other disorders (`matcher.score_features`: the
 score, its gap to the best other disorder, its z-score within the query, the disorder's cases,
-its share of the query's nearest cases, how much nearer its nearest case is) to the probability that it is the right one; a bootstrap over queries gives an interval.
+its share of the query's nearest cases, how much nearer its nearest case is) to the probability
+that it is the right one; a bootstrap over queries gives an interval.
 Calibrations stored before the features existed (the score alone, Platt scaling) still load,
 and count as stale so that the gallery refits them.
 
@@ -26,8 +27,8 @@ sides at even prior odds; the second is the feature model above, fitted on queri
 disorder is present. Their product is what the ranking reports. With the second factor alone, the
 phantom-trained bundled model gave 77% of real RSNA control films some disorder at p >= 0.5
 against a demo-like phantom gallery; with both, 1.3% (3.2% since the second factor reads the
-neighbourhood too, benchmarks/real.md): the conditional
-probability answers a question the geneticist did not ask.
+neighbourhood too, benchmarks/real.md): the conditional probability answers a question the
+geneticist did not ask.
 
 Quality is reported as a reliability table and the expected calibration error, both from
 two-fold cross-fitting by patient (the curve is judged on patients it was not fitted on).

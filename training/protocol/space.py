@@ -78,8 +78,7 @@ def score_space(
             p = calibration.probability_matrix(evidence)[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
-            nearest = scorer.nearest(*draw.setting(setting))
-            right_off.append(nearest[ranked.ranks == 1] >= calibration.no_match_threshold)
+            right_off.append(evidence.nearest_diagnosed[ranked.ranks == 1] >= calibration.no_match_threshold)
         frequent = draw.frequent_gallery
         if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
             absent = _calibration(vectors, disorders, patients, frequent, draw.number, rule)
