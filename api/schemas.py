@@ -71,7 +71,7 @@ class Ranking(BaseModel):
     in_gallery_probability: float | None = Field(
         None,
         description="calibrated probability that the query's disorder is one of the gallery's (from the nearest diagnosed "
-        "case's similarity); every disorder's probability includes it. None: the gallery is not calibrated",
+        "case's distance relative to how close the first-ranked disorder's cases lie to each other); every disorder's probability includes it. None: the gallery is not calibrated",
     )
     disclaimer: str = DISCLAIMER
 

@@ -2,7 +2,8 @@
 a calibrated probability per disorder and an explicit "no close match".
 
 A disorder's probability is P(the query's disorder is in the gallery) x P(it is this one, if so):
-the first factor, read from the nearest diagnosed case's similarity, is reported on its own too.
+the first factor, read from the nearest diagnosed case's distance relative to how close the
+first-ranked disorder's own cases lie to each other, is reported on its own too.
 
 The ranking searches the `depth` nearest cases (all of them for galleries up to that
 size, so the ranking is then exact); a disorder with no case that close is listed last
@@ -143,7 +144,7 @@ def query(
     in_gallery = None
     if calibration is not None:
         nearest = next((s for s, label in zip(scores, disorder_labels, strict=True) if label is not None), None)
-        in_gallery = 0.0 if nearest is None else float(calibration.in_gallery_probability(nearest))
+        in_gallery = 0.0 if nearest is None else float(calibration.in_gallery_probability(nearest, disorders[0].label))
         _attach_probabilities(disorders, calibration, in_gallery, scores, disorder_labels)
         no_close_match = nearest is None or nearest < calibration.no_match_threshold
         note = (

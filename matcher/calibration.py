@@ -22,8 +22,9 @@ nothing); the rates are kept.
 
 The probability of a disorder is read in two factors: that the query's disorder is among the
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
-diagnosed case's similarity (as log(1 - similarity)) fitted on the same two leave-one-patient-out
-sides at even prior odds; the second is the feature model above, fitted on queries whose
+diagnosed case's distance (log(1 - similarity)) minus the typical distance between cases of the
+first-ranked disorder, fitted on the same two leave-one-patient-out sides at even prior odds;
+the second is the feature model above, fitted on queries whose
 disorder is present. Their product is what the ranking reports. With the second factor alone, the
 phantom-trained bundled model gave 77% of real RSNA control films some disorder at p >= 0.5
 against a demo-like phantom gallery; with both, 1.3% (3.2% since the second factor reads the
@@ -70,16 +71,31 @@ class Calibration:
     no_match_off_when_right: float | None = None  # ... and of right top-1 answers not flagged
     features: tuple[str, ...] = FEATURES  # what `coef` weighs (`matcher.score_features`)
     no_match_off_when_present: float | None = None  # ... and of queries whose disorder is present
-    presence: tuple[float, float] | None = None  # (coef, intercept) on log(1 - nearest similarity): P(disorder in gallery)
+    presence: tuple[float, float] | None = None  # (coef, intercept) on the relative nearest distance: P(disorder in gallery)
+    # per disorder: the median log(1 - similarity) from one of its cases to its nearest case of another patient
+    typical_log_distance: dict[str, float] | None = None
 
-    def in_gallery_probability(self, nearest: np.ndarray | float) -> np.ndarray:
-        """P(the query's disorder is one of the gallery's) from the similarity of its nearest
-        diagnosed case, at even prior odds (a calibration stored without it: 1, i.e. assumed)."""
+    def in_gallery_probability(self, nearest: np.ndarray | float, top_disorder: str | list[str] | None = None) -> np.ndarray:
+        """P(the query's disorder is one of the gallery's), at even prior odds, from the distance of
+        its nearest diagnosed case (log(1 - similarity)) relative to how close the first-ranked
+        disorder's own cases lie to each other (`typical_log_distance`; a calibration stored
+        without that reads the distance alone, one stored without `presence` gives 1)."""
         nearest = np.asarray(nearest, dtype=np.float64)
         if self.presence is None:
             return np.ones_like(nearest)
+        x = log_distance(nearest)
+        if self.typical_log_distance is not None:
+            if top_disorder is None:
+                raise ValueError("this calibration reads P(in gallery) relative to the first-ranked disorder: pass top_disorder")
+            x = x - self.typical_distance_of(top_disorder).reshape(x.shape)
         coef, intercept = self.presence
-        return _logistic(log_distance(nearest)[..., None], np.array([coef]), intercept)
+        return _logistic(x[..., None], np.array([coef]), intercept)
+
+    def typical_distance_of(self, disorders: str | list[str]) -> np.ndarray:
+        """`typical_log_distance` of each disorder; one the calibration has not seen gets the median of all."""
+        table = self.typical_log_distance or {}
+        fallback = float(np.median(list(table.values()))) if table else 0.0
+        return np.array([table.get(str(d), fallback) for d in np.atleast_1d(np.asarray(disorders, dtype=object))], dtype=np.float64)
 
     def probability_matrix(self, evidence: LabelEvidence) -> np.ndarray:
         """P(correct | the query's disorder is in the gallery) per query and disorder (Q, L); NaN
@@ -90,7 +106,8 @@ class Calibration:
     def reported_matrix(self, evidence: LabelEvidence) -> np.ndarray:
         """What the ranking reports per query and disorder (Q, L): `probability_matrix` times each
         query's in-gallery probability, read from its nearest diagnosed similarity."""
-        return self.probability_matrix(evidence) * self.in_gallery_probability(evidence.nearest_diagnosed)[:, None]
+        top = evidence.top_names() if self.typical_log_distance is not None else None
+        return self.probability_matrix(evidence) * self.in_gallery_probability(evidence.nearest_diagnosed, top)[:, None]
 
     def probabilities(self, evidence: LabelEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One query's disorders (a (1, L) evidence): P(correct | its disorder is in the gallery) and
@@ -121,7 +138,7 @@ class Calibration:
         """Recompute for another ranking rule, or when the gallery grew or shrank by >10%, a disorder
         appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
-        if tuple(self.features) != FEATURES or self.presence is None:
+        if tuple(self.features) != FEATURES or self.presence is None or self.typical_log_distance is None:
             return True
         if self.rule != rule or self.no_match_off_when_present is None or set(old) != set(new):
             return True
@@ -220,7 +237,8 @@ def fit_calibration(
             continue
         boot.append(_fit(features[reps], correct[reps]))
     threshold, fires, off_right, off_present = _no_match_threshold(lopo)
-    presence = _fit_presence(*_nearest_present_and_absent(lopo))
+    typical = _typical_log_distances(lopo)
+    presence = _fit_presence(*_relative_distances(lopo, typical))
     reliability, ece = _cross_fitted_reliability(lopo, np.asarray(patients)[queries], rng)
     return Calibration(
         coef,
@@ -237,6 +255,7 @@ def fit_calibration(
         off_right,
         no_match_off_when_present=off_present,
         presence=presence,
+        typical_log_distance=dict(zip(lopo.evidence.names, (float(t) for t in typical), strict=True)),
     )
 
 
@@ -250,9 +269,38 @@ def _nearest_present_and_absent(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, n
     return present, absent[np.isfinite(absent)]
 
 
+def _typical_log_distances(lopo: LeaveOnePatientOut) -> np.ndarray:
+    """(L,) per disorder code: the median log(1 - similarity) from its queries to their nearest case of
+    the same disorder (another patient's); a disorder without such queries gets the median of all.
+    A loose disorder (an unseen syndrome the model never learnt to pull together) has a large one,
+    so that a query far from every case of it is not read as "absent" for that alone: on the seed-7
+    cohort this raised the AUROC of the unseen syndromes' reported probability from 0.713 to 0.837 and
+    halved the absent disorders given p >= 0.5 (32.7% to 15.9%), pooled AUROC 0.900 vs 0.898."""
+    own = log_distance(lopo.evidence.nearest[np.arange(len(lopo.own)), lopo.own])
+    n_labels = lopo.evidence.scores.shape[1]
+    overall = float(np.median(own)) if len(own) else 0.0
+    return np.array([float(np.median(own[lopo.own == code])) if (lopo.own == code).any() else overall for code in range(n_labels)])
+
+
+def _relative_distances(lopo: LeaveOnePatientOut, typical: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The presence feature on both leave-one-patient-out sides: log(1 - nearest diagnosed similarity)
+    minus the first-ranked disorder's typical distance, with the query's disorder in the gallery, and
+    (where another disorder is left) with that disorder's cases removed."""
+    rows = np.arange(len(lopo.own))
+    present, absent = _nearest_present_and_absent(lopo)
+    without_own = lopo.evidence.scores.copy()
+    without_own[rows, lopo.own] = -np.inf
+    unrelated = lopo.evidence.nearest.copy()
+    unrelated[rows, lopo.own] = -np.inf
+    kept = np.isfinite(unrelated.max(axis=1))
+    present_x = log_distance(present) - typical[lopo.evidence.top()]
+    absent_x = log_distance(absent) - typical[without_own.argmax(axis=1)[kept]]
+    return present_x, absent_x
+
+
 def _fit_presence(present: np.ndarray, absent: np.ndarray) -> tuple[float, float]:
-    """Logistic P(present | nearest similarity), both sides weighted equally (even prior odds)."""
-    x = log_distance(np.concatenate([present, absent]))[:, None]
+    """Logistic P(present | relative nearest distance), both sides weighted equally (even prior odds)."""
+    x = np.concatenate([present, absent])[:, None]
     present_side = np.concatenate([np.ones(len(present), bool), np.zeros(len(absent), bool)])
     (coef,), intercept = _fit(x, present_side, class_weight="balanced")
     return coef, intercept

@@ -49,6 +49,7 @@ class LabelEvidence:
     nearest: np.ndarray  # the similarity of the disorder's nearest case
     share: np.ndarray  # of the query's NEIGHBOURS nearest diagnosed cases, the share that are the disorder's
     counts: np.ndarray  # the disorder's usable cases, (L,) or (Q, L)
+    names: tuple[str, ...] = ()  # the disorders, in column order
 
     @classmethod
     def from_similarities(cls, similarities: np.ndarray, labels: LabelIndex, rule: RankingRule) -> LabelEvidence:
@@ -68,7 +69,7 @@ class LabelEvidence:
             close_usable = np.take_along_axis(usable, order, axis=1)
             voters = np.maximum(close_usable.sum(axis=1), 1)
             share = np.stack([((close_codes == c) & close_usable).sum(axis=1) / voters for c in range(n_labels)], axis=1)
-        return cls(np.asarray(scores, np.float64), np.asarray(nearest, np.float64), share, counts)
+        return cls(np.asarray(scores, np.float64), np.asarray(nearest, np.float64), share, counts, tuple(labels.names))
 
     @classmethod
     def of_ranking(
@@ -89,7 +90,7 @@ class LabelEvidence:
                 share[j] += 1
                 voters += 1
         share /= max(voters, 1)
-        return cls(np.asarray(scores, np.float64)[None, :], nearest[None, :], share[None, :], np.asarray(counts, np.float64))
+        return cls(np.asarray(scores, np.float64)[None, :], nearest[None, :], share[None, :], np.asarray(counts, np.float64), tuple(names))
 
     @property
     def nearest_diagnosed(self) -> np.ndarray:
@@ -100,9 +101,15 @@ class LabelEvidence:
         """(Q,) the code of each query's first-ranked disorder."""
         return np.asarray(self.scores).argmax(axis=1)
 
+    def top_names(self) -> list[str]:
+        """(Q,) each query's first-ranked disorder."""
+        if len(self.names) != self.scores.shape[1]:
+            raise ValueError(f"this evidence names {len(self.names)} disorders for {self.scores.shape[1]} columns")
+        return [self.names[code] for code in self.top()]
+
     def subset(self, rows: np.ndarray) -> LabelEvidence:
         counts = self.counts[rows] if np.ndim(self.counts) == 2 else self.counts
-        return LabelEvidence(self.scores[rows], self.nearest[rows], self.share[rows], counts)
+        return LabelEvidence(self.scores[rows], self.nearest[rows], self.share[rows], counts, self.names)
 
 
 def log_distance(similarity: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ score alone; calibrations stored before the features load and are refitted."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from matcher.calibration import Calibration, fit_calibration
@@ -115,30 +116,44 @@ def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() 
 
 
 def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_from_present_ones() -> None:
-    """P(the query's disorder is in the gallery) from the nearest diagnosed case: higher for queries
-    of the gallery's disorders than for a disorder it lacks, and low for a film unlike any case."""
+    """P(the query's disorder is in the gallery) from the nearest diagnosed case, relative to how
+    close the first-ranked disorder's cases lie: higher for queries of the gallery's disorders than
+    for a disorder it lacks, and low for a film unlike any case."""
     rng = np.random.default_rng(5)
     gallery, names, centres = _overlapping_gallery(rng)
     calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
+    labels = LabelIndex.of(names)
     absent_centre = rng.normal(size=len(centres["d0"]))
 
     def draw(centre: np.ndarray, n: int = 80) -> np.ndarray:
         x = centre + 0.8 * rng.normal(size=(n, len(centre)))
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
-    present = np.concatenate([draw(c) for c in centres.values()])
-    absent = draw(absent_centre)
-    p_present = calibration.in_gallery_probability((present @ gallery.T).max(axis=1))
-    p_absent = calibration.in_gallery_probability((absent @ gallery.T).max(axis=1))
+    def in_gallery(queries: np.ndarray) -> np.ndarray:
+        evidence = LabelEvidence.from_similarities(queries @ gallery.T, labels, RankingRule.DENSITY)
+        return calibration.in_gallery_probability(evidence.nearest_diagnosed, evidence.top_names())
+
+    p_present = in_gallery(np.concatenate([draw(c) for c in centres.values()]))
+    p_absent = in_gallery(draw(absent_centre))
     auroc = roc_auc_score(np.r_[np.ones(len(p_present)), np.zeros(len(p_absent))], np.r_[p_present, p_absent])
     assert auroc > 0.8 and np.median(p_present) > 0.5 > np.median(p_absent), (auroc, np.median(p_present), np.median(p_absent))
     # a film far from every case: its disorder is very probably not among the gallery's
-    foreign = calibration.in_gallery_probability(np.array([0.0, -0.5]))
+    foreign = calibration.in_gallery_probability(np.array([0.0, -0.5]), ["d0", "d4"])
     assert (foreign < 0.05).all(), foreign
+    # one typical distance per disorder; a disorder the calibration never saw gets the median of all,
+    # and without the first-ranked disorder there is nothing to read the distance against
+    typical = calibration.typical_log_distance
+    assert set(typical) == set(labels.names) and all(np.isfinite(v) for v in typical.values())
+    assert calibration.typical_distance_of("unseen")[0] == pytest.approx(np.median(list(typical.values())))
+    with pytest.raises(ValueError, match="first-ranked disorder"):
+        calibration.in_gallery_probability(np.array([0.9]))
     # monotone in the similarity, stored and reloaded unchanged; a calibration stored without it is stale
     sims = np.linspace(0.0, 0.999, 50)
-    assert (np.diff(calibration.in_gallery_probability(sims)) > 0).all()
+    assert (np.diff(calibration.in_gallery_probability(sims, ["d0"] * len(sims))) > 0).all()
     again = Calibration.from_json(calibration.to_json())
     assert again == calibration and not again.stale(calibration.label_counts, RankingRule.DENSITY)
     legacy = Calibration.from_json({**calibration.to_json(), "presence": None})
     assert legacy.stale(calibration.label_counts, RankingRule.DENSITY) and (legacy.in_gallery_probability(sims) == 1).all()
+    # stored before the typical distances: it still reads the nearest distance alone, and is refitted
+    older = Calibration.from_json({**calibration.to_json(), "typical_log_distance": None})
+    assert older.stale(calibration.label_counts, RankingRule.DENSITY) and (np.diff(older.in_gallery_probability(sims)) > 0).all()
