@@ -11,7 +11,7 @@ import pytest
 
 from matcher.rank import RankingRule
 from training.protocol import metrics
-from training.protocol.run import POOLED, REPORTED
+from training.protocol.run import AS_REPORTED, POOLED, REPORTED
 from training.protocol.scorers import EmbeddingScorer, RandomScorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, disorder_groups, random_draws
 
@@ -145,7 +145,9 @@ def test_evaluate_command_writes_a_report_of_every_method_in_every_setting(bone2
     assert 0.0 <= data["no_match"]["fires_when_absent"] <= 1.0
     # the probability as reported (times P(in gallery) <= 1) is never confident where the conditional one is not
     assert 0.0 <= data["no_match"]["confident_when_absent_reported"] <= data["no_match"]["confident_when_absent"] <= 1.0
-    assert set(data["probabilities"]) >= {"F->F+R", "R->F+R", POOLED, REPORTED}
+    assert set(data["probabilities"]) >= {"F->F+R", "R->F+R", POOLED, REPORTED, f"R->F+R, {AS_REPORTED}"}
+    reported, given = data["probabilities"][f"R->F+R, {AS_REPORTED}"], data["probabilities"]["R->F+R"]
+    assert reported["answers"] == given["answers"]  # the same answers, their probability times P(in gallery)
     assert {row["disorder"] for row in data["bone_age"]} >= {"achondroplasia", "all"}
     model_mad = next(row["mad_months"] for row in data["bone_age"] if row["disorder"] == "all")
     assert data["features_model_bone_age_mad"] == pytest.approx(model_mad, abs=1e-3)  # the same model as its own baseline

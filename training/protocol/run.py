@@ -31,7 +31,8 @@ from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_gr
 
 MODEL = "model"
 POOLED = "F->F+R and R->F+R pooled"
-REPORTED = "pooled, as the service reports it (x P(disorder in gallery))"
+AS_REPORTED = "as the service reports it (x P(disorder in gallery))"
+REPORTED = f"pooled, {AS_REPORTED}"
 
 
 @dataclass
@@ -211,34 +212,40 @@ def _probabilities(
     vectors: np.ndarray, table: pd.DataFrame, ranked: dict[str, list[Ranked]], draws: list[Draw], rule: RankingRule
 ) -> tuple[dict, dict]:
     """Per F+R setting: AUROC/reliability of the calibrated top-1 probability given that the query's
-    disorder is in the gallery (it always is here); pooled, also the probability as the service reports
-    it (times P(in gallery)); no-close-match rates and confident answers on absent disorders."""
+    disorder is in the gallery (it always is here); pooled and per setting, also the probability as the
+    service reports it (times P(in gallery)); no-close-match rates and confident answers on absent disorders."""
     quality: dict[str, dict] = {}
     flagged_right, flagged_present = [], []
     pooled: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
     reported: list[np.ndarray] = []
     scorer = EmbeddingScorer(vectors, table["patient_id"].astype(str).to_numpy(), rule)
     both = {draw.number: _calibrated(vectors, table, draw.setting("F->F+R")[0], draw.number, rule) for draw in draws}
+    as_reported: dict[str, dict] = {}
     for setting in ("F->F+R", "R->F+R"):
-        probability, correct = [], []
+        probability, correct, setting_reported = [], [], []
         for draw, result in zip(draws, ranked.get(setting, []), strict=False):
             calibration = both[draw.number]
             evidence = scorer.evidence(draw.setting(setting)[0], result.queries, result.labels)
             top = (np.arange(len(result.queries)), result.scores.argmax(axis=1))
             similarity = evidence.nearest_diagnosed
             probability.append(calibration.probability_matrix(evidence)[top])
-            reported.append(calibration.reported_matrix(evidence)[top])
+            setting_reported.append(calibration.reported_matrix(evidence)[top])
             correct.append(result.ranks == 1)
             flagged = similarity < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
             quality[setting] = metrics.probability_quality(np.concatenate(probability), np.concatenate(correct)).to_json()
+            as_reported[f"{setting}, {AS_REPORTED}"] = metrics.probability_quality(
+                np.concatenate(setting_reported), np.concatenate(correct)
+            ).to_json()
             pooled[0].extend(probability)
             pooled[1].extend(correct)
+            reported.extend(setting_reported)
     if len(quality) > 1:  # every held-out query whose disorder is in the gallery, frequent or unseen
         quality[POOLED] = metrics.probability_quality(np.concatenate(pooled[0]), np.concatenate(pooled[1])).to_json()
         quality[REPORTED] = metrics.probability_quality(np.concatenate(reported), np.concatenate(pooled[1])).to_json()
+        quality |= as_reported
     flags, confident, confident_reported = _absent_queries(vectors, table, draws, rule)
     no_match = {
         "fires_when_absent": _share(flags),
