@@ -24,12 +24,11 @@ The probability of a disorder is read in two factors: that the query's disorder 
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
 diagnosed case's distance (log(1 - similarity)) minus the typical distance between cases of the
 first-ranked disorder, fitted on the same two leave-one-patient-out sides at even prior odds;
-the second is the feature model above, fitted on queries whose
-disorder is present. Their product is what the ranking reports. With the second factor alone, the
-phantom-trained bundled model gave 77% of real RSNA control films some disorder at p >= 0.5
-against a demo-like phantom gallery; with both, 1.3% (3.2% since the second factor reads the
-neighbourhood too, benchmarks/real.md): the conditional probability answers a question the
-geneticist did not ask.
+the second is the feature model above, fitted on queries whose disorder is present. Their
+product is what the ranking reports. With the second factor alone, the phantom-trained bundled
+model gave 77% of real RSNA control films some disorder at p >= 0.5 against a demo-like phantom
+gallery; with both, none (highest 0.43, benchmarks/real.md): the conditional probability answers
+a question the geneticist did not ask.
 
 Quality is reported as a reliability table and the expected calibration error, both from
 two-fold cross-fitting by patient (the curve is judged on patients it was not fitted on).
@@ -105,7 +104,8 @@ class Calibration:
 
     def reported_matrix(self, evidence: LabelEvidence) -> np.ndarray:
         """What the ranking reports per query and disorder (Q, L): `probability_matrix` times each
-        query's in-gallery probability, read from its nearest diagnosed similarity."""
+        query's in-gallery probability (its nearest diagnosed distance against its first-ranked
+        disorder's typical one)."""
         top = evidence.top_names() if self.typical_log_distance is not None else None
         return self.probability_matrix(evidence) * self.in_gallery_probability(evidence.nearest_diagnosed, top)[:, None]
 
