@@ -89,15 +89,17 @@ def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT
     return calibration
 
 
-def _attach_probabilities(
-    disorders: list[RankedLabel], calibration: Calibration, in_gallery: float, similarities: list[float], case_labels: list[str | None]
-) -> None:
-    """Each scored disorder's calibrated probability, read against the query's other disorders and
-    its searched cases (nearest first), and weighed by the probability that the query's disorder
-    is in the gallery at all."""
+def _image_evidence(disorders: list[RankedLabel], similarities: list[float], case_labels: list[str | None]) -> LabelEvidence:
+    """What the ranked disorders' probabilities are read from: their scores and cases, and the
+    query's searched cases (nearest first; None: undiagnosed)."""
     scores = np.array([-np.inf if d.score is None else d.score for d in disorders])
     counts = np.array([d.cases_in_gallery for d in disorders], dtype=float)
-    evidence = LabelEvidence.of_ranking(similarities, case_labels, [d.label for d in disorders], scores, counts)
+    return LabelEvidence.of_ranking(similarities, case_labels, [d.label for d in disorders], scores, counts)
+
+
+def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration, evidence: LabelEvidence, in_gallery: float) -> None:
+    """Each scored disorder's calibrated probability, read against the query's other disorders and
+    its neighbourhood, and weighed by the probability that the query's disorder is in the gallery at all."""
     p, lo, hi = (in_gallery * values for values in calibration.probabilities(evidence))
     for i, entry in enumerate(disorders):
         if entry.score is not None:
@@ -143,10 +145,12 @@ def query(
     no_close_match = not disorders or disorders[0].score is None
     in_gallery = None
     if calibration is not None:
-        nearest = next((s for s, label in zip(scores, disorder_labels, strict=True) if label is not None), None)
-        in_gallery = 0.0 if nearest is None else float(calibration.in_gallery_probability(nearest, disorders[0].label))
-        _attach_probabilities(disorders, calibration, in_gallery, scores, disorder_labels)
-        no_close_match = nearest is None or nearest < calibration.no_match_threshold
+        image_evidence = _image_evidence(disorders, scores, disorder_labels)
+        nearest = float(image_evidence.nearest_diagnosed[0])  # -inf: no diagnosed case was searched
+        searched_any = bool(np.isfinite(nearest))
+        in_gallery = float(calibration.in_gallery_probability(nearest, disorders[0].label)) if searched_any else 0.0
+        _attach_probabilities(disorders, calibration, image_evidence, in_gallery)
+        no_close_match = not searched_any or nearest < calibration.no_match_threshold
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
             f"{calibration.expected_calibration_error:.3f}; 'no close match' when the nearest diagnosed case's similarity is below "

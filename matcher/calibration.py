@@ -259,14 +259,21 @@ def fit_calibration(
     )
 
 
+def _absent_side(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray]:
+    """Per query with its own disorder's cases removed: the nearest diagnosed similarity (-inf where
+    no other disorder is left) and the first-ranked disorder's code."""
+    rows = np.arange(len(lopo.own))
+    nearest, scores = lopo.evidence.nearest.copy(), lopo.evidence.scores.copy()
+    nearest[rows, lopo.own] = -np.inf
+    scores[rows, lopo.own] = -np.inf
+    return nearest.max(axis=1), scores.argmax(axis=1)
+
+
 def _nearest_present_and_absent(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray]:
     """The nearest diagnosed case's similarity per query with its disorder in the gallery, and
     (where another disorder is left) with that disorder's cases removed."""
-    present = lopo.evidence.nearest_diagnosed
-    unrelated = lopo.evidence.nearest.copy()
-    unrelated[np.arange(len(lopo.own)), lopo.own] = -np.inf
-    absent = unrelated.max(axis=1)
-    return present, absent[np.isfinite(absent)]
+    absent, _ = _absent_side(lopo)
+    return lopo.evidence.nearest_diagnosed, absent[np.isfinite(absent)]
 
 
 def _typical_log_distances(lopo: LeaveOnePatientOut) -> np.ndarray:
@@ -286,15 +293,10 @@ def _relative_distances(lopo: LeaveOnePatientOut, typical: np.ndarray) -> tuple[
     """The presence feature on both leave-one-patient-out sides: log(1 - nearest diagnosed similarity)
     minus the first-ranked disorder's typical distance, with the query's disorder in the gallery, and
     (where another disorder is left) with that disorder's cases removed."""
-    rows = np.arange(len(lopo.own))
-    present, absent = _nearest_present_and_absent(lopo)
-    without_own = lopo.evidence.scores.copy()
-    without_own[rows, lopo.own] = -np.inf
-    unrelated = lopo.evidence.nearest.copy()
-    unrelated[rows, lopo.own] = -np.inf
-    kept = np.isfinite(unrelated.max(axis=1))
-    present_x = log_distance(present) - typical[lopo.evidence.top()]
-    absent_x = log_distance(absent) - typical[without_own.argmax(axis=1)[kept]]
+    absent, absent_top = _absent_side(lopo)
+    kept = np.isfinite(absent)
+    present_x = log_distance(lopo.evidence.nearest_diagnosed) - typical[lopo.evidence.top()]
+    absent_x = log_distance(absent[kept]) - typical[absent_top[kept]]
     return present_x, absent_x
 
 
