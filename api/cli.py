@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli_helpers import EXIT_REFUSED, SexOpt, progress_bar, sex_value
+from api.cli_helpers import EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
 
 app = typer.Typer(
     name="bone2gene",
@@ -143,7 +143,7 @@ def model_import_deeplasia(
 @model_app.command("info")
 def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model directory.")]) -> None:
     """Describe a model: architecture, heads, age constants, fingerprint and provenance."""
-    from matcher.checkpoint import read_card
+    from matcher.checkpoint import READER_DIR, read_card
 
     card = read_card(directory)
     c = card.config
@@ -164,7 +164,35 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
         f"embedding    {c.embedding_dim}-d, {'trained' if c.embedding_trained else 'untrained (needs metric learning)'}",
         f"provenance   {card.provenance}",
     ]
+    if card.reader is not None:
+        r = card.reader.config
+        lines[3:5] = [
+            f"bone age     from the age and sex reader ({READER_DIR}/, fingerprint {card.reader.fingerprint[:16]}): "
+            f"{r.backbone_name}, input {r.input_size} px, {r.preprocessing} preprocessing, Deeplasia {r.head.style} head",
+            f"age scale    mean {r.calibration.age_mean:.4f}, sd {r.calibration.age_sd:.4f}",
+        ]
+        lines[5] = f"sex head     the reader's, {'trained' if r.sex_head_trained else 'untrained'}"
     typer.echo("\n".join(lines))
+
+
+@model_app.command("attach-reader")
+def model_attach_reader(
+    directory: Annotated[Path, typer.Argument(help="The model directory that gets the reader (its own files are not changed).")],
+    reader: Annotated[
+        Path | None, typer.Argument(help="A model directory trained for bone age and sex (e.g. on real radiographs).")
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the model's reader instead.")] = False,
+    half: Annotated[bool, typer.Option("--half", help="Store the reader's weights in float16 (half the size).")] = False,
+) -> None:
+    """Let a second model read bone age and sex for this one; its embeddings, fingerprint and galleries stay as they are."""
+    import torch
+
+    from matcher.checkpoint import install_reader
+
+    if (reader is None) == (not remove):
+        fail("give a READER directory, or --remove to take the model's reader away")
+    fingerprint = install_reader(directory, None if remove else reader, torch.float16 if half else torch.float32)
+    typer.echo(f"{directory}: reader removed" if fingerprint is None else f"{directory}: reader {fingerprint[:16]} from {reader}")
 
 
 @app.command()

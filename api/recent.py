@@ -32,7 +32,7 @@ class StoredAnalysis:
     @property
     def nbytes(self) -> int:
         """Memory it holds (pixels, model input, pictures, embedding): what the memory bound counts."""
-        arrays = (self.pixels, self.analysis.embedding, self.analysis.model_input)
+        arrays = (self.pixels, self.analysis.embedding, self.analysis.model_input, self.analysis.age_input)
         return sum(a.nbytes for a in arrays if a is not None) + len(self.overlay_png or b"") + len(self.thumbnail_png)
 
 

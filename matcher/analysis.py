@@ -1,7 +1,9 @@
 """One radiograph in, everything the matcher knows about it out.
 
 read -> quality gate (with hand mask) -> Deeplasia preprocessing -> one forward pass
-(embedding, bone age, sex logit), optionally with Deeplasia's test-time augmentation
+(embedding, bone age, sex logit; with an age and sex reader attached to the model,
+`Bone2GeneModel.attach_reader`, bone age and sex come from the reader's forward pass on
+its own input and the embedding from the encoder's), optionally with Deeplasia's test-time augmentation
 (rotations of -10, -5, 0, 5, 10 degrees, with and without mirroring, averaged) and an
 attention map (absolute gradient of the predicted bone age with respect to the input,
 smoothed with a Gaussian kernel 5% of the image size, divided by its 99th percentile and
@@ -22,7 +24,7 @@ from matcher.errors import RadiographError
 from matcher.inputs import InputTransform, model_input
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
-from matcher.model import Bone2GeneModel
+from matcher.model import Bone2GeneModel, ModelOutput
 from matcher.quality import GateVerdict, assess_quality
 
 TTA_ANGLES = (-10.0, -5.0, 0.0, 5.0, 10.0)
@@ -60,6 +62,10 @@ class Analysis:
     # the network's input (1, S, S), kept so that an attention map can be drawn later without
     # reading, masking and preprocessing the image again (`Analyzer.attention_for`)
     model_input: np.ndarray | None = None
+    # the age and sex reader's input and transform, when the model has a reader (the
+    # bone-age attention is drawn from them); None: bone age comes from `model_input`
+    age_input: np.ndarray | None = None
+    age_crop: InputTransform | None = None
     attention: np.ndarray | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -142,21 +148,24 @@ class Analyzer:
         result = Analysis(verdict.accepted, list(verdict.reasons), verdict, meta, timings_ms=timings)
         result.age_months = age_months if age_months is not None else meta.age_months
         result.sex, result.sex_source = (given_sex, "given") if given_sex else (meta.sex, "dicom" if meta.sex else None)
-        result.sex_head_trained = self.model.config.sex_head_trained
+        result.sex_head_trained = self.model.age_sex_model.config.sex_head_trained
         if not verdict.accepted:
             return result
 
         t = time.perf_counter()
         prepared = model_input(radiograph.pixels, hand.mask, self.model.config)
-        timings["preprocess"] = (time.perf_counter() - t) * 1e3
         result.crop, result.model_input = prepared.transform, prepared.tensor
-        if result.sex is None and not self.model.config.sex_head_trained:
+        if self.model.age_sex_reader is not None:
+            age_prepared = model_input(radiograph.pixels, hand.mask, self.model.age_sex_reader.config)
+            result.age_crop, result.age_input = age_prepared.transform, age_prepared.tensor
+        timings["preprocess"] = (time.perf_counter() - t) * 1e3
+        if result.sex is None and not result.sex_head_trained:
             result.accepted = False
             result.reasons.append("the patient's sex is needed for bone age and was not given (and the image header has none)")
             return result
 
         t = time.perf_counter()
-        self._run_model(prepared.tensor, result)
+        self._run_model(prepared.tensor, result, result.age_input)
         timings["model"] = (time.perf_counter() - t) * 1e3
         if result.age_months is not None:
             result.bone_age_deviation_months = result.bone_age_months - result.age_months
@@ -172,42 +181,60 @@ class Analyzer:
                 )
         if self.options.attention:
             t = time.perf_counter()
-            result.attention = self.attention_map(prepared.tensor, float(result.sex == "M"), prepared.transform)
+            result.attention = self.attention_for(result)
             timings["attention"] = (time.perf_counter() - t) * 1e3
         timings["total"] = (time.perf_counter() - start) * 1e3
         return result
 
-    def _run_model(self, tensor: np.ndarray, result: Analysis) -> None:
+    def _run_model(self, tensor: np.ndarray, result: Analysis, age_tensor: np.ndarray | None = None) -> None:
         """Embedding, bone age and sex probability of one prepared input (averaged over the TTA views);
-        without a given sex, the model's own sex prediction (`sex_source` "predicted") is the input."""
-        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
-        x = torch.from_numpy(np.stack([_rotate(tensor, a, m) for a, m in variants])).to(self.device)
-        n = len(variants)
+        without a given sex, the model's own sex prediction (`sex_source` "predicted") is the input.
+        With a reader (`age_tensor` its input), bone age and sex are the reader's."""
         with torch.inference_mode():
-            features = self.model.backbone(x)
-            own_input = result.sex is None and self.model.predicts_own_sex_input  # Deeplasia's explicit sex MLP feeds its own logit
-            male_guess = 0.5 if result.sex is None else float(result.sex == "M")
-            out = self.model.heads(features, None if own_input else torch.full((n, 1), male_guess, device=self.device))
-            if result.sex is None:
-                result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
-                if not own_input:  # a head that takes the sex as input: run again with the decided one
-                    out = self.model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
-            embedding = out.embedding.mean(dim=0)
+            if age_tensor is None:
+                out = self._read_age_and_sex(self.model, tensor, result)
+            else:
+                assert self.model.age_sex_reader is not None
+                self._read_age_and_sex(self.model.age_sex_reader, age_tensor, result)
+                out = None
+            embedding = (self.model.embedding(self.model.backbone(self._views(tensor))) if out is None else out.embedding).mean(dim=0)
             result.embedding = (embedding / embedding.norm()).cpu().numpy()
-            raw, result.male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())
-        result.bone_age_months = float(np.mean(self.model.config.calibration.months(raw)))
+
+    def _views(self, tensor: np.ndarray) -> torch.Tensor:
+        """The input, or its ten test-time-augmented views."""
+        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
+        return torch.from_numpy(np.stack([_rotate(tensor, a, m) for a, m in variants])).to(self.device)
+
+    def _read_age_and_sex(self, model: Bone2GeneModel, tensor: np.ndarray, result: Analysis) -> ModelOutput:
+        """`model`'s heads on `tensor`'s views; sets the sex (when not given), bone age and male probability."""
+        x = self._views(tensor)
+        n = len(x)
+        features = model.backbone(x)
+        own_input = result.sex is None and model.predicts_own_sex_input  # Deeplasia's explicit sex MLP feeds its own logit
+        male_guess = 0.5 if result.sex is None else float(result.sex == "M")
+        out = model.heads(features, None if own_input else torch.full((n, 1), male_guess, device=self.device))
+        if result.sex is None:
+            result.sex, result.sex_source = ("M" if float(out.sex_logit.mean()) > 0 else "F"), "predicted"
+            if not own_input:  # a head that takes the sex as input: run again with the decided one
+                out = model.heads(features, torch.full((n, 1), float(result.sex == "M"), device=self.device))
+        raw, result.male_probability = out.bone_age_raw.cpu().numpy(), float(torch.sigmoid(out.sex_logit).mean())
+        result.bone_age_months = float(np.mean(model.config.calibration.months(raw)))
+        return out
 
     def attention_for(self, result: Analysis) -> np.ndarray:
         """The attention map of an accepted analysis made without one (`AnalysisOptions.attention` off)."""
         if result.model_input is None or result.crop is None or result.sex is None:
             raise ValueError("this analysis was not accepted; it has no attention map")
+        if result.age_input is not None and result.age_crop is not None:
+            return self.attention_map(result.age_input, float(result.sex == "M"), result.age_crop)
         return self.attention_map(result.model_input, float(result.sex == "M"), result.crop)
 
     def attention_map(self, tensor: np.ndarray, male: float, transform: InputTransform) -> np.ndarray:
-        """Deeplasia's bone-age attention, on the original image grid, in [0, 1]."""
+        """Deeplasia's bone-age attention, on the original image grid, in [0, 1]: of the model that
+        reads the bone age (the reader when attached; `tensor` must then be the reader's input)."""
         x = torch.from_numpy(tensor[None]).to(self.device).requires_grad_(True)
         with torch.enable_grad():
-            out = self.model(x, torch.tensor([[male]], device=self.device))
+            out = self.model.age_sex_model(x, torch.tensor([[male]], device=self.device))
             out.bone_age_raw.sum().backward()
         assert x.grad is not None
         return self._smooth_and_map(np.abs(x.grad[0, 0].cpu().numpy()), transform)

@@ -37,10 +37,11 @@ class BatchResult:
 
 
 class _Prepared(Dataset):
-    def __init__(self, items: Sequence[BatchItem], config: ModelConfig, keep_pixels: bool = False) -> None:
+    """The encoder's input ("x") and, for a model with an age and sex reader, the reader's ("x_age")."""
+
+    def __init__(self, items: Sequence[BatchItem], configs: Sequence[ModelConfig], keep_pixels: bool = False) -> None:
         self.items = list(items)
-        self.config = config
-        self.size = config.input_size
+        self.configs = list(configs)
         self.keep_pixels = keep_pixels
 
     def __len__(self) -> int:
@@ -48,12 +49,13 @@ class _Prepared(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         item = self.items[index]
-        empty = np.zeros((1, self.size, self.size), np.float32)
-        prepared = gate_and_prepare(item.path, [self.config])
-        if prepared.inputs is None:
-            return {"index": index, "ok": False, "reasons": "\n".join(prepared.reasons), "x": empty}
-        pixels = prepared.pixels if self.keep_pixels else None
-        return {"index": index, "ok": True, "reasons": "", "x": prepared.inputs[0], "pixels": pixels}
+        prepared = gate_and_prepare(item.path, self.configs)
+        inputs = prepared.inputs or [np.zeros((1, c.input_size, c.input_size), np.float32) for c in self.configs]
+        sample = {"index": index, "ok": prepared.inputs is not None, "reasons": "\n".join(prepared.reasons), "x": inputs[0]}
+        if len(inputs) > 1:
+            sample["x_age"] = inputs[1]
+        sample["pixels"] = prepared.pixels if self.keep_pixels and prepared.inputs is not None else None
+        return sample
 
 
 @dataclass
@@ -83,17 +85,25 @@ def gate_and_prepare(path: Path, configs: Sequence[ModelConfig]) -> Prepared:
 
 def _collate(samples: list[dict]) -> dict:
     """Stack the model inputs; pixels of different sizes travel as a list."""
-    return {
+    batch = {
         "index": np.array([s["index"] for s in samples]),
         "ok": np.array([s["ok"] for s in samples]),
         "reasons": [s["reasons"] for s in samples],
         "x": torch.from_numpy(np.stack([s["x"] for s in samples])),
         "pixels": [s.get("pixels") for s in samples],
     }
+    if "x_age" in samples[0]:
+        batch["x_age"] = torch.from_numpy(np.stack([s["x_age"] for s in samples]))
+    return batch
 
 
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)  # workers decode; the main process owns the cores for inference
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def embed_many(
@@ -105,7 +115,8 @@ def embed_many(
     channels_last: bool = True,
     keep_pixels: bool = False,
 ) -> list[BatchResult]:
-    """Embeddings, bone ages and sex probabilities for many images, in input order.
+    """Embeddings, bone ages and sex probabilities for many images, in input order (bone age and
+    sex from the model's age and sex reader when it has one).
 
     Channels-last is the default because it gives the same outputs (within 1e-4) and the
     forward was faster with it at batch 1 and 8 on the CPU (benchmarks/model.md).
@@ -114,8 +125,9 @@ def embed_many(
     model = model.eval().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    reader = model.age_sex_reader
     loader = DataLoader(
-        _Prepared(items, model.config, keep_pixels),
+        _Prepared(items, [model.config] if reader is None else [model.config, reader.config], keep_pixels),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,
@@ -131,14 +143,14 @@ def embed_many(
             results[i] = BatchResult(items[i].path, False, batch["reasons"][list(indices).index(i)].split("\n"))
         if ok.any():
             male = torch.tensor([[1.0 if items[i].sex == "M" else 0.0] for i in indices[ok]], device=device)
-            x = batch["x"][ok].to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = _to_device(batch["x"][ok], device, channels_last)
             with torch.inference_mode():
                 out = model(x, male)
-                embeddings, raw = out.embedding.cpu().numpy(), out.bone_age_raw.cpu().numpy()
-                probability = torch.sigmoid(out.sex_logit).cpu().numpy()
-            months = model.config.calibration.months(raw)
+                embeddings = out.embedding.cpu().numpy()
+                if reader is not None:
+                    out = reader(_to_device(batch["x_age"][ok], device, channels_last), male)
+                raw, probability = out.bone_age_raw.cpu().numpy(), torch.sigmoid(out.sex_logit).cpu().numpy()
+            months = model.age_sex_model.config.calibration.months(raw)
             pixels = [p for p, good in zip(batch["pixels"], ok, strict=True) if good]
             for row, i in enumerate(indices[ok]):
                 results[i] = BatchResult(items[i].path, True, [], embeddings[row], float(months[row]), float(probability[row]), pixels[row])

@@ -2,6 +2,11 @@
 
 safetensors holds tensors only (no code runs on load). The fingerprint is the sha256 of
 the weights file: galleries record it so that embeddings of two models never mix.
+
+An age and sex reader (`Bone2GeneModel.attach_reader`) lives in the subdirectory
+`age_sex_reader/`, a model directory of its own with its own fingerprint; the encoder's
+weights file, and so the fingerprint galleries check, does not change when a reader is
+attached, replaced or removed.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +28,11 @@ from matcher.model import Bone2GeneModel, ModelConfig
 
 # The demo model shipped with the package (scripts/build_demo_model.py made it).
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
-# A candidate trained on real RSNA films and synthetic phantoms (scripts/build_real_model.py):
-# far better on real films, far worse on synthetic disorders, so not the default yet
-# (its MODEL_CARD.md and benchmarks/real.md give the figures).
-REAL_CANDIDATE_DIR = Path(__file__).resolve().parent / "weights" / "real_candidate"
+# Its bone age and sex come from an age and sex reader trained on real RSNA films
+# (`demo_model/age_sex_reader/`; demo_model/MODEL_CARD.md and benchmarks/real.md give the figures).
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+READER_DIR = "age_sex_reader"
 FORMAT = "bone2gene-model/1"
 
 
@@ -43,6 +48,7 @@ class ModelCard:
     fingerprint: str
     provenance: dict
     parameters: int
+    reader: ModelCard | None = None  # the age and sex reader's card, when the directory has one
 
 
 def fingerprint_of(path: Path) -> str:
@@ -53,14 +59,27 @@ def fingerprint_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_model(model: Bone2GeneModel, directory: Path, provenance: dict | None = None, storage_dtype: torch.dtype = torch.float32) -> str:
-    """Write weights and config atomically; returns the fingerprint.
+def save_model(
+    model: Bone2GeneModel,
+    directory: Path,
+    provenance: dict | None = None,
+    storage_dtype: torch.dtype = torch.float32,
+    reader_provenance: dict | None = None,
+) -> str:
+    """Write weights and config atomically; returns the encoder's fingerprint.
 
     `storage_dtype=torch.float16` halves the file (the bundled demo model); weights are
-    loaded back into float32 parameters either way.
+    loaded back into float32 parameters either way. An attached reader is written to
+    `age_sex_reader/` (with `reader_provenance`); a stale one from an earlier save is removed.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if model.age_sex_reader is not None:
+        save_model(model.age_sex_reader, directory / READER_DIR, reader_provenance, storage_dtype)
+    elif (directory / READER_DIR).is_dir():
+        shutil.rmtree(directory / READER_DIR)
+    state = {
+        k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.encoder_state_dict().items()
+    }
     tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
     save_file(state, str(tmp_weights), metadata={"format": FORMAT})
     fingerprint = fingerprint_of(tmp_weights)
@@ -90,7 +109,8 @@ def read_card(directory: Path | str) -> ModelCard:
     if document.get("format") != FORMAT:
         raise ModelFormatError(f"{config_path} has format {document.get('format')!r}, expected {FORMAT!r}")
     state = load_file(str(weights_path))
-    return ModelCard(config, document["fingerprint"], document.get("provenance", {}), sum(v.numel() for v in state.values()))
+    reader = read_card(directory / READER_DIR) if (directory / READER_DIR).is_dir() else None
+    return ModelCard(config, document["fingerprint"], document.get("provenance", {}), sum(v.numel() for v in state.values()), reader)
 
 
 def load_model(directory: Path | str) -> tuple[Bone2GeneModel, ModelCard]:
@@ -102,6 +122,11 @@ def load_model(directory: Path | str) -> tuple[Bone2GeneModel, ModelCard]:
         raise ModelFormatError(f"{directory / WEIGHTS_FILE} does not match its recorded fingerprint (changed or damaged)")
     model = Bone2GeneModel(card.config)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
+    if card.reader is not None:
+        reader, _ = load_model(directory / READER_DIR)
+        if reader.age_sex_reader is not None:
+            raise ModelFormatError(f"{directory / READER_DIR} carries a reader of its own; a reader must be a plain model directory")
+        model.attach_reader(reader)
     return model.eval(), card
 
 
@@ -143,3 +168,36 @@ def import_deeplasia(checkpoint_path: Path, out: Path, parameters: Path | None =
         "parameters_yml": parameters.name if parameters else None,
     }
     return save_model(model, out, provenance)
+
+
+def install_reader(model_dir: Path, reader_dir: Path | None, storage_dtype: torch.dtype = torch.float32) -> str | None:
+    """Give the model in `model_dir` the age and sex reader in `reader_dir` (None: remove its reader).
+
+    The encoder's files are not touched, so its fingerprint and every gallery built with it stay
+    valid. The new reader is written beside the old one and swapped in by renames, so a failure
+    leaves the previous reader in place. Returns the installed reader's fingerprint.
+    """
+    model_dir = Path(model_dir)
+    encoder = read_card(model_dir)
+    target = model_dir / READER_DIR
+    if reader_dir is None:
+        if target.is_dir():
+            shutil.rmtree(target)
+        return None
+    reader, card = load_model(reader_dir)
+    if card.reader is not None:
+        raise ModelFormatError(f"{reader_dir} carries a reader of its own; a reader must be a plain model directory")
+    if not card.config.sex_head_trained:
+        raise ModelFormatError(f"{reader_dir}'s sex head is untrained; a reader must give both bone age and sex")
+    staging, old = model_dir / (READER_DIR + ".new"), model_dir / (READER_DIR + ".old")
+    for leftover in (staging, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    provenance = {**card.provenance, "reader_of": encoder.fingerprint, "installed_from": str(reader_dir)}
+    fingerprint = save_model(reader, staging, provenance, storage_dtype)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old.exists():
+        shutil.rmtree(old)
+    return fingerprint

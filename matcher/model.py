@@ -11,6 +11,12 @@ Heads on the pooled features:
   what metric learning trains and the gallery searches.
 - a sex logit on the pooled features when the bone-age head has none (legacy weights);
   `ModelConfig.sex_head_trained` says whether it means anything yet.
+
+A model may carry an **age and sex reader** (`attach_reader`): a second Bone2Gene model,
+trained on real radiographs in its own preprocessing, whose bone age and sex replace the
+encoder's own (`matcher.analysis`, `matcher.batch`). It is stored beside the encoder's
+weights, not in them (`matcher.checkpoint`), so the encoder's fingerprint, which galleries
+record, names the embedding space alone. Deeplasia, too, reads sex with a model of its own.
 """
 
 from __future__ import annotations
@@ -153,6 +159,22 @@ class Bone2GeneModel(nn.Module):
         self.bone_age = BoneAgeHead(features, config.head, config.dropout)
         self.embedding = EmbeddingHead(features, config.embedding_dim, config.dropout)
         self.sex = None if config.head.has_sex_head else nn.Linear(features, 1)
+        self.age_sex_reader: Bone2GeneModel | None = None
+
+    def attach_reader(self, reader: Bone2GeneModel | None) -> None:
+        """Let `reader` give bone age and sex from now on (None: the encoder's own heads again)."""
+        if reader is not None and reader.age_sex_reader is not None:
+            raise ValueError("an age and sex reader cannot carry a reader of its own")
+        self.age_sex_reader = reader
+
+    @property
+    def age_sex_model(self) -> Bone2GeneModel:
+        """The model whose bone age and sex the matcher reports: the reader when attached."""
+        return self.age_sex_reader if self.age_sex_reader is not None else self
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's own weights, without an attached reader's (what its weights file holds)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("age_sex_reader.")}
 
     def forward(self, x: torch.Tensor, male: torch.Tensor | None) -> ModelOutput:
         """`x`: (B, 1, S, S) preprocessed input; `male`: (B, 1) 1.0 for boys, 0.0 for girls (None:

@@ -103,7 +103,7 @@ def main() -> None:
         "--before",
         type=Path,
         default=BENCH / "real_model_before.json",
-        help="report: the bundled model's figures, shown beside the measured model's when present",
+        help="report: an earlier model's figures (the bundled encoder before its age and sex reader), shown beside the measured model's",
     )
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
@@ -139,7 +139,10 @@ def main() -> None:
         lines += model_markdown(model) if model else []
         if args.before.is_file():
             before = json.loads(args.before.read_text())
-            lines += ["# Beside it: the bundled model (synthetic training only, 256 px), same code and films", ""]
+            lines += [
+                "# Beside it: the bundled encoder alone, before its age and sex reader (synthetic training only, 256 px), same code and films",
+                "",
+            ]
             lines += [f"Command: `{before['command']}`", ""] if "command" in before else []
             lines += model_markdown(before)
         (BENCH / "real.md").write_text("\n".join(lines) + "\n")

@@ -1,31 +1,37 @@
-"""Build the real-film model from real films and synthetic disorders (issue 13).
+"""Train on real films: the bundled model's age and sex reader, or a joint real + synthetic model (issue 13).
 
-    python scripts/build_real_model.py --work /tmp/build --real ../shared/rsna_100px \
-        [--init matcher/weights/demo_model | --init-checkpoint CKPT] [--teacher MODEL_DIR]
-        [--epochs 8] [--train-dir train] [--device auto] [--resume] [--install]
+    python scripts/build_real_model.py --work build/real --init matcher/weights/demo_model/age_sex_reader \
+        --real-only --train-dir reader20 --epochs 20 --warmup-steps 100 --lr 1e-3 --sex-weight 1.0 [--resume] [--install]
+    python scripts/build_real_model.py --work /tmp/build [--init DIR | --init-checkpoint CKPT] [--teacher MODEL_DIR]
+        [--epochs 8] [--train-dir train] [--device auto] [--resume]
 
-The candidate in `matcher/weights/real_candidate` was made in three CPU stages (its
-MODEL_CARD.md and `config.json` provenance give each command and its log): ArcFace from the
-bundled model (`--init`), ArcFace again under a new schedule (`--init-checkpoint`), then
-distillation of the phantoms' embeddings from the bundled model (`--teacher`).
+`--real-only` trains bone age and sex on the RSNA 100-px films alone (Deeplasia's task: sex as
+input, z-scored age, its head; plus the sex logit), on the film view (`matcher.film_view`),
+so that a full-resolution film and its 100-px copy give the same answer. At the end the
+BatchNorm statistics are re-estimated (`training.reader_finish`) and the model is saved as
+`--work/<train-dir>/finished`; `--install` makes it the bundled model's age and sex reader
+(`bone2gene model attach-reader` does the same for any model). The bundled reader was made so
+from the earlier real-film candidate (the command above with `--init` that candidate; its
+MODEL_CARD.md, `matcher/weights/demo_model/MODEL_CARD.md`, gives the history).
 
+Without `--real-only`, one network learns both (`training.joint`):
 1. A synthetic cohort (`--n` phantoms at 512 px, seeded) unless `--work/cohort` exists.
 2. Film views: the phantoms after domain randomisation (`training.domain`) and the RSNA
    100-px films, both cached under `--work`.
-3. Joint training (`training.joint`): metric learning on the synthetic disorders (the
-   disorders in HELD_OUT never reach training), bone age and sex on real films. A checkpoint
-   per epoch; `--resume` continues an interrupted run.
-4. With `--install`, the model (float16 weights) replaces `matcher/weights/real_candidate/`.
+3. Joint training: metric learning on the synthetic disorders (the disorders in HELD_OUT
+   never reach training), bone age and sex on real films. Such a model stays in
+   `--work/<train-dir>/model`: at 100 px its disorder space has stayed far below the bundled
+   encoder's (benchmarks/real.md history).
 
-The ids of `../shared/real_hands_labelled` are never trained on (they are reported at full
-resolution); the validation films are fixed by id (`training.real_data.is_validation_id`).
+A checkpoint per epoch; `--resume` continues an interrupted run. The ids of
+`../shared/real_hands_labelled` are never trained on (they are reported at full resolution);
+the validation films are fixed by id (`training.real_data.is_validation_id`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,16 +44,16 @@ import pandas as pd
 import torch
 
 from api.cli_helpers import progress_bar
-from matcher.checkpoint import load_model, save_model
+from matcher.checkpoint import BUNDLED_MODEL_DIR, READER_DIR, install_reader, load_model, save_model
 from training.domain import synthetic_views
 from training.joint import JointConfig, train_joint
 from training.joint_data import JointData
+from training.reader_finish import finish_reader
 from training.real_data import load_rsna_100px
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.teacher import teacher_embeddings
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
-BUNDLE = REPO / "matcher" / "weights" / "real_candidate"
 
 
 def _synthetic(work: Path, n: int, seed: int, copies: int) -> tuple[np.ndarray, pd.DataFrame]:
@@ -83,6 +89,13 @@ def main() -> None:
         default=None,
         help="distil the phantoms' embeddings from this model (e.g. the previous bundled model) instead of ArcFace",
     )
+    parser.add_argument(
+        "--real-only",
+        action="store_true",
+        help="bone age and sex on the real films alone, no synthetic batch (needs --init: its labels are kept)",
+    )
+    parser.add_argument("--sex-weight", type=float, default=0.5)
+    parser.add_argument("--real-batch-only", type=int, default=64, help="the real batch with --real-only")
     parser.add_argument("--n", type=int, default=8000)
     parser.add_argument("--copies", type=int, default=2, help="randomised exports per phantom")
     parser.add_argument("--epochs", type=int, default=8)
@@ -93,10 +106,15 @@ def main() -> None:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    views, table = _synthetic(args.work, args.n, args.seed, args.copies)
     real = load_rsna_100px(args.real, cache=args.work / "rsna_100px.npz")
     labelled = set(pd.read_csv(args.labelled / "labels.csv")["id"]) if (args.labelled / "labels.csv").is_file() else set()
-    data = JointData.build(views, table, real, HELD_OUT, labelled, seed=args.seed)
+    if args.real_only:
+        if args.init is None:
+            parser.error("--real-only needs --init MODEL_DIR (the model whose labels and weights it starts from)")
+        data = JointData.real_only(real, load_model(args.init)[0].config.labels, labelled)
+    else:
+        views, table = _synthetic(args.work, args.n, args.seed, args.copies)
+        data = JointData.build(views, table, real, HELD_OUT, labelled, seed=args.seed)
     distil = {}
     if args.teacher is not None:
         data = data.with_teacher(
@@ -119,25 +137,31 @@ def main() -> None:
         resume=args.resume,
         warmup_steps=args.warmup_steps,
         lr=args.lr,
-        synthetic_batch=args.synthetic_batch,
-        real_batch=args.real_batch,
+        synthetic_batch=0 if args.real_only else args.synthetic_batch,
+        real_batch=args.real_batch_only if args.real_only else args.real_batch,
+        sex_weight=args.sex_weight,
         **{"arcface_weight": args.arcface_weight, **distil},
     )
     model_dir = train_joint(config, data, log=lambda line: print(line, file=sys.stderr, flush=True))
-    if args.install:
+    if args.real_only:  # an age and sex reader: BatchNorm statistics re-estimated, then saved beside the run's model
         model, card = load_model(model_dir)
-        model_card = (BUNDLE / "MODEL_CARD.md").read_text() if (BUNDLE / "MODEL_CARD.md").is_file() else None
-        if BUNDLE.exists():
-            shutil.rmtree(BUNDLE)
-        provenance = {
-            **card.provenance,
-            "cohort": {"n": args.n, "seed": args.seed, "image_size": 512, "copies": args.copies},
-            "build_seconds": round(time.perf_counter() - started),
-        }
-        fingerprint = save_model(model, BUNDLE, provenance=provenance, storage_dtype=torch.float16)
-        if model_card is not None:  # the card's figures describe the old weights: update them (scripts/bench_real.py)
-            (BUNDLE / "MODEL_CARD.md").write_text(model_card)
-        print(json.dumps({"installed": fingerprint[:12], "at": str(BUNDLE)}), file=sys.stderr)
+        report = finish_reader(model, data)
+        print(json.dumps({"finished": report.recalibrated, "as_trained": report.as_trained}), file=sys.stderr)
+        model_dir = model_dir.with_name("finished")
+        save_model(model, model_dir, provenance={**card.provenance, **report.provenance()})
+    if args.install:
+        _install(model_dir, args)
+
+
+def _install(model_dir: Path, args: argparse.Namespace) -> None:
+    """A finished reader becomes the bundled model's age and sex reader (the encoder's files stay as they are)."""
+    if not args.real_only:
+        raise SystemExit(
+            f"--install takes an age and sex reader (--real-only); a joint model stays in {model_dir} "
+            "(its disorder space is far below the bundled encoder's: benchmarks/real.md)"
+        )
+    fingerprint = install_reader(BUNDLED_MODEL_DIR, model_dir, storage_dtype=torch.float16)
+    print(json.dumps({"installed_reader": fingerprint[:12], "at": str(BUNDLED_MODEL_DIR / READER_DIR)}), file=sys.stderr)
 
 
 if __name__ == "__main__":

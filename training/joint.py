@@ -1,6 +1,6 @@
 """Train one encoder on real films and synthetic disorders together.
 
-Each step sees two batches, both film views (`matcher.film_view`):
+Each step sees two batches (or the real one alone, `JointData.real_only`), both film views (`matcher.film_view`):
 - synthetic phantoms after domain randomisation (`training.domain`), drawn by
   pytorch-metric-learning's `MPerClassSampler` (several cases per disorder): ArcFace on
   the embedding, and bone age with a small weight (the renderer's maturation is a model of
@@ -128,15 +128,17 @@ def _step(
     n = len(s)
     metric = (
         config.arcface_weight * _arcface(parts, config, data, out.embedding, s, len(r))
-        if config.arcface_weight
+        if config.arcface_weight and n
         else torch.zeros((), device=device)
     )
-    if config.distill_weight or config.real_prototype_weight:
+    if n and (config.distill_weight or config.real_prototype_weight):
         metric = metric + _distillation(config, data, out.embedding, s)
     smooth_l1 = nn.functional.smooth_l1_loss
     age_real = smooth_l1(out.bone_age_raw[n:], data.real_age[r], beta=0.1)
     age_synth = smooth_l1(out.bone_age_raw[:n], data.synth_age[s], beta=0.1)
     sex = nn.functional.binary_cross_entropy_with_logits(out.sex_logit[n:], data.real_male[r])
+    if n == 0:  # real films only (`JointData.real_only`): bone age and sex
+        metric, age_synth = torch.zeros((), device=device), torch.zeros((), device=device)
     loss = metric + age_real + config.synthetic_age_weight * age_synth + config.sex_weight * sex
     parts.optimiser.zero_grad(set_to_none=True)
     loss.backward()
@@ -185,11 +187,16 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
     start, history = resume(checkpoint, parts, steps, device) if config.resume and checkpoint.is_file() else (0, [])
     generator = torch.Generator(device=device).manual_seed(config.seed + start)
     rng = np.random.default_rng(config.seed + start)
-    sampler = samplers.MPerClassSampler(
-        data.synth_train_labels,
-        m=config.m_per_class,
-        batch_size=config.synthetic_batch,
-        length_before_new_iter=steps * config.synthetic_batch,
+    synthetic_batch = config.synthetic_batch if data.has_synthetic else 0
+    sampler = (
+        samplers.MPerClassSampler(
+            data.synth_train_labels,
+            m=config.m_per_class,
+            batch_size=synthetic_batch,
+            length_before_new_iter=steps * synthetic_batch,
+        )
+        if synthetic_batch
+        else []
     )
     for epoch in range(start, config.epochs):
         parts.model.train()
@@ -201,7 +208,7 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
                 parts,
                 config,
                 data,
-                synth_order[step * config.synthetic_batch : (step + 1) * config.synthetic_batch],
+                synth_order[step * synthetic_batch : (step + 1) * synthetic_batch],
                 real_order[step * config.real_batch : (step + 1) * config.real_batch],
                 generator,
             )

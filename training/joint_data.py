@@ -89,6 +89,35 @@ class JointData:
             tuple(held_out),
         )
 
+    @classmethod
+    def real_only(cls, real: RealSet, labels: dict[str, int], exclude_real_ids: set[int]) -> JointData:
+        """Real films alone (bone age and sex; no synthetic batch): `labels` are the starting
+        model's, kept so that its embedding head keeps its shape."""
+        real_train, real_val = split_real(real, exclude_real_ids)
+        empty = np.zeros(0, dtype=np.int64)
+        return cls(
+            dict(labels),
+            pd.DataFrame({"case_id": [], "patient_id": [], "disorder": [], "sex": [], "bone_age_months": []}),
+            torch.zeros((0, *real.views.shape[1:]), dtype=torch.uint8),
+            torch.zeros(0, dtype=torch.long),
+            torch.zeros(0),
+            torch.zeros(0),
+            empty,
+            empty,
+            empty,
+            real,
+            torch.from_numpy(real.views),
+            _z_age(real.bone_age_months),
+            torch.from_numpy(real.male),
+            np.flatnonzero(real_train),
+            np.flatnonzero(real_val),
+            (),
+        )
+
+    @property
+    def has_synthetic(self) -> bool:
+        return len(self.synth_train) > 0
+
     def with_teacher(self, teacher: pd.DataFrame) -> JointData:
         """Attach a teacher's embeddings (`case_id`, `embedding`), matched to the synthetic rows by case id
         (every training row needs one; rows never trained on may lack one)."""

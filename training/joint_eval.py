@@ -57,14 +57,21 @@ def real_figures(predicted_months: np.ndarray, male_probability: np.ndarray, bon
 
 
 def evaluate_joint(model: Bone2GeneModel, data: JointData, size: int) -> dict:
-    s_index = np.concatenate([data.synth_train, data.synth_val])
-    synth = embed_views(
-        model, data.synth_views[torch.from_numpy(s_index).to(data.device)], data.synth_male[torch.from_numpy(s_index).to(data.device)], size
-    )
     real_index = torch.from_numpy(data.real_val).to(data.device)
     real = embed_views(model, data.real_views[real_index], data.real_male[real_index], size)
     figures = real_figures(
         real.bone_age_months, real.male_probability, data.real.bone_age_months[data.real_val], data.real.male[data.real_val]
+    )
+    real_report = {
+        "real_val_bone_age_mad": figures.bone_age_mad_months,
+        "real_val_sex_accuracy": figures.sex_accuracy,
+        "real_val_sex_accuracy_ba_over_120": figures.sex_accuracy_older,
+    }
+    if not data.has_synthetic:
+        return real_report
+    s_index = np.concatenate([data.synth_train, data.synth_val])
+    synth = embed_views(
+        model, data.synth_views[torch.from_numpy(s_index).to(data.device)], data.synth_male[torch.from_numpy(s_index).to(data.device)], size
     )
     n_train = len(data.synth_train)
     disorder = data.synth_table["disorder"].fillna("").astype(str).to_numpy()[s_index]
@@ -87,9 +94,7 @@ def evaluate_joint(model: Bone2GeneModel, data: JointData, size: int) -> dict:
         patients[:n_train],
     )
     return {
-        "real_val_bone_age_mad": figures.bone_age_mad_months,
-        "real_val_sex_accuracy": figures.sex_accuracy,
-        "real_val_sex_accuracy_ba_over_120": figures.sex_accuracy_older,
+        **real_report,
         "real_controls_unaffected_first": round(float(np.mean(control_ranks == 1)), 4),
         **{f"synthetic_val_{k}": v for k, v in topk_report(ranks, codes, (1, 5)).items()},
     }

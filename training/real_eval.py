@@ -20,6 +20,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from index.cohort_stats import compare
 from matcher.analysis import Analyzer
 from matcher.batch import BatchItem, embed_many
 from matcher.calibration import Calibration, fit_calibration
-from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
@@ -168,18 +169,29 @@ def feature_space(
     }
 
 
+def _bare_forward(model: Bone2GeneModel) -> Callable[[], None]:
+    """One forward pass of every network the model runs per image (the encoder, and its age and sex reader)."""
+    networks = [model] if model.age_sex_reader is None else [model, model.age_sex_reader]
+    inputs = [torch.zeros(1, 1, n.config.input_size, n.config.input_size).contiguous(memory_format=torch.channels_last) for n in networks]
+    male = torch.ones(1, 1)
+
+    def run() -> None:
+        with torch.inference_mode():
+            for network, x in zip(networks, inputs, strict=True):
+                network(x, male)
+
+    return run
+
+
 def latency(analyzer: Analyzer, paths: list[Path], repeats: int = 3) -> dict:
     """Median full analysis vs median bare forward of the same model, interleaved per film."""
     full, bare = [], []
-    size = analyzer.model.config.input_size
-    x = torch.zeros(1, 1, size, size).contiguous(memory_format=torch.channels_last)
-    male = torch.ones(1, 1)
+    forward = _bare_forward(analyzer.model)
     analyzer.analyze(paths[0], sex="M")
     for _ in range(repeats):
         for path in paths:
             started = time.perf_counter()
-            with torch.inference_mode():
-                analyzer.model(x, male)
+            forward()
             bare.append(time.perf_counter() - started)
             started = time.perf_counter()
             analyzer.analyze(read_radiograph(path), sex="M")
@@ -211,7 +223,7 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     exclude = set(read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else set()
     validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
     return {
-        "model": {"fingerprint": card.fingerprint[:12], "preprocessing": card.config.preprocessing, "input_size": card.config.input_size},
+        "model": _describe(card),
         "rsna_validation": validation,
         "labelled_full_resolution": labelled_full_resolution(analyzer, labelled, shared / "rsna_100px"),
         "feature_space": feature_space(model, embeddings),
@@ -222,10 +234,25 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     }
 
 
+def _describe(card: ModelCard) -> dict:
+    described = {"fingerprint": card.fingerprint[:12], "preprocessing": card.config.preprocessing, "input_size": card.config.input_size}
+    if card.reader is not None:
+        described["age_sex_reader"] = _describe(card.reader)
+    return described
+
+
+def _title(model: dict) -> str:
+    title = f"`{model['fingerprint']}` ({model['preprocessing']} preprocessing, {model['input_size']} px)"
+    reader = model.get("age_sex_reader")
+    if reader:
+        title += f" with the age and sex reader `{reader['fingerprint']}` ({reader['preprocessing']} view, {reader['input_size']} px)"
+    return title
+
+
 def model_markdown(result: dict) -> list[str]:
     v, f, s, t = result["rsna_validation"], result["labelled_full_resolution"], result["feature_space"], result["latency"]
     return [
-        f"## Model `{result['model']['fingerprint']}` ({result['model']['preprocessing']} preprocessing, {result['model']['input_size']} px)",
+        f"## Model {_title(result['model'])}",
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",
@@ -265,13 +292,13 @@ def _latency_lines(paired: dict | None) -> list[str]:
         return []
     m, b = paired["model"], paired["baseline"]
     return [
-        "Latency against the bundled model, alternating film by film in one run (6 full-resolution films, median):",
+        "Latency against the baseline model (`--baseline`), alternating film by film in one run (6 full-resolution films, median):",
         "",
         "| model | analyze | bare forward | analyze / bare forward |",
         "| --- | --- | --- | --- |",
         f"| this model | {m['analyze_ms']} ms | {m['bare_forward_ms']} ms | {m['ratio']}x |",
-        f"| bundled model | {b['analyze_ms']} ms | {b['bare_forward_ms']} ms | {b['ratio']}x |",
+        f"| baseline model | {b['analyze_ms']} ms | {b['bare_forward_ms']} ms | {b['ratio']}x |",
         "",
-        f"A full analysis with this model takes {paired['analyze_vs_baseline_analyze']}x the time of one with the bundled model.",
+        f"A full analysis with this model takes {paired['analyze_vs_baseline_analyze']}x the time of one with the baseline model.",
         "",
     ]
