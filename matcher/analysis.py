@@ -191,13 +191,13 @@ class Analyzer:
         without a given sex, the model's own sex prediction (`sex_source` "predicted") is the input.
         With a reader (`age_tensor` its input), bone age and sex are the reader's."""
         with torch.inference_mode():
-            if age_tensor is None:
-                out = self._read_age_and_sex(self.model, tensor, result)
+            if age_tensor is None:  # one pass gives everything
+                embeddings = self._read_age_and_sex(self.model, tensor, result).embedding
             else:
                 assert self.model.age_sex_reader is not None
                 self._read_age_and_sex(self.model.age_sex_reader, age_tensor, result)
-                out = None
-            embedding = (self.model.embedding(self.model.backbone(self._views(tensor))) if out is None else out.embedding).mean(dim=0)
+                embeddings = self.model.embedding(self.model.backbone(self._views(tensor)))
+            embedding = embeddings.mean(dim=0)
             result.embedding = (embedding / embedding.norm()).cpu().numpy()
 
     def _views(self, tensor: np.ndarray) -> torch.Tensor:

@@ -13,6 +13,7 @@ checkpoint is imported (random weights: speed is the same as for real ones).
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -81,7 +82,7 @@ def main() -> None:
     with torch.inference_mode():
         reference = model.backbone(x8)
     backbone_cl = Bone2GeneModel(model.config).eval()
-    backbone_cl.load_state_dict(model.state_dict())
+    backbone_cl.load_state_dict(model.encoder_state_dict())
     backbone_cl = backbone_cl.backbone.to(device, memory_format=torch.channels_last)
     with torch.inference_mode():
         channels_last_ok = torch.allclose(backbone_cl(x8.to(memory_format=torch.channels_last)), reference, atol=1e-4, rtol=1e-5)
@@ -100,9 +101,7 @@ def main() -> None:
 
     def copy_of(source: Bone2GeneModel) -> Bone2GeneModel:
         """Analyzers convert their model's layout in place: each gets its own copy."""
-        clone = Bone2GeneModel(source.config).eval()
-        clone.load_state_dict(source.state_dict())
-        return clone.to(device)
+        return copy.deepcopy(source).eval().to(device)  # the age and sex reader, when attached, with it
 
     analyzers = {
         "analyze": Analyzer(copy_of(model), device=device),

@@ -94,7 +94,7 @@ def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel
                 f"{config.init} is a {base.config.variant} model with {base.config.embedding_dim}-d embeddings; "
                 f"set variant/embedding_dim to match it"
             )
-        model.load_state_dict(base.float().state_dict(), strict=False)
+        model.load_state_dict(base.float().encoder_state_dict(), strict=False)
     return model
 
 

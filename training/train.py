@@ -129,7 +129,7 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneMode
             }
         )
         model = Bone2GeneModel(model_config)
-        model.load_state_dict(base.state_dict(), strict=False)
+        model.load_state_dict(base.encoder_state_dict(), strict=False)
         return model
     return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels))
 
