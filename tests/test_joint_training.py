@@ -15,8 +15,9 @@ from matcher.checkpoint import load_model
 from matcher.manifest import ManifestError
 from training.domain import DomainConfig, randomise_film, synthetic_views
 from training.film_augment import FilmAugmentConfig, augment_views, views_to_input
-from training.joint import JointConfig, train_joint
+from training.joint import JointConfig, initial_model, train_joint
 from training.joint_data import JointData
+from training.reader_finish import finish_reader
 from training.real_data import RealSet, is_validation_id, load_rsna_100px, read_labels, split_real
 from training.synth.cohort import CohortConfig, generate_cohort
 
@@ -120,3 +121,30 @@ def test_distillation_pulls_phantoms_to_the_teacher(tiny_cohort: Path, some_real
     train_joint(config, data, log=lambda _: None)
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert log["loss_metric"].iloc[0] > 0 and np.isfinite(log["loss_metric"]).all()
+
+
+def test_a_real_only_run_trains_bone_age_and_sex_and_is_finished(some_real: RealSet, tmp_path: Path) -> None:
+    """`--real-only`: no synthetic batch, the starting model's labels kept, the embedding head
+    untouched (no loss reaches it), BatchNorm statistics re-estimated at the end."""
+    labels = {"unaffected": 0, "turner": 1}
+    data = JointData.real_only(some_real, labels, exclude_real_ids=set())
+    assert not data.has_synthetic and len(data.real_train) + len(data.real_val) == len(some_real)
+    assert is_validation_id(some_real.ids[data.real_val]).all() and len(data.real_val) >= 16
+    config = JointConfig(out=tmp_path / "run", epochs=1, real_batch=16, device="cpu", warmup_steps=1, lr=1e-2)
+    model_dir = train_joint(config, data, log=lambda _: None)
+    log = pd.read_csv(tmp_path / "run" / "log.csv")
+    assert log["loss_age_real"].iloc[0] > 0 and log["loss_metric"].iloc[0] == 0 and "synthetic_val_top1" not in log
+    model, card = load_model(model_dir)
+    assert card.config.labels == labels and card.config.preprocessing == "film"
+    torch.manual_seed(config.seed)  # the seed the run built its fresh model with: the embedding head is as initialised
+    fresh = initial_model(config, labels)
+    assert torch.equal(model.embedding.project.weight, fresh.embedding.project.weight)
+    assert not torch.equal(model.bone_age.fc_boneage.weight, fresh.bone_age.fc_boneage.weight)
+    stats_before = model.backbone.bn1.running_mean.clone()
+    report = finish_reader(model, data, films=32)
+    assert report.films == 32 and set(report.recalibrated) == {
+        "real_val_bone_age_mad",
+        "real_val_sex_accuracy",
+        "real_val_sex_accuracy_ba_over_120",
+    }
+    assert not torch.equal(model.backbone.bn1.running_mean, stats_before)

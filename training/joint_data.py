@@ -24,6 +24,19 @@ def _z_age(months: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((np.asarray(months, np.float64) - CALIBRATION.age_mean) / CALIBRATION.age_sd).astype(np.float32))
 
 
+def _real_fields(real: RealSet, exclude_real_ids: set[int]) -> dict:
+    """The real films' part of `JointData`, split by id."""
+    real_train, real_val = split_real(real, exclude_real_ids)
+    return {
+        "real": real,
+        "real_views": torch.from_numpy(real.views),
+        "real_age": _z_age(real.bone_age_months),
+        "real_male": torch.from_numpy(real.male),
+        "real_train": np.flatnonzero(real_train),
+        "real_val": np.flatnonzero(real_val),
+    }
+
+
 @dataclass
 class JointData:
     labels: dict[str, int]
@@ -69,49 +82,37 @@ class JointData:
             raise ValueError("the synthetic cohort has no unaffected training cases; real films need that class")
         labels = {name: i for i, name in enumerate(names)}
         label = np.array([labels.get(str(d), -1) for d in table["disorder"].fillna("")], dtype=np.int64)
-        real_train, real_val = split_real(real, exclude_real_ids)
         return cls(
-            labels,
-            table,
-            torch.from_numpy(views),
-            torch.from_numpy(label),
-            _z_age(table["bone_age_months"]),
-            torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)),
-            np.flatnonzero(train),
-            np.flatnonzero(val),
-            np.flatnonzero(rare),
-            real,
-            torch.from_numpy(real.views),
-            _z_age(real.bone_age_months),
-            torch.from_numpy(real.male),
-            np.flatnonzero(real_train),
-            np.flatnonzero(real_val),
-            tuple(held_out),
+            labels=labels,
+            synth_table=table,
+            synth_views=torch.from_numpy(views),
+            synth_label=torch.from_numpy(label),
+            synth_age=_z_age(table["bone_age_months"]),
+            synth_male=torch.from_numpy((table["sex"] == "M").to_numpy(np.float32)),
+            synth_train=np.flatnonzero(train),
+            synth_val=np.flatnonzero(val),
+            synth_held_out=np.flatnonzero(rare),
+            held_out=tuple(held_out),
+            **_real_fields(real, exclude_real_ids),
         )
 
     @classmethod
     def real_only(cls, real: RealSet, labels: dict[str, int], exclude_real_ids: set[int]) -> JointData:
         """Real films alone (bone age and sex; no synthetic batch): `labels` are the starting
         model's, kept so that its embedding head keeps its shape."""
-        real_train, real_val = split_real(real, exclude_real_ids)
         empty = np.zeros(0, dtype=np.int64)
         return cls(
-            dict(labels),
-            pd.DataFrame({"case_id": [], "patient_id": [], "disorder": [], "sex": [], "bone_age_months": []}),
-            torch.zeros((0, *real.views.shape[1:]), dtype=torch.uint8),
-            torch.zeros(0, dtype=torch.long),
-            torch.zeros(0),
-            torch.zeros(0),
-            empty,
-            empty,
-            empty,
-            real,
-            torch.from_numpy(real.views),
-            _z_age(real.bone_age_months),
-            torch.from_numpy(real.male),
-            np.flatnonzero(real_train),
-            np.flatnonzero(real_val),
-            (),
+            labels=dict(labels),
+            synth_table=pd.DataFrame({"case_id": [], "patient_id": [], "disorder": [], "sex": [], "bone_age_months": []}),
+            synth_views=torch.zeros((0, *real.views.shape[1:]), dtype=torch.uint8),
+            synth_label=torch.zeros(0, dtype=torch.long),
+            synth_age=torch.zeros(0),
+            synth_male=torch.zeros(0),
+            synth_train=empty,
+            synth_val=empty,
+            synth_held_out=empty,
+            held_out=(),
+            **_real_fields(real, exclude_real_ids),
         )
 
     @property
