@@ -108,6 +108,11 @@ def main() -> None:
     started = time.perf_counter()
     real = load_rsna_100px(args.real, cache=args.work / "rsna_100px.npz")
     labelled = set(pd.read_csv(args.labelled / "labels.csv")["id"]) if (args.labelled / "labels.csv").is_file() else set()
+    if args.install and not args.real_only:
+        parser.error(
+            "--install takes an age and sex reader (--real-only); a joint model stays in --work/<train-dir>/model "
+            "(its disorder space is far below the bundled encoder's: benchmarks/real.md)"
+        )
     if args.real_only:
         if args.init is None:
             parser.error("--real-only needs --init MODEL_DIR (the model whose labels and weights it starts from)")
@@ -150,16 +155,11 @@ def main() -> None:
         model_dir = model_dir.with_name("finished")
         save_model(model, model_dir, provenance={**card.provenance, **report.provenance()})
     if args.install:
-        _install(model_dir, args)
+        _install(model_dir)
 
 
-def _install(model_dir: Path, args: argparse.Namespace) -> None:
+def _install(model_dir: Path) -> None:
     """A finished reader becomes the bundled model's age and sex reader (the encoder's files stay as they are)."""
-    if not args.real_only:
-        raise SystemExit(
-            f"--install takes an age and sex reader (--real-only); a joint model stays in {model_dir} "
-            "(its disorder space is far below the bundled encoder's: benchmarks/real.md)"
-        )
     fingerprint = install_reader(BUNDLED_MODEL_DIR, model_dir, storage_dtype=torch.float16)
     print(json.dumps({"installed_reader": fingerprint[:12], "at": str(BUNDLED_MODEL_DIR / READER_DIR)}), file=sys.stderr)
 
