@@ -116,17 +116,20 @@ def read_card(directory: Path | str) -> ModelCard:
 def load_model(directory: Path | str) -> tuple[Bone2GeneModel, ModelCard]:
     """The model in eval mode, after checking the weights against the recorded fingerprint."""
     directory = Path(directory)
-    card = read_card(directory)
+    return _load_with_card(directory, read_card(directory))
+
+
+def _load_with_card(directory: Path, card: ModelCard) -> tuple[Bone2GeneModel, ModelCard]:
+    """`load_model` for a card already read (a reader's card comes with its encoder's)."""
     actual = fingerprint_of(directory / WEIGHTS_FILE)
     if actual != card.fingerprint:
         raise ModelFormatError(f"{directory / WEIGHTS_FILE} does not match its recorded fingerprint (changed or damaged)")
     model = Bone2GeneModel(card.config)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
     if card.reader is not None:
-        reader, _ = load_model(directory / READER_DIR)
-        if reader.age_sex_reader is not None:
+        if card.reader.reader is not None:
             raise ModelFormatError(f"{directory / READER_DIR} carries a reader of its own; a reader must be a plain model directory")
-        model.attach_reader(reader)
+        model.attach_reader(_load_with_card(directory / READER_DIR, card.reader)[0])
     return model.eval(), card
 
 
