@@ -99,6 +99,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8000)
     parser.add_argument("--copies", type=int, default=2, help="randomised exports per phantom")
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument(
+        "--input-size",
+        type=int,
+        default=100,
+        help="the network's input side: the 100-px film view is resampled to it (128 gives the b0's stem more pixels per bone)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--resume", action="store_true")
@@ -137,6 +143,7 @@ def main() -> None:
         init=args.init,
         init_checkpoint=args.init_checkpoint,
         epochs=args.epochs,
+        input_size=args.input_size,
         device=args.device,
         seed=args.seed,
         resume=args.resume,
