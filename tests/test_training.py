@@ -152,6 +152,11 @@ def test_films_without_bone_age_train_the_space_and_distil_the_starting_bone_age
     train(config, log=lambda _: None)
     log = pd.read_csv(tmp_path / "run" / "log.csv")
     assert np.isfinite(log[["loss_metric", "loss_age", "loss_sex"]].to_numpy()).all()
+    # the bundled model's age and sex reader comes along unchanged: bone age and sex on real films stay its
+    trained, trained_card = load_model(tmp_path / "run" / "model")
+    assert trained.age_sex_reader is not None and trained_card.provenance["age_sex_reader_from"] == str(BUNDLED_MODEL_DIR)
+    kept, bundled = trained.age_sex_reader.state_dict(), model.age_sex_reader.state_dict()
+    assert kept.keys() == bundled.keys() and all(torch.equal(kept[k].float(), bundled[k].float()) for k in kept)
 
 
 def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from pytorch_metric_learning import losses, samplers
 from torch import nn
 from tqdm.auto import tqdm
 
-from matcher.checkpoint import load_model_or_deeplasia, save_model
+from matcher.checkpoint import READER_DIR, load_model, load_model_or_deeplasia, save_model
 from matcher.deeplasia import AgeCalibration, HeadSpec
 from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
@@ -132,6 +132,15 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneMode
         model.load_state_dict(base.encoder_state_dict(), strict=False)
         return model
     return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels))
+
+
+def starting_reader(config: TrainConfig) -> Bone2GeneModel | None:
+    """The age and sex reader of the model training starts from, if it has one: carried over to the
+    trained model (fine-tuning changes the embedding, not how bone age and sex are read; without it
+    a model fine-tuned from the bundled one would read real films with its phantom-trained heads)."""
+    if config.init is None or not (Path(config.init) / READER_DIR).is_dir():
+        return None
+    return load_model(Path(config.init) / READER_DIR)[0]
 
 
 def new_model_config(
@@ -277,6 +286,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     names = _training_labels(data.table, train_mask, config)
     labels = {name: i for i, name in enumerate(names)}
     model = _initial_model(config, labels).to(device)
+    reader = starting_reader(config)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     batches = _batches(data, train_mask, labels, model, config, device)
@@ -296,6 +306,10 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
         (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
     provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names, "ranks": ranks.world}
     provenance["held_out_disorders"] = list(config.held_out)
+    if reader is not None:
+        provenance["age_sex_reader_from"] = str(config.init)
+        if ranks.main:
+            log(f"bone age and sex stay with the age and sex reader of {config.init}: it is carried over to the trained model")
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         np.random.seed(config.seed + epoch)  # the sampler's order: the same on every rank, and after a resume
@@ -311,7 +325,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
             log(json.dumps(record))
             _write_logs(config.out, record, history)
             if _is_best(record, history):
-                _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1})
+                _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1}, reader)
             save_checkpoint(checkpoint_path, parts, epoch + 1, history)
         wait_for_all(ranks)
     final = config.out / "model"
@@ -322,7 +336,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     if (config.out / "best_model").is_dir():
         shutil.copytree(config.out / "best_model", final)
     else:
-        _save_copy(parts.model, final, {**provenance, "history": history, "epoch": len(history)})
+        _save_copy(parts.model, final, {**provenance, "history": history, "epoch": len(history)}, reader)
     leave(ranks)
     return final
 
@@ -345,9 +359,12 @@ def _is_best(record: dict, history: list[dict]) -> bool:
     return all(_quality(record) > _quality(earlier) for earlier in history[:-1])
 
 
-def _save_copy(model: Bone2GeneModel, directory: Path, provenance: dict) -> None:
+def _save_copy(model: Bone2GeneModel, directory: Path, provenance: dict, reader: Bone2GeneModel | None = None) -> None:
+    """The model as trained, with the starting model's age and sex reader (`starting_reader`) when it had one."""
     shutil.rmtree(directory, ignore_errors=True)
-    save_model(copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval(), directory, provenance=provenance)
+    saved = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
+    saved.attach_reader(reader)
+    save_model(saved, directory, provenance=provenance)
 
 
 def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, val_mask: np.ndarray, device: torch.device) -> dict:
