@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from index.filters import Filters
     from index.query import QueryResult
     from matcher.analysis import Analysis
-    from matcher.calibration import Calibration
 
 DEFAULT_GALLERY = Path("demo-data") / "gallery"
 
@@ -213,7 +212,6 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
             if calibration.no_match_off_when_present is not None
             else "(a calibration from an older version: recompute it)"
         ),
-        _support_line(calibration),
         "each disorder's probability is P(the query's disorder is in the gallery, from the nearest diagnosed case's "
         "similarity) x P(this disorder | in the gallery); the reliability is that of the second factor",
         "reliability (predicted probability bins vs observed share of right disorders):",
@@ -221,22 +219,6 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
         *[f"  {r['bin']:>9}  {r['pairs']:>6}  {r['mean_predicted']:>9.3f}  {r['observed']:>8.3f}" for r in calibration.reliability],
     ]
     typer.echo("\n".join(lines))
-
-
-def _no_match_line(result: QueryResult) -> str:
-    if result.outside_gallery:
-        return "NO CLOSE MATCH: the image lies outside the part of the feature space the gallery's cases cover; its nearest cases are no evidence"
-    return "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else ""
-
-
-def _support_line(calibration: Calibration) -> str:
-    support = calibration.support
-    if support is None:
-        return "'no close match' is also said off the gallery's support: not checked (fewer than 50 cases, or fewer than 5 patients)"
-    return (
-        f"'no close match' is also said for an image outside the gallery's support: further off its {len(support.components)} "
-        f"leading directions than {support.threshold:.4f} (held out by patient, {support.held_out_outside:.1%} of its own cases are)"
-    )
 
 
 @gallery_app.command("reembed")
@@ -414,7 +396,6 @@ def query_command(
                         "disorders": [],
                         "cases": [],
                         "no_close_match": None,
-                        "outside_gallery": None,
                     }
                 )
             )
@@ -458,7 +439,7 @@ def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], resu
     if len(accepted) > 1:
         lines.append(f"{len(accepted)} films of one patient combined into one query")
     lines += [
-        _no_match_line(result),
+        "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
         ""
         if result.in_gallery_probability is None
         else f"P(the disorder is one of the gallery's) {result.in_gallery_probability:.2f}: every P(right) below includes it",

@@ -73,11 +73,6 @@ class Ranking(BaseModel):
         description="calibrated probability that the query's disorder is one of the gallery's (from the nearest diagnosed "
         "case's distance relative to how close the first-ranked disorder's cases lie to each other); every disorder's probability includes it. None: the gallery is not calibrated",
     )
-    outside_gallery: bool = Field(
-        False,
-        description="the image lies outside the part of the feature space the gallery's cases cover (further off the "
-        "directions they spread along than 99% of them): 'no close match' for that reason, and its nearest cases are no evidence",
-    )
     disclaimer: str = DISCLAIMER
 
 

@@ -52,7 +52,6 @@ class QueryResult:
     searched_cases: int
     gallery_cases: int
     in_gallery_probability: float | None = None  # P(the query's disorder is one of the gallery's); None: not calibrated
-    outside_gallery: bool = False  # off the gallery's support (`matcher.support`): "no close match" for that reason
 
     def to_json(self) -> dict:
         return {
@@ -64,7 +63,6 @@ class QueryResult:
             "searched_cases": self.searched_cases,
             "gallery_cases": self.gallery_cases,
             "in_gallery_probability": None if self.in_gallery_probability is None else round(self.in_gallery_probability, 4),
-            "outside_gallery": self.outside_gallery,
         }
 
 
@@ -108,12 +106,6 @@ def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
 
 
-_OUTSIDE_NOTE = (
-    "no close match: this image lies outside the part of the feature space the gallery's cases cover "
-    "(further off it than 99% of the gallery's own cases), so its nearest cases are no evidence; "
-)
-
-
 def query(
     gallery: Gallery,
     embedding: np.ndarray,
@@ -151,18 +143,16 @@ def query(
 
     note = "no calibration: the gallery needs at least 10 cases whose disorder has another patient"
     no_close_match = not disorders or disorders[0].score is None
-    in_gallery, outside = None, False
+    in_gallery = None
     if calibration is not None:
         image_evidence = _image_evidence(disorders, scores, disorder_labels)
         nearest = float(image_evidence.nearest_diagnosed[0])  # -inf: no diagnosed case was searched
         searched_any = bool(np.isfinite(nearest))
         in_gallery = float(calibration.in_gallery_probability(nearest, disorders[0].label)) if searched_any else 0.0
         _attach_probabilities(disorders, calibration, image_evidence, in_gallery)
-        outside = bool(calibration.outside_gallery(embedding)[0])
-        no_close_match = not searched_any or nearest < calibration.no_match_threshold or outside
+        no_close_match = not searched_any or nearest < calibration.no_match_threshold
         note = (
-            (_OUTSIDE_NOTE if outside else "")
-            + f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
+            f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
             f"{calibration.expected_calibration_error:.3f}; 'no close match' when the nearest diagnosed case's similarity is below "
             f"{calibration.no_match_threshold:.4f}; each disorder's probability includes the "
             f"probability that the query's disorder is among the gallery's ({in_gallery:.0%} here)"
@@ -190,4 +180,4 @@ def query(
         )
         for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
     ]
-    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery, outside)
+    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery)

@@ -18,9 +18,7 @@ both sides: with the query's own disorder removed, the nearest remaining case is
 absent disorder looks like; with it, what a present one looks like. The threshold is the 95th
 percentile of the absent side, lowered where needed so that it stays off for at least 80% of
 queries whose disorder is present (a flag that fires on everything tells the geneticist
-nothing); the rates are kept. It is also said for a query outside the gallery's support
-(`matcher.support`): off the directions along which the gallery's cases spread, where a
-nearest case is no evidence however near.
+nothing); the rates are kept.
 
 The probability of a disorder is read in two factors: that the query's disorder is among the
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
@@ -46,7 +44,6 @@ from sklearn.linear_model import LogisticRegression
 from matcher.errors import Bone2GeneError
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
 from matcher.score_features import FEATURES, LabelEvidence, label_features, log_distance, select
-from matcher.support import GallerySupport, fit_support
 
 NO_MATCH_QUANTILE = 0.95  # of the absent-disorder nearest similarities: the flag fires below it...
 NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of queries whose disorder is present
@@ -76,18 +73,6 @@ class Calibration:
     presence: tuple[float, float] | None = None  # (coef, intercept) on the relative nearest distance: P(disorder in gallery)
     # per disorder: the median log(1 - similarity) from one of its cases to its nearest case of another patient
     typical_log_distance: dict[str, float] | None = None
-    support: GallerySupport | None = None  # where the gallery's cases lie (`matcher.support`); None: too few cases
-    support_fitted: bool = False  # False: stored before the support check existed (stale)
-
-    def no_match(self, nearest: np.ndarray | float, embeddings: np.ndarray) -> np.ndarray:
-        """(Q,) bool "no close match": the nearest diagnosed case's similarity is below the threshold,
-        or the query lies outside the gallery's support (`outside_gallery`)."""
-        return (np.atleast_1d(np.asarray(nearest, dtype=np.float64)) < self.no_match_threshold) | self.outside_gallery(embeddings)
-
-    def outside_gallery(self, embeddings: np.ndarray) -> np.ndarray:
-        """(Q,) bool: the query lies off the directions the gallery's cases spread along (never, without a support)."""
-        rows = np.atleast_2d(np.asarray(embeddings))
-        return np.zeros(len(rows), dtype=bool) if self.support is None else self.support.outside(rows)
 
     def in_gallery_probability(self, nearest: np.ndarray | float, top_disorder: str | list[str] | None = None) -> np.ndarray:
         """P(the query's disorder is one of the gallery's), at even prior odds, from the distance of
@@ -136,7 +121,6 @@ class Calibration:
         data = asdict(self)
         data["features"] = list(self.features)
         data["presence"] = None if self.presence is None else list(self.presence)
-        data["support"] = None if self.support is None else self.support.to_json()
         return data
 
     @classmethod
@@ -148,7 +132,6 @@ class Calibration:
         data["bootstrap"] = [(list(a), float(b)) for a, b in data["bootstrap"]]
         data["features"] = tuple(data.get("features", FEATURES))
         data["presence"] = None if data.get("presence") is None else tuple(data["presence"])
-        data["support"] = None if data.get("support") is None else GallerySupport.from_json(data["support"])
         return cls(**data)
 
     def stale(self, label_counts: dict[str, int], rule: RankingRule = DEFAULT_RULE) -> bool:
@@ -156,8 +139,6 @@ class Calibration:
         appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
         if tuple(self.features) != FEATURES or self.presence is None or self.typical_log_distance is None:
-            return True
-        if not self.support_fitted:
             return True
         if self.rule != rule or self.no_match_off_when_present is None or set(old) != set(new):
             return True
@@ -275,8 +256,6 @@ def fit_calibration(
         no_match_off_when_present=off_present,
         presence=presence,
         typical_log_distance=dict(zip(lopo.evidence.names, (float(t) for t in typical), strict=True)),
-        support=fit_support(embeddings, patients, seed=seed),
-        support_fitted=True,
     )
 
 

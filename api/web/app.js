@@ -92,7 +92,6 @@ function renderResult(result) {
   if (result.sex_warning) sexText += ` Warning: ${result.sex_warning}.`;
   text($("sex-check"), sexText);
   $("no-match").hidden = !result.ranking.no_close_match;
-  $("outside-gallery").hidden = !result.ranking.outside_gallery;
   const inGallery = result.ranking.in_gallery_probability;
   text($("in-gallery"), inGallery === null || inGallery === undefined ? "" :
     `Probability that this patient's disorder is one of the gallery's: ${Math.round(100 * inGallery)}% (every disorder's probability below includes it).`);

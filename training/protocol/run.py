@@ -231,7 +231,7 @@ def _probabilities(
             probability.append(calibration.probability_matrix(evidence)[top])
             setting_reported.append(calibration.reported_matrix(evidence)[top])
             correct.append(result.ranks == 1)
-            flagged = calibration.no_match(similarity, vectors[result.queries])
+            flagged = similarity < calibration.no_match_threshold
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -276,7 +276,7 @@ def _absent_queries(
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
             evidence = scorer.evidence(gallery, queries, LabelIndex.of(list(disorders[gallery])))
-            flags.append(calibration.no_match(evidence.nearest_diagnosed, vectors[queries]))
+            flags.append(evidence.nearest_diagnosed < calibration.no_match_threshold)
             confident.append(np.nanmax(calibration.probability_matrix(evidence), axis=1) >= 0.5)
             confident_reported.append(np.nanmax(calibration.reported_matrix(evidence), axis=1) >= 0.5)
     return flags, confident, confident_reported

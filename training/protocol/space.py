@@ -78,11 +78,11 @@ def score_space(
             p = calibration.probability_matrix(evidence)[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
-            right_off.append(~calibration.no_match(evidence.nearest_diagnosed, vectors[ranked.queries])[ranked.ranks == 1])
+            right_off.append(evidence.nearest_diagnosed[ranked.ranks == 1] >= calibration.no_match_threshold)
         frequent = draw.frequent_gallery
         if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
             absent = _calibration(vectors, disorders, patients, frequent, draw.number, rule)
-            absent_flags.append(absent.no_match(scorer.nearest(frequent, draw.rare_test), vectors[draw.rare_test]))
+            absent_flags.append(scorer.nearest(frequent, draw.rare_test) < absent.no_match_threshold)
     auroc = {s: metrics.probability_quality(np.concatenate(probability[s]), np.concatenate(right[s])).auroc for s in probability}
     pooled = metrics.probability_quality(
         np.concatenate([np.concatenate(v) for v in probability.values()]), np.concatenate([np.concatenate(v) for v in right.values()])
