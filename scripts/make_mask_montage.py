@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from matcher.errors import MaskError
 from matcher.io import read_radiograph
 from matcher.mask import film_aware_classical_mask, segment_hand
 from matcher.preprocess import binarise_mask, mask_crop
@@ -41,8 +42,11 @@ def overlay(path: Path) -> tuple[np.ndarray, float]:
     iou = float((classical & (hand.mask > 0)).sum() / max(1, (classical | (hand.mask > 0)).sum()))
     contours, _ = cv2.findContours(classical.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(filled, contours, -1, (60, 220, 60), thickness)
-    x0, y0, side = mask_crop(binarise_mask(hand.mask))
-    cv2.rectangle(filled, (x0, y0), (x0 + side, y0 + side), (0, 220, 255), thickness)
+    try:
+        x0, y0, side = mask_crop(binarise_mask(hand.mask))
+        cv2.rectangle(filled, (x0, y0), (x0 + side, y0 + side), (0, 220, 255), thickness)
+    except MaskError:
+        pass  # an empty mask (a film the gate refuses as no hand): no crop to draw, the tile says why
     small = cv2.resize(filled, TILE, interpolation=cv2.INTER_AREA)
     lines = [
         f"{path.parent.name if path.parent.name != 'images' else 'rsna'}/{path.name} {hand.method[:9]} IoU {iou:.2f}",
