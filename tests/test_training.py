@@ -114,7 +114,7 @@ def test_a_run_starts_from_a_deeplasia_checkpoint_file(shared_dir: Path) -> None
     if not (fixtures / "new_b0_512_sexhead.ckpt").is_file():
         pytest.skip("Deeplasia reference fixtures absent")
     config = TrainConfig(manifest=Path("m.csv"), out=Path("o"), init=fixtures / "new_b0_512_sexhead.ckpt", input_size=256)
-    model = _initial_model(config, {"a": 0, "b": 1})
+    model, _ = _initial_model(config, {"a": 0, "b": 1})
     reference = model_from_deeplasia(read_deeplasia(fixtures / "new_b0_512_sexhead.ckpt"))
     for name, tensor in reference.bone_age.state_dict().items():
         assert torch.equal(model.bone_age.state_dict()[name], tensor), name

@@ -36,7 +36,7 @@ from pytorch_metric_learning import losses, samplers
 from torch import nn
 from tqdm.auto import tqdm
 
-from matcher.checkpoint import READER_DIR, load_model, load_model_or_deeplasia, save_model
+from matcher.checkpoint import load_model_or_deeplasia, save_model
 from matcher.deeplasia import AgeCalibration, HeadSpec
 from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
@@ -114,7 +114,11 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
     return train, val, rare
 
 
-def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneModel:
+def _initial_model(config: TrainConfig, labels: dict[str, int]) -> tuple[Bone2GeneModel, Bone2GeneModel | None]:
+    """The model training starts from, and the age and sex reader of `config.init` if it has one:
+    carried over to the trained model (fine-tuning changes the embedding, not how bone age and sex
+    are read; without it a model fine-tuned from the bundled one would read real films with its
+    phantom-trained heads)."""
     if config.init is not None:
         base = load_model_or_deeplasia(config.init, config.deeplasia_parameters, config.trust_pickle, config.embedding_dim, config.seed)
         model_config = ModelConfig(
@@ -130,17 +134,8 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> Bone2GeneMode
         )
         model = Bone2GeneModel(model_config)
         model.load_state_dict(base.encoder_state_dict(), strict=False)
-        return model
-    return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels))
-
-
-def starting_reader(config: TrainConfig) -> Bone2GeneModel | None:
-    """The age and sex reader of the model training starts from, if it has one: carried over to the
-    trained model (fine-tuning changes the embedding, not how bone age and sex are read; without it
-    a model fine-tuned from the bundled one would read real films with its phantom-trained heads)."""
-    if config.init is None or not (Path(config.init) / READER_DIR).is_dir():
-        return None
-    return load_model(Path(config.init) / READER_DIR)[0]
+        return model, base.age_sex_reader
+    return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels)), None
 
 
 def new_model_config(
@@ -285,8 +280,8 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     train_mask, val_mask, _ = split_by_patient(data.table, config.held_out, config.val_fraction, config.seed)
     names = _training_labels(data.table, train_mask, config)
     labels = {name: i for i, name in enumerate(names)}
-    model = _initial_model(config, labels).to(device)
-    reader = starting_reader(config)
+    model, reader = _initial_model(config, labels)
+    model = model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     batches = _batches(data, train_mask, labels, model, config, device)
@@ -360,7 +355,7 @@ def _is_best(record: dict, history: list[dict]) -> bool:
 
 
 def _save_copy(model: Bone2GeneModel, directory: Path, provenance: dict, reader: Bone2GeneModel | None = None) -> None:
-    """The model as trained, with the starting model's age and sex reader (`starting_reader`) when it had one."""
+    """The model as trained, with the starting model's age and sex reader (`_initial_model`) when it had one."""
     shutil.rmtree(directory, ignore_errors=True)
     saved = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval()
     saved.attach_reader(reader)
