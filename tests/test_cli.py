@@ -1,5 +1,5 @@
 """The `bone2gene` command line: the installed script as a subprocess, exactly as a user runs it
-(top-level help, demo), and the other commands through the same entry point in this process
+(top-level help), and the other commands through the same entry point in this process
 (`conftest.run_bone2gene`: the same code, exit codes and messages, without a torch import per call)."""
 
 from __future__ import annotations
@@ -84,16 +84,17 @@ def test_synth_refuses_to_overwrite(bone2gene, tmp_path: Path) -> None:
     assert result.returncode == 2 and "--overwrite" in result.stderr
 
 
-def test_demo_builds_then_reuses_its_gallery(cli: list[str], bone2gene, tmp_path: Path) -> None:
+def test_demo_builds_then_reuses_its_gallery(bone2gene, tmp_path: Path) -> None:
+    """In this process (the installed script is run by the top-level help test): a torch import saved."""
     from api.keys import KeyStore
 
-    first = run(cli, "demo", "--out", str(tmp_path), "--n", "8", "--size", "256", "--no-serve")
+    first = bone2gene("demo", "--out", tmp_path, "--n", "8", "--size", "256", "--no-serve")
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "contact_sheet.png").stat().st_size > 1000
     assert (tmp_path / "gallery" / "gallery.sqlite").is_file() and "demo gallery:" in first.stdout
     key = first.stdout.split("demo API key (admin; paste it into the page to sign in): ")[1].split()[0]
     assert KeyStore(tmp_path / "gallery" / "keys.sqlite").verify(key).role == "admin"
-    second = bone2gene("demo", "--out", tmp_path, "--no-serve")  # in-process: the first run already tested the script
+    second = bone2gene("demo", "--out", tmp_path, "--no-serve")
     assert second.returncode == 0 and "reusing" in second.stdout
     assert KeyStore(tmp_path / "gallery" / "keys.sqlite").verify(key) is None  # each start revokes the previous demo key
 
