@@ -1,10 +1,11 @@
 """Overlay montage of the hand masks on the real radiographs, for docs/.
 
-    python scripts/make_mask_montage.py [--shared ../shared] [--rsna 26] [--out docs/hand_masks_real.png]
+    python scripts/make_mask_montage.py [--shared ../shared] [--rsna 26] [--refused 16] [--out docs/hand_masks_real.png]
 
 Films from all three real folders: every film of `real_hands` and `real_hands_labelled`,
-and `--rsna` films of `rsna_100px` spread evenly over its ids, plus every film the gate
-refused in `benchmarks/real_gate.json` when that file exists. Each tile: the radiograph,
+and `--rsna` films of `rsna_100px` spread evenly over its ids, plus `--refused` of the films
+the gate refused in `benchmarks/real_gate.json` (spread evenly over that list; -1: all of
+them, a 6-MB picture for the 97 of today) when that file exists. Each tile: the radiograph,
 the mask in use (red fill; network when shipped, classical where the network's outline was
 not hand-shaped), the classical mask's outline (green), Deeplasia's 1.15 square crop
 (yellow), the agreement of the two masks (IoU) and the quality gate's verdict. The
@@ -60,13 +61,20 @@ def overlay(path: Path) -> tuple[np.ndarray, float]:
     return np.vstack([small, bar]), iou
 
 
-def chosen_films(shared: Path, rsna: int) -> list[Path]:
+def spread(items: list, n: int) -> list:
+    """`n` of `items` evenly spaced over the list (all of them for n < 0 or n >= len)."""
+    if n < 0 or n >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, n).astype(int)] if n else []
+
+
+def chosen_films(shared: Path, rsna: int, refused_films: int) -> list[Path]:
     ids = sorted(int(p.stem) for p in (shared / "rsna_100px" / "images").glob("*.png"))
-    picks = [shared / "rsna_100px" / "images" / f"{ids[i]}.png" for i in np.linspace(0, len(ids) - 1, rsna).astype(int)]
+    picks = [shared / "rsna_100px" / "images" / f"{i}.png" for i in spread(ids, rsna)]
     gate = Path(__file__).resolve().parents[1] / "benchmarks" / "real_gate.json"
     if gate.is_file():
         refused = [r["image"] for f in json.loads(gate.read_text())["folders"].values() for r in f["refused"]]
-        picks += [shared / r for r in refused if (shared / r) not in picks]
+        picks += [shared / r for r in spread(refused, refused_films) if (shared / r) not in picks]
     return sorted((shared / "real_hands").glob("*.png")) + sorted((shared / "real_hands_labelled").glob("*.png")) + picks
 
 
@@ -75,9 +83,10 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     parser.add_argument("--shared", type=Path, default=repo.parent / "shared")
     parser.add_argument("--rsna", type=int, default=26, help="films of rsna_100px spread over its ids")
+    parser.add_argument("--refused", type=int, default=16, help="films the gate refused (benchmarks/real_gate.json); -1 for all")
     parser.add_argument("--out", type=Path, default=repo / "docs" / "hand_masks_real.png")
     args = parser.parse_args()
-    made = [overlay(p) for p in chosen_films(args.shared, args.rsna)]
+    made = [overlay(p) for p in chosen_films(args.shared, args.rsna, args.refused)]
     tiles, agreement = [t for t, _ in made], [a for _, a in made]
     print(
         f"{len(tiles)} films; mask agreement with the classical mask (IoU): median {np.median(agreement):.3f}, "
