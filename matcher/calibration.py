@@ -36,7 +36,7 @@ two-fold cross-fitting by patient (the curve is judged on patients it was not fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
@@ -125,7 +125,11 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        data = dict(data)
+        """A stored calibration; fields this version does not know (the gallery-support check of
+        e83a088, reverted in 41434f6, stored `support` and `support_fitted`) are dropped, so that a
+        gallery calibrated by such a version still answers queries."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
         if not isinstance(data["coef"], list):  # stored before the features: Platt scaling of the score alone
             data["coef"], data["features"] = [data["coef"]], ["score"]
             data["bootstrap"] = [([a], b) for a, b in data["bootstrap"]]

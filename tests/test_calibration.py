@@ -157,3 +157,6 @@ def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_fro
     # stored before the typical distances: it still reads the nearest distance alone, and is refitted
     older = Calibration.from_json({**calibration.to_json(), "typical_log_distance": None})
     assert older.stale(calibration.label_counts, RankingRule.DENSITY) and (np.diff(older.in_gallery_probability(sims)) > 0).all()
+    # stored by the reverted gallery-support version (e83a088): its extra fields are dropped, the rest reads as it was
+    support_era = Calibration.from_json({**calibration.to_json(), "support": {"threshold": 0.1}, "support_fitted": True})
+    assert support_era == calibration
