@@ -43,7 +43,7 @@ from training.synth.cohort import CohortConfig, generate_cohort
 GALLERY_SEED, QUERY_SEED = 2027, 4049  # the demo gallery's cohort seed; another for held-out queries
 
 
-def _analyse_films(
+def analyse_films(
     analyzer: Analyzer, paths: list[Path], males: np.ndarray, give_sex: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Bone age, male probability and embedding per film (NaN where refused), and the refusals."""
@@ -62,7 +62,7 @@ def rsna_validation(analyzer: Analyzer, root: Path, exclude: set[int]) -> tuple[
     labels = read_labels(root)
     held = labels[is_validation_id(labels["id"].to_numpy()) & ~labels["id"].isin(exclude)]
     paths = [root / "images" / f"{i}.png" for i in held["id"]]
-    months, male_p, embeddings, refused = _analyse_films(analyzer, paths, held["male"].to_numpy())
+    months, male_p, embeddings, refused = analyse_films(analyzer, paths, held["male"].to_numpy())
     ok = ~np.isnan(months)
     figures = real_figures(months[ok], male_p[ok], held["boneage"].to_numpy(float)[ok], held["male"].to_numpy(float)[ok])
     return {"films": len(held), "accepted": int(ok.sum()), "refused": refused, **figures.__dict__}, [e for e in embeddings if e is not None]
@@ -71,8 +71,8 @@ def rsna_validation(analyzer: Analyzer, root: Path, exclude: set[int]) -> tuple[
 def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> dict:
     labels = read_labels(root)
     males = labels["male"].to_numpy()
-    full, _, _, refused_full = _analyse_films(analyzer, [root / f"{i}.png" for i in labels["id"]], males)
-    small, _, _, refused_small = _analyse_films(analyzer, [copies / "images" / f"{i}.png" for i in labels["id"]], males)
+    full, _, _, refused_full = analyse_films(analyzer, [root / f"{i}.png" for i in labels["id"]], males)
+    small, _, _, refused_small = analyse_films(analyzer, [copies / "images" / f"{i}.png" for i in labels["id"]], males)
     truth = labels["boneage"].to_numpy(float)
     both = ~np.isnan(full) & ~np.isnan(small)
     rows = [
@@ -110,13 +110,19 @@ def _top_probability(calibration: Calibration, evidence: LabelEvidence) -> np.nd
 
 
 def feature_space(
-    model: Bone2GeneModel, real_embeddings: list[np.ndarray], gallery_n: int = 300, query_n: int = 200, image_size: int = 512
+    model: Bone2GeneModel,
+    real_embeddings: list[np.ndarray],
+    gallery_n: int = 300,
+    query_n: int = 200,
+    image_size: int = 512,
+    seeds: tuple[int, int] = (GALLERY_SEED, QUERY_SEED),
 ) -> dict:
     """Real controls and held-out synthetic cases against a synthetic gallery like the demo's
-    (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller)."""
+    (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller;
+    `seeds`: the gallery's cohort and the queries' cohort)."""
     with tempfile.TemporaryDirectory() as tmp:
-        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, GALLERY_SEED, image_size)
-        queries = _synthetic_embeddings(model, Path(tmp), query_n, QUERY_SEED, image_size)
+        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size)
+        queries = _synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size)
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     labels = gallery["disorder"].astype(str).tolist()
     calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist(), rule=DEFAULT_RULE)

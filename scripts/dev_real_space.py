@@ -1,0 +1,47 @@
+"""Feature-space figures on development films, for choosing an encoder (`training.real_dev_eval`).
+
+    python scripts/dev_real_space.py --model DIR [--limit 300] [--out build/dev_space.json]
+
+Development films: RSNA ids with id % 20 == 10 (never in a fine-tuning manifest); galleries and
+queries: phantom seeds 5001-5004. The report's films (benchmarks/real.md, id % 20 == 0) are not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+from training.real_data import read_labels
+from training.real_dev_eval import dev_summary, development_space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--limit", type=int, default=None, help="the first N development films by id (default: all)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON of every figure")
+    args = parser.parse_args()
+    labelled = args.shared / "real_hands_labelled"
+    exclude = set(read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else set()
+    model, card = load_model(args.model)
+    result = {
+        "model": str(args.model),
+        "fingerprint": card.fingerprint[:12],
+        **development_space(model, args.shared / "rsna_100px", exclude, args.limit),
+    }
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    print(f"{result['model']} ({result['fingerprint']}), {result['dev_films_accepted']} development films")
+    print(dev_summary(result).to_string())
+
+
+if __name__ == "__main__":
+    main()

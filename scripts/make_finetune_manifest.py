@@ -1,0 +1,50 @@
+"""Write the encoder fine-tuning manifest that adds real films (issue 13; `training.finetune_manifest`).
+
+    python scripts/make_finetune_manifest.py --cohort build/ft/cohort --out build/ft/data [--copies 1] [--real-films 2000]
+    bone2gene train build/ft/f1.yaml        # manifest: build/ft/data/manifest.csv, init: matcher/weights/demo_model
+
+The cohort comes from `bone2gene synth` (or `training.synth.cohort.generate_cohort`) with masks.
+Validation (id % 20 == 0) and development (id % 20 == 10) RSNA films, and the ids of
+real_hands_labelled, never enter the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from training.finetune_manifest import FineTuneManifestConfig, write_finetune_manifest
+from training.real_data import read_labels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cohort", type=Path, required=True, help="a synthetic cohort folder (manifest.csv with masks)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--rsna", type=Path, default=REPO.parent / "shared" / "rsna_100px")
+    parser.add_argument("--labelled", type=Path, default=REPO.parent / "shared" / "real_hands_labelled")
+    parser.add_argument("--copies", type=int, default=1, help="film copies per phantom")
+    parser.add_argument("--real-films", type=int, default=2000, help="training-split RSNA films as unaffected controls")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0)
+    args = parser.parse_args()
+    exclude = frozenset(int(i) for i in read_labels(args.labelled)["id"]) if (args.labelled / "labels.csv").is_file() else frozenset()
+    config = FineTuneManifestConfig(
+        cohort=args.cohort,
+        rsna=args.rsna,
+        out=args.out,
+        copies=args.copies,
+        real_films=args.real_films,
+        exclude_ids=exclude,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    print(write_finetune_manifest(config))
+
+
+if __name__ == "__main__":
+    main()

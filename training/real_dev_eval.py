@@ -1,0 +1,118 @@
+"""The feature space on development films, for choosing between encoders (`scripts/dev_real_space.py`).
+
+`training.real_eval` reports on the RSNA validation films (id % 20 == 0); nothing may be chosen
+there. Choices are made here instead, on the development films (id % 20 == 10,
+`training.finetune_manifest.is_dev_id`: never trained on by an encoder fine-tune), against
+phantom galleries of other seeds than the report's:
+
+- `training.real_eval.feature_space` per (gallery seed, query seed): real controls "unaffected"
+  first or flagged, held-out synthetic top-1 and the flag on its right answers, real vs synthetic
+  controls;
+- film copies of the query phantoms (a real-looking export reduced to a 100-px film view,
+  `training.domain`) against the crisp gallery: top-1, and how often a disorder is read as
+  "unaffected". A model that learnt "looks like a real film, so unaffected" would call real
+  patients with a dysplasia unaffected; this is the nearest measure of that we have without real
+  films with diagnoses.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from matcher.analysis import Analyzer
+from matcher.batch import BatchItem, embed_many
+from matcher.film_view import film_view
+from matcher.io import read_radiograph
+from matcher.model import Bone2GeneModel
+from matcher.rank import DEFAULT_RULE, LabelIndex
+from matcher.score_features import LabelEvidence
+from training.domain import DomainConfig, randomise_film
+from training.finetune_manifest import is_dev_id
+from training.real_data import read_labels
+from training.real_eval import analyse_films, feature_space
+from training.synth.cohort import CohortConfig, generate_cohort
+
+DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's
+
+
+def dev_film_embeddings(model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None) -> list[np.ndarray]:
+    """Embeddings of the development films the gate accepts (all of them, or the first `limit` by id)."""
+    labels = read_labels(rsna)
+    dev = labels[is_dev_id(labels["id"].to_numpy()) & ~labels["id"].isin(list(exclude))].sort_values("id")
+    if limit is not None:
+        dev = dev.head(limit)
+    _, _, embeddings, _ = analyse_films(Analyzer(model), [rsna / "images" / f"{i}.png" for i in dev["id"]], dev["male"].to_numpy())
+    return [e for e in embeddings if e is not None]
+
+
+def _embedded(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    results = embed_many(model, [BatchItem(root / p, s) for p, s in zip(images, sexes, strict=True)], batch_size=16)
+    accepted = np.array([r.accepted for r in results])
+    return np.stack([r.embedding for r in results if r.accepted]).astype(np.float32), accepted
+
+
+def film_copy_queries(model: Bone2GeneModel, seeds: tuple[int, int], gallery_n: int = 300, query_n: int = 200) -> dict:
+    """Film copies of the query phantoms against the crisp gallery: does the disorder survive the export?"""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        gallery = generate_cohort(CohortConfig(n=gallery_n, out=root / "gallery", seed=seeds[0], size=512))
+        queries = generate_cohort(CohortConfig(n=query_n, out=root / "queries", seed=seeds[1], size=512))
+        copies = []
+        for k, (image, mask) in enumerate(zip(queries["image"], queries["mask"], strict=True)):
+            radiograph = read_radiograph(root / "queries" / image)
+            exported = randomise_film(
+                radiograph.pixels.astype(np.float32) / float(radiograph.max_value),
+                cv2.imread(str(root / "queries" / mask), cv2.IMREAD_GRAYSCALE),
+                np.random.default_rng(seeds[1] * 1000 + k),
+                DomainConfig(),
+            )
+            copies.append(f"copy-{k}.png")
+            cv2.imwrite(str(root / copies[-1]), film_view(exported)[0])
+        vectors, kept = _embedded(model, root / "gallery", list(gallery["image"]), list(gallery["sex"]))
+        query_vectors, query_kept = _embedded(model, root, copies, list(queries["sex"]))
+    labels = gallery["disorder"].astype(str)[kept].tolist()
+    index = LabelIndex.of(labels)
+    truth = queries["disorder"].astype(str).to_numpy()[query_kept]
+    present = np.isin(truth, index.names)
+    evidence = LabelEvidence.from_similarities(query_vectors[present] @ vectors.T, index, DEFAULT_RULE)
+    top = np.array(index.names)[evidence.top()]
+    affected = truth[present] != "unaffected"
+    return {
+        "film_copies_accepted": int(query_kept.sum()),
+        "film_copy_top1": round(float((top == truth[present]).mean()), 4),
+        "film_copy_disorder_read_unaffected": round(float((top[affected] == "unaffected").mean()), 4),
+    }
+
+
+def development_space(model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None) -> dict:
+    """Every development figure, per pair of seeds in DEV_SEEDS."""
+    real = dev_film_embeddings(model, rsna, exclude, limit)
+    out: dict = {"dev_films_accepted": len(real)}
+    for seeds in DEV_SEEDS:
+        figures = feature_space(model, real, seeds=seeds)
+        figures.update(film_copy_queries(model, seeds))
+        out[f"gallery_{seeds[0]}_queries_{seeds[1]}"] = figures
+    return out
+
+
+def dev_summary(result: dict) -> pd.DataFrame:
+    """One row per seed pair with the figures the decision reads."""
+    keys = [
+        "real_unaffected_first",
+        "real_unaffected_first_or_flagged",
+        "synthetic_top1",
+        "synthetic_flag_off_when_first",
+        "film_copy_top1",
+        "film_copy_disorder_read_unaffected",
+    ]
+    rows = {
+        name: {k: figures[k] for k in keys} | {"real_vs_controls_auc": figures["real_vs_synthetic_controls"]["auc"]}
+        for name, figures in result.items()
+        if name.startswith("gallery_")
+    }
+    return pd.DataFrame(rows).T
