@@ -88,3 +88,15 @@ def test_a_cohort_without_masks_is_refused(tmp_path: Path, small_cohort: tuple[P
     manifest.drop(columns=["mask"]).assign(image=[str(cohort / p) for p in manifest["image"]]).to_csv(bare / "manifest.csv", index=False)
     with pytest.raises(ManifestError, match="no mask column"):
         write_finetune_manifest(_config(tmp_path, bare, rsna_like))
+
+
+@pytest.mark.slow
+def test_film_copy_queries_reach_the_gallery_through_the_gate() -> None:
+    """The development measure of the 'real-looking, so unaffected' shortcut: film copies of phantoms
+    pass the quality gate and are ranked against a crisp gallery (bundled model, small cohorts)."""
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+    from training.real_dev_eval import film_copy_queries
+
+    figures = film_copy_queries(load_model(BUNDLED_MODEL_DIR)[0], (5001, 5002), gallery_n=40, query_n=12)
+    assert figures["film_copies_accepted"] >= 10
+    assert 0.0 <= figures["film_copy_top1"] <= 1.0 and 0.0 <= figures["film_copy_disorder_read_unaffected"] <= 1.0

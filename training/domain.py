@@ -79,13 +79,17 @@ def _with_border(x: np.ndarray, rng: np.random.Generator, config: DomainConfig) 
     return x
 
 
-def _view_of_case(job: tuple[str, str, int, DomainConfig]) -> np.ndarray:
-    image_path, mask_path, seed, config = job
+def film_copy(image_path: Path, mask_path: Path, seed: int, config: DomainConfig) -> np.ndarray:
+    """The 100-px film view (uint8) of one random real-looking export of a phantom and its mask."""
     radiograph = read_radiograph(Path(image_path))
-    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
     image01 = radiograph.pixels.astype(np.float32) / float(radiograph.max_value)
     exported = randomise_film(image01, mask, np.random.default_rng(seed), config)
     return film_view(exported)[0]
+
+
+def _view_of_case(job: tuple[str, str, int, DomainConfig]) -> np.ndarray:
+    return film_copy(Path(job[0]), Path(job[1]), job[2], job[3])
 
 
 def synthetic_views(

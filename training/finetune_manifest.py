@@ -31,10 +31,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from matcher.film_view import film_view
-from matcher.io import read_radiograph
 from matcher.manifest import ManifestError
-from training.domain import DomainConfig, randomise_film
+from training.domain import DomainConfig, film_copy
 from training.real_data import is_validation_id, read_labels
 
 DEV_REMAINDER = 10  # RSNA ids with id % 20 == 10: development films for choosing, never trained on
@@ -58,12 +56,9 @@ class FineTuneManifestConfig:
     workers: int = 0
 
 
-def _film_copy(job: tuple[str, str, str, int, DomainConfig]) -> None:
+def _write_film_copy(job: tuple[str, str, str, int, DomainConfig]) -> None:
     image_path, mask_path, out_path, seed, domain = job
-    radiograph = read_radiograph(Path(image_path))
-    mask = cv2.imread(mask_path, cv2.IMREAD_GRAYSCALE)
-    exported = randomise_film(radiograph.pixels.astype(np.float32) / float(radiograph.max_value), mask, np.random.default_rng(seed), domain)
-    cv2.imwrite(out_path, film_view(exported)[0])
+    cv2.imwrite(out_path, film_copy(Path(image_path), Path(mask_path), seed, domain))
 
 
 def film_copies(config: FineTuneManifestConfig, phantoms: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +81,7 @@ def film_copies(config: FineTuneManifestConfig, phantoms: pd.DataFrame) -> pd.Da
                 }
             )
     with ProcessPoolExecutor(config.workers or os.cpu_count() or 1) as pool:
-        list(pool.map(_film_copy, jobs, chunksize=32))
+        list(pool.map(_write_film_copy, jobs, chunksize=32))
     return pd.DataFrame(rows)
 
 

@@ -26,12 +26,10 @@ import pandas as pd
 
 from matcher.analysis import Analyzer
 from matcher.batch import BatchItem, embed_many
-from matcher.film_view import film_view
-from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
-from training.domain import DomainConfig, randomise_film
+from training.domain import DomainConfig, film_copy
 from training.finetune_manifest import is_dev_id
 from training.real_data import read_labels
 from training.real_eval import analyse_films, feature_space
@@ -62,17 +60,10 @@ def film_copy_queries(model: Bone2GeneModel, seeds: tuple[int, int], gallery_n: 
         root = Path(tmp)
         gallery = generate_cohort(CohortConfig(n=gallery_n, out=root / "gallery", seed=seeds[0], size=512))
         queries = generate_cohort(CohortConfig(n=query_n, out=root / "queries", seed=seeds[1], size=512))
-        copies = []
+        copies = [f"copy-{k}.png" for k in range(len(queries))]
         for k, (image, mask) in enumerate(zip(queries["image"], queries["mask"], strict=True)):
-            radiograph = read_radiograph(root / "queries" / image)
-            exported = randomise_film(
-                radiograph.pixels.astype(np.float32) / float(radiograph.max_value),
-                cv2.imread(str(root / "queries" / mask), cv2.IMREAD_GRAYSCALE),
-                np.random.default_rng(seeds[1] * 1000 + k),
-                DomainConfig(),
-            )
-            copies.append(f"copy-{k}.png")
-            cv2.imwrite(str(root / copies[-1]), film_view(exported)[0])
+            view = film_copy(root / "queries" / image, root / "queries" / mask, seeds[1] * 1000 + k, DomainConfig())
+            cv2.imwrite(str(root / copies[k]), view)
         vectors, kept = _embedded(model, root / "gallery", list(gallery["image"]), list(gallery["sex"]))
         query_vectors, query_kept = _embedded(model, root, copies, list(queries["sex"]))
     labels = gallery["disorder"].astype(str)[kept].tolist()
