@@ -3,9 +3,10 @@
 The bundled encoder learnt its disorder space on crisp 512-px phantoms. Real films in our hands
 are 100-px copies; upsampled to the encoder's input they are blurred far beyond any phantom, and
 the encoder tells them apart from phantom controls perfectly (classifier AUC 1.0). Measured on
-development films (RSNA training split, `build/exp/degraded_gallery_dev.py`): against phantoms
-exported the same way (domain-randomised, reduced to a 100-px film view) that AUC falls to 0.83,
-and the encoder reads a degraded phantom's disorder only a quarter of the time. So the manifest
+200 development films (issue 13, 2026-12-03): against phantoms exported the same way
+(domain-randomised, reduced to a 100-px film view) that AUC falls to 0.83, and the encoder
+reads such a film copy's disorder only a quarter of the time (`training.real_dev_eval`
+measures the latter for any model). So the manifest
 holds three parts, all in our case-manifest layout (`matcher.manifest`), for `bone2gene train`:
 
 1. the phantoms of a synthetic cohort, as rendered (their masks kept);
