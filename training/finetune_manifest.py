@@ -92,7 +92,10 @@ def real_controls(config: FineTuneManifestConfig) -> pd.DataFrame:
     ids = labels["id"].to_numpy()
     usable = labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(config.exclude_ids))]
     if config.real_films > len(usable):
-        raise ManifestError(f"{config.real_films} real films asked for, {len(usable)} training-split films in {config.rsna}")
+        raise ManifestError(
+            f"{config.real_films} real films asked for, but {config.rsna} has {len(usable)} training-split films "
+            f"(validation, development and reported ids are kept out); ask for at most {len(usable)} (--real-films)"
+        )
     drawn = usable.sample(config.real_films, random_state=config.seed).sort_values("id")
     return pd.DataFrame(
         {
