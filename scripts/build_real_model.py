@@ -49,7 +49,7 @@ from training.domain import synthetic_views
 from training.joint import JointConfig, train_joint
 from training.joint_data import JointData
 from training.reader_finish import finish_reader
-from training.real_data import load_rsna_100px
+from training.real_data import load_rsna_100px, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.teacher import teacher_embeddings
 
@@ -113,7 +113,7 @@ def main() -> None:
 
     started = time.perf_counter()
     real = load_rsna_100px(args.real, cache=args.work / "rsna_100px.npz")
-    labelled = set(pd.read_csv(args.labelled / "labels.csv")["id"]) if (args.labelled / "labels.csv").is_file() else set()
+    labelled = set(reported_ids(args.labelled))
     if args.install and not args.real_only:
         parser.error(
             "--install takes an age and sex reader (--real-only); a joint model stays in --work/<train-dir>/model "

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
-from training.real_data import read_labels
+from training.real_data import reported_ids
 from training.real_dev_eval import dev_summary, development_space
 
 
@@ -28,13 +28,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="the first N development films by id (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="JSON of every figure")
     args = parser.parse_args()
-    labelled = args.shared / "real_hands_labelled"
-    exclude = set(read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else set()
     model, card = load_model(args.model)
     result = {
         "model": str(args.model),
         "fingerprint": card.fingerprint[:12],
-        **development_space(model, args.shared / "rsna_100px", exclude, args.limit),
+        **development_space(model, args.shared / "rsna_100px", set(reported_ids(args.shared / "real_hands_labelled")), args.limit),
     }
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,12 +19,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import pandas as pd
 
 from matcher.checkpoint import load_model, save_model
 from training.joint_data import JointData
 from training.reader_finish import finish_reader
-from training.real_data import load_rsna_100px
+from training.real_data import load_rsna_100px, reported_ids
 
 
 def main() -> None:
@@ -38,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     model, card = load_model(args.model)
     real = load_rsna_100px(args.real, cache=args.cache)
-    labelled = set(pd.read_csv(args.labelled / "labels.csv")["id"]) if (args.labelled / "labels.csv").is_file() else set()
+    labelled = set(reported_ids(args.labelled))
     data = JointData.real_only(real, model.config.labels, labelled)
     report = finish_reader(model, data, args.recalibration_films)
     print(json.dumps({"as_trained": report.as_trained, "batchnorm_recalibrated": report.recalibrated}, indent=1))

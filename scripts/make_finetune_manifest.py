@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from training.finetune_manifest import FineTuneManifestConfig, write_finetune_manifest
-from training.real_data import read_labels
+from training.real_data import reported_ids
 
 
 def main() -> None:
@@ -32,14 +32,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
-    exclude = frozenset(int(i) for i in read_labels(args.labelled)["id"]) if (args.labelled / "labels.csv").is_file() else frozenset()
     config = FineTuneManifestConfig(
         cohort=args.cohort,
         rsna=args.rsna,
         out=args.out,
         copies=args.copies,
         real_films=args.real_films,
-        exclude_ids=exclude,
+        exclude_ids=reported_ids(args.labelled),
         seed=args.seed,
         workers=args.workers,
     )

@@ -11,8 +11,8 @@ import pytest
 
 from matcher.manifest import ManifestError, read_case_manifest
 from training.dataset import prepare
-from training.finetune_manifest import FineTuneManifestConfig, is_dev_id, write_finetune_manifest
-from training.real_data import is_validation_id
+from training.finetune_manifest import FineTuneManifestConfig, write_finetune_manifest
+from training.real_data import is_dev_id, is_validation_id
 
 
 @pytest.fixture(scope="module")

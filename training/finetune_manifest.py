@@ -16,7 +16,7 @@ holds three parts, all in our case-manifest layout (`matcher.manifest`), for `bo
 3. real RSNA films from the training split as "unaffected" controls (children referred for
    bone-age assessment: no diagnosis, most without a skeletal dysplasia), with bone age and sex.
 
-Validation films (`training.real_data.is_validation_id`), the development films (`is_dev_id`)
+Validation films (`training.real_data.is_validation_id`), the development films (`is_dev_id`, same module)
 and the reported full-resolution ids never enter it. RSNA gives no chronological age: the bone age
 stands in for `age_months`.
 """
@@ -34,14 +34,7 @@ import pandas as pd
 
 from matcher.manifest import ManifestError
 from training.domain import DomainConfig, film_copy
-from training.real_data import is_validation_id, read_labels
-
-DEV_REMAINDER = 10  # RSNA ids with id % 20 == 10: development films for choosing, never trained on
-
-
-def is_dev_id(image_id: int | np.ndarray) -> bool | np.ndarray:
-    """Development films of `rsna_100px`: kept out of fine-tuning so decisions are made on films it never saw."""
-    return np.asarray(image_id) % 20 == DEV_REMAINDER
+from training.real_data import is_dev_id, is_validation_id, read_labels
 
 
 @dataclass(frozen=True)

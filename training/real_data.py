@@ -24,9 +24,23 @@ from matcher.manifest import ManifestError
 VALIDATION_MODULUS = 20
 
 
+DEV_REMAINDER = 10  # ids with id % 20 == 10: development films for choosing an encoder fine-tune, never trained on by one
+
+
 def is_validation_id(image_id: int | np.ndarray) -> bool | np.ndarray:
     """The fixed held-out rule for `rsna_100px`: ids divisible by 20."""
     return np.asarray(image_id) % VALIDATION_MODULUS == 0
+
+
+def is_dev_id(image_id: int | np.ndarray) -> bool | np.ndarray:
+    """Development films of `rsna_100px` (`training.finetune_manifest` keeps them out, `training.real_dev_eval` reads them)."""
+    return np.asarray(image_id) % VALIDATION_MODULUS == DEV_REMAINDER
+
+
+def reported_ids(labelled: Path) -> frozenset[int]:
+    """Ids of the full-resolution films reported on their own (`real_hands_labelled`): never trained on;
+    none when the folder has no labels.csv."""
+    return frozenset(int(i) for i in read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else frozenset()
 
 
 @dataclass

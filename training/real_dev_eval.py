@@ -2,7 +2,7 @@
 
 `training.real_eval` reports on the RSNA validation films (id % 20 == 0); nothing may be chosen
 there. Choices are made here instead, on the development films (id % 20 == 10,
-`training.finetune_manifest.is_dev_id`: never trained on by an encoder fine-tune), against
+`training.real_data.is_dev_id`: never trained on by an encoder fine-tune), against
 phantom galleries of other seeds than the report's:
 
 - `training.real_eval.feature_space` per (gallery seed, query seed): real controls "unaffected"
@@ -30,8 +30,7 @@ from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.domain import DomainConfig, film_copy
-from training.finetune_manifest import is_dev_id
-from training.real_data import read_labels
+from training.real_data import is_dev_id, read_labels
 from training.real_eval import analyse_films, feature_space
 from training.synth.cohort import CohortConfig, generate_cohort
 

@@ -37,7 +37,7 @@ from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.joint_eval import real_figures
-from training.real_data import is_validation_id, read_labels
+from training.real_data import is_validation_id, read_labels, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
 
 GALLERY_SEED, QUERY_SEED = 2027, 4049  # the demo gallery's cohort seed; another for held-out queries
@@ -226,7 +226,7 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
     analyzer = Analyzer(model)
     labelled = shared / "real_hands_labelled"
-    exclude = set(read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else set()
+    exclude = set(reported_ids(labelled))
     validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
     return {
         "model": _describe(card),
