@@ -91,12 +91,16 @@ def test_a_cohort_without_masks_is_refused(tmp_path: Path, small_cohort: tuple[P
 
 
 @pytest.mark.slow
-def test_film_copy_queries_reach_the_gallery_through_the_gate() -> None:
+def test_film_copy_queries_reach_the_gallery_through_the_gate(tmp_path: Path) -> None:
     """The development measure of the 'real-looking, so unaffected' shortcut: film copies of phantoms
     pass the quality gate and are ranked against a crisp gallery (bundled model, small cohorts)."""
     from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
     from training.real_dev_eval import film_copy_queries
+    from training.real_eval import synthetic_embeddings
 
-    figures = film_copy_queries(load_model(BUNDLED_MODEL_DIR)[0], (5001, 5002), gallery_n=40, query_n=12)
+    model = load_model(BUNDLED_MODEL_DIR)[0]
+    gallery = synthetic_embeddings(model, tmp_path, 40, 5001)
+    queries = synthetic_embeddings(model, tmp_path, 12, 5002)
+    figures = film_copy_queries(model, gallery, queries, tmp_path / "cohort-5002", 5002)
     assert figures["film_copies_accepted"] >= 10
     assert 0.0 <= figures["film_copy_top1"] <= 1.0 and 0.0 <= figures["film_copy_disorder_read_unaffected"] <= 1.0

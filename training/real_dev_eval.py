@@ -5,7 +5,7 @@ there. Choices are made here instead, on the development films (id % 20 == 10,
 `training.real_data.is_dev_id`: never trained on by an encoder fine-tune), against
 phantom galleries of other seeds than the report's:
 
-- `training.real_eval.feature_space` per (gallery seed, query seed): real controls "unaffected"
+- `training.real_eval.space_figures` per (gallery seed, query seed): real controls "unaffected"
   first or flagged, held-out synthetic top-1 and the flag on its right answers, real vs synthetic
   controls;
 - film copies of the query phantoms (a real-looking export reduced to a 100-px film view,
@@ -31,8 +31,7 @@ from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.domain import DomainConfig, film_copy
 from training.real_data import is_dev_id, read_labels
-from training.real_eval import analyse_films, feature_space
-from training.synth.cohort import CohortConfig, generate_cohort
+from training.real_eval import analyse_films, space_figures, synthetic_embeddings
 
 DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's
 
@@ -53,20 +52,19 @@ def _embedded(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[
     return np.stack([r.embedding for r in results if r.accepted]).astype(np.float32), accepted
 
 
-def film_copy_queries(model: Bone2GeneModel, seeds: tuple[int, int], gallery_n: int = 300, query_n: int = 200) -> dict:
-    """Film copies of the query phantoms against the crisp gallery: does the disorder survive the export?"""
+def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.DataFrame, queries_root: Path, seed: int) -> dict:
+    """Film copies of the query phantoms (images under `queries_root`; copy k drawn with seed
+    `seed * 1000 + k`) against the crisp gallery's embeddings: does the disorder survive the export?
+    Both tables come from `training.real_eval.synthetic_embeddings`."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        gallery = generate_cohort(CohortConfig(n=gallery_n, out=root / "gallery", seed=seeds[0], size=512))
-        queries = generate_cohort(CohortConfig(n=query_n, out=root / "queries", seed=seeds[1], size=512))
         copies = [f"copy-{k}.png" for k in range(len(queries))]
         for k, (image, mask) in enumerate(zip(queries["image"], queries["mask"], strict=True)):
-            view = film_copy(root / "queries" / image, root / "queries" / mask, seeds[1] * 1000 + k, DomainConfig())
+            view = film_copy(queries_root / image, queries_root / mask, seed * 1000 + k, DomainConfig())
             cv2.imwrite(str(root / copies[k]), view)
-        vectors, kept = _embedded(model, root / "gallery", list(gallery["image"]), list(gallery["sex"]))
         query_vectors, query_kept = _embedded(model, root, copies, list(queries["sex"]))
-    labels = gallery["disorder"].astype(str)[kept].tolist()
-    index = LabelIndex.of(labels)
+    vectors = np.stack(gallery["embedding"]).astype(np.float32)
+    index = LabelIndex.of(gallery["disorder"].astype(str).tolist())
     truth = queries["disorder"].astype(str).to_numpy()[query_kept]
     present = np.isin(truth, index.names)
     evidence = LabelEvidence.from_similarities(query_vectors[present] @ vectors.T, index, DEFAULT_RULE)
@@ -79,14 +77,20 @@ def film_copy_queries(model: Bone2GeneModel, seeds: tuple[int, int], gallery_n: 
     }
 
 
-def development_space(model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None) -> dict:
-    """Every development figure, per pair of seeds in DEV_SEEDS."""
+def development_space(
+    model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None, gallery_n: int = 300, query_n: int = 200
+) -> dict:
+    """Every development figure, per pair of seeds in DEV_SEEDS; each pair's phantoms are drawn
+    and embedded once, for both the feature space and the film copies."""
     real = dev_film_embeddings(model, rsna, exclude, limit)
     out: dict = {"dev_films_accepted": len(real)}
-    for seeds in DEV_SEEDS:
-        figures = feature_space(model, real, seeds=seeds)
-        figures.update(film_copy_queries(model, seeds))
-        out[f"gallery_{seeds[0]}_queries_{seeds[1]}"] = figures
+    for gallery_seed, query_seed in DEV_SEEDS:
+        with tempfile.TemporaryDirectory() as tmp:
+            gallery = synthetic_embeddings(model, Path(tmp), gallery_n, gallery_seed)
+            queries = synthetic_embeddings(model, Path(tmp), query_n, query_seed)
+            figures = space_figures(gallery, queries, real)
+            figures.update(film_copy_queries(model, gallery, queries, Path(tmp) / f"cohort-{query_seed}", query_seed))
+        out[f"gallery_{gallery_seed}_queries_{query_seed}"] = figures
     return out
 
 

@@ -96,7 +96,9 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
     }
 
 
-def _synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:
+def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:
+    """A phantom cohort of `seed` drawn under `work / f"cohort-{seed}"` (images stay there while `work`
+    lives), with each accepted phantom's embedding."""
     manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=size))
     items = [BatchItem(work / f"cohort-{seed}" / p, s) for p, s in zip(manifest["image"], manifest["sex"], strict=True)]
     results = embed_many(model, items, batch_size=16)
@@ -121,8 +123,14 @@ def feature_space(
     (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller;
     `seeds`: the gallery's cohort and the queries' cohort)."""
     with tempfile.TemporaryDirectory() as tmp:
-        gallery = _synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size)
-        queries = _synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size)
+        gallery = synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size)
+        queries = synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size)
+    return space_figures(gallery, queries, real_embeddings)
+
+
+def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings: list[np.ndarray]) -> dict:
+    """`feature_space`'s figures from embedded cohorts (`synthetic_embeddings`): for a caller that
+    measures more on the same phantoms (`training.real_dev_eval`) without drawing them twice."""
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     labels = gallery["disorder"].astype(str).tolist()
     calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist(), rule=DEFAULT_RULE)
