@@ -22,7 +22,7 @@ from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
 from training.evaluate import embed_crops
 from training.synth.cohort import CohortConfig, generate_cohort
-from training.train import TrainConfig, _initial_model, split_by_patient, train
+from training.train import TrainConfig, _build, _initial_model, split_by_patient, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,6 +95,7 @@ def test_augmentation_is_seeded_zscored_and_keeps_background_flat(tiny_cohort: P
         ({"manifest": None}, "needs manifest"),
         ({"epochs": "many"}, "epochs: Input should be a valid integer"),
         ({"distil_bone_age": True}, "`init` is empty"),
+        ({"arcface_sub_centers": 0}, "arcface_sub_centers is 0; it must be 1 or more"),
     ],
 )
 def test_training_configuration_errors_say_what_is_wrong(tmp_path: Path, bone2gene, change: dict, message: str) -> None:
@@ -249,3 +250,11 @@ def test_batchnorm_recalibration_sets_running_statistics_for_the_final_weights()
     assert torch.allclose(first.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-4)
     per_batch_var = torch.stack([stem[i : i + 16].var(dim=(0, 2, 3)) for i in range(0, 48, 16)]).mean(0)
     assert torch.allclose(first.running_var, per_batch_var, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.parametrize("sub_centers", [1, 3])
+def test_arcface_sub_centers_reach_the_loss(sub_centers: int) -> None:
+    """`arcface_sub_centers` sets how many centres each disorder gets (1: plain ArcFace)."""
+    config = TrainConfig(manifest=Path("m.csv"), out=Path("o"), embedding_dim=8, arcface_sub_centers=sub_centers)
+    parts = _build(config, torch.nn.Linear(8, 8), classes=5, steps_per_epoch=4, device=torch.device("cpu"))
+    assert tuple(parts.metric_loss.W.shape) == (8, 5 * sub_centers)

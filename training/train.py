@@ -80,6 +80,8 @@ class TrainConfig:
     distil_bone_age: bool = False  # films without a bone-age label: the starting model's bone age is the target (needs `init`)
     arcface_margin_deg: float = 28.6
     arcface_scale: float = 64.0
+    # centres per disorder (SubCenterArcFaceLoss); 1 is plain ArcFace: every case of a disorder pulled to one centre
+    arcface_sub_centers: int = 3
     held_out: tuple[str, ...] = ()
     val_fraction: float = 0.15
     device: str = "auto"
@@ -251,7 +253,11 @@ def _epoch(
 def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_epoch: int, device: torch.device) -> TrainingParts:
     """The loss centres, optimiser and learning-rate schedule around a model already on `device`."""
     metric_loss = losses.SubCenterArcFaceLoss(
-        num_classes=classes, embedding_size=config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale
+        num_classes=classes,
+        embedding_size=config.embedding_dim,
+        margin=config.arcface_margin_deg,
+        scale=config.arcface_scale,
+        sub_centers=config.arcface_sub_centers,
     ).to(device)
     optimiser = torch.optim.AdamW(
         [{"params": model.parameters(), "lr": config.lr}, {"params": metric_loss.parameters(), "lr": config.loss_lr}],
@@ -267,6 +273,10 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
     if config.distil_bone_age and config.init is None:
         raise TrainConfigError(
             "distil_bone_age keeps the starting model's bone age, but `init` is empty (random weights have none to keep)"
+        )
+    if config.arcface_sub_centers < 1:
+        raise TrainConfigError(
+            f"arcface_sub_centers is {config.arcface_sub_centers}; it must be 1 or more (1: plain ArcFace, one centre per disorder)"
         )
     torch.manual_seed(config.seed)
     ranks, device = join(config.device)
