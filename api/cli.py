@@ -168,7 +168,8 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
         r = card.reader.config
         lines[3:5] = [
             f"bone age     from the age and sex reader ({READER_DIR}/, fingerprint {card.reader.fingerprint[:16]}): "
-            f"{r.backbone_name}, input {r.input_size} px, {r.preprocessing} preprocessing, Deeplasia {r.head.style} head",
+            f"{r.backbone_name}, input {r.input_size} px, {r.preprocessing} preprocessing, Deeplasia {r.head.style} head"
+            + (", the mean of the film and its mirror image" if r.mirror_average else ""),
             f"age scale    mean {r.calibration.age_mean:.4f}, sd {r.calibration.age_sd:.4f}",
         ]
         lines[5] = f"sex head     the reader's, {'trained' if r.sex_head_trained else 'untrained'}"

@@ -196,18 +196,22 @@ class Analyzer:
             else:
                 assert self.model.age_sex_reader is not None
                 self._read_age_and_sex(self.model.age_sex_reader, age_tensor, result)
-                embeddings = self.model.embedding(self.model.backbone(self._views(tensor)))
+                embeddings = self.model.embedding(self.model.backbone(self._views(tensor, mirror_pair=self.model.config.mirror_average)))
             embedding = embeddings.mean(dim=0)
             result.embedding = (embedding / embedding.norm()).cpu().numpy()
 
-    def _views(self, tensor: np.ndarray) -> torch.Tensor:
-        """The input, or its ten test-time-augmented views."""
-        variants = [(a, m) for m in (False, True) for a in TTA_ANGLES] if self.options.tta else [(0.0, False)]
+    def _views(self, tensor: np.ndarray, mirror_pair: bool = False) -> torch.Tensor:
+        """The input, its ten test-time-augmented views, or (`mirror_pair`, for a model configured with
+        `mirror_average`) the input and its mirror image; every output is the mean over the views."""
+        if self.options.tta:
+            variants = [(a, m) for m in (False, True) for a in TTA_ANGLES]
+        else:
+            variants = [(0.0, False), (0.0, True)] if mirror_pair else [(0.0, False)]
         return torch.from_numpy(np.stack([_rotate(tensor, a, m) for a, m in variants])).to(self.device)
 
     def _read_age_and_sex(self, model: Bone2GeneModel, tensor: np.ndarray, result: Analysis) -> ModelOutput:
         """`model`'s heads on `tensor`'s views; sets the sex (when not given), bone age and male probability."""
-        x = self._views(tensor)
+        x = self._views(tensor, mirror_pair=model.config.mirror_average)
         n = len(x)
         features = model.backbone(x)
         own_input = result.sex is None and model.predicts_own_sex_input  # Deeplasia's explicit sex MLP feeds its own logit

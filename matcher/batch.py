@@ -106,6 +106,20 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
+def _read(model: Bone2GeneModel, x: torch.Tensor, male: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit embeddings, raw bone ages and male probabilities of a batch. A model whose config asks
+    for `mirror_average` also reads each input's mirror image, and every output is the pair's mean:
+    the same views and means as `Analyzer` takes for one image."""
+    views = 2 if model.config.mirror_average else 1
+    if views == 2:
+        x, male = torch.cat([x, x.flip(-1)]), torch.cat([male, male])
+    out = model(x, male)
+    embedding = torch.nn.functional.normalize(out.embedding.unflatten(0, (views, -1)).mean(0), dim=1)
+    raw = out.bone_age_raw.unflatten(0, (views, -1)).mean(0)
+    probability = torch.sigmoid(out.sex_logit).unflatten(0, (views, -1)).mean(0)
+    return embedding.cpu().numpy(), raw.cpu().numpy(), probability.cpu().numpy()
+
+
 def embed_many(
     model: Bone2GeneModel,
     items: Sequence[BatchItem],
@@ -145,11 +159,9 @@ def embed_many(
             male = torch.tensor([[1.0 if items[i].sex == "M" else 0.0] for i in indices[ok]], device=device)
             x = _to_device(batch["x"][ok], device, channels_last)
             with torch.inference_mode():
-                out = model(x, male)
-                embeddings = out.embedding.cpu().numpy()
+                embeddings, raw, probability = _read(model, x, male)
                 if reader is not None:
-                    out = reader(_to_device(batch["x_age"][ok], device, channels_last), male)
-                raw, probability = out.bone_age_raw.cpu().numpy(), torch.sigmoid(out.sex_logit).cpu().numpy()
+                    _, raw, probability = _read(reader, _to_device(batch["x_age"][ok], device, channels_last), male)
             months = model.age_sex_model.config.calibration.months(raw)
             pixels = [p for p, good in zip(batch["pixels"], ok, strict=True) if good]
             for row, i in enumerate(indices[ok]):

@@ -11,12 +11,12 @@ attached, replaced or removed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -40,7 +40,7 @@ class ModelFormatError(Bone2GeneError, ValueError):
     """A model directory that is missing, incomplete or inconsistent."""
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class ModelCard:
     """What `bone2gene model info` prints: config, fingerprint and provenance."""
 
@@ -204,3 +204,37 @@ def install_reader(model_dir: Path, reader_dir: Path | None, storage_dtype: torc
     if old.exists():
         shutil.rmtree(old)
     return fingerprint
+
+
+def amend_config(directory: Path | str, changes: dict, why: str) -> ModelConfig:
+    """Change fields of a model directory's config (an inference setting such as `mirror_average`)
+    without touching its weights, so its fingerprint and every gallery built with it stay valid.
+
+    Unknown fields or values the config cannot hold are refused before anything is written; the
+    new `config.json` replaces the old one by a rename. The change, with `why`, is appended to the
+    provenance's `amended` list. Returns the new config.
+    """
+    directory = Path(directory)
+    read_card(directory)  # the directory must be a valid model as it stands
+    config_path = directory / CONFIG_FILE
+    document = json.loads(config_path.read_text())
+    defaults = ModelConfig()
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    for name, value in changes.items():
+        if name not in known:
+            raise ModelFormatError(f"{name!r} is not a field of a model config; the fields are {', '.join(known)}")
+        expected = type(getattr(defaults, name))
+        if expected in (bool, int, float, str) and type(value) is not expected:
+            raise ModelFormatError(f"{name} takes a {expected.__name__}, not {value!r}; nothing was changed")
+    amended = {**document["config"], **changes}
+    try:
+        config = ModelConfig.from_json_dict(amended)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"the change {changes} does not make a valid model config: {exc}") from exc
+    document["config"] = config.to_json_dict()
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    document["provenance"].setdefault("amended", []).append({"at": stamp, "changes": changes, "why": why})
+    tmp_config = directory / (CONFIG_FILE + ".tmp")
+    tmp_config.write_text(json.dumps(document, indent=1))
+    os.replace(tmp_config, config_path)
+    return config

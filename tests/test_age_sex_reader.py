@@ -5,6 +5,7 @@ reader is stored beside the encoder's weights so that galleries keep their finge
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,11 @@ import torch
 
 from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.batch import BatchItem, embed_many
-from matcher.checkpoint import READER_DIR, load_model, read_card, save_model
+from matcher.checkpoint import READER_DIR, ModelFormatError, amend_config, load_model, read_card, save_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel, ModelConfig
+from training.reader_mirror import development_films, measure_mirror
+from training.real_data import RealSet
 
 
 def _model(seed: int, **config) -> Bone2GeneModel:
@@ -117,13 +120,101 @@ def test_without_a_given_sex_the_reader_decides_it(
     assert result.bone_age_months == pytest.approx(alone.bone_age_months, abs=1e-3)
 
 
-def test_batches_read_bone_age_and_sex_like_single_analyses(bundle: Bone2GeneModel, images: list[tuple[Path, str]]) -> None:
-    batch = embed_many(bundle, [BatchItem(p, s) for p, s in images], batch_size=2, workers=0, channels_last=False)
+@pytest.fixture(scope="module")
+def mirror_bundle(bundle: Bone2GeneModel) -> Bone2GeneModel:
+    """The bundle with a reader that reads each input and its mirror image, averaged."""
+    return _reader_set(bundle, mirror_average=True)
+
+
+def _reader_set(bundle: Bone2GeneModel, mirror_average: bool, age_sd_factor: float = 1.0) -> Bone2GeneModel:
+    """A copy of `bundle` whose reader has `mirror_average` set and its age scale widened by `age_sd_factor`."""
+    changed = copy.deepcopy(bundle)
+    assert changed.age_sex_reader is not None
+    config = changed.age_sex_reader.config
+    scale = dataclasses.replace(config.calibration, age_sd=config.calibration.age_sd * age_sd_factor)
+    changed.age_sex_reader.config = dataclasses.replace(config, mirror_average=mirror_average, calibration=scale)
+    return changed
+
+
+def test_a_mirror_averaging_reader_gives_the_mean_of_the_input_and_its_mirror(
+    bundle: Bone2GeneModel, images: list[tuple[Path, str]]
+) -> None:
+    # an untrained head reads the two views a hair apart: its age scale is widened a million-fold to see them apart
+    path, sex = images[0]
+    one_view, two_views = _reader_set(bundle, False, 1e6), _reader_set(bundle, True, 1e6)
+    plain = Analyzer(one_view, channels_last=False).analyze(path, sex=sex)
+    mirrored = Analyzer(two_views, channels_last=False).analyze(path, sex=sex)
+    reader = two_views.age_sex_reader
+    assert reader is not None and mirrored.age_input is not None
+    pair = torch.from_numpy(np.stack([mirrored.age_input, mirrored.age_input[:, :, ::-1].copy()]))
+    with torch.inference_mode():
+        out = reader(pair, torch.full((2, 1), float(sex == "M")))
+    expected = reader.config.calibration.months(out.bone_age_raw.numpy())
+    assert abs(expected[0] - expected[1]) > 5.0  # the two views read apart
+    assert mirrored.bone_age_months == pytest.approx(float(expected.mean()), abs=1.0)
+    assert plain.bone_age_months == pytest.approx(float(expected[0]), abs=1.0)  # without the setting: the input alone
+    assert mirrored.male_probability == pytest.approx(float(torch.sigmoid(out.sex_logit).mean()), abs=1e-5)
+    assert np.allclose(mirrored.embedding, plain.embedding, atol=1e-6)  # the encoder's setting, not the reader's
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_batches_read_bone_age_and_sex_like_single_analyses(
+    bundle: Bone2GeneModel, mirror_bundle: Bone2GeneModel, images: list[tuple[Path, str]], mirror: bool
+) -> None:
+    model = mirror_bundle if mirror else bundle
+    batch = embed_many(model, [BatchItem(p, s) for p, s in images], batch_size=2, workers=0, channels_last=False)
     for (path, sex), row in zip(images, batch, strict=True):
-        single = Analyzer(bundle, channels_last=False).analyze(path, sex=sex)
+        single = Analyzer(model, channels_last=False).analyze(path, sex=sex)
         assert row.accepted and np.allclose(row.embedding, single.embedding, atol=1e-4)
         assert row.bone_age_months == pytest.approx(single.bone_age_months, abs=1e-2)
         assert row.male_probability == pytest.approx(single.male_probability, abs=1e-4)
+
+
+def test_amending_a_config_keeps_the_weights_and_refuses_what_it_cannot_hold(
+    encoder_and_reader: tuple[Bone2GeneModel, Bone2GeneModel], tmp_path: Path, bone2gene
+) -> None:
+    encoder, reader = encoder_and_reader
+    encoder.attach_reader(reader)
+    try:
+        fingerprint = save_model(encoder, tmp_path / "bundle")
+    finally:
+        encoder.attach_reader(None)
+    reader_dir = tmp_path / "bundle" / READER_DIR
+    weights, before = (reader_dir / "model.safetensors").read_bytes(), (reader_dir / "config.json").read_text()
+    with pytest.raises(ModelFormatError, match="'mirror' is not a field"):
+        amend_config(reader_dir, {"mirror": True}, "typo")
+    with pytest.raises(ModelFormatError, match="mirror_average takes a bool"):
+        amend_config(reader_dir, {"mirror_average": "yes"}, "wrong type")
+    assert (reader_dir / "config.json").read_text() == before  # refused before anything was written
+    config = amend_config(reader_dir, {"mirror_average": True}, "chosen on development films")
+    assert config.mirror_average and (reader_dir / "model.safetensors").read_bytes() == weights
+    card = read_card(tmp_path / "bundle")
+    assert card.fingerprint == fingerprint and card.reader is not None and card.reader.config.mirror_average
+    assert card.reader.provenance["amended"][-1]["why"] == "chosen on development films"
+    loaded, _ = load_model(tmp_path / "bundle")  # the fingerprint check still passes
+    assert loaded.age_sex_reader is not None and loaded.age_sex_reader.config.mirror_average
+    assert "the mean of the film and its mirror image" in bone2gene("model", "info", tmp_path / "bundle").stdout
+
+
+def test_the_mirror_choice_is_measured_not_assumed(bundle: Bone2GeneModel) -> None:
+    reader = _reader_set(bundle, False, 1e6).age_sex_reader  # widened so that the views read apart
+    assert reader is not None
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 255, (6, 100, 100), dtype=np.uint8)
+    films = RealSet(views, np.arange(10, 130, 20), rng.uniform(20, 200, 6).astype(np.float32), np.array([1, 0] * 3, np.float32))
+    symmetric = RealSet(
+        np.concatenate([views[:, :, :50], views[:, :, :50][:, :, ::-1]], axis=2), films.ids, films.bone_age_months, films.male
+    )
+    even = measure_mirror(reader, symmetric)
+    assert even.plain_mad == pytest.approx(even.mirrored_mad, abs=1e-2) == pytest.approx(even.average_mad, abs=1e-2)
+    choice = measure_mirror(reader, films)
+    assert choice.films == 6 and choice.plain_mad != pytest.approx(choice.mirrored_mad, abs=1e-3)
+    assert choice.average_mad <= (choice.plain_mad + choice.mirrored_mad) / 2 + 1e-3  # the mean errs at most by the mean error
+    assert choice.use_average == (choice.average_mad < choice.plain_mad)
+    dev = development_films(RealSet(views, np.array([10, 20, 30, 50, 1510, 1520]), films.bone_age_months, films.male), frozenset({30}))
+    assert list(dev.ids) == [10, 50, 1510]  # ids 10 (mod 20), less a reported one
+    with pytest.raises(ValueError, match="no films to decide on"):
+        measure_mirror(reader, dev.subset(np.zeros(3, bool)))
 
 
 def test_the_cli_attaches_and_removes_a_reader_without_touching_the_encoder(

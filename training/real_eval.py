@@ -249,7 +249,12 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
 
 
 def _describe(card: ModelCard) -> dict:
-    described = {"fingerprint": card.fingerprint[:12], "preprocessing": card.config.preprocessing, "input_size": card.config.input_size}
+    described = {
+        "fingerprint": card.fingerprint[:12],
+        "preprocessing": card.config.preprocessing,
+        "input_size": card.config.input_size,
+        "mirror_average": card.config.mirror_average,
+    }
     if card.reader is not None:
         described["age_sex_reader"] = _describe(card.reader)
     return described
@@ -259,7 +264,10 @@ def _title(model: dict) -> str:
     title = f"`{model['fingerprint']}` ({model['preprocessing']} preprocessing, {model['input_size']} px)"
     reader = model.get("age_sex_reader")
     if reader:
-        title += f" with the age and sex reader `{reader['fingerprint']}` ({reader['preprocessing']} view, {reader['input_size']} px)"
+        mirror = ", the mean of the film and its mirror image" if reader.get("mirror_average") else ""
+        title += (
+            f" with the age and sex reader `{reader['fingerprint']}` ({reader['preprocessing']} view, {reader['input_size']} px{mirror})"
+        )
     return title
 
 
