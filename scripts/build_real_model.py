@@ -113,7 +113,7 @@ def main() -> None:
 
     started = time.perf_counter()
     real = load_rsna_100px(args.real, cache=args.work / "rsna_100px.npz")
-    labelled = set(reported_ids(args.labelled))
+    labelled = reported_ids(args.labelled)
     if args.install and not args.real_only:
         parser.error(
             "--install takes an age and sex reader (--real-only); a joint model stays in --work/<train-dir>/model "

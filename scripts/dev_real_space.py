@@ -32,7 +32,7 @@ def main() -> None:
     result = {
         "model": str(args.model),
         "fingerprint": card.fingerprint[:12],
-        **development_space(model, args.shared / "rsna_100px", set(reported_ids(args.shared / "real_hands_labelled")), args.limit),
+        **development_space(model, args.shared / "rsna_100px", reported_ids(args.shared / "real_hands_labelled"), args.limit),
     }
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     model, card = load_model(args.model)
     real = load_rsna_100px(args.real, cache=args.cache)
-    labelled = set(reported_ids(args.labelled))
+    labelled = reported_ids(args.labelled)
     data = JointData.real_only(real, model.config.labels, labelled)
     report = finish_reader(model, data, args.recalibration_films)
     print(json.dumps({"as_trained": report.as_trained, "batchnorm_recalibrated": report.recalibrated}, indent=1))

@@ -7,6 +7,7 @@ Real: the RSNA films, split by id (`training.real_data.is_validation_id`).
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -24,7 +25,7 @@ def _z_age(months: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(((np.asarray(months, np.float64) - CALIBRATION.age_mean) / CALIBRATION.age_sd).astype(np.float32))
 
 
-def _real_fields(real: RealSet, exclude_real_ids: set[int]) -> dict:
+def _real_fields(real: RealSet, exclude_real_ids: Set[int]) -> dict:
     """The real films' part of `JointData`, split by id."""
     real_train, real_val = split_real(real, exclude_real_ids)
     return {
@@ -70,7 +71,7 @@ class JointData:
         table: pd.DataFrame,
         real: RealSet,
         held_out: tuple[str, ...],
-        exclude_real_ids: set[int],
+        exclude_real_ids: Set[int],
         val_fraction: float = 0.15,
         seed: int = 0,
     ) -> JointData:
@@ -97,7 +98,7 @@ class JointData:
         )
 
     @classmethod
-    def real_only(cls, real: RealSet, labels: dict[str, int], exclude_real_ids: set[int]) -> JointData:
+    def real_only(cls, real: RealSet, labels: dict[str, int], exclude_real_ids: Set[int]) -> JointData:
         """Real films alone (bone age and sex; no synthetic batch): `labels` are the starting
         model's, kept so that its embedding head keeps its shape."""
         empty = np.zeros(0, dtype=np.int64)

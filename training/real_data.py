@@ -12,6 +12,7 @@ they are reported at full resolution.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def _read_view(path: Path) -> np.ndarray:
     return image
 
 
-def split_real(real: RealSet, exclude_ids: set[int]) -> tuple[np.ndarray, np.ndarray]:
+def split_real(real: RealSet, exclude_ids: Set[int]) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, validation); `exclude_ids` (films reported elsewhere) are in neither."""
     excluded = np.isin(real.ids, list(exclude_ids))
     val = is_validation_id(real.ids) & ~excluded

@@ -18,6 +18,7 @@ phantom galleries of other seeds than the report's:
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Set
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,7 @@ from training.real_eval import analyse_films, space_figures, synthetic_embedding
 DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's
 
 
-def dev_film_embeddings(model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None) -> list[np.ndarray]:
+def dev_film_embeddings(model: Bone2GeneModel, rsna: Path, exclude: Set[int], limit: int | None = None) -> list[np.ndarray]:
     """Embeddings of the development films the gate accepts (all of them, or the first `limit` by id)."""
     labels = read_labels(rsna)
     dev = labels[is_dev_id(labels["id"].to_numpy()) & ~labels["id"].isin(list(exclude))].sort_values("id")
@@ -78,7 +79,7 @@ def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.
 
 
 def development_space(
-    model: Bone2GeneModel, rsna: Path, exclude: set[int], limit: int | None = None, gallery_n: int = 300, query_n: int = 200
+    model: Bone2GeneModel, rsna: Path, exclude: Set[int], limit: int | None = None, gallery_n: int = 300, query_n: int = 200
 ) -> dict:
     """Every development figure, per pair of seeds in DEV_SEEDS; each pair's phantoms are drawn
     and embedded once, for both the feature space and the film copies."""

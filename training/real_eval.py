@@ -20,7 +20,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ def analyse_films(
     return np.array(months), np.array(male_p), embeddings, refused
 
 
-def rsna_validation(analyzer: Analyzer, root: Path, exclude: set[int]) -> tuple[dict, list[np.ndarray]]:
+def rsna_validation(analyzer: Analyzer, root: Path, exclude: Set[int]) -> tuple[dict, list[np.ndarray]]:
     labels = read_labels(root)
     held = labels[is_validation_id(labels["id"].to_numpy()) & ~labels["id"].isin(exclude)]
     paths = [root / "images" / f"{i}.png" for i in held["id"]]
@@ -234,7 +234,7 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
     analyzer = Analyzer(model)
     labelled = shared / "real_hands_labelled"
-    exclude = set(reported_ids(labelled))
+    exclude = reported_ids(labelled)
     validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
     return {
         "model": _describe(card),
