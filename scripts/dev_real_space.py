@@ -1,9 +1,10 @@
 """Feature-space figures on development films, for choosing an encoder (`training.real_dev_eval`).
 
-    python scripts/dev_real_space.py --model DIR [--limit 300] [--out build/dev_space.json]
+    python scripts/dev_real_space.py --model DIR [--limit 300] [--real-gallery 100] [--out build/dev_space.json]
 
 Development films: RSNA ids with id % 20 == 10 (never in a fine-tuning manifest); galleries and
 queries: phantom seeds 5001-5004. The report's films (benchmarks/real.md, id % 20 == 0) are not read.
+`--real-gallery N` adds N training-split RSNA films to every phantom gallery as "unaffected" cases.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
     parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     parser.add_argument("--limit", type=int, default=None, help="the first N development films by id (default: all)")
+    parser.add_argument("--real-gallery", type=int, default=0, help="training-split RSNA films that join each gallery as controls")
     parser.add_argument("--out", type=Path, default=None, help="JSON of every figure")
     args = parser.parse_args()
     model, card = load_model(args.model)
     result = {
         "model": str(args.model),
         "fingerprint": card.fingerprint[:12],
-        **development_space(model, args.shared / "rsna_100px", reported_ids(args.shared / "real_hands_labelled"), args.limit),
+        **development_space(
+            model,
+            args.shared / "rsna_100px",
+            reported_ids(args.shared / "real_hands_labelled"),
+            args.limit,
+            real_gallery_n=args.real_gallery,
+        ),
     }
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)

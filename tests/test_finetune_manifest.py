@@ -104,3 +104,21 @@ def test_film_copy_queries_reach_the_gallery_through_the_gate(tmp_path: Path) ->
     figures = film_copy_queries(model, gallery, queries, tmp_path / "cohort-5002", 5002)
     assert figures["film_copies_accepted"] >= 10
     assert 0.0 <= figures["film_copy_top1"] <= 1.0 and 0.0 <= figures["film_copy_disorder_read_unaffected"] <= 1.0
+
+
+def test_real_control_cases_are_training_split_films_seen_by_the_gate(rsna_100px: Path) -> None:
+    """The films that join a development gallery as real controls: never a validation, development
+    or excluded film; embedded as the service would; a seeded draw; too many asked for is refused."""
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+    from training.real_dev_eval import real_control_cases
+
+    model = load_model(BUNDLED_MODEL_DIR)[0]
+    cases = real_control_cases(model, rsna_100px, frozenset(), 4)
+    ids = cases["patient_id"].str.removeprefix("rsna-").astype(int).to_numpy()
+    assert len(cases) >= 3 and not is_validation_id(ids).any() and not is_dev_id(ids).any()
+    assert (cases["disorder"] == "unaffected").all() and (cases["source"] == "rsna").all()
+    assert all(np.linalg.norm(e) == pytest.approx(1.0, abs=1e-4) for e in cases["embedding"])
+    again = real_control_cases(model, rsna_100px, frozenset({int(ids[0])}), 4)
+    assert int(ids[0]) not in set(again["patient_id"].str.removeprefix("rsna-").astype(int))
+    with pytest.raises(ValueError, match="ask for at most"):
+        real_control_cases(model, rsna_100px, frozenset(), 10**6)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from matcher.manifest import ManifestError
 from training.domain import DomainConfig, film_copy
-from training.real_data import is_dev_id, is_validation_id, read_labels
+from training.real_data import read_labels, training_split_films
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,7 @@ def film_copies(config: FineTuneManifestConfig, phantoms: pd.DataFrame) -> pd.Da
 
 def real_controls(config: FineTuneManifestConfig) -> pd.DataFrame:
     """`config.real_films` training-split RSNA films (seeded draw) as 'unaffected' rows."""
-    labels = read_labels(config.rsna)
-    ids = labels["id"].to_numpy()
-    usable = labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(config.exclude_ids))]
+    usable = training_split_films(read_labels(config.rsna), config.exclude_ids)
     if config.real_films > len(usable):
         raise ManifestError(
             f"{config.real_films} real films asked for, but {config.rsna} has {len(usable)} training-split films "

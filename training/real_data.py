@@ -97,6 +97,13 @@ def _read_view(path: Path) -> np.ndarray:
     return image
 
 
+def training_split_films(labels: pd.DataFrame, exclude: Set[int]) -> pd.DataFrame:
+    """Rows of an RSNA `labels.csv` that no report or choice reads: neither validation, development
+    nor in `exclude` (the reported films). What an encoder fine-tune or a gallery may hold."""
+    ids = labels["id"].to_numpy()
+    return labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(exclude))]
+
+
 def split_real(real: RealSet, exclude_ids: Set[int]) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks (train, validation); `exclude_ids` (films reported elsewhere) are in neither."""
     excluded = np.isin(real.ids, list(exclude_ids))

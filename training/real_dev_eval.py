@@ -31,10 +31,11 @@ from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.domain import DomainConfig, film_copy
-from training.real_data import is_dev_id, read_labels
+from training.real_data import is_dev_id, read_labels, training_split_films
 from training.real_eval import analyse_films, space_figures, synthetic_embeddings
 
 DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's
+REAL_GALLERY_SEED = 7001  # the draw of training-split films that join a gallery as real controls
 
 
 def dev_film_embeddings(model: Bone2GeneModel, rsna: Path, exclude: Set[int], limit: int | None = None) -> list[np.ndarray]:
@@ -45,6 +46,21 @@ def dev_film_embeddings(model: Bone2GeneModel, rsna: Path, exclude: Set[int], li
         dev = dev.head(limit)
     _, _, embeddings, _ = analyse_films(Analyzer(model), [rsna / "images" / f"{i}.png" for i in dev["id"]], dev["male"].to_numpy())
     return [e for e in embeddings if e is not None]
+
+
+def real_control_cases(model: Bone2GeneModel, rsna: Path, exclude: Set[int], n: int, seed: int = REAL_GALLERY_SEED) -> pd.DataFrame:
+    """Gallery rows for `n` training-split films (`training_split_films`, a seeded draw) labelled
+    "unaffected", with source "rsna": real controls beside the phantoms, as a hospital's gallery
+    would hold them. The films the gate refuses are left out."""
+    usable = training_split_films(read_labels(rsna), exclude)
+    if n > len(usable):
+        raise ValueError(f"{n} real gallery films asked for, but {rsna} has {len(usable)} training-split films; ask for at most that")
+    films = usable.sample(n, random_state=seed).sort_values("id")
+    _, _, embeddings, _ = analyse_films(Analyzer(model), [rsna / "images" / f"{i}.png" for i in films["id"]], films["male"].to_numpy())
+    rows = pd.DataFrame(
+        {"patient_id": [f"rsna-{i}" for i in films["id"]], "disorder": "unaffected", "embedding": embeddings, "source": "rsna"}
+    )
+    return rows[[e is not None for e in embeddings]].reset_index(drop=True)
 
 
 def _embedded(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -79,15 +95,25 @@ def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.
 
 
 def development_space(
-    model: Bone2GeneModel, rsna: Path, exclude: Set[int], limit: int | None = None, gallery_n: int = 300, query_n: int = 200
+    model: Bone2GeneModel,
+    rsna: Path,
+    exclude: Set[int],
+    limit: int | None = None,
+    gallery_n: int = 300,
+    query_n: int = 200,
+    real_gallery_n: int = 0,
 ) -> dict:
     """Every development figure, per pair of seeds in DEV_SEEDS; each pair's phantoms are drawn
-    and embedded once, for both the feature space and the film copies."""
+    and embedded once, for both the feature space and the film copies. `real_gallery_n` real
+    controls (`real_control_cases`) join every phantom gallery."""
     real = dev_film_embeddings(model, rsna, exclude, limit)
-    out: dict = {"dev_films_accepted": len(real)}
+    real_cases = real_control_cases(model, rsna, exclude, real_gallery_n) if real_gallery_n else None
+    out: dict = {"dev_films_accepted": len(real), "real_gallery_controls": 0 if real_cases is None else len(real_cases)}
     for gallery_seed, query_seed in DEV_SEEDS:
         with tempfile.TemporaryDirectory() as tmp:
             gallery = synthetic_embeddings(model, Path(tmp), gallery_n, gallery_seed)
+            if real_cases is not None:
+                gallery = pd.concat([gallery, real_cases], ignore_index=True)
             queries = synthetic_embeddings(model, Path(tmp), query_n, query_seed)
             figures = space_figures(gallery, queries, real)
             figures.update(film_copy_queries(model, gallery, queries, Path(tmp) / f"cohort-{query_seed}", query_seed))

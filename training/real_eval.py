@@ -151,12 +151,13 @@ def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings:
     first = synth_evidence.top() == own
     synth_flag = synth_evidence.nearest_diagnosed < calibration.no_match_threshold
     synth_probability = _top_probability(calibration, synth_evidence)
-    controls = np.stack(gallery.loc[gallery["disorder"] == "unaffected", "embedding"]).astype(np.float32)
+    phantom = gallery["source"].ne("rsna") if "source" in gallery else pd.Series(True, index=gallery.index)
+    control_rows = gallery[(gallery["disorder"] == "unaffected") & phantom]  # the gap is to the phantom controls, real ones aside
     gap = compare(
         real[:200],
-        controls,
+        np.stack(control_rows["embedding"]).astype(np.float32),
         [f"r{i}" for i in range(min(200, len(real)))],
-        gallery.loc[gallery["disorder"] == "unaffected", "patient_id"].astype(str).tolist(),
+        control_rows["patient_id"].astype(str).tolist(),
         permutations=20,
     )
     return {
