@@ -233,7 +233,7 @@ def amend_config(directory: Path | str, changes: dict, why: str) -> ModelConfig:
         raise ModelFormatError(f"the change {changes} does not make a valid model config: {exc}") from exc
     document["config"] = config.to_json_dict()
     stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    document["provenance"].setdefault("amended", []).append({"at": stamp, "changes": changes, "why": why})
+    document.setdefault("provenance", {}).setdefault("amended", []).append({"at": stamp, "changes": changes, "why": why})
     tmp_config = directory / (CONFIG_FILE + ".tmp")
     tmp_config.write_text(json.dumps(document, indent=1))
     os.replace(tmp_config, config_path)

@@ -51,9 +51,9 @@ class ModelConfig:
     # imported Deeplasia weights) or "film" (the whole film as the RSNA 100-px copy shows it,
     # `matcher.film_view`: models trained on real 100-px radiographs)
     preprocessing: Literal["deeplasia", "film"] = "deeplasia"
-    # bone age and sex read from the input and its mirror image, averaged (`mirrored_pair`): for
-    # readers trained with mirroring, where the pair reads closer than either view alone
-    # (`training.reader_mirror` decides on development films; the encoder's embedding is unaffected)
+    # every output read from the input and its mirror image, averaged (`Analyzer`, `embed_many`): set
+    # on age and sex readers trained with mirroring, where the pair reads closer than the input alone
+    # (`training.reader_mirror` decides on development films); a reader's setting leaves the encoder's embedding alone
     mirror_average: bool = False
 
     @property

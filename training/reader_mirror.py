@@ -11,6 +11,7 @@ between the three ways of reading is used.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ class MirrorChoice:
         return self.average_mad < self.plain_mad
 
 
-def development_films(real: RealSet, reported: frozenset[int]) -> RealSet:
+def development_films(real: RealSet, reported: Set[int]) -> RealSet:
     """The development films of `real`, less any film reported on its own (`reported_ids`)."""
     return real.subset(is_dev_id(real.ids) & ~np.isin(real.ids, list(reported)))
 
