@@ -204,7 +204,9 @@ def gallery_calibration(path: GalleryArg, as_json: JsonOpt = False, rule: RuleOp
     lines = [
         f"calibrated leave-one-patient-out on {calibration.queries} cases of {calibration.disorders} disorders",
         f"expected calibration error (two-fold cross-fitted): {calibration.expected_calibration_error:.3f}",
-        f"'no close match' when the nearest diagnosed case's similarity is below {calibration.no_match_threshold:.4f}: "
+        f"'no close match' when the nearest diagnosed case's similarity is below {calibration.no_match_threshold:.4f}, "
+        f"or its log(1 - similarity) exceeds the first-ranked disorder's typical one by more than "
+        f"{calibration.no_match_relative_threshold or float('nan'):.2f}: "
         + (
             f"fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "
             f"stays off for {calibration.no_match_off_when_present:.0%} of cases whose disorder is present and "
@@ -439,7 +441,9 @@ def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], resu
     if len(accepted) > 1:
         lines.append(f"{len(accepted)} films of one patient combined into one query")
     lines += [
-        "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are" if result.no_close_match else "",
+        "NO CLOSE MATCH: no gallery disorder is closer than unrelated cases typically are, or than its own cases lie to each other"
+        if result.no_close_match
+        else "",
         ""
         if result.in_gallery_probability is None
         else f"P(the disorder is one of the gallery's) {result.in_gallery_probability:.2f}: every P(right) below includes it",

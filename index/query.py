@@ -150,11 +150,12 @@ def query(
         searched_any = bool(np.isfinite(nearest))
         in_gallery = float(calibration.in_gallery_probability(nearest, disorders[0].label)) if searched_any else 0.0
         _attach_probabilities(disorders, calibration, image_evidence, in_gallery)
-        no_close_match = not searched_any or nearest < calibration.no_match_threshold
+        no_close_match = not searched_any or bool(calibration.no_close_match(nearest, disorders[0].label))
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
             f"{calibration.expected_calibration_error:.3f}; 'no close match' when the nearest diagnosed case's similarity is below "
-            f"{calibration.no_match_threshold:.4f}; each disorder's probability includes the "
+            f"{calibration.no_match_threshold:.4f} or it lies far beyond how close the first-ranked disorder's cases lie to "
+            "each other; each disorder's probability includes the "
             f"probability that the query's disorder is among the gallery's ({in_gallery:.0%} here)"
             + (
                 f" (fires on {calibration.no_match_fires_when_absent:.0%} of cases whose disorder is absent, "

@@ -19,6 +19,15 @@ absent disorder looks like; with it, what a present one looks like. The threshol
 percentile of the absent side, lowered where needed so that it stays off for at least 80% of
 queries whose disorder is present (a flag that fires on everything tells the geneticist
 nothing); the rates are kept.
+It also fires for a query much farther from its first-ranked disorder's cases than those cases
+lie from each other (the presence feature below, beyond its 98th percentile on the present side;
+that 2% comes out of the same 20%). A film of another kind than the gallery's, a real control
+radiograph against a phantom gallery, can sit nearer some tight disorder (XLH) than unrelated
+phantoms sit to each other, yet far beyond that disorder's own spread: on 618 development RSNA
+films against two phantom galleries the similarity alone flagged or ranked "unaffected" first
+for 91.1% / 86.1% of them, with the second part 97.6% / 95.5%, absent phantom disorders flagged
+58.1% / 52.8% (59.7% / 52.8% before) and right answers kept unflagged 91.3% / 88.3% (91.3% / 89.1%)
+(`scripts/dev_real_space.py`; the share was chosen there between 0.01 and 0.05).
 
 The probability of a disorder is read in two factors: that the query's disorder is among the
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
@@ -47,6 +56,7 @@ from matcher.score_features import FEATURES, LabelEvidence, label_features, log_
 
 NO_MATCH_QUANTILE = 0.95  # of the absent-disorder nearest similarities: the flag fires below it...
 NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of queries whose disorder is present
+NO_MATCH_FAR_SHARE = 0.02  # of those 20%: queries far beyond their first-ranked disorder's own spread
 # inverse L2 strength on standardised features; picked on the seed-7 cohort between 0.01 and 100
 # (top disorder's AUROC, frequent / unseen / pooled: 0.911/0.657/0.863 at 0.01, 0.882/0.828/0.853 at 1,
 # 0.863/0.845/0.840 at 100; the score alone 0.877/0.316)
@@ -73,6 +83,23 @@ class Calibration:
     presence: tuple[float, float] | None = None  # (coef, intercept) on the relative nearest distance: P(disorder in gallery)
     # per disorder: the median log(1 - similarity) from one of its cases to its nearest case of another patient
     typical_log_distance: dict[str, float] | None = None
+    # "no close match" also fires above this log(1 - nearest similarity) minus the first-ranked disorder's typical one
+    no_match_relative_threshold: float | None = None
+
+    def no_close_match(self, nearest: np.ndarray | float, top_disorder: str | list[str]) -> np.ndarray:
+        """Whether "no close match" fires, per query: its nearest diagnosed case's similarity below
+        `no_match_threshold`, or its distance relative to the first-ranked disorder's typical one
+        above `no_match_relative_threshold` (a calibration stored without it reads the similarity alone)."""
+        nearest = np.asarray(nearest, dtype=np.float64)
+        flagged = nearest < self.no_match_threshold
+        if self.no_match_relative_threshold is None or self.typical_log_distance is None:
+            return flagged
+        relative = log_distance(nearest) - self.typical_distance_of(top_disorder).reshape(nearest.shape)
+        return flagged | (relative > self.no_match_relative_threshold)
+
+    def flags(self, evidence: LabelEvidence) -> np.ndarray:
+        """`no_close_match` for every query of `evidence` (Q,)."""
+        return self.no_close_match(evidence.nearest_diagnosed, evidence.top_names())
 
     def in_gallery_probability(self, nearest: np.ndarray | float, top_disorder: str | list[str] | None = None) -> np.ndarray:
         """P(the query's disorder is one of the gallery's), at even prior odds, from the distance of
@@ -143,6 +170,8 @@ class Calibration:
         appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
         if tuple(self.features) != FEATURES or self.presence is None or self.typical_log_distance is None:
+            return True
+        if self.no_match_relative_threshold is None:
             return True
         if self.rule != rule or self.no_match_off_when_present is None or set(old) != set(new):
             return True
@@ -240,26 +269,27 @@ def fit_calibration(
         if correct[reps].all() or not correct[reps].any():
             continue
         boot.append(_fit(features[reps], correct[reps]))
-    threshold, fires, off_right, off_present = _no_match_threshold(lopo)
     typical = _typical_log_distances(lopo)
+    flag = _no_match_thresholds(lopo, typical)
     presence = _fit_presence(*_relative_distances(lopo, typical))
     reliability, ece = _cross_fitted_reliability(lopo, np.asarray(patients)[queries], rng)
     return Calibration(
         coef,
         intercept,
         boot,
-        threshold,
+        flag.similarity,
         reliability,
         ece,
         len(queries),
         len(counts),
         counts,
         RankingRule(rule).value,
-        fires,
-        off_right,
-        no_match_off_when_present=off_present,
+        flag.fires_when_absent,
+        flag.off_when_right,
+        no_match_off_when_present=flag.off_when_present,
         presence=presence,
         typical_log_distance=dict(zip(lopo.evidence.names, (float(t) for t in typical), strict=True)),
+        no_match_relative_threshold=flag.relative,
     )
 
 
@@ -312,19 +342,37 @@ def _fit_presence(present: np.ndarray, absent: np.ndarray) -> tuple[float, float
     return coef, intercept
 
 
-def _no_match_threshold(lopo: LeaveOnePatientOut) -> tuple[float, float, float, float]:
-    """(threshold, share of absent-disorder queries below it, of right answers and of
-    present-disorder queries at or above it), on the nearest diagnosed case's similarity."""
+@dataclass(frozen=True)
+class _NoMatchThresholds:
+    similarity: float  # fires below it...
+    relative: float  # ...or above it, on the presence feature
+    fires_when_absent: float  # leave-one-patient-out shares
+    off_when_right: float
+    off_when_present: float
+
+
+def _no_match_thresholds(lopo: LeaveOnePatientOut, typical: np.ndarray) -> _NoMatchThresholds:
+    """Both thresholds of "no close match" and its leave-one-patient-out rates. The relative one
+    flags the `NO_MATCH_FAR_SHARE` of present queries farthest beyond their first-ranked disorder's
+    spread; the similarity one is the 95th percentile of the absent side, lowered where needed so
+    that the two together stay off for `NO_MATCH_KEEP_OFF` of present queries."""
     present, absent = _nearest_present_and_absent(lopo)
-    right = present[lopo.evidence.top() == lopo.own]
-    threshold = float(np.quantile(absent, NO_MATCH_QUANTILE))
-    threshold = min(threshold, float(np.quantile(present, 1 - NO_MATCH_KEEP_OFF, method="lower")))
-    share = lambda values, flagged: float(np.mean(flagged(values))) if values.size else float("nan")  # noqa: E731
-    return (
-        threshold,
-        share(absent, lambda v: v < threshold),
-        share(right, lambda v: v >= threshold),
-        share(present, lambda v: v >= threshold),
+    present_relative, absent_relative = _relative_distances(lopo, typical)
+    relative = float(np.quantile(present_relative, 1 - NO_MATCH_FAR_SHARE))
+    far = present_relative > relative
+    allowed = int(np.floor((1 - NO_MATCH_KEEP_OFF) * len(present))) - int(far.sum())
+    rest = np.sort(present[~far])
+    similarity = float(rest[max(allowed, 0)])  # flags the `allowed` lowest of the rest (strictly below)
+    similarity = min(similarity, float(np.quantile(absent, NO_MATCH_QUANTILE))) if absent.size else similarity
+    flagged_present = (present < similarity) | far
+    right = lopo.evidence.top() == lopo.own
+    share = lambda values: float(np.mean(values)) if values.size else float("nan")  # noqa: E731
+    return _NoMatchThresholds(
+        similarity,
+        relative,
+        share((absent < similarity) | (absent_relative > relative)),
+        share(~flagged_present[right]),
+        share(~flagged_present),
     )
 
 

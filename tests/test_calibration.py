@@ -160,3 +160,33 @@ def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_fro
     # stored by the reverted gallery-support version (e83a088): its extra fields are dropped, the rest reads as it was
     support_era = Calibration.from_json({**calibration.to_json(), "support": {"threshold": 0.1}, "support_fitted": True})
     assert support_era == calibration
+
+
+def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_similarity_alone_does_not() -> None:
+    """A film of another kind than the gallery's (a real radiograph against phantoms) can lie nearer
+    a tight disorder's cases than loose disorders' cases lie to each other, yet far beyond the tight
+    disorder's own spread: the second part of the flag catches it, the similarity alone does not,
+    and the two together still stay off for at least 80% of present queries."""
+    rng = np.random.default_rng(11)
+    dim = 16
+    centres = {name: rng.normal(size=dim) for name in ["tight", "loose0", "loose1", "loose2"]}
+    spread = {"tight": 0.1, "loose0": 1.0, "loose1": 1.0, "loose2": 1.0}
+    vectors, names = [], []
+    for name, centre in centres.items():
+        x = centre + spread[name] * rng.normal(size=(30, dim))
+        vectors.append(x / np.linalg.norm(x, axis=1, keepdims=True))
+        names += [name] * 30
+    gallery = np.concatenate(vectors).astype(np.float32)
+    calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
+    assert calibration.no_match_off_when_present >= 0.8 and calibration.no_match_relative_threshold is not None
+    foreign = centres["tight"] + 0.5 * rng.normal(size=(40, dim))
+    foreign = (foreign / np.linalg.norm(foreign, axis=1, keepdims=True)).astype(np.float32)
+    evidence = LabelEvidence.from_similarities(foreign @ gallery.T, LabelIndex.of(names), RankingRule.DENSITY)
+    assert set(evidence.top_names()) == {"tight"}
+    by_similarity = evidence.nearest_diagnosed < calibration.no_match_threshold
+    flagged = calibration.flags(evidence)
+    assert by_similarity.mean() < 0.2 and flagged.mean() > 0.9, (by_similarity.mean(), flagged.mean())
+    # a calibration stored before the second part reads the similarity alone, and is refitted
+    older = Calibration.from_json({**calibration.to_json(), "no_match_relative_threshold": None})
+    assert (older.flags(evidence) == by_similarity).all() and older.stale(calibration.label_counts, RankingRule.DENSITY)
+    assert Calibration.from_json(calibration.to_json()) == calibration

@@ -143,13 +143,13 @@ def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings:
     real = np.stack(real_embeddings).astype(np.float32)
     real_evidence = evidence_of(real)
     real_first = real_evidence.top() == unaffected
-    real_flag = real_evidence.nearest_diagnosed < calibration.no_match_threshold
+    real_flag = calibration.flags(real_evidence)
     real_probability = _top_probability(calibration, real_evidence)
     known = queries[queries["disorder"].astype(str).isin(index.names)]
     synth_evidence = evidence_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])
     first = synth_evidence.top() == own
-    synth_flag = synth_evidence.nearest_diagnosed < calibration.no_match_threshold
+    synth_flag = calibration.flags(synth_evidence)
     synth_probability = _top_probability(calibration, synth_evidence)
     phantom = gallery["source"].ne("rsna") if "source" in gallery else pd.Series(True, index=gallery.index)
     control_rows = gallery[(gallery["disorder"] == "unaffected") & phantom]  # the gap is to the phantom controls, real ones aside
@@ -163,6 +163,7 @@ def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings:
     return {
         "gallery_cases": len(gallery),
         "no_match_threshold": round(calibration.no_match_threshold, 4),
+        "no_match_relative_threshold": round(calibration.no_match_relative_threshold, 3),
         "real_controls": len(real),
         "real_unaffected_first": round(float(real_first.mean()), 4),
         "real_flagged_no_close_match": round(float(real_flag.mean()), 4),

@@ -227,11 +227,10 @@ def _probabilities(
             calibration = both[draw.number]
             evidence = scorer.evidence(draw.setting(setting)[0], result.queries, result.labels)
             top = (np.arange(len(result.queries)), result.scores.argmax(axis=1))
-            similarity = evidence.nearest_diagnosed
             probability.append(calibration.probability_matrix(evidence)[top])
             setting_reported.append(calibration.reported_matrix(evidence)[top])
             correct.append(result.ranks == 1)
-            flagged = similarity < calibration.no_match_threshold
+            flagged = calibration.flags(evidence)
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -276,7 +275,7 @@ def _absent_queries(
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
             evidence = scorer.evidence(gallery, queries, LabelIndex.of(list(disorders[gallery])))
-            flags.append(evidence.nearest_diagnosed < calibration.no_match_threshold)
+            flags.append(calibration.flags(evidence))
             confident.append(np.nanmax(calibration.probability_matrix(evidence), axis=1) >= 0.5)
             confident_reported.append(np.nanmax(calibration.reported_matrix(evidence), axis=1) >= 0.5)
     return flags, confident, confident_reported

@@ -46,10 +46,6 @@ class EmbeddingScorer:
         """What the calibrated probabilities are read from (`matcher.score_features`), under this rule."""
         return LabelEvidence.from_similarities(self.similarities(gallery, queries), labels, self.rule)
 
-    def nearest(self, gallery: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        """Each query's similarity to its nearest gallery case of another patient (what "no close match" reads)."""
-        return self.similarities(gallery, queries).max(axis=1)
-
 
 @dataclass
 class PatientScorer:

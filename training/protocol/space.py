@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from matcher.calibration import fit_calibration
-from matcher.rank import DEFAULT_RULE, RankingRule
+from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
 from training.protocol import metrics
 from training.protocol.scorers import EmbeddingScorer, rank_setting
 from training.protocol.splits import disorder_groups, random_draws
@@ -78,11 +78,11 @@ def score_space(
             p = calibration.probability_matrix(evidence)[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
-            right_off.append(evidence.nearest_diagnosed[ranked.ranks == 1] >= calibration.no_match_threshold)
+            right_off.append(~calibration.flags(evidence)[ranked.ranks == 1])
         frequent = draw.frequent_gallery
         if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
             absent = _calibration(vectors, disorders, patients, frequent, draw.number, rule)
-            absent_flags.append(scorer.nearest(frequent, draw.rare_test) < absent.no_match_threshold)
+            absent_flags.append(absent.flags(scorer.evidence(frequent, draw.rare_test, LabelIndex.of(list(disorders[frequent])))))
     auroc = {s: metrics.probability_quality(np.concatenate(probability[s]), np.concatenate(right[s])).auroc for s in probability}
     pooled = metrics.probability_quality(
         np.concatenate([np.concatenate(v) for v in probability.values()]), np.concatenate([np.concatenate(v) for v in right.values()])
