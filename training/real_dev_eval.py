@@ -26,13 +26,12 @@ import numpy as np
 import pandas as pd
 
 from matcher.analysis import Analyzer
-from matcher.batch import BatchItem, embed_many
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.domain import DomainConfig, film_copy
 from training.real_data import is_dev_id, read_labels, training_split_films
-from training.real_eval import analyse_films, space_figures, synthetic_embeddings
+from training.real_eval import analyse_films, embed_images, space_figures, synthetic_embeddings
 
 DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's
 REAL_GALLERY_SEED = 7001  # the draw of training-split films that join a gallery as real controls
@@ -63,12 +62,6 @@ def real_control_cases(model: Bone2GeneModel, rsna: Path, exclude: Set[int], n: 
     return rows[[e is not None for e in embeddings]].reset_index(drop=True)
 
 
-def _embedded(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    results = embed_many(model, [BatchItem(root / p, s) for p, s in zip(images, sexes, strict=True)], batch_size=16)
-    accepted = np.array([r.accepted for r in results])
-    return np.stack([r.embedding for r in results if r.accepted]).astype(np.float32), accepted
-
-
 def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.DataFrame, queries_root: Path, seed: int) -> dict:
     """Film copies of the query phantoms (images under `queries_root`; copy k drawn with seed
     `seed * 1000 + k`) against the crisp gallery's embeddings: does the disorder survive the export?
@@ -79,7 +72,9 @@ def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.
         for k, (image, mask) in enumerate(zip(queries["image"], queries["mask"], strict=True)):
             view = film_copy(queries_root / image, queries_root / mask, seed * 1000 + k, DomainConfig())
             cv2.imwrite(str(root / copies[k]), view)
-        query_vectors, query_kept = _embedded(model, root, copies, list(queries["sex"]))
+        embedded = embed_images(model, root, copies, list(queries["sex"]))
+    query_kept = np.array([e is not None for e in embedded])
+    query_vectors = np.stack([e for e in embedded if e is not None]).astype(np.float32)
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     index = LabelIndex.of(gallery["disorder"].astype(str).tolist())
     truth = queries["disorder"].astype(str).to_numpy()[query_kept]

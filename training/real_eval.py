@@ -96,14 +96,19 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
     }
 
 
+def embed_images(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> list[np.ndarray | None]:
+    """Each image's (under `root`) embedding in batches (`embed_many`); None where the gate refuses it."""
+    results = embed_many(model, [BatchItem(root / p, s) for p, s in zip(images, sexes, strict=True)], batch_size=16)
+    return [r.embedding if r.accepted else None for r in results]
+
+
 def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:
     """A phantom cohort of `seed` drawn under `work / f"cohort-{seed}"` (images stay there while `work`
     lives), with each accepted phantom's embedding."""
     manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=size))
-    items = [BatchItem(work / f"cohort-{seed}" / p, s) for p, s in zip(manifest["image"], manifest["sex"], strict=True)]
-    results = embed_many(model, items, batch_size=16)
-    manifest = manifest.assign(embedding=[r.embedding for r in results])
-    return manifest[[r.accepted for r in results]].reset_index(drop=True)
+    embeddings = embed_images(model, work / f"cohort-{seed}", list(manifest["image"]), list(manifest["sex"]))
+    manifest = manifest.assign(embedding=embeddings)
+    return manifest[[e is not None for e in embeddings]].reset_index(drop=True)
 
 
 def _top_probability(calibration: Calibration, evidence: LabelEvidence) -> np.ndarray:
