@@ -68,10 +68,11 @@ def rsna_validation(analyzer: Analyzer, root: Path, exclude: Set[int]) -> tuple[
     return {"films": len(held), "accepted": int(ok.sum()), "refused": refused, **figures.__dict__}, [e for e in embeddings if e is not None]
 
 
-def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> dict:
+def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> tuple[dict, list[np.ndarray]]:
+    """Bone age of the labelled films at full resolution and as 100-px copies; and the full-resolution embeddings."""
     labels = read_labels(root)
     males = labels["male"].to_numpy()
-    full, _, _, refused_full = analyse_films(analyzer, [root / f"{i}.png" for i in labels["id"]], males)
+    full, _, full_embeddings, refused_full = analyse_films(analyzer, [root / f"{i}.png" for i in labels["id"]], males)
     small, _, _, refused_small = analyse_films(analyzer, [copies / "images" / f"{i}.png" for i in labels["id"]], males)
     truth = labels["boneage"].to_numpy(float)
     both = ~np.isnan(full) & ~np.isnan(small)
@@ -84,7 +85,7 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
         }
         for i, t, f, s in zip(labels["id"], truth, full, small, strict=True)
     ]
-    return {
+    figures = {
         "films": len(labels),
         "accepted_full": int((~np.isnan(full)).sum()),
         "accepted_copy": int((~np.isnan(small)).sum()),
@@ -94,6 +95,14 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> di
         "refused": refused_full + refused_small,
         "films_detail": rows,
     }
+    return figures, [e for e in full_embeddings if e is not None]
+
+
+def unlabelled_embeddings(analyzer: Analyzer, root: Path) -> list[np.ndarray]:
+    """Embeddings of the unlabelled full-resolution films under `root` (sex read from the film)."""
+    paths = sorted(root.glob("*.png"))
+    _, _, embeddings, _ = analyse_films(analyzer, paths, np.zeros(len(paths), bool), give_sex=False)
+    return [e for e in embeddings if e is not None]
 
 
 def embed_images(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> list[np.ndarray | None]:
@@ -123,14 +132,21 @@ def feature_space(
     query_n: int = 200,
     image_size: int = 512,
     seeds: tuple[int, int] = (GALLERY_SEED, QUERY_SEED),
+    full_resolution: list[np.ndarray] | None = None,
 ) -> dict:
     """Real controls and held-out synthetic cases against a synthetic gallery like the demo's
     (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller;
-    `seeds`: the gallery's cohort and the queries' cohort)."""
+    `seeds`: the gallery's cohort and the queries' cohort). `full_resolution`: embeddings of
+    full-resolution real films, measured against the same gallery under "full_resolution"
+    (the encoder sees them sharper than the 100-px films)."""
     with tempfile.TemporaryDirectory() as tmp:
         gallery = synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size)
         queries = synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size)
-    return space_figures(gallery, queries, real_embeddings)
+    figures = space_figures(gallery, queries, real_embeddings)
+    if full_resolution:
+        sharp = space_figures(gallery, queries, full_resolution)
+        figures["full_resolution"] = {key: value for key, value in sharp.items() if key.startswith("real_")}
+    return figures
 
 
 def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings: list[np.ndarray]) -> dict:
@@ -243,11 +259,13 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     labelled = shared / "real_hands_labelled"
     exclude = reported_ids(labelled)
     validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
+    labelled_figures, labelled_embeddings = labelled_full_resolution(analyzer, labelled, shared / "rsna_100px")
+    full_resolution = labelled_embeddings + unlabelled_embeddings(analyzer, shared / "real_hands")
     return {
         "model": _describe(card),
         "rsna_validation": validation,
-        "labelled_full_resolution": labelled_full_resolution(analyzer, labelled, shared / "rsna_100px"),
-        "feature_space": feature_space(model, embeddings),
+        "labelled_full_resolution": labelled_figures,
+        "feature_space": feature_space(model, embeddings, full_resolution=full_resolution),
         "latency": latency(analyzer, sorted(labelled.glob("*.png"))[:6]),
         "latency_against_baseline": None
         if baseline_dir is None
@@ -298,6 +316,7 @@ def model_markdown(result: dict) -> list[str]:
         f"| held-out synthetic top-1 ({s['synthetic_queries_in_gallery']} cases, gallery of {s['gallery_cases']}) | {s['synthetic_top1']:.1%} | |",
         f"| real controls: a disorder other than unaffected first at probability >= 0.5 | {s['real_confident_disorder']:.1%} "
         f"(highest {s['real_top_probability_max']:.2f}) | none |",
+        *_full_resolution_rows(s.get("full_resolution")),
         f"| held-out synthetic ranked first right: median probability | {_or_dash(s.get('synthetic_first_median_probability'))} | |",
         f"| real vs synthetic controls: classifier AUC (0.5 = indistinguishable) | {s['real_vs_synthetic_controls']['auc']} | |",
         f"| analyze on a real film / bare forward (paired) | {t['ratio']}x ({t['analyze_ms']} / {t['bare_forward_ms']} ms) | |",
@@ -309,6 +328,19 @@ def model_markdown(result: dict) -> list[str]:
         "",
         "Refused in the model runs: " + ("; ".join(v["refused"] + f["refused"]) or "none"),
         "",
+    ]
+
+
+def _full_resolution_rows(sharp: dict | None) -> list[str]:
+    """The real-control rows for the full-resolution films (real_hands_labelled and real_hands), the
+    way a hospital uploads them; absent from results measured before they were added."""
+    if not sharp:
+        return []
+    films = f"full-resolution real films ({sharp['real_controls']}: real_hands_labelled, real_hands)"
+    return [
+        f"| {films}: unaffected first or flagged | {sharp['real_unaffected_first_or_flagged']:.1%} | |",
+        f"| {films}: a disorder other than unaffected first at probability >= 0.5 | {sharp['real_confident_disorder']:.1%} "
+        f"(highest {sharp['real_top_probability_max']:.2f}) | none |",
     ]
 
 
