@@ -6,7 +6,8 @@
 - bone age on the 14 labelled full-resolution films, and how far each film's answer is from
   the answer for its own 100-px copy;
 - the feature space: real control hands against a synthetic gallery (is "unaffected" first,
-  or is "no close match" said?), the same flag on held-out synthetic cases whose disorder is
+  or is "no close match" said?), for the 100-px validation films and for the full-resolution
+  films of `real_hands_labelled` and `real_hands` (seen sharper by the encoder), the same flag on held-out synthetic cases whose disorder is
   in the gallery and ranked first, and the two-sample statistics of `index.cohort_stats`
   between real and synthetic controls;
 - latency of a full analysis of a real film against the bare forward pass, paired in one run.
