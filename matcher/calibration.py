@@ -270,8 +270,9 @@ def fit_calibration(
             continue
         boot.append(_fit(features[reps], correct[reps]))
     typical = _typical_log_distances(lopo)
-    flag = _no_match_thresholds(lopo, typical)
-    presence = _fit_presence(*_relative_distances(lopo, typical))
+    relative = _relative_distances(lopo, typical)
+    flag = _no_match_thresholds(lopo, *relative)
+    presence = _fit_presence(*relative)
     reliability, ece = _cross_fitted_reliability(lopo, np.asarray(patients)[queries], rng)
     return Calibration(
         coef,
@@ -351,13 +352,13 @@ class _NoMatchThresholds:
     off_when_present: float
 
 
-def _no_match_thresholds(lopo: LeaveOnePatientOut, typical: np.ndarray) -> _NoMatchThresholds:
-    """Both thresholds of "no close match" and its leave-one-patient-out rates. The relative one
+def _no_match_thresholds(lopo: LeaveOnePatientOut, present_relative: np.ndarray, absent_relative: np.ndarray) -> _NoMatchThresholds:
+    """Both thresholds of "no close match" and its leave-one-patient-out rates, from the nearest
+    similarities and the presence feature on both sides (`_relative_distances`). The relative one
     flags the `NO_MATCH_FAR_SHARE` of present queries farthest beyond their first-ranked disorder's
     spread; the similarity one is the 95th percentile of the absent side, lowered where needed so
     that the two together stay off for `NO_MATCH_KEEP_OFF` of present queries."""
     present, absent = _nearest_present_and_absent(lopo)
-    present_relative, absent_relative = _relative_distances(lopo, typical)
     relative = float(np.quantile(present_relative, 1 - NO_MATCH_FAR_SHARE))
     far = present_relative > relative
     allowed = int(np.floor((1 - NO_MATCH_KEEP_OFF) * len(present))) - int(far.sum())

@@ -44,13 +44,13 @@ from training.synth.cohort import CohortConfig, generate_cohort
 GALLERY_SEED, QUERY_SEED = 2027, 4049  # the demo gallery's cohort seed; another for held-out queries
 
 
-def analyse_films(
-    analyzer: Analyzer, paths: list[Path], males: np.ndarray, give_sex: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """Bone age, male probability and embedding per film (NaN where refused), and the refusals."""
+def analyse_films(analyzer: Analyzer, paths: list[Path], males: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Bone age, male probability and embedding per film (NaN where refused), and the refusals;
+    `males` None: each film's sex is read from the film."""
     months, male_p, embeddings, refused = [], [], [], []
-    for path, male in zip(paths, males, strict=True):
-        result = analyzer.analyze(path, sex=("M" if male else "F") if give_sex else None)
+    sexes = [None] * len(paths) if males is None else ["M" if male else "F" for male in males]
+    for path, sex in zip(paths, sexes, strict=True):
+        result = analyzer.analyze(path, sex=sex)
         if not result.accepted:
             refused.append(f"{path.name}: {'; '.join(result.reasons)}")
             months.append(np.nan), male_p.append(np.nan), embeddings.append(None)
@@ -102,7 +102,7 @@ def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> tu
 def unlabelled_embeddings(analyzer: Analyzer, root: Path) -> list[np.ndarray]:
     """Embeddings of the unlabelled full-resolution films under `root` (sex read from the film)."""
     paths = sorted(root.glob("*.png"))
-    _, _, embeddings, _ = analyse_films(analyzer, paths, np.zeros(len(paths), bool), give_sex=False)
+    _, _, embeddings, _ = analyse_films(analyzer, paths, None)
     return [e for e in embeddings if e is not None]
 
 
