@@ -2,9 +2,10 @@
 
 - bone age and sex on the held-out RSNA films (`training.real_data.is_validation_id`, 100 px),
   through the whole pipeline (read, mask, gate, model input, model) as `bone2gene analyze`
-  runs it;
+  runs it, with the errors by band of bone age (`training.age_error`);
 - bone age on the 14 labelled full-resolution films, and how far each film's answer is from
-  the answer for its own 100-px copy;
+  the answer for its own 100-px copy; beside it, the MADs of as many validation films drawn at
+  random, to show how far a MAD on so few films strays from the validation MAD;
 - the feature space: real control hands against a synthetic gallery (is "unaffected" first,
   or is "no close match" said?), for the 100-px validation films and for the full-resolution
   films of `real_hands_labelled` and `real_hands` (seen sharper by the encoder), the same flag on held-out synthetic cases whose disorder is
@@ -22,6 +23,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Set
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,7 @@ from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
+from training.age_error import errors_by_age_band, small_sample_spread
 from training.joint_eval import real_figures
 from training.real_data import is_validation_id, read_labels, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
@@ -59,14 +62,19 @@ def analyse_films(analyzer: Analyzer, paths: list[Path], males: np.ndarray | Non
     return np.array(months), np.array(male_p), embeddings, refused
 
 
-def rsna_validation(analyzer: Analyzer, root: Path, exclude: Set[int]) -> tuple[dict, list[np.ndarray]]:
+def rsna_validation(analyzer: Analyzer, root: Path, exclude: Set[int]) -> tuple[dict, list[np.ndarray], np.ndarray]:
+    """Figures of the held-out RSNA films (errors by bone-age band among them), their embeddings
+    and each accepted film's absolute bone-age error (months)."""
     labels = read_labels(root)
     held = labels[is_validation_id(labels["id"].to_numpy()) & ~labels["id"].isin(exclude)]
     paths = [root / "images" / f"{i}.png" for i in held["id"]]
     months, male_p, embeddings, refused = analyse_films(analyzer, paths, held["male"].to_numpy())
     ok = ~np.isnan(months)
-    figures = real_figures(months[ok], male_p[ok], held["boneage"].to_numpy(float)[ok], held["male"].to_numpy(float)[ok])
-    return {"films": len(held), "accepted": int(ok.sum()), "refused": refused, **figures.__dict__}, [e for e in embeddings if e is not None]
+    truth = held["boneage"].to_numpy(float)[ok]
+    figures = real_figures(months[ok], male_p[ok], truth, held["male"].to_numpy(float)[ok])
+    bands = [asdict(band) for band in errors_by_age_band(months[ok], truth)]
+    summary = {"films": len(held), "accepted": int(ok.sum()), "refused": refused, **figures.__dict__, "by_age_band": bands}
+    return summary, [e for e in embeddings if e is not None], np.abs(months[ok] - truth)
 
 
 def labelled_full_resolution(analyzer: Analyzer, root: Path, copies: Path) -> tuple[dict, list[np.ndarray]]:
@@ -259,8 +267,12 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
     analyzer = Analyzer(model)
     labelled = shared / "real_hands_labelled"
     exclude = reported_ids(labelled)
-    validation, embeddings = rsna_validation(analyzer, shared / "rsna_100px", exclude)
+    validation, embeddings, validation_errors = rsna_validation(analyzer, shared / "rsna_100px", exclude)
     labelled_figures, labelled_embeddings = labelled_full_resolution(analyzer, labelled, shared / "rsna_100px")
+    # as many validation films, drawn at random: how far a MAD on so few can fall from the validation MAD
+    labelled_figures["validation_draws"] = asdict(
+        small_sample_spread(validation_errors, labelled_figures["accepted_full"], labelled_figures["mad_full_resolution"])
+    )
     full_resolution = labelled_embeddings + unlabelled_embeddings(analyzer, shared / "real_hands")
     return {
         "model": _describe(card),
@@ -307,6 +319,7 @@ def model_markdown(result: dict) -> list[str]:
         f"| bone-age MAD, RSNA validation ({v['accepted']}/{v['films']} films, 100 px) | {v['bone_age_mad_months']} months | <= 10 |",
         f"| bone-age MAD, real_hands_labelled at full resolution ({f['accepted_full']} films) | {f['mad_full_resolution']} months | <= 12 |",
         f"| same films, their 100-px copies | {f['mad_copy_100px']} months | |",
+        *_validation_draw_rows(f.get("validation_draws")),
         f"| largest difference full resolution vs 100-px copy | {f['max_full_vs_copy']} months | same answer |",
         f"| sex accuracy, all validation films | {v['sex_accuracy']:.1%} | |",
         f"| sex accuracy, bone age over 120 months ({v['older']} films) | {v['sex_accuracy_older']:.1%} | >= 80% |",
@@ -324,6 +337,7 @@ def model_markdown(result: dict) -> list[str]:
         "",
         "A flag that fires on nearly every case does not count: read the row 'unaffected first or flagged' with the flag-off row.",
         "",
+        *_age_band_lines(v.get("by_age_band")),
         *_latency_lines(result.get("latency_against_baseline")),
         f"Most frequent top disorders for real controls: {s['real_top_disorders']}",
         "",
@@ -342,6 +356,33 @@ def _full_resolution_rows(sharp: dict | None) -> list[str]:
         f"| {films}: unaffected first or flagged | {sharp['real_unaffected_first_or_flagged']:.1%} | |",
         f"| {films}: a disorder other than unaffected first at probability >= 0.5 | {sharp['real_confident_disorder']:.1%} "
         f"(highest {sharp['real_top_probability_max']:.2f}) | none |",
+    ]
+
+
+def _validation_draw_rows(draws: dict | None) -> list[str]:
+    """How unusual the labelled films' MAD is for a reader with the validation errors (`training.age_error`)."""
+    if not draws:
+        return []
+    n = draws["films"]
+    return [
+        f"| {n} validation films drawn at random ({draws['draws']:,} draws): MAD median / 95th percentile "
+        f"| {draws['median_mad']} / {draws['p95_mad']} months | |",
+        f"| share of those draws at or above the labelled films' {draws['observed']} months | {draws['share_at_or_above_observed']:.1%} | |",
+    ]
+
+
+def _age_band_lines(bands: list[dict] | None) -> list[str]:
+    if not bands:
+        return []
+    rows = [f"| {b['low']}-{b['high']} | {b['films']} | {b['mad']} | {b['bias']:+} |" for b in bands]
+    return [
+        "Bone-age error on the validation films by true bone age (bias: read minus truth; the ends of the range "
+        "are pulled toward the middle):",
+        "",
+        "| bone age (months) | films | MAD (months) | bias (months) |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
     ]
 
 
