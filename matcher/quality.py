@@ -259,8 +259,15 @@ def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: 
         verdict.refuse("cut_off", "the hand is cut off at the edge of the image; the whole hand and wrist must be visible")
         return
     textured = config.min_interior_texture <= interior / spread <= config.max_interior_texture
-    if outline.finger_gaps < config.min_finger_gaps or not textured or contrast < config.min_hand_contrast:
+    if outline.finger_gaps < config.min_finger_gaps or not textured:
         verdict.refuse("not_a_hand", "no hand with fingers and bones was recognised; upload a dorsopalmar hand radiograph")
+        return
+    if contrast < config.min_hand_contrast:  # a hand's outline and bones, too faint against the surroundings to trust
+        verdict.refuse(
+            "low_contrast",
+            f"the hand barely stands out from its surroundings ({contrast:.1%} of the image's grey range brighter, "
+            f"{config.min_hand_contrast:.1%} needed); re-export the radiograph with its full grey range or a window set on the hand",
+        )
         return
     rotation = _hand_direction(mask, outline.webs)
     verdict.measured["rotation_deg"] = round(rotation, 1)

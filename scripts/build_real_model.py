@@ -46,6 +46,7 @@ import torch
 from api.cli_helpers import progress_bar
 from matcher.checkpoint import BUNDLED_MODEL_DIR, READER_DIR, install_reader, load_model, save_model
 from training.domain import synthetic_views
+from training.film_augment import FilmAugmentConfig
 from training.joint import JointConfig, train_joint
 from training.joint_data import JointData
 from training.reader_finish import finish_reader
@@ -105,6 +106,22 @@ def main() -> None:
         default=100,
         help="the network's input side: the 100-px film view is resampled to it (128 gives the b0's stem more pixels per bone)",
     )
+    parser.add_argument(
+        "--augment-scale",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=FilmAugmentConfig.scale,
+        help="zoom range of the film view (below 1: the film smaller in its frame, as photographed or scanned films come)",
+    )
+    parser.add_argument(
+        "--augment-contrast",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=FilmAugmentConfig.contrast,
+        help="contrast range (below 1: a fainter film, as washed-out exports come)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--resume", action="store_true")
@@ -152,6 +169,7 @@ def main() -> None:
         synthetic_batch=0 if args.real_only else args.synthetic_batch,
         real_batch=args.real_batch_only if args.real_only else args.real_batch,
         sex_weight=args.sex_weight,
+        augment=FilmAugmentConfig(scale=tuple(args.augment_scale), contrast=tuple(args.augment_contrast)),
         **{"arcface_weight": args.arcface_weight, **distil},
     )
     model_dir = train_joint(config, data, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -170,3 +170,18 @@ def test_rgb_jpeg_and_hand_on_pure_black_are_accepted(hand: np.ndarray) -> None:
     masked = np.where(segment_hand(hand).mask > 0, hand, 0).astype(np.uint8)  # a preprocessed hand on pure black
     verdict = gate(png_bytes(masked))
     assert verdict.accepted, (verdict.reasons, verdict.measurements)
+
+
+@pytest.mark.parametrize("film", [2148, 3863], ids=["rsna-2148", "rsna-3863"])
+def test_a_faint_hand_is_refused_as_low_contrast_and_passes_once_windowed_on_the_hand(rsna_100px: Path, film: int) -> None:
+    """Two real RSNA films whose hands barely stand out from a grey surround: the refusal names the
+    contrast (not "no hand"), and what it asks for (a window set on the hand) makes them pass."""
+    raw = cv2.imread(str(rsna_100px / "images" / f"{film}.png"), cv2.IMREAD_GRAYSCALE)
+    verdict = gate(png_bytes(raw))
+    assert verdict.codes == ["low_contrast"], (verdict.codes, verdict.measurements)
+    assert "window set on the hand" in verdict.reasons[0] and "needed" in verdict.reasons[0]
+    # a viewer's window on the hand: the surround (most of the film, so its median) to black
+    low, high = np.percentile(raw, [50, 99.5])
+    windowed = np.clip((raw.astype(np.float32) - low) / (high - low) * 255, 0, 255).astype(np.uint8)
+    again = gate(png_bytes(windowed))
+    assert again.accepted, (again.codes, again.measurements)
