@@ -9,8 +9,9 @@
 100-px films, the 14 labelled full-resolution films, the 10 unlabelled ones) and lists
 every refusal with its reason (about 45 minutes on two cores). `--refresh-refused` re-reads only
 the stored refusals' codes and reasons, after a change to the wording alone: it stops if any of
-them is now accepted, because then acceptance changed and only a full run can say how. `model` measures the bundled (or given) model on films it
-was never trained on (`training.real_eval`). `report` writes the Markdown.
+them is now accepted, because then acceptance changed and only a full run can say how.
+`model` measures the bundled (or given) model on films it was never trained on
+(`training.real_eval`). `report` writes the Markdown.
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ def errors_by_age_band(
     predicted_months: np.ndarray, true_months: np.ndarray, edges: tuple[int, ...] = AGE_BAND_EDGES_MONTHS
 ) -> list[AgeBandError]:
     """One row per band of true bone age that holds films (empty bands are left out)."""
-    error = np.asarray(predicted_months, float) - np.asarray(true_months, float)
+    true_months = np.asarray(true_months, float)
+    error = np.asarray(predicted_months, float) - true_months
     rows = []
     for low, high in zip(edges[:-1], edges[1:], strict=True):
         inside = (true_months > low) & (true_months <= high)
