@@ -71,6 +71,11 @@ def _synthetic(work: Path, n: int, seed: int, copies: int) -> tuple[np.ndarray, 
     return views, table
 
 
+def _range_option(parser: argparse.ArgumentParser, flag: str, default: tuple[float, float], help_text: str) -> None:
+    """A LOW HIGH pair of floats (an augmentation range of `FilmAugmentConfig`)."""
+    parser.add_argument(flag, type=float, nargs=2, metavar=("LOW", "HIGH"), default=default, help=help_text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True)
@@ -106,21 +111,14 @@ def main() -> None:
         default=100,
         help="the network's input side: the 100-px film view is resampled to it (128 gives the b0's stem more pixels per bone)",
     )
-    parser.add_argument(
+    _range_option(
+        parser,
         "--augment-scale",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=FilmAugmentConfig.scale,
-        help="zoom range of the film view (below 1: the film smaller in its frame, as photographed or scanned films come)",
+        FilmAugmentConfig.scale,
+        "zoom range of the film view (below 1: the film smaller in its frame, as photographed or scanned films come)",
     )
-    parser.add_argument(
-        "--augment-contrast",
-        type=float,
-        nargs=2,
-        metavar=("LOW", "HIGH"),
-        default=FilmAugmentConfig.contrast,
-        help="contrast range (below 1: a fainter film, as washed-out exports come)",
+    _range_option(
+        parser, "--augment-contrast", FilmAugmentConfig.contrast, "contrast range (below 1: a fainter film, as washed-out exports come)"
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=2026)

@@ -8,9 +8,9 @@
   random, to show how far a MAD on so few films strays from the validation MAD;
 - the feature space: real control hands against a synthetic gallery (is "unaffected" first,
   or is "no close match" said?), for the 100-px validation films and for the full-resolution
-  films of `real_hands_labelled` and `real_hands` (seen sharper by the encoder), the same flag on held-out synthetic cases whose disorder is
-  in the gallery and ranked first, and the two-sample statistics of `index.cohort_stats`
-  between real and synthetic controls;
+  films of `real_hands_labelled` and `real_hands` (seen sharper by the encoder); the same
+  flag on held-out synthetic cases whose disorder is in the gallery and ranked first; and the
+  two-sample statistics of `index.cohort_stats` between real and synthetic controls;
 - latency of a full analysis of a real film against the bare forward pass, paired in one run.
 
 RSNA gives no chronological age, so "children over 10 years" is read as bone age over 120
