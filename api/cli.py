@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from api.cli_helpers import EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
+from api.cli_helpers import EXIT_NOT_ACCEPTED, EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
 
 app = typer.Typer(
     name="bone2gene",
@@ -218,7 +218,11 @@ def analyze(
         ),
     ] = None,
 ) -> None:
-    """Quality gate, bone age, sex check and embedding for each radiograph."""
+    """Quality gate, bone age, sex check and embedding for each radiograph.
+
+    Every image is analysed and printed; the exit status is 1 if the quality gate refused any of
+    them (a script looping over films sees it without parsing the output), 2 on an error.
+    """
     import json
 
     import cv2
@@ -233,12 +237,15 @@ def analyze(
     loaded, _ = load_model(model)
     reference = reference_or_bundled(ba_reference)
     analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None, reference=reference))
+    refused = []
     for index, path in enumerate(images):
         try:
             source = read_radiograph(path)  # read once: the overlay is drawn on the same pixels
         except RadiographError:
             source = path  # let the analyzer report the problem with the file
         result = analyzer.analyze(source, sex=sex_value(sex), age_months=age_months)
+        if not result.accepted:
+            refused.append(path.name)
         if as_json:
             typer.echo(json.dumps({"image": path.name, **result.to_json()}))
         else:
@@ -260,6 +267,9 @@ def analyze(
         if overlay is not None and result.attention is not None and not isinstance(source, Path):
             target = overlay if len(images) == 1 else overlay.with_name(f"{overlay.stem}_{index}{overlay.suffix}")
             cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
+    if refused:
+        typer.echo(f"{len(refused)} of {len(images)} image(s) refused by the quality gate: {', '.join(refused)}", err=True)
+        raise typer.Exit(code=EXIT_NOT_ACCEPTED)
 
 
 from api.cli_evaluate import evaluate_command

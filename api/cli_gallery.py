@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from api.cli_helpers import (
+    EXIT_NOT_ACCEPTED,
     GalleryArg,
     GalleryOpt,
     JsonOpt,
@@ -401,7 +402,7 @@ def query_command(
                     }
                 )
             )
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=EXIT_NOT_ACCEPTED)
         fail("; ".join(refused))
     embedding = combined_embedding(np.stack([a.embedding for _, a in accepted]))
     result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence)

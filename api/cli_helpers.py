@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from matcher.checkpoint import ModelCard
     from matcher.model import Bone2GeneModel
 
-EXIT_REFUSED = 2
+EXIT_REFUSED = 2  # the command could not do its job: bad arguments, an unreadable model or gallery
+EXIT_NOT_ACCEPTED = 1  # it ran, but the quality gate refused an image (each refusal is printed with its reasons)
 
 
 def fail(message: str) -> NoReturn:

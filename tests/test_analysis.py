@@ -104,12 +104,19 @@ def test_cli_analyze_json_and_overlay(bone2gene, model_dir: Path, real_hands: li
     assert record["accepted"] is True and record["reasons"] == []
     assert {"bone_age_months", "male_probability", "timings_ms"} <= set(record)
     assert overlay.stat().st_size > 10_000
-    # without --model: the bundled demo model, whose trained sex head fills in the missing sex
-    bundled = bone2gene("analyze", str(real_hands[0]), "--json")
-    assert bundled.returncode == 0, bundled.stderr
-    record = json.loads(bundled.stdout.strip().splitlines()[-1])
+    # without --model: the bundled demo model, whose trained sex head fills in the missing sex;
+    # a refused image beside it is still reported, and the exit status says a film was refused
+    from PIL import Image
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "photo.png")
+    bundled = bone2gene("analyze", str(real_hands[0]), str(tmp_path / "photo.png"), "--json")
+    assert bundled.returncode == 1, bundled.stderr
+    assert "1 of 2 image(s) refused by the quality gate: photo.png" in bundled.stderr
+    record, photo = (json.loads(line) for line in bundled.stdout.strip().splitlines()[-2:])
     assert record["accepted"] is True and record["sex_source"] == "predicted" and record["sex_head_trained"] is True
     assert 0 < record["bone_age_months"] < 240
+    assert photo["image"] == "photo.png" and photo["accepted"] is False and photo["reasons"]
 
 
 def test_batch_embedding_matches_single_analysis_and_keeps_order(model_dir: Path, real_hands: list[Path], tmp_path: Path) -> None:
