@@ -237,7 +237,7 @@ def analyze(
     loaded, _ = load_model(model)
     reference = reference_or_bundled(ba_reference)
     analyzer = Analyzer(loaded, AnalysisOptions(tta=tta, attention=overlay is not None, reference=reference))
-    refused = []
+    refused: list[str] = []  # names of the images the gate refused
     for index, path in enumerate(images):
         try:
             source = read_radiograph(path)  # read once: the overlay is drawn on the same pixels
