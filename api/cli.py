@@ -93,12 +93,17 @@ def demo(
     """
     import pandas as pd
 
-    from api.cli_service import build_demo_gallery, run_service, settings_from
+    from api.cli_service import run_service, settings_from
     from api.keys import KeyStore
+    from api.use_cases import demo_gallery
+    from index.store import GalleryError
     from training.synth.cohort import summarise
     from training.synth.montage import cohort_contact_sheet
 
-    gallery = build_demo_gallery(out, n, size)
+    try:
+        gallery = demo_gallery(out, n, size, typer.echo, lambda what: progress_bar(what, unit="image"))
+    except GalleryError as exc:
+        fail(str(exc))
     manifest = pd.read_csv(out / "cohort" / "manifest.csv", keep_default_na=False)
     typer.echo(summarise(manifest))
     sheet = out / "contact_sheet.png"

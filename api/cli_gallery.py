@@ -31,10 +31,10 @@ from api.cli_helpers import (
 from matcher.rank import DEFAULT_RULE, RankingRule
 
 if TYPE_CHECKING:
+    from api.use_cases import AnalysedFilms
     from index.evidence import QueryEvidence
     from index.filters import Filters
     from index.query import QueryResult
-    from matcher.analysis import Analysis
 
 DEFAULT_GALLERY = Path("demo-data") / "gallery"
 
@@ -58,7 +58,7 @@ def gallery_init(
         gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim, IndexSpec(index))
     except RuntimeError as exc:
         fail(f"FAISS cannot build index {index!r}: {str(exc).splitlines()[0]}")
-    from training.synth.catalogue import seed_catalogue
+    from index.builtin_catalogue import seed_catalogue
 
     seeded = seed_catalogue(gallery) if seed else 0
     typer.echo(
@@ -111,7 +111,7 @@ def gallery_phenopacket(
     if rows.empty:
         fail(f"no case {case_id!r} in {path}; `bone2gene gallery list {path}` shows the ids")
     case = rows.iloc[0].to_dict()
-    disorder = next((d for d in gallery.disorders() if d.id == case["disorder"]), None)
+    disorder = gallery.disorder(case["disorder"])
     text = to_json(case_phenopacket(case, disorder, image_uri))
     if out is None:
         typer.echo(text)
@@ -313,7 +313,7 @@ def disorders_phenotypes(
     from index.hpo import term_name
 
     gallery = open_gallery(gallery_path)
-    current = next((d for d in gallery.disorders() if d.id == disorder_id), None)
+    current = gallery.disorder(disorder_id)
     if current is None:
         fail(f"disorder {disorder_id!r} is not in the catalogue; `bone2gene disorders list` shows the ids")
         return
@@ -372,11 +372,9 @@ def query_command(
 
     Several films of one patient (follow-up visits, both hands) are combined into one query
     (GestaltMatcher's multi-image setting); a film the quality gate refuses is left out and named."""
-    import numpy as np
-
-    from index.query import calibration_for, query
+    from api.use_cases import analyse_films, rank_gallery, ranking_phenopacket
+    from index.phenopackets_io import to_json
     from matcher.analysis import Analyzer
-    from matcher.multi_image import combined_embedding
 
     if len(images) > 1 and age_months is not None:
         fail("--age-months is the age at one film; leave it out when several films (visits) are combined")
@@ -384,43 +382,22 @@ def query_command(
     gallery = open_gallery(gallery_path)
     loaded, card = load_model_or_bundled(model)
     same_model(gallery, card)
-    analyzer = Analyzer(loaded)
-    analyses = [(image, analyzer.analyze(image, sex=sex_value(sex), age_months=age_months)) for image in images]
-    accepted = [(image, a) for image, a in analyses if a.accepted and a.embedding is not None]
-    refused = [
-        f"{image.name} was not accepted: {'; '.join(a.reasons)}" for image, a in analyses if not (a.accepted and a.embedding is not None)
-    ]
-    if not accepted:
+    films = analyse_films(Analyzer(loaded), images, sex_value(sex), age_months)
+    if not films.accepted:
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "images": [{"image": i.name, **a.to_json()} for i, a in analyses],
-                        "disorders": [],
-                        "cases": [],
-                        "no_close_match": None,
-                    }
-                )
-            )
+            typer.echo(json.dumps({"images": films.records(), "disorders": [], "cases": [], "no_close_match": None}))
             raise typer.Exit(code=EXIT_NOT_ACCEPTED)
-        fail("; ".join(refused))
-    embedding = combined_embedding(np.stack([a.embedding for _, a in accepted]))
-    result = query(gallery, embedding, top_k=top, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence)
+        fail("; ".join(films.refusals))
+    result = rank_gallery(gallery, films.embedding(), top, rule=rule, evidence=evidence)
     if phenopacket is not None:
-        from index.phenopackets_io import ranking_phenopacket, to_json
-
-        observed, excluded = [t.id for t in evidence.observed], [t.id for t in evidence.excluded]
-        packet = ranking_phenopacket(
-            images[0].stem, accepted[0][1].sex, age_months, observed, excluded, result.disorders, gallery.disorders(), top
-        )
+        packet = ranking_phenopacket(gallery, result, images[0].stem, films.accepted[0][1].sex, age_months, evidence, top)
         phenopacket.write_text(to_json(packet) + "\n")
     if as_json:
-        films = [{"image": i.name, **a.to_json()} for i, a in analyses]
-        typer.echo(
-            json.dumps({**(films[0] if len(images) == 1 else {"images": films, "films_combined": len(accepted)}), **result.to_json()})
-        )
+        records = films.records()
+        combined = {"images": records, "films_combined": len(films.accepted)}
+        typer.echo(json.dumps({**(records[0] if len(images) == 1 else combined), **result.to_json()}))
         return
-    _print_query(accepted, refused, result, rule, top)
+    _print_query(films, result, rule, top)
 
 
 def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: str | None, genes_file: Path | None) -> QueryEvidence:
@@ -436,9 +413,10 @@ def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: st
     return QueryEvidence.of(terms(hpo), terms(excluded), candidates)
 
 
-def _print_query(accepted: list[tuple[Path, Analysis]], refused: list[str], result: QueryResult, rule: RankingRule, top: int) -> None:
-    lines = [f"{image.name}: bone age {a.bone_age_months / 12:.1f} y, sex {a.sex} ({a.sex_source})" for image, a in accepted]
-    lines += [f"left out: {reason}" for reason in refused]
+def _print_query(films: AnalysedFilms, result: QueryResult, rule: RankingRule, top: int) -> None:
+    accepted = films.accepted
+    lines = [f"{name}: bone age {a.bone_age_months / 12:.1f} y, sex {a.sex} ({a.sex_source})" for name, a in accepted]
+    lines += [f"left out: {reason}" for reason in films.refusals]
     if len(accepted) > 1:
         lines.append(f"{len(accepted)} films of one patient combined into one query")
     lines += [

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from api.cli_helpers import fail, progress_bar
+from api.cli_helpers import fail
 from matcher.rank import RankingRule
 
 if TYPE_CHECKING:
@@ -147,36 +147,3 @@ def serve(
     """
     flags = {name: value for name, value in locals().items() if name not in ("host", "port")}
     run_service(settings_from(flags), host, port)
-
-
-def build_demo_gallery(out: Path, n: int, size: int) -> Path:
-    """The synthetic demo cohort and its gallery (built once, then reused)."""
-    from index.ingest import add_manifest
-    from index.store import Gallery
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-    from training.synth.catalogue import seed_catalogue
-    from training.synth.cohort import CohortConfig, generate_cohort
-
-    cohort = out / "cohort"
-    if (cohort / "manifest.csv").exists() and (out / "gallery" / ".complete").exists():
-        typer.echo(f"reusing the demo cohort and gallery in {out}")
-    if not (cohort / "manifest.csv").exists():
-        typer.echo(f"generating a demo cohort of {n} synthetic radiographs in {cohort} ...")
-        with progress_bar("rendering", unit="image") as progress:
-            generate_cohort(CohortConfig(n=n, out=cohort, seed=2027, size=size), progress=progress)
-    path = out / "gallery"
-    card = read_card(BUNDLED_MODEL_DIR)
-    if (path / "gallery.sqlite").exists():
-        gallery = Gallery.open(path)
-        if gallery.model_fingerprint != card.fingerprint:
-            fail(f"{path} was built with another model; delete {out} to rebuild the demo")
-    else:
-        gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim)
-        seed_catalogue(gallery)
-    if gallery.stats().cases == 0 or not (path / ".complete").exists():
-        typer.echo("embedding the demo cohort into the gallery (once) ...")
-        with progress_bar("embedding", unit="image") as progress:
-            _, refused = add_manifest(gallery, cohort / "manifest.csv", None, 8, 1, progress)
-        (path / ".complete").write_text("ok\n")
-        typer.echo(f"demo gallery: {gallery.stats().cases} cases ({len(refused)} refused by the quality gate)")
-    return path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+if TYPE_CHECKING:
+    from index.query import QueryResult
 
 DISCLAIMER = (
     "Similarity ranking to support a clinical geneticist's differential diagnosis. It is not a diagnosis: "
@@ -74,6 +77,13 @@ class Ranking(BaseModel):
         "case's distance relative to how close the first-ranked disorder's cases lie to each other); every disorder's probability includes it. None: the gallery is not calibrated",
     )
     disclaimer: str = DISCLAIMER
+
+    @classmethod
+    def of(cls, result: QueryResult) -> Ranking:
+        """A gallery query's result (`api.use_cases.rank_gallery`) in the API's shape."""
+        return cls.model_validate(
+            {**result.to_json(), "disorders": [d.to_json() for d in result.disorders], "genes": [g.to_json() for g in result.genes]}
+        )
 
 
 class Quality(BaseModel):

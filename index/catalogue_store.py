@@ -51,13 +51,29 @@ class CatalogueStore:
         return int(count)  # type: ignore[arg-type]
 
     def all(self) -> list[Disorder]:
+        return self._read("", ())
+
+    def get(self, disorder_id: str) -> Disorder | None:
+        """One entry by its id; None when the catalogue has no such id."""
+        found = self._read("WHERE {column} = ?", (disorder_id,))
+        return found[0] if found else None
+
+    def _read(self, where: str, params: tuple) -> list[Disorder]:
+        """Entries with their genes and HPO terms; `where` names the id column as {column}."""
         genes: dict[str, list[str]] = {}
-        for disorder_id, gene in self.db.query("SELECT disorder_id, gene FROM disorder_genes"):
+        for disorder_id, gene in self.db.query(
+            f"SELECT disorder_id, gene FROM disorder_genes {where.format(column='disorder_id')}", params
+        ):
             genes.setdefault(disorder_id, []).append(gene)
         phenotypes: dict[str, list[str]] = {}
-        for disorder_id, term in self.db.query("SELECT disorder_id, term FROM disorder_phenotypes"):
+        for disorder_id, term in self.db.query(
+            f"SELECT disorder_id, term FROM disorder_phenotypes {where.format(column='disorder_id')}", params
+        ):
             phenotypes.setdefault(disorder_id, []).append(term)
-        rows = self.db.query("SELECT id, name, category, omim, orpha, mondo, nosology_group, nosology_revision FROM disorders ORDER BY id")
+        rows = self.db.query(
+            f"SELECT id, name, category, omim, orpha, mondo, nosology_group, nosology_revision FROM disorders {where.format(column='id')} ORDER BY id",
+            params,
+        )
         return [
             Disorder(
                 id=r[0],

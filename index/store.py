@@ -178,6 +178,10 @@ class Gallery:
     def disorders(self) -> list[Disorder]:
         return self.catalogue.all()
 
+    def disorder(self, disorder_id: str | None) -> Disorder | None:
+        """The catalogue entry with this id; None when there is none (or no id: an undiagnosed case)."""
+        return self.catalogue.get(disorder_id) if isinstance(disorder_id, str) else None
+
     def resolve_disorder(self, label: str | None) -> str | None:
         """A catalogue id from an id or a name (case-insensitive); None for undiagnosed."""
         return self.catalogue.resolve(label)

@@ -6,7 +6,7 @@
 Embeddings are the bundled model's (`bone2gene evaluate` writes `embeddings.npz`: case_id and
 embedding); a `.npy` is taken in manifest order. Every patient gets simulated HPO terms and an
 exome candidate list (`training.synth.phenotypes`, seeded by --fit-seed/--test-seed), every disorder
-its HPO annotations from the ontology (`training.synth.catalogue`). The combination of each
+its HPO annotations from the ontology (`index.builtin_catalogue`). The combination of each
 source set is fitted on the FIT cohort (one draw per setting, F->F+R and R->F+R pooled) and
 reported on the TEST cohort over `--draws` random patient splits: macro top-1/5/10, mean ± SD.
 `--install` writes the all-sources model to `index/evidence_model.json` (the service's default).
@@ -26,10 +26,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from index.builtin_catalogue import builtin_disorders
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from training.protocol import evidence_eval
 from training.protocol.splits import disorder_groups, random_draws
-from training.synth.catalogue import builtin_disorders
 from training.synth.phenotypes import add_phenotypes
 
 SETTINGS = ("F->F+R", "R->F+R")

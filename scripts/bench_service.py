@@ -38,12 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from api.keys import KeyStore
-from index.ingest import add_manifest
+from api.use_cases import synthetic_gallery
 from index.store import Gallery
 from matcher.analysis import Analyzer
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
-from training.synth.catalogue import seed_catalogue
-from training.synth.cohort import CohortConfig, generate_cohort
+from training.synth.cohort import CohortConfig
 
 
 def free_port() -> int:
@@ -127,13 +126,10 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=20)
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="b2g-load-"))
-    manifest = generate_cohort(CohortConfig(n=80, out=root / "cohort", seed=31, size=768, workers=0))
+    manifest, _ = synthetic_gallery(CohortConfig(n=80, out=root / "cohort", seed=31, size=768, workers=0), root / "gallery")
     model, card = load_model(BUNDLED_MODEL_DIR)
-    gallery = Gallery.create(root / "gallery", card.fingerprint, card.config.embedding_dim)
-    seed_catalogue(gallery)
-    add_manifest(gallery, root / "cohort" / "manifest.csv", None, 8, 1)
-    accepted = set(gallery.cases()["case_id"])
-    gallery.close()
+    with Gallery.open(root / "gallery") as gallery:
+        accepted = set(gallery.cases()["case_id"])
     rows = manifest[manifest["case_id"].isin(accepted)]
     uploads = [((root / "cohort" / r["image"]).read_bytes(), r["sex"], r["age_months"], r["disorder"]) for _, r in rows.iterrows()]
 

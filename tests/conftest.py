@@ -104,16 +104,9 @@ def real_hands_labelled(shared_dir: Path) -> tuple[list[Path], pd.DataFrame]:
 def embedded_gallery(cohort: CohortConfig, gallery_path: Path, batch_size: int) -> pd.DataFrame:
     """Render `cohort` and add it to a new gallery at `gallery_path` embedded with the bundled model
     (disorder catalogue seeded); returns the cohort's manifest."""
-    from index.ingest import add_manifest
-    from index.store import Gallery
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-    from training.synth.catalogue import seed_catalogue
+    from api.use_cases import synthetic_gallery
 
-    manifest = generate_cohort(cohort)
-    card = read_card(BUNDLED_MODEL_DIR)
-    with Gallery.create(gallery_path, card.fingerprint, card.config.embedding_dim) as gallery:
-        seed_catalogue(gallery)
-        add_manifest(gallery, cohort.out / "manifest.csv", None, batch_size, 1)
+    manifest, _ = synthetic_gallery(cohort, gallery_path, batch_size)
     return manifest
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from index import hpo
+from index.builtin_catalogue import builtin_disorders
 from index.evidence import SOURCES, EvidenceModel, evidence_features
 from training.protocol import evidence_eval
 from training.protocol.splits import disorder_groups, random_draws
-from training.synth.catalogue import builtin_disorders
 from training.synth.phenotypes import PhenotypeSimulation, add_phenotypes
 
 

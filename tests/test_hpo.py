@@ -44,13 +44,15 @@ def test_search_finds_current_terms_by_name() -> None:
 def test_catalogue_stores_disorder_phenotypes_and_older_galleries_gain_the_table(tmp_path) -> None:
     import sqlite3
 
+    from index.builtin_catalogue import seed_catalogue
     from index.catalogue import Disorder
     from index.store import Gallery
-    from training.synth.catalogue import seed_catalogue
 
     with Gallery.create(tmp_path / "g", "model", 8) as gallery:
         seed_catalogue(gallery)
-        achondroplasia = next(d for d in gallery.disorders() if d.id == "achondroplasia")
+        achondroplasia = gallery.disorder("achondroplasia")
+        assert achondroplasia == {d.id: d for d in gallery.disorders()}["achondroplasia"]
+        assert gallery.disorder("no_such_disorder") is None and gallery.disorder(None) is None
         assert "HP:0004060" in achondroplasia.phenotypes and len(achondroplasia.phenotypes) == len(hpo.disease_terms(omim="100800"))
         novel = Disorder(id="novel", name="Novel dysplasia, XYZ1-related").with_phenotypes(add=["HP:0004322", "0001156"])
         gallery.add_disorders([novel])
@@ -60,7 +62,7 @@ def test_catalogue_stores_disorder_phenotypes_and_older_galleries_gain_the_table
         assert stored["novel"].phenotypes == ["HP:0001156", "HP:0004322"] and "bad" not in stored
         edited = stored["novel"].with_phenotypes(remove=["HP:0001156"])
         gallery.add_disorders([edited], replace=True)
-        assert next(d for d in gallery.disorders() if d.id == "novel").phenotypes == ["HP:0004322"]
+        assert gallery.disorder("novel").phenotypes == ["HP:0004322"]
         with pytest.raises(ValueError, match="not annotated to novel"):
             edited.with_phenotypes(remove=["HP:0001156"])
     db = sqlite3.connect(tmp_path / "g" / "gallery.sqlite")  # a gallery written before phenotypes existed
@@ -69,8 +71,8 @@ def test_catalogue_stores_disorder_phenotypes_and_older_galleries_gain_the_table
     db.close()
     with Gallery.open(tmp_path / "g") as gallery:
         assert all(d.phenotypes == [] for d in gallery.disorders()) and len(gallery.disorders()) == 26
-        gallery.add_disorders([next(d for d in gallery.disorders() if d.id == "novel").with_phenotypes(add=["HP:0004322"])], replace=True)
-        assert next(d for d in gallery.disorders() if d.id == "novel").phenotypes == ["HP:0004322"]
+        gallery.add_disorders([gallery.disorder("novel").with_phenotypes(add=["HP:0004322"])], replace=True)
+        assert gallery.disorder("novel").phenotypes == ["HP:0004322"]
 
 
 def test_curators_edit_phenotypes_from_the_command_line(bone2gene, tmp_path) -> None:
@@ -94,8 +96,8 @@ def test_curators_edit_phenotypes_from_the_command_line(bone2gene, tmp_path) -> 
 def test_cases_keep_observed_and_excluded_terms_and_bad_ones_write_nothing(tmp_path) -> None:
     import numpy as np
 
+    from index.builtin_catalogue import seed_catalogue
     from index.store import Gallery, NewCase
-    from training.synth.catalogue import seed_catalogue
 
     rng = np.random.default_rng(0)
 

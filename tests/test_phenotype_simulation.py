@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from index import hpo
-from training.synth.catalogue import builtin_disorders
+from index.builtin_catalogue import builtin_disorders
 from training.synth.phenotypes import PhenotypeSimulation, add_phenotypes, simulate_candidates, simulate_terms
 
 

@@ -68,6 +68,26 @@ def test_catalogue_fields_follow_design_section_2() -> None:
     assert SPECS["turner"].female_fraction == 1.0
 
 
+def test_phantoms_take_their_identity_from_the_clinical_catalogue(tmp_path: Path) -> None:
+    from index.builtin_catalogue import builtin_entries
+
+    catalogue = {e.id: e for e in builtin_entries()}
+    assert set(SPECS) <= set(catalogue)
+    for spec in SPECS.values():
+        entry = catalogue[spec.id]
+        assert (spec.name, spec.genes, spec.omim, spec.nosology, spec.signs) == (
+            entry.name,
+            entry.genes,
+            entry.omim,
+            entry.nosology,
+            entry.signs,
+        )
+    effects_only = tmp_path / "effects.yaml"
+    effects_only.write_text("- id: not_in_the_catalogue\n  features: {size: 0.9}\n")
+    with pytest.raises(SpecError, match=r"not_in_the_catalogue.*not in the clinical catalogue"):
+        load_specs(effects_only, {e.id: e.model_dump(exclude_none=True) for e in catalogue.values()})
+
+
 def test_unknown_parameter_is_refused_with_the_list_of_known_ones(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("- id: oops\n  name: Oops\n  features:\n    madelung_tilt: 3\n")

@@ -11,9 +11,9 @@ from fastapi.responses import Response
 from api.cohort_maps import position_on
 from api.deps import AnalysisId, Reader, RuntimeDep, stored_analysis
 from api.problems import Problem
-from api.ranking import rank
 from api.recent import StoredAnalysis
 from api.schemas import AnalysisResult, Links, Quality, Ranking
+from api.use_cases import rank_gallery
 from index.evidence import QueryEvidence
 from index.gene_lists import parse_gene_list
 from index.hpo import split_terms
@@ -80,7 +80,8 @@ async def analyse(
     result = stored.analysis
     if not result.accepted or result.embedding is None:
         raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
-    ranking = await run_in_threadpool(rank, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, evidence)
+    ranked = await run_in_threadpool(rank_gallery, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, evidence)
+    ranking = Ranking.of(ranked)
     return _result(analysis_id, stored, ranking, runtime.maps.position(result.embedding))
 
 

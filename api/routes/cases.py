@@ -58,7 +58,7 @@ def case_phenopacket(_: Reader, gallery: GalleryDep, case_id: CaseId) -> dict:
     from index.phenopackets_io import case_phenopacket as packet_of
 
     case = gallery_case(gallery, case_id)
-    disorder = next((d for d in gallery.disorders() if d.id == case.get("disorder")), None)
+    disorder = gallery.disorder(case.get("disorder"))
     return MessageToDict(packet_of(case, disorder))
 
 

@@ -35,7 +35,7 @@ async def edit_phenotypes(
     _: Curator, gallery: GalleryDep, disorder_id: Annotated[str, Path(max_length=80)], body: PhenotypeEdit
 ) -> DisorderOut:
     """Curators edit a disorder's HPO annotations; unknown or obsolete ids are refused with their replacement."""
-    current = next((d for d in gallery.disorders() if d.id == disorder_id), None)
+    current = gallery.disorder(disorder_id)
     if current is None:
         raise Problem(404, "Disorder not found", f"{disorder_id!r} is not in the catalogue; GET /api/v1/disorders lists the ids.")
     try:

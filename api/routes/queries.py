@@ -9,8 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import GalleryDep, Reader, RuntimeDep
 from api.problems import Problem
-from api.ranking import rank
 from api.schemas import EmbeddingQuery, Ranking
+from api.use_cases import rank_gallery, ranking_phenopacket
 from index.evidence import QueryEvidence
 from index.filters import Filters
 from matcher.multi_image import combined_embedding
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/queries", tags=["analysis"])
 @router.post("", response_model=Ranking)
 async def query_embedding(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, body: EmbeddingQuery) -> Ranking:
     vector, filters, evidence = _parts(body, gallery.dim)
-    return await run_in_threadpool(rank, gallery, vector, body.top, filters, runtime.settings.ranking_rule, evidence)
+    return Ranking.of(await run_in_threadpool(rank_gallery, gallery, vector, body.top, filters, runtime.settings.ranking_rule, evidence))
 
 
 @router.post("/phenopacket")
@@ -29,19 +29,12 @@ async def query_as_phenopacket(_: Reader, runtime: RuntimeDep, gallery: GalleryD
     """The same ranking as a GA4GH phenopacket (v2 JSON): each ranked disorder an IN_PROGRESS interpretation."""
     from google.protobuf.json_format import MessageToDict
 
-    from index.phenopackets_io import ranking_phenopacket
-    from index.query import calibration_for, query
-
     vector, filters, evidence = _parts(body, gallery.dim)
     rule = runtime.settings.ranking_rule
 
     def ranked() -> dict:
-        result = query(
-            gallery, vector, top_k=body.top, filters=filters, calibration=calibration_for(gallery, rule=rule), rule=rule, evidence=evidence
-        )
-        observed, excluded = [t.id for t in evidence.observed], [t.id for t in evidence.excluded]
-        packet = ranking_phenopacket("bone2gene-query", body.sex, None, observed, excluded, result.disorders, gallery.disorders(), body.top)
-        return MessageToDict(packet)
+        result = rank_gallery(gallery, vector, body.top, filters, rule, evidence)
+        return MessageToDict(ranking_phenopacket(gallery, result, "bone2gene-query", body.sex, None, evidence, body.top))
 
     return await run_in_threadpool(ranked)
 

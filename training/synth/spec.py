@@ -25,6 +25,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from index.builtin_catalogue import Nosology, builtin_entries
 from matcher.errors import Bone2GeneError
 from training.synth.anatomy import BONES_BY_NAME, Row, TubularBone
 
@@ -173,15 +174,11 @@ class Effect(BaseModel):
 EffectField = Annotated[Effect, BeforeValidator(_scalar_to_effect)]
 
 
-class Nosology(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    group: int = Field(ge=1, le=42)
-    revision: int = 2023
-    row: str | None = None  # e.g. "NOS 01-0010"
-
-
 class DisorderSpec(BaseModel):
-    """One disorder: identity (DESIGN.md section 2 catalogue fields) and phenotype."""
+    """One disorder: identity (DESIGN.md section 2 catalogue fields) and phenotype.
+
+    A curator's spec file writes both; the built-in specs take their identity from the clinical
+    catalogue (`index.builtin_catalogue`) and only their effects from `specs/phenotypes.yaml`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -244,8 +241,9 @@ class DisorderSpec(BaseModel):
         return self
 
 
-def load_specs(path: Path | str) -> list[DisorderSpec]:
-    """Read one YAML file holding a disorder spec or a list of them."""
+def load_specs(path: Path | str, identities: dict[str, dict] | None = None) -> list[DisorderSpec]:
+    """Read one YAML file holding a disorder spec or a list of them; `identities` gives each id's
+    catalogue fields to the entries that write only their effects (the built-in file)."""
     path = Path(path)
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -258,6 +256,10 @@ def load_specs(path: Path | str) -> list[DisorderSpec]:
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise SpecError(f"{path}: entry {i + 1} is not a mapping of fields")
+        if identities is not None:
+            if entry.get("id") not in identities:
+                raise SpecError(f"{path}: disorder {entry.get('id')!r} is not in the clinical catalogue (index/builtin_catalogue.yaml)")
+            entry = {**identities[entry["id"]], **entry}
         try:
             specs.append(DisorderSpec.model_validate(entry))
         except ValidationError as exc:
@@ -272,13 +274,11 @@ def load_specs(path: Path | str) -> list[DisorderSpec]:
 
 
 def builtin_specs() -> list[DisorderSpec]:
-    """The disorders of PHENOTYPES.md section 2 plus unaffected controls."""
-    specs: list[DisorderSpec] = []
-    for entry in sorted(resources.files("training.synth").joinpath("specs").iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml"):
-            with resources.as_file(entry) as path:
-                specs.extend(load_specs(path))
-    return specs
+    """The disorders of PHENOTYPES.md section 2 plus unaffected controls: the clinical catalogue's
+    identities with the effects of `specs/phenotypes.yaml`."""
+    identities = {e.id: e.model_dump(exclude_none=True) for e in builtin_entries()}
+    with resources.as_file(resources.files("training.synth").joinpath("specs", "phenotypes.yaml")) as path:
+        return load_specs(path, identities)
 
 
 def merge_specs(base: list[DisorderSpec], extra: list[DisorderSpec]) -> list[DisorderSpec]:
