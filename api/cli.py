@@ -181,6 +181,32 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
     typer.echo("\n".join(lines))
 
 
+@model_app.command("install")
+def model_install(
+    source: Annotated[
+        Path, typer.Argument(help="A model directory (e.g. a `bone2gene train` run's model/) or, with --mask, hand-mask weights.")
+    ],
+    full_precision: Annotated[
+        bool, typer.Option("--full-precision", help="Store float32 weights (default float16, half the size).")
+    ] = False,
+    mask: Annotated[bool, typer.Option("--mask", help="SOURCE is a hand-mask network (.safetensors) to ship instead.")] = False,
+) -> None:
+    """Make a model the bundled one (what `analyze`, `demo` and `serve` use without --model); the only way into matcher/weights."""
+    import torch
+
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, install_model
+    from matcher.mask import WEIGHTS, install_mask_weights
+
+    if mask:
+        install_mask_weights(source)
+        typer.echo(f"installed the hand-mask network {source} as {WEIGHTS}")
+        return
+    fingerprint = install_model(source, BUNDLED_MODEL_DIR, torch.float32 if full_precision else torch.float16)
+    typer.echo(
+        f"installed model {fingerprint[:12]} from {source} in {BUNDLED_MODEL_DIR}; galleries of the old model need `bone2gene gallery reembed`"
+    )
+
+
 @model_app.command("attach-reader")
 def model_attach_reader(
     directory: Annotated[Path, typer.Argument(help="The model directory that gets the reader (its own files are not changed).")],

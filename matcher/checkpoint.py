@@ -33,6 +33,7 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 READER_DIR = "age_sex_reader"
+MODEL_CARD_FILE = "MODEL_CARD.md"  # the people-written history of a model directory
 FORMAT = "bone2gene-model/1"
 
 
@@ -238,3 +239,31 @@ def amend_config(directory: Path | str, changes: dict, why: str) -> ModelConfig:
     tmp_config.write_text(json.dumps(document, indent=1))
     os.replace(tmp_config, config_path)
     return config
+
+
+def install_model(source: Path | str, target: Path = BUNDLED_MODEL_DIR, storage_dtype: torch.dtype = torch.float16) -> str:
+    """Make the model in `source` (with its age and sex reader) the one in `target`, the bundled
+    model unless told otherwise, stored in `storage_dtype`; returns its fingerprint.
+
+    The new model is written beside the old one and swapped in by renames, so a failure leaves
+    the old one whole. The target's MODEL_CARD.md stays (a model card is written by people);
+    one in `source` replaces it. Galleries embedded with the old model need `gallery reembed`."""
+    source, target = Path(source), Path(target)
+    model, card = load_model(source)
+    staged = target.with_name(target.name + ".new")
+    if staged.exists():
+        shutil.rmtree(staged)
+    reader_provenance = card.reader.provenance if card.reader is not None else None
+    fingerprint = save_model(model, staged, card.provenance, storage_dtype, reader_provenance)
+    for notes in (source / MODEL_CARD_FILE, target / MODEL_CARD_FILE):
+        if notes.is_file():
+            shutil.copy2(notes, staged / MODEL_CARD_FILE)
+            break
+    retired = target.with_name(target.name + ".old")
+    if retired.exists():
+        shutil.rmtree(retired)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staged, target)
+    shutil.rmtree(retired, ignore_errors=True)
+    return fingerprint

@@ -213,3 +213,22 @@ def segment_hand(pixels: np.ndarray, method: Method = "auto") -> HandMask:
         return network
     fallback = film_aware_classical_mask(pixels)
     return HandMask(fallback, "classical-fallback") if _plausible(fallback) else network
+
+
+def install_mask_weights(source: Path, target: Path = WEIGHTS) -> None:
+    """Make the hand-mask network in `source` (a .safetensors file of `matcher.mask_net.HandMaskNet`)
+    the shipped one; it must load and run first, and replaces the old file by a rename."""
+    import shutil
+
+    from matcher.checkpoint import ModelFormatError
+
+    candidate = NetworkHandMasker(Path(source))
+    if not candidate.available:
+        raise ModelFormatError(f"{source} does not exist; train one with scripts/train_hand_mask.py")
+    try:
+        candidate.probability(np.zeros((64, 64), dtype=np.uint8))
+    except Exception as exc:  # any failure to load or run means the file is not a hand-mask network
+        raise ModelFormatError(f"{source} is not a hand-mask network's weights: {exc}") from exc
+    staged = target.with_suffix(".new")
+    shutil.copyfile(source, staged)
+    staged.replace(target)

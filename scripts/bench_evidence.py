@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from index.builtin_catalogue import builtin_disorders
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from training.protocol import evidence_eval
 from training.protocol.splits import disorder_groups, random_draws
 from training.synth.phenotypes import add_phenotypes
+
+REPO = Path(__file__).resolve().parents[1]
 
 SETTINGS = ("F->F+R", "R->F+R")
 

@@ -19,18 +19,16 @@ import math
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from index.catalogue import Disorder
 from index.store import Gallery, IndexSavePolicy, NewCase
+
+REPO = Path(__file__).resolve().parents[1]
 
 EVERY_WRITE = IndexSavePolicy(always_below_vectors=2**62)
 BUILD = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=1.0)

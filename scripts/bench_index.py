@@ -24,10 +24,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from index.vectors import IndexSpec, VectorIndex
+
+REPO = Path(__file__).resolve().parents[1]
 
 K = 10
 

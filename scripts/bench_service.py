@@ -34,15 +34,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from api.keys import KeyStore
 from api.use_cases import synthetic_gallery
 from index.store import Gallery
 from matcher.analysis import Analyzer
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from training.synth.cohort import CohortConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:

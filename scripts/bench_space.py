@@ -29,9 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import numpy as np
 import pandas as pd
 
@@ -43,6 +40,8 @@ from training.head_refit import HeadLoss, HeadRefitConfig, LossKind, embed_featu
 from training.protocol.encoders import run_network
 from training.protocol.inputs import prepare_inputs
 from training.protocol.space import score_space
+
+REPO = Path(__file__).resolve().parents[1]
 
 BENCH = REPO / "benchmarks"
 VARIANTS = {

@@ -14,13 +14,9 @@ real Deeplasia checkpoint (`--features-model` of `bone2gene evaluate`) is the be
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from matcher.checkpoint import load_model, save_model
 from training.batchnorm import recalibrate_batchnorm

@@ -1,15 +1,16 @@
 """Build the bundled demo model from nothing: a synthetic cohort, then training.
 
     python scripts/build_demo_model.py --work /tmp/demo-build [--n 8000] [--epochs 40]
-        [--device auto] [--install]
+        [--device auto]
+    bone2gene model install /tmp/demo-build/model
 
 1. Generate `--n` synthetic radiographs (seeded; `training.synth`).
 2. Train `tf_efficientnet_b0` at 256 px from random weights (no pretrained weights can be
    downloaded here) with metric learning + bone age + sex (`training.train`). The disorders
    in HELD_OUT never reach training: they are the "rare" disorders used to show that a new
    syndrome is ranked after being added to a gallery, without retraining.
-3. With `--install`, copy the model (float16 weights) to `matcher/weights/demo_model/`,
-   where `bone2gene analyze`/`demo` find it without `--model`.
+3. `bone2gene model install WORK/model` makes it the bundled model (float16 weights in
+   `matcher/weights/demo_model/`), where `bone2gene analyze`/`demo` find it without `--model`.
 
 On a GPU the default settings take minutes; on this 2-core CPU use e.g. `--n 3000
 --epochs 4` (DESIGN.md section 6 budgets 45 minutes for a CPU build).
@@ -19,15 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import torch
 
 from api.cli_helpers import progress_bar
 from matcher.checkpoint import load_model, save_model
@@ -35,7 +30,6 @@ from training.synth.cohort import CohortConfig, generate_cohort
 from training.train import TrainConfig, train
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
-BUNDLE = REPO / "matcher" / "weights" / "demo_model"
 
 
 def main() -> None:
@@ -51,7 +45,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--install", action="store_true", help="copy the result to matcher/weights/demo_model")
     args = parser.parse_args()
 
     cohort = args.work / "cohort"
@@ -78,13 +71,11 @@ def main() -> None:
     finished = time.perf_counter()
     timing = {"generate_s": round(generated - started, 1), "train_s": round(finished - generated, 1)}
     print(json.dumps(timing), file=sys.stderr)
-    if args.install:
-        model, card = load_model(model_dir)
-        if BUNDLE.exists():
-            shutil.rmtree(BUNDLE)
-        provenance = {**card.provenance, "cohort": {"n": args.n, "seed": args.seed, "image_size": args.image_size}, "build": timing}
-        fingerprint = save_model(model, BUNDLE, provenance=provenance, storage_dtype=torch.float16)
-        print(f"installed demo model {fingerprint[:12]} in {BUNDLE}", file=sys.stderr)
+    model, card = load_model(model_dir)
+    provenance = {**card.provenance, "cohort": {"n": args.n, "seed": args.seed, "image_size": args.image_size}, "build": timing}
+    final = args.work / "model"
+    save_model(model, final, provenance=provenance)
+    print(f"model: {final}; make it the bundled one with `bone2gene model install {final}`", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Train on real films: the bundled model's age and sex reader, or a joint real + synthetic model (issue 13).
 
     python scripts/build_real_model.py --work build/real --init matcher/weights/demo_model/age_sex_reader \
-        --real-only --train-dir reader20 --epochs 20 --warmup-steps 100 --lr 1e-3 --sex-weight 1.0 [--resume] [--install]
+        --real-only --train-dir reader20 --epochs 20 --warmup-steps 100 --lr 1e-3 --sex-weight 1.0 [--resume]
     python scripts/build_real_model.py --work /tmp/build [--init DIR | --init-checkpoint CKPT] [--teacher MODEL_DIR]
         [--epochs 8] [--train-dir train] [--device auto] [--resume]
 
@@ -9,8 +9,8 @@
 input, z-scored age, its head; plus the sex logit), on the film view (`matcher.film_view`),
 so that a full-resolution film and its 100-px copy give the same answer. At the end the
 BatchNorm statistics are re-estimated (`training.reader_finish`) and the model is saved as
-`--work/<train-dir>/finished`; `--install` makes it the bundled model's age and sex reader
-(`bone2gene model attach-reader` does the same for any model). The bundled reader was made so
+`--work/<train-dir>/finished`; `bone2gene model attach-reader matcher/weights/demo_model DIR --half`
+makes it the bundled model's age and sex reader. The bundled reader was made so
 from the earlier real-film candidate (the command above with `--init` that candidate; its
 MODEL_CARD.md, `matcher/weights/demo_model/MODEL_CARD.md`, gives the history).
 
@@ -36,15 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import numpy as np
 import pandas as pd
-import torch
 
 from api.cli_helpers import progress_bar
-from matcher.checkpoint import BUNDLED_MODEL_DIR, READER_DIR, install_reader, load_model, save_model
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model, save_model
 from training.domain import synthetic_views
 from training.film_augment import FilmAugmentConfig
 from training.joint import JointConfig, train_joint
@@ -53,6 +49,8 @@ from training.reader_finish import finish_reader
 from training.real_data import load_rsna_100px, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.teacher import teacher_embeddings
+
+REPO = Path(__file__).resolve().parents[1]
 
 HELD_OUT = ("trps1", "ellis_van_creveld", "holt_oram", "acromesomelic_maroteaux")
 
@@ -123,17 +121,11 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--install", action="store_true")
     args = parser.parse_args()
 
     started = time.perf_counter()
     real = load_rsna_100px(args.real, cache=args.work / "rsna_100px.npz")
     labelled = reported_ids(args.labelled)
-    if args.install and not args.real_only:
-        parser.error(
-            "--install takes an age and sex reader (--real-only); a joint model stays in --work/<train-dir>/model "
-            "(its disorder space is far below the bundled encoder's: benchmarks/real.md)"
-        )
     if args.real_only:
         if args.init is None:
             parser.error("--real-only needs --init MODEL_DIR (the model whose labels and weights it starts from)")
@@ -177,14 +169,11 @@ def main() -> None:
         print(json.dumps({"finished": report.recalibrated, "as_trained": report.as_trained}), file=sys.stderr)
         model_dir = model_dir.with_name("finished")
         save_model(model, model_dir, provenance={**card.provenance, **report.provenance()})
-    if args.install:
-        _install(model_dir)
-
-
-def _install(model_dir: Path) -> None:
-    """A finished reader becomes the bundled model's age and sex reader (the encoder's files stay as they are)."""
-    fingerprint = install_reader(BUNDLED_MODEL_DIR, model_dir, storage_dtype=torch.float16)
-    print(json.dumps({"installed_reader": fingerprint[:12], "at": str(BUNDLED_MODEL_DIR / READER_DIR)}), file=sys.stderr)
+    if args.real_only:
+        print(
+            f"install it as the bundled model's reader: bone2gene model attach-reader {BUNDLED_MODEL_DIR} {model_dir} --half",
+            file=sys.stderr,
+        )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-
 from matcher.checkpoint import BUNDLED_MODEL_DIR, READER_DIR, amend_config, load_model
 from training.reader_mirror import development_films, measure_mirror
 from training.real_data import load_rsna_100px, reported_ids
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from training.real_data import reported_ids
 from training.real_dev_eval import dev_summary, development_space
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

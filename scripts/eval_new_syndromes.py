@@ -23,9 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from api.cli_helpers import progress_bar
 from index.evaluation import new_syndrome_experiment, summarise
 from matcher.batch import BatchItem, embed_many
@@ -33,6 +30,8 @@ from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.model import Bone2GeneModel
 from matcher.rank import RankingRule
 from training.synth.cohort import CohortConfig, generate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def embed_table(model: Bone2GeneModel, manifest: pd.DataFrame, root: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 
 from matcher.checkpoint import load_model, save_model
 from training.joint_data import JointData
 from training.reader_finish import finish_reader
 from training.real_data import load_rsna_100px, reported_ids
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

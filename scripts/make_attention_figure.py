@@ -10,20 +10,18 @@ predicted vs true bone age.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from matcher.analysis import AnalysisOptions, Analyzer, attention_overlay
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import read_radiograph
 from training.synth.cohort import CohortConfig, generate_cohort
+
+REPO = Path(__file__).resolve().parents[1]
 
 TILE = 360
 

@@ -11,14 +11,12 @@ real_hands_labelled, never enter the manifest.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from training.finetune_manifest import FineTuneManifestConfig, write_finetune_manifest
 from training.real_data import reported_ids
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -3,7 +3,8 @@
     python scripts/bench_space.py features --model matcher/weights/demo_model \
         --manifest build/real/cohort/manifest.csv --limit 3000 --out build/space/train.npz
     python scripts/refit_bundled_head.py --model matcher/weights/demo_model --train build/space/train.npz \
-        --kind arcface --margin 28.6 --scale 64 --epochs 60 --out matcher/weights/demo_model
+        --kind arcface --margin 28.6 --scale 64 --epochs 60 --out build/refit/model
+    bone2gene model install build/refit/model
 
 The backbone and the bone-age and sex heads are untouched (their outputs do not change); only
 the embedding head is replaced, trained under the given loss on the training films' pooled
@@ -18,9 +19,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import numpy as np
 import torch

@@ -1,6 +1,7 @@
 """Train the hand-mask network on the synthetic cohort's masks; write the shipped weights.
 
-    python scripts/train_hand_mask.py [--n 2400] [--epochs 10] [--out matcher/weights/hand_mask.safetensors]
+    python scripts/train_hand_mask.py [--n 2400] [--epochs 10] [--out build/hand_mask/hand_mask.safetensors]
+    bone2gene model install --mask build/hand_mask/hand_mask.safetensors
 
 The synthetic masks are exact, but synthetic images are cleaner than real films, so the
 augmentations target what real radiographs add: exposure and gamma, background
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--cohort", type=Path, help="reuse a synthetic cohort directory")
     parser.add_argument("--max-train", type=int, default=0, help="train on at most this many images (0 = all)")
-    parser.add_argument("--out", type=Path, default=repo / "matcher" / "weights" / "hand_mask.safetensors")
+    parser.add_argument("--out", type=Path, default=repo / "build" / "hand_mask" / "hand_mask.safetensors")
     parser.add_argument("--real", type=Path, default=repo.parent / "shared" / "real_hands")
     args = parser.parse_args()
     torch.manual_seed(args.seed)

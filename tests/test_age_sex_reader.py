@@ -251,3 +251,43 @@ def test_the_cli_attaches_and_removes_a_reader_without_touching_the_encoder(
     removed = bone2gene("model", "attach-reader", tmp_path / "encoder", "--remove")
     assert removed.returncode == 0 and read_card(tmp_path / "encoder").reader is None
     assert load_model(tmp_path / "encoder")[0].age_sex_reader is None
+
+
+def test_installing_a_model_swaps_it_in_whole_with_its_reader_and_keeps_the_model_card(
+    bundle: Bone2GeneModel, tmp_path: Path, bone2gene
+) -> None:
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, install_model
+    from matcher.mask import WEIGHTS, install_mask_weights
+
+    save_model(bundle, tmp_path / "trained", provenance={"run": "t1"}, reader_provenance={"trained_on": "real films"})
+    target = tmp_path / "weights" / "demo_model"
+    save_model(_model(5, input_size=256), target)
+    (target / "MODEL_CARD.md").write_text("# history\n")
+    fingerprint = install_model(tmp_path / "trained", target)
+    card = read_card(target)
+    assert card.fingerprint == fingerprint and card.provenance["run"] == "t1"
+    assert card.reader is not None and card.reader.provenance["trained_on"] == "real films"
+    assert (target / "MODEL_CARD.md").read_text() == "# history\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["demo_model"]  # nothing staged or retired is left
+    installed, _ = load_model(target)
+    with torch.no_grad():
+        for ours, theirs in zip(installed.state_dict().values(), bundle.state_dict().values(), strict=True):
+            assert torch.allclose(ours.float(), theirs.float(), atol=1e-2, rtol=1e-2)  # float16 storage
+
+    with pytest.raises(ModelFormatError, match="not a Bone2Gene model directory"):
+        install_model(tmp_path / "nowhere", target)
+    assert read_card(target).fingerprint == fingerprint  # a refused install leaves the model whole
+
+    mask_target = tmp_path / "hand_mask.safetensors"
+    install_mask_weights(WEIGHTS, mask_target)
+    assert mask_target.read_bytes() == WEIGHTS.read_bytes()
+    with pytest.raises(ModelFormatError, match="not a hand-mask network"):
+        install_mask_weights(tmp_path / "trained" / "model.safetensors", mask_target)
+    assert mask_target.read_bytes() == WEIGHTS.read_bytes()
+
+    before = read_card(BUNDLED_MODEL_DIR).fingerprint
+    refused = bone2gene("model", "install", tmp_path / "nowhere")
+    assert refused.returncode == 2 and "nowhere" in refused.stderr
+    refused_mask = bone2gene("model", "install", "--mask", tmp_path / "trained" / "model.safetensors")
+    assert refused_mask.returncode == 2 and "not a hand-mask network" in refused_mask.stderr
+    assert read_card(BUNDLED_MODEL_DIR).fingerprint == before
