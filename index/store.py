@@ -51,6 +51,22 @@ class Hit:
     similarity: float
 
 
+def _new_meta(model_fingerprint: str, embedding_dim: int, spec: IndexSpec) -> dict[str, str]:
+    """The meta table of a new, empty gallery."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model_fingerprint": model_fingerprint,
+        "embedding_dim": str(embedding_dim),
+        "index_factory": spec.factory,
+        "ef_search": str(spec.ef_search),
+        "nprobe": str(spec.nprobe),
+        "use_gpu": "1" if spec.use_gpu else "0",
+        "generation": "0",
+        "epoch": "0",
+        "created": now(),
+    }
+
+
 class Gallery:
     """Open with `Gallery.create(...)` or `Gallery.open(path)`; safe to share between threads."""
 
@@ -77,19 +93,9 @@ class Gallery:
         spec = index or IndexSpec()
         VectorIndex(embedding_dim, spec)  # refuses a bad factory string before anything is written
         path.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "model_fingerprint": model_fingerprint,
-            "embedding_dim": str(embedding_dim),
-            "index_factory": spec.factory,
-            "ef_search": str(spec.ef_search),
-            "nprobe": str(spec.nprobe),
-            "use_gpu": "1" if spec.use_gpu else "0",
-            "generation": "0",
-            "epoch": "0",
-            "created": now(),
-        }
-        create_database(path, meta, {"model_fingerprint": model_fingerprint, "index": spec.factory})
+        create_database(
+            path, _new_meta(model_fingerprint, embedding_dim, spec), {"model_fingerprint": model_fingerprint, "index": spec.factory}
+        )
         gallery = cls(path, spec)
         gallery.index.save()
         return gallery

@@ -7,8 +7,8 @@ a disorder's evidence seen against the query's other disorders (`matcher.score_f
 score, its gap to the best other disorder, its z-score within the query, the disorder's cases,
 its share of the query's nearest cases, how much nearer its nearest case is) to the probability
 that it is the right one; a bootstrap over queries gives an interval.
-Calibrations stored before the features existed (the score alone, Platt scaling) still load,
-and count as stale so that the gallery refits them.
+A stored calibration carries its format (`CALIBRATION_FORMAT`); older ones are migrated on
+reading, still answer queries as they did, and count as stale so that the gallery refits them.
 
 "No close match" says that the query's disorder is probably not in the gallery. It is read
 from the similarity of the query's nearest diagnosed case (whatever the ranking rule: on the
@@ -85,6 +85,7 @@ class Calibration:
     typical_log_distance: dict[str, float] | None = None
     # "no close match" also fires above this log(1 - nearest similarity) minus the first-ranked disorder's typical one
     no_match_relative_threshold: float | None = None
+    migrated_from: int | None = None  # the older format it was stored in (`CALIBRATION_FORMAT`); such a one is refitted
 
     def no_close_match(self, nearest: np.ndarray | float, top_disorder: str | list[str]) -> np.ndarray:
         """Whether "no close match" fires, per query: its nearest diagnosed case's similarity below
@@ -148,20 +149,27 @@ class Calibration:
         data = asdict(self)
         data["features"] = list(self.features)
         data["presence"] = None if self.presence is None else list(self.presence)
-        return data
+        return {"format_version": CALIBRATION_FORMAT, **data}
 
     @classmethod
     def from_json(cls, data: dict) -> Calibration:
-        """A stored calibration; fields this version does not know (the gallery-support check of
-        e83a088, reverted in 41434f6, stored `support` and `support_fitted`) are dropped, so that a
-        gallery calibrated by such a version still answers queries."""
+        """A stored calibration, brought to this format by `_MIGRATIONS` one version at a time; one
+        migrated keeps its old fields empty (it still answers queries as it did) and is stale."""
+        version = stored_format(data)
+        if version > CALIBRATION_FORMAT:
+            raise CalibrationFormatError(
+                f"this calibration was stored in format {version} by a newer Bone2Gene (this one reads up to {CALIBRATION_FORMAT}); "
+                "upgrade bone2gene, or delete the stored calibration so that the gallery refits it"
+            )
+        data = {k: v for k, v in data.items() if k != "format_version"}
+        for step in range(version, CALIBRATION_FORMAT):
+            data = _MIGRATIONS[step](data)
+        if version < CALIBRATION_FORMAT:
+            data["migrated_from"] = version
         known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in data.items() if k in known}
-        if not isinstance(data["coef"], list):  # stored before the features: Platt scaling of the score alone
-            data["coef"], data["features"] = [data["coef"]], ["score"]
-            data["bootstrap"] = [([a], b) for a, b in data["bootstrap"]]
+        data = {k: v for k, v in data.items() if k in known}  # e.g. `support`, stored by a reverted version of format 4
         data["bootstrap"] = [(list(a), float(b)) for a, b in data["bootstrap"]]
-        data["features"] = tuple(data.get("features", FEATURES))
+        data["features"] = tuple(data["features"])
         data["presence"] = None if data.get("presence") is None else tuple(data["presence"])
         return cls(**data)
 
@@ -169,11 +177,9 @@ class Calibration:
         """Recompute for another ranking rule, or when the gallery grew or shrank by >10%, a disorder
         appeared or vanished, or one changed by >20%."""
         old, new = self.label_counts, label_counts
-        if tuple(self.features) != FEATURES or self.presence is None or self.typical_log_distance is None:
+        if self.migrated_from is not None or tuple(self.features) != FEATURES:
             return True
-        if self.no_match_relative_threshold is None:
-            return True
-        if self.rule != rule or self.no_match_off_when_present is None or set(old) != set(new):
+        if self.rule != rule or set(old) != set(new):
             return True
         total_old, total_new = sum(old.values()), sum(new.values())
         if abs(total_new - total_old) > 0.1 * max(1, total_old):
@@ -183,6 +189,43 @@ class Calibration:
 
 class CalibrationError(Bone2GeneError, ValueError):
     """Too little data to calibrate; the message says how much is needed."""
+
+
+class CalibrationFormatError(Bone2GeneError, ValueError):
+    """A stored calibration in a format this version cannot read."""
+
+
+# Formats of a stored calibration. 1: Platt scaling of the score alone (`coef` a number). 2: a
+# logistic model of the score features (`features`). 3: the in-gallery factor (`presence`).
+# 4: relative to the first-ranked disorder's own spread (`typical_log_distance`). 5: "no close
+# match" also beyond that spread (`no_match_relative_threshold`); the version is written from 5 on.
+CALIBRATION_FORMAT = 5
+
+
+def stored_format(data: dict) -> int:
+    """The format a calibration was stored in; those stored before the version was written are
+    told apart by the field each format added."""
+    if "format_version" in data:
+        return int(data["format_version"])
+    if not isinstance(data["coef"], list):
+        return 1
+    for version, added in ((2, "presence"), (3, "typical_log_distance"), (4, "no_match_relative_threshold")):
+        if data.get(added) is None:
+            return version
+    return CALIBRATION_FORMAT
+
+
+def _from_platt(data: dict) -> dict:
+    """1 -> 2: the score's slope becomes the one coefficient of the one feature "score"."""
+    return {**data, "coef": [data["coef"]], "features": ["score"], "bootstrap": [([a], b) for a, b in data["bootstrap"]]}
+
+
+def _unchanged(data: dict) -> dict:
+    """A format that added a field the older one lacks: left empty, read as the older format read."""
+    return {"features": list(FEATURES), **data}
+
+
+_MIGRATIONS = {1: _from_platt, 2: _unchanged, 3: _unchanged, 4: _unchanged}
 
 
 def _logistic(x: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:

@@ -152,10 +152,10 @@ def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_fro
     assert (np.diff(calibration.in_gallery_probability(sims, ["d0"] * len(sims))) > 0).all()
     again = Calibration.from_json(calibration.to_json())
     assert again == calibration and not again.stale(calibration.label_counts, RankingRule.DENSITY)
-    legacy = Calibration.from_json({**calibration.to_json(), "presence": None})
+    legacy = Calibration.from_json(_stored_unversioned(calibration, presence=None))
     assert legacy.stale(calibration.label_counts, RankingRule.DENSITY) and (legacy.in_gallery_probability(sims) == 1).all()
     # stored before the typical distances: it still reads the nearest distance alone, and is refitted
-    older = Calibration.from_json({**calibration.to_json(), "typical_log_distance": None})
+    older = Calibration.from_json(_stored_unversioned(calibration, typical_log_distance=None))
     assert older.stale(calibration.label_counts, RankingRule.DENSITY) and (np.diff(older.in_gallery_probability(sims)) > 0).all()
     # stored by the reverted gallery-support version (e83a088): its extra fields are dropped, the rest reads as it was
     support_era = Calibration.from_json({**calibration.to_json(), "support": {"threshold": 0.1}, "support_fitted": True})
@@ -187,6 +187,33 @@ def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_simi
     flagged = calibration.flags(evidence)
     assert by_similarity.mean() < 0.2 and flagged.mean() > 0.9, (by_similarity.mean(), flagged.mean())
     # a calibration stored before the second part reads the similarity alone, and is refitted
-    older = Calibration.from_json({**calibration.to_json(), "no_match_relative_threshold": None})
+    older = Calibration.from_json(_stored_unversioned(calibration, no_match_relative_threshold=None))
     assert (older.flags(evidence) == by_similarity).all() and older.stale(calibration.label_counts, RankingRule.DENSITY)
     assert Calibration.from_json(calibration.to_json()) == calibration
+
+
+def _stored_unversioned(calibration: Calibration, **changes: object) -> dict:
+    """`calibration` as a version before the format was written would have stored it: without
+    `format_version`, and with the fields that version lacked empty."""
+    data = {k: v for k, v in calibration.to_json().items() if k != "format_version"}
+    return {**data, **changes}
+
+
+def test_a_stored_calibration_names_its_format_and_older_ones_are_migrated_step_by_step() -> None:
+    from matcher.calibration import CALIBRATION_FORMAT, CalibrationFormatError, stored_format
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = [f"d{i % 3}" for i in range(60)]
+    calibration = fit_calibration(vectors, names, [f"p{i}" for i in range(60)], rule=RankingRule.DENSITY)
+    stored = calibration.to_json()
+    assert stored["format_version"] == CALIBRATION_FORMAT and calibration.migrated_from is None
+    assert stored_format(_stored_unversioned(calibration)) == CALIBRATION_FORMAT
+    expected = {"presence": 2, "typical_log_distance": 3, "no_match_relative_threshold": 4}
+    for field, version in expected.items():
+        older = Calibration.from_json(_stored_unversioned(calibration, **{field: None}))
+        assert older.migrated_from == version and older.stale(calibration.label_counts, RankingRule.DENSITY), field
+        assert Calibration.from_json(older.to_json()) == older  # a migrated one stored again stays what it was
+    with pytest.raises(CalibrationFormatError, match="format 6 by a newer Bone2Gene"):
+        Calibration.from_json({**stored, "format_version": CALIBRATION_FORMAT + 1})
