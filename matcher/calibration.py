@@ -10,34 +10,24 @@ that it is the right one; a bootstrap over queries gives an interval.
 A stored calibration carries its format (`CALIBRATION_FORMAT`); older ones are migrated on
 reading, still answer queries as they did, and count as stale so that the gallery refits them.
 
-"No close match" says that the query's disorder is probably not in the gallery. It is read
-from the similarity of the query's nearest diagnosed case (whatever the ranking rule: on the
-seed-7 cohort it told absent from present disorders better than the density score, firing on
-59% vs 45% of absent ones at the same 80% kept off for present ones). Leave one patient out gives
-both sides: with the query's own disorder removed, the nearest remaining case is what an
-absent disorder looks like; with it, what a present one looks like. The threshold is the 95th
-percentile of the absent side, lowered where needed so that it stays off for at least 80% of
-queries whose disorder is present (a flag that fires on everything tells the geneticist
-nothing); the rates are kept.
-It also fires for a query much farther from its first-ranked disorder's cases than those cases
-lie from each other (the presence feature below, beyond its 98th percentile on the present side;
-that 2% comes out of the same 20%). A film of another kind than the gallery's, a real control
-radiograph against a phantom gallery, can sit nearer some tight disorder (XLH) than unrelated
-phantoms sit to each other, yet far beyond that disorder's own spread: on 618 development RSNA
-films against two phantom galleries the similarity alone flagged or ranked "unaffected" first
-for 91.1% / 86.1% of them, with the second part 97.6% / 95.5%, absent phantom disorders flagged
-58.1% / 52.8% (59.7% / 52.8% before) and right answers kept unflagged 91.3% / 88.3% (91.3% / 89.1%)
-(`scripts/dev_real_space.py`; the share was chosen there between 0.01 and 0.05).
+"No close match" says that the query's disorder is probably not in the gallery. It fires when
+the query's nearest diagnosed case is less similar than the `NO_MATCH_QUANTILE` of queries whose
+disorder was left out of the gallery (leave one patient out gives both sides: with the query's
+own disorder removed, the nearest remaining case is what an absent disorder looks like; with
+it, what a present one looks like), the threshold lowered where needed so that it stays off for
+`NO_MATCH_KEEP_OFF` of queries whose disorder is present. It also fires for a query much farther
+from its first-ranked disorder's cases than those cases lie from each other (the presence feature
+below, beyond the quantile that leaves `NO_MATCH_FAR_SHARE` of present queries flagged, out of the
+same budget): a film of another kind than the gallery's can sit nearer a tight disorder than
+unrelated cases sit to each other, yet far beyond that disorder's own spread.
 
 The probability of a disorder is read in two factors: that the query's disorder is among the
 gallery's at all, and which one it is if so. The first is a logistic model of the nearest
 diagnosed case's distance (log(1 - similarity)) minus the typical distance between cases of the
 first-ranked disorder, fitted on the same two leave-one-patient-out sides at even prior odds;
 the second is the feature model above, fitted on queries whose disorder is present. Their
-product is what the ranking reports. With the second factor alone, the phantom-trained bundled
-model gave 77% of real RSNA control films some disorder at p >= 0.5 against a demo-like phantom
-gallery; with both, none (highest 0.43, benchmarks/real.md): the conditional probability answers
-a question the geneticist did not ask.
+product is what the ranking reports. Why each part is as it is, with the measurements:
+docs/decisions/calibration.md.
 
 Quality is reported as a reliability table and the expected calibration error, both from
 two-fold cross-fitting by patient (the curve is judged on patients it was not fitted on).
@@ -57,10 +47,7 @@ from matcher.score_features import FEATURES, LabelEvidence, label_features, log_
 NO_MATCH_QUANTILE = 0.95  # of the absent-disorder nearest similarities: the flag fires below it...
 NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of queries whose disorder is present
 NO_MATCH_FAR_SHARE = 0.02  # of those 20%: queries far beyond their first-ranked disorder's own spread
-# inverse L2 strength on standardised features; picked on the seed-7 cohort between 0.01 and 100
-# (top disorder's AUROC, frequent / unseen / pooled: 0.911/0.657/0.863 at 0.01, 0.882/0.828/0.853 at 1,
-# 0.863/0.845/0.840 at 100; the score alone 0.877/0.316)
-REGULARISATION = 1.0
+REGULARISATION = 1.0  # inverse L2 strength on standardised features (docs/decisions/calibration.md)
 BINS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 

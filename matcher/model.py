@@ -53,7 +53,7 @@ class ModelConfig:
     preprocessing: Literal["deeplasia", "film"] = "deeplasia"
     # every output read from the input and its mirror image, averaged (`Analyzer`, `embed_many`): set
     # on age and sex readers trained with mirroring, where the pair reads closer than the input alone
-    # (`training.reader_mirror` decides on development films); a reader's setting leaves the encoder's embedding alone
+    # (experiments/2026-12-03-reader-mirror-average); a reader's setting leaves the encoder's embedding alone
     mirror_average: bool = False
 
     @property

@@ -2,7 +2,7 @@
 
     python scripts/build_real_model.py --work build/real --init matcher/weights/demo_model/age_sex_reader \
         --real-only --train-dir reader20 --epochs 20 --warmup-steps 100 --lr 1e-3 --sex-weight 1.0 [--resume]
-    python scripts/build_real_model.py --work /tmp/build [--init DIR | --init-checkpoint CKPT] [--teacher MODEL_DIR]
+    python scripts/build_real_model.py --work /tmp/build [--init DIR | --init-checkpoint CKPT]
         [--epochs 8] [--train-dir train] [--device auto] [--resume]
 
 `--real-only` trains bone age and sex on the RSNA 100-px films alone (Deeplasia's task: sex as
@@ -48,7 +48,6 @@ from training.joint_data import JointData
 from training.reader_finish import finish_reader
 from training.real_data import load_rsna_100px, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
-from training.teacher import teacher_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,12 +86,6 @@ def main() -> None:
     parser.add_argument("--arcface-weight", type=float, default=1.0, help="weight of ArcFace against the bone-age loss")
     parser.add_argument("--synthetic-batch", type=int, default=48)
     parser.add_argument("--real-batch", type=int, default=48)
-    parser.add_argument(
-        "--teacher",
-        type=Path,
-        default=None,
-        help="distil the phantoms' embeddings from this model (e.g. the previous bundled model) instead of ArcFace",
-    )
     parser.add_argument(
         "--real-only",
         action="store_true",
@@ -133,12 +126,6 @@ def main() -> None:
     else:
         views, table = _synthetic(args.work, args.n, args.seed, args.copies)
         data = JointData.build(views, table, real, HELD_OUT, labelled, seed=args.seed)
-    distil = {}
-    if args.teacher is not None:
-        data = data.with_teacher(
-            teacher_embeddings(args.work / "cohort" / "manifest.csv", args.teacher, args.work / "teacher.npz", HELD_OUT)
-        )
-        distil = {"arcface_weight": 0.0, "distill_weight": 10.0, "real_prototype_weight": 3.0}
     print(
         f"synthetic {len(data.synth_train)} train / {len(data.synth_val)} val; real {len(data.real_train)} train / "
         f"{len(data.real_val)} val; prepared in {time.perf_counter() - started:.0f} s",
@@ -160,7 +147,7 @@ def main() -> None:
         real_batch=args.real_batch_only if args.real_only else args.real_batch,
         sex_weight=args.sex_weight,
         augment=FilmAugmentConfig(scale=tuple(args.augment_scale), contrast=tuple(args.augment_contrast)),
-        **{"arcface_weight": args.arcface_weight, **distil},
+        arcface_weight=args.arcface_weight,
     )
     model_dir = train_joint(config, data, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.real_only:  # an age and sex reader: BatchNorm statistics re-estimated, then saved beside the run's model

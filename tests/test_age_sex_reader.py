@@ -18,8 +18,6 @@ from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import READER_DIR, ModelFormatError, amend_config, load_model, read_card, save_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel, ModelConfig
-from training.reader_mirror import development_films, measure_mirror
-from training.real_data import RealSet
 
 
 def _model(seed: int, **config) -> Bone2GeneModel:
@@ -194,27 +192,6 @@ def test_amending_a_config_keeps_the_weights_and_refuses_what_it_cannot_hold(
     loaded, _ = load_model(tmp_path / "bundle")  # the fingerprint check still passes
     assert loaded.age_sex_reader is not None and loaded.age_sex_reader.config.mirror_average
     assert "the mean of the film and its mirror image" in bone2gene("model", "info", tmp_path / "bundle").stdout
-
-
-def test_the_mirror_choice_is_measured_not_assumed(bundle: Bone2GeneModel) -> None:
-    reader = _reader_set(bundle, False, 1e6).age_sex_reader  # widened so that the views read apart
-    assert reader is not None
-    rng = np.random.default_rng(0)
-    views = rng.integers(0, 255, (6, 100, 100), dtype=np.uint8)
-    films = RealSet(views, np.arange(10, 130, 20), rng.uniform(20, 200, 6).astype(np.float32), np.array([1, 0] * 3, np.float32))
-    symmetric = RealSet(
-        np.concatenate([views[:, :, :50], views[:, :, :50][:, :, ::-1]], axis=2), films.ids, films.bone_age_months, films.male
-    )
-    even = measure_mirror(reader, symmetric)
-    assert even.plain_mad == pytest.approx(even.mirrored_mad, abs=1e-2) == pytest.approx(even.average_mad, abs=1e-2)
-    choice = measure_mirror(reader, films)
-    assert choice.films == 6 and choice.plain_mad != pytest.approx(choice.mirrored_mad, abs=1e-3)
-    assert choice.average_mad <= (choice.plain_mad + choice.mirrored_mad) / 2 + 1e-3  # the mean errs at most by the mean error
-    assert choice.use_average == (choice.average_mad < choice.plain_mad)
-    dev = development_films(RealSet(views, np.array([10, 20, 30, 50, 1510, 1520]), films.bone_age_months, films.male), frozenset({30}))
-    assert list(dev.ids) == [10, 50, 1510]  # ids 10 (mod 20), less a reported one
-    with pytest.raises(ValueError, match="no films to decide on"):
-        measure_mirror(reader, dev.subset(np.zeros(3, bool)))
 
 
 def test_the_cli_attaches_and_removes_a_reader_without_touching_the_encoder(

@@ -63,11 +63,6 @@ class JointConfig:
     warmup_steps: int = 150
     arcface_weight: float = 1.0
     real_metric_weight: float = 0.3
-    # distillation (when the data carry a teacher's embeddings, `training.teacher`): each
-    # phantom's embedding is pulled to the teacher's (cosine), each real film to the
-    # teacher's "unaffected" prototype
-    distill_weight: float = 0.0
-    real_prototype_weight: float = 0.0
     synthetic_age_weight: float = 0.2
     sex_weight: float = 0.5
     arcface_margin_deg: float = 28.6
@@ -131,8 +126,6 @@ def _step(
         if config.arcface_weight and n
         else torch.zeros((), device=device)
     )
-    if n and (config.distill_weight or config.real_prototype_weight):
-        metric = metric + _distillation(config, data, out.embedding, s)
     smooth_l1 = nn.functional.smooth_l1_loss
     age_real = smooth_l1(out.bone_age_raw[n:], data.real_age[r], beta=0.1)
     age_synth = smooth_l1(out.bone_age_raw[:n], data.synth_age[s], beta=0.1)
@@ -154,15 +147,6 @@ def _arcface(
     n = len(s)
     unaffected = torch.full((n_real,), data.labels[UNAFFECTED], dtype=torch.long, device=data.device)
     return parts.metric_loss(embedding[:n], data.synth_label[s]) + config.real_metric_weight * parts.metric_loss(embedding[n:], unaffected)
-
-
-def _distillation(config: JointConfig, data: JointData, embedding: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    if data.synth_teacher is None or data.teacher_unaffected is None:
-        raise ValueError("distillation weights are set but the data carry no teacher embeddings (training.teacher)")
-    n = len(s)
-    to_teacher = 1 - (embedding[:n] * data.synth_teacher[s]).sum(dim=1)
-    to_prototype = 1 - embedding[n:] @ data.teacher_unaffected
-    return config.distill_weight * to_teacher.mean() + config.real_prototype_weight * to_prototype.mean()
 
 
 def _append_csv(path: Path, record: dict) -> None:

@@ -56,8 +56,6 @@ class JointData:
     real_train: np.ndarray
     real_val: np.ndarray
     held_out: tuple[str, ...]
-    synth_teacher: torch.Tensor | None = None  # (N, D) a teacher's unit embeddings (`training.teacher`)
-    teacher_unaffected: torch.Tensor | None = None  # (D,) the teacher's mean unaffected training case, unit length
     device: torch.device = torch.device("cpu")
 
     @property
@@ -120,23 +118,8 @@ class JointData:
     def has_synthetic(self) -> bool:
         return len(self.synth_train) > 0
 
-    def with_teacher(self, teacher: pd.DataFrame) -> JointData:
-        """Attach a teacher's embeddings (`case_id`, `embedding`), matched to the synthetic rows by case id
-        (every training row needs one; rows never trained on may lack one)."""
-        by_case = dict(zip(teacher["case_id"].astype(str), teacher["embedding"], strict=True))
-        cases = self.synth_table["case_id"].astype(str).to_numpy()
-        missing = sorted({c for c in cases[self.synth_train] if c not in by_case})
-        if missing:
-            raise ValueError(f"the teacher has no embedding for {len(missing)} training case(s), e.g. {missing[:3]}")
-        dim = len(next(iter(by_case.values())))
-        vectors = torch.from_numpy(np.stack([by_case.get(c, np.zeros(dim)) for c in cases]).astype(np.float32))
-        unaffected = self.synth_train[self.synth_table["disorder"].astype(str).to_numpy()[self.synth_train] == "unaffected"]
-        prototype = torch.nn.functional.normalize(vectors[torch.from_numpy(unaffected)].mean(dim=0), dim=0)
-        return replace(self, synth_teacher=vectors.to(self.device), teacher_unaffected=prototype.to(self.device))
-
     def to(self, device: torch.device) -> JointData:
         names = ["synth_views", "synth_label", "synth_age", "synth_male", "real_views", "real_age", "real_male"]
-        names += [n for n in ("synth_teacher", "teacher_unaffected") if getattr(self, n) is not None]
         move = {name: getattr(self, name).to(device) for name in names}
         return replace(self, device=device, **move)
 

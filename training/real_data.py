@@ -34,7 +34,7 @@ def is_validation_id(image_id: int | np.ndarray) -> bool | np.ndarray:
 
 
 def is_dev_id(image_id: int | np.ndarray) -> bool | np.ndarray:
-    """Development films of `rsna_100px` (`training.finetune_manifest` keeps them out, `training.real_dev_eval` reads them)."""
+    """Development films of `rsna_100px`: for choosing (read by studies under experiments/), never reported."""
     return np.asarray(image_id) % VALIDATION_MODULUS == DEV_REMAINDER
 
 
@@ -95,13 +95,6 @@ def _read_view(path: Path) -> np.ndarray:
     if image.shape != (100, 100):
         image = cv2.resize(image, (100, 100), interpolation=cv2.INTER_NEAREST_EXACT)
     return image
-
-
-def training_split_films(labels: pd.DataFrame, exclude: Set[int]) -> pd.DataFrame:
-    """Rows of an RSNA `labels.csv` that no report or choice reads: neither validation, development
-    nor in `exclude` (the reported films). What an encoder fine-tune or a gallery may hold."""
-    ids = labels["id"].to_numpy()
-    return labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(exclude))]
 
 
 def split_real(real: RealSet, exclude_ids: Set[int]) -> tuple[np.ndarray, np.ndarray]:

@@ -160,7 +160,7 @@ def feature_space(
 
 def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings: list[np.ndarray]) -> dict:
     """`feature_space`'s figures from embedded cohorts (`synthetic_embeddings`): for a caller that
-    measures more on the same phantoms (`training.real_dev_eval`) without drawing them twice."""
+    measures more on the same phantoms without drawing them twice."""
     vectors = np.stack(gallery["embedding"]).astype(np.float32)
     labels = gallery["disorder"].astype(str).tolist()
     calibration = fit_calibration(vectors, labels, gallery["patient_id"].astype(str).tolist(), rule=DEFAULT_RULE)

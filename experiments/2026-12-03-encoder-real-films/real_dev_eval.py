@@ -1,4 +1,4 @@
-"""The feature space on development films, for choosing between encoders (`scripts/dev_real_space.py`).
+"""The feature space on development films, for choosing between encoders (`dev_real_space.py`).
 
 `training.real_eval` reports on the RSNA validation films (id % 20 == 0); nothing may be chosen
 there. Choices are made here instead, on the development films (id % 20 == 10,
@@ -24,13 +24,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from finetune_manifest import training_split_films
 
 from matcher.analysis import Analyzer
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import LabelEvidence
 from training.domain import DomainConfig, film_copy
-from training.real_data import is_dev_id, read_labels, training_split_films
+from training.real_data import is_dev_id, read_labels
 from training.real_eval import analyse_films, embed_images, space_figures, synthetic_embeddings
 
 DEV_SEEDS = ((5001, 5002), (5003, 5004))  # (gallery, queries): neither the report's (2027, 4049) nor any training cohort's

@@ -1,11 +1,11 @@
-"""A fine-tuning manifest that teaches the encoder what real films look like (issue 13).
+"""A fine-tuning manifest that teaches the encoder what real films look like.
 
 The bundled encoder learnt its disorder space on crisp 512-px phantoms. Real films in our hands
 are 100-px copies; upsampled to the encoder's input they are blurred far beyond any phantom, and
 the encoder tells them apart from phantom controls perfectly (classifier AUC 1.0). Measured on
-200 development films (issue 13, 2026-12-03): against phantoms exported the same way
+200 development films (2026-12-03): against phantoms exported the same way
 (domain-randomised, reduced to a 100-px film view) that AUC falls to 0.83, and the encoder
-reads such a film copy's disorder only a quarter of the time (`training.real_dev_eval`
+reads such a film copy's disorder only a quarter of the time (`real_dev_eval`
 measures the latter for any model). So the manifest
 holds three parts, all in our case-manifest layout (`matcher.manifest`), for `bone2gene train`:
 
@@ -24,6 +24,7 @@ stands in for `age_months`.
 from __future__ import annotations
 
 import os
+from collections.abc import Set
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,14 @@ import pandas as pd
 
 from matcher.manifest import ManifestError
 from training.domain import DomainConfig, film_copy
-from training.real_data import read_labels, training_split_films
+from training.real_data import is_dev_id, is_validation_id, read_labels
+
+
+def training_split_films(labels: pd.DataFrame, exclude: Set[int]) -> pd.DataFrame:
+    """Rows of an RSNA `labels.csv` that no report or choice reads: neither validation, development
+    nor in `exclude` (the reported films). What an encoder fine-tune or a gallery may hold."""
+    ids = labels["id"].to_numpy()
+    return labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(exclude))]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""Feature-space figures on development films, for choosing an encoder (`training.real_dev_eval`).
+"""Feature-space figures on development films, for choosing an encoder (`real_dev_eval.py`).
 
-    python scripts/dev_real_space.py --model DIR [--limit 300] [--real-gallery 100] [--out build/dev_space.json]
+    python experiments/2026-12-03-encoder-real-films/dev_real_space.py --model DIR --shared ../shared [--limit 300] [--real-gallery 100] [--out build/dev_space.json]
 
 Development films: RSNA ids with id % 20 == 10 (never in a fine-tuning manifest); galleries and
 queries: phantom seeds 5001-5004. The report's films (benchmarks/real.md, id % 20 == 0) are not read.
@@ -13,17 +13,16 @@ import argparse
 import json
 from pathlib import Path
 
-from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
-from training.real_data import reported_ids
-from training.real_dev_eval import dev_summary, development_space
+from real_dev_eval import dev_summary, development_space
 
-REPO = Path(__file__).resolve().parents[1]
+from matcher.checkpoint import load_model
+from training.real_data import reported_ids
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--shared", type=Path, required=True, help="the folder holding rsna_100px and real_hands_labelled")
     parser.add_argument("--limit", type=int, default=None, help="the first N development films by id (default: all)")
     parser.add_argument("--real-gallery", type=int, default=0, help="training-split RSNA films that join each gallery as controls")
     parser.add_argument("--out", type=Path, default=None, help="JSON of every figure")
