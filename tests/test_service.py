@@ -12,8 +12,10 @@ import io
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from conftest import copy_of_template
@@ -111,28 +113,57 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def test_bad_input_table(service: dict) -> None:
+def _analysis(files: dict, form: dict | None = None, key: bool = True) -> Callable[[dict], httpx.Response]:
+    """A request to POST /analyses, to be sent against the module's service."""
+
+    def send(service: dict) -> httpx.Response:
+        headers = auth(service, "reader") if key else {}
+        return service["client"].post("/api/v1/analyses", headers=headers, files=files, data=form or {"sex": "F", "age_months": "96"})
+
+    return send
+
+
+def _real_film(service: dict) -> bytes:
+    return service["images"][0].read_bytes()
+
+
+def _with_film(make: Callable[[bytes], dict], form: dict | None = None, key: bool = True) -> Callable[[dict], httpx.Response]:
+    """An analysis request whose files are made from a real film of the module's cohort."""
+    return lambda service: _analysis(make(_real_film(service)), form, key)(service)
+
+
+def _reader_json(method: str, path: str, body: object = None) -> Callable[[dict], httpx.Response]:
+    return lambda service: service["client"].request(method, path, headers=auth(service, "reader"), json=body)
+
+
+def _astronaut() -> dict:
     from skimage import data
 
-    client = service["client"]
-    real = service["images"][0].read_bytes()
+    return {"image": ("photo.png", _png(data.astronaut()))}
 
-    def post(files, form=None, role="reader"):
-        return client.post("/api/v1/analyses", headers=auth(service, role), files=files, data=form or {"sex": "F", "age_months": "96"})
 
-    is_problem(post({"image": ("empty.png", b"")}), 422, "empty")
-    is_problem(post({"image": ("cut.png", real[: len(real) // 3])}), 422)
-    is_problem(post({"image": ("notes.txt", b"patient notes, not an image")}), 422, "not")
-    is_problem(post({"image": ("huge.png", b"\x89PNG" + bytes(4 * 2**20))}), 413, "MB")
-    is_problem(post({"image": ("photo.png", _png(data.astronaut()))}), 422, "quality check")
-    is_problem(post({"image": ("hand.png", real)}, {"sex": "X", "age_months": "ten"}), 422, "sex", "age_months")
-    is_problem(post({}, {"sex": "F"}), 422, "image")
-    is_problem(client.post("/api/v1/analyses", files={"image": ("hand.png", real)}), 401, "API key")
-    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": [0.1, 0.2]}), 422, "numbers")
-    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": [1.0] * 256}), 422, "unit-length")
-    is_problem(client.post("/api/v1/queries", headers=auth(service, "reader"), json={"embedding": "abc"}), 422, "embedding")
-    is_problem(client.get("/api/v1/cases?limit=0", headers=auth(service, "reader")), 422, "limit")
-    is_problem(client.get("/api/v1/nowhere", headers=auth(service, "reader")), 404)
+BAD_INPUTS = [
+    pytest.param(_analysis({"image": ("empty.png", b"")}), 422, ("empty",), id="empty file"),
+    pytest.param(_with_film(lambda real: {"image": ("cut.png", real[: len(real) // 3])}), 422, (), id="truncated PNG"),
+    pytest.param(_analysis({"image": ("notes.txt", b"patient notes, not an image")}), 422, ("not",), id="text file"),
+    pytest.param(_analysis({"image": ("huge.png", b"\x89PNG" + bytes(4 * 2**20))}), 413, ("MB",), id="over the byte cap"),
+    pytest.param(lambda service: _analysis(_astronaut())(service), 422, ("quality check",), id="a photograph"),
+    pytest.param(
+        _with_film(lambda real: {"image": ("hand.png", real)}, {"sex": "X", "age_months": "ten"}), 422, ("sex", "age_months"), id="bad form"
+    ),
+    pytest.param(_analysis({}, {"sex": "F"}), 422, ("image",), id="no image"),
+    pytest.param(_with_film(lambda real: {"image": ("hand.png", real)}, key=False), 401, ("API key",), id="no key"),
+    pytest.param(_reader_json("POST", "/api/v1/queries", {"embedding": [0.1, 0.2]}), 422, ("numbers",), id="short embedding"),
+    pytest.param(_reader_json("POST", "/api/v1/queries", {"embedding": [1.0] * 256}), 422, ("unit-length",), id="unnormalised embedding"),
+    pytest.param(_reader_json("POST", "/api/v1/queries", {"embedding": "abc"}), 422, ("embedding",), id="embedding not a list"),
+    pytest.param(_reader_json("GET", "/api/v1/cases?limit=0"), 422, ("limit",), id="limit 0"),
+    pytest.param(_reader_json("GET", "/api/v1/nowhere"), 404, (), id="unknown route"),
+]
+
+
+@pytest.mark.parametrize(("send", "status", "words"), BAD_INPUTS)
+def test_bad_input_table(service: dict, send: Callable[[dict], httpx.Response], status: int, words: tuple[str, ...]) -> None:
+    is_problem(send(service), status, *words)
 
 
 def test_path_traversal_is_refused(service: dict) -> None:

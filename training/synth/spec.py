@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from index.builtin_catalogue import Nosology, builtin_entries
+from index.builtin_catalogue import CatalogueEntry, builtin_entries
 from matcher.errors import Bone2GeneError
 from training.synth.anatomy import BONES_BY_NAME, Row, TubularBone
 
@@ -174,25 +174,13 @@ class Effect(BaseModel):
 EffectField = Annotated[Effect, BeforeValidator(_scalar_to_effect)]
 
 
-class DisorderSpec(BaseModel):
-    """One disorder: identity (DESIGN.md section 2 catalogue fields) and phenotype.
+class DisorderSpec(CatalogueEntry):
+    """One disorder: identity (the clinical catalogue's fields, DESIGN.md section 2) and phenotype.
 
     A curator's spec file writes both; the built-in specs take their identity from the clinical
     catalogue (`index.builtin_catalogue`) and only their effects from `specs/phenotypes.yaml`."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_]*$")
-    name: str
-    category: Literal["control", "skeletal_dysplasia", "growth_disorder_non_nosology"] = "skeletal_dysplasia"
-    genes: list[str] = Field(default_factory=list)
     gene_weights: list[float] | None = None
-    omim: str | None = None
-    orpha: str | None = None
-    mondo: str | None = None
-    nosology: Nosology | None = None
-    inheritance: str | None = None
-    signs: str = ""
     female_fraction: float = Field(0.5, ge=0.0, le=1.0)
     age_years: tuple[float, float] = (0.25, 17.0)
     weight: float = Field(1.0, gt=0.0)
