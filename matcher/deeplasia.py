@@ -71,6 +71,11 @@ class AgeCalibration:
         return age - (age * self.slope + self.intercept)
 
 
+# Deeplasia's output scale in `parameters.yml` (the RSNA training set's bone-age mean and SD, in
+# months): every model of ours that is trained from scratch reads bone age on this scale too.
+DEEPLASIA_AGE_SCALE = AgeCalibration(127.31657409667969, 41.17934799194336)
+
+
 @dataclass(frozen=True)
 class HeadSpec:
     """Deeplasia's bone-age head as read from the weights' shapes."""

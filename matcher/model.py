@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from matcher.deeplasia import TIMM_NAMES, AgeCalibration, HeadSpec
+from matcher.deeplasia import DEEPLASIA_AGE_SCALE, TIMM_NAMES, AgeCalibration, HeadSpec
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ModelConfig:
     variant: str = "b0"
     input_size: int = 512
     head: HeadSpec = HeadSpec("new", (256,), 32, True)
-    calibration: AgeCalibration = AgeCalibration(127.31657409667969, 41.17934799194336)
+    calibration: AgeCalibration = DEEPLASIA_AGE_SCALE
     embedding_dim: int = 256
     dropout: float = 0.2
     drop_path_rate: float = 0.2  # Deeplasia's fine-tuning settings

@@ -36,7 +36,8 @@ from api.cli_helpers import progress_bar
 from matcher.checkpoint import load_model, read_card
 from matcher.manifest import read_case_manifest
 from training.distributed import pick_device
-from training.head_refit import HeadLoss, HeadRefitConfig, LossKind, embed_features, refit_head
+from training.head_refit import HeadRefitConfig, embed_features, refit_head
+from training.metric_loss import LossKind, MetricLossConfig
 from training.protocol.encoders import run_network
 from training.protocol.inputs import prepare_inputs
 from training.protocol.space import score_space
@@ -45,13 +46,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 BENCH = REPO / "benchmarks"
 VARIANTS = {
-    "ArcFace 28.6 deg / 64 (as trained)": HeadLoss(LossKind.ARCFACE, 28.6, 64.0),
-    "ArcFace 28.6 deg / 32": HeadLoss(LossKind.ARCFACE, 28.6, 32.0),
-    "ArcFace 28.6 deg / 16": HeadLoss(LossKind.ARCFACE, 28.6, 16.0),
-    "ArcFace 45 deg / 64": HeadLoss(LossKind.ARCFACE, 45.0, 64.0),
-    "ArcFace 10 deg / 64": HeadLoss(LossKind.ARCFACE, 10.0, 64.0),
-    "sub-centre ArcFace x3, 28.6 deg / 64": HeadLoss(LossKind.SUBCENTER_ARCFACE, 28.6, 64.0, 3),
-    "CosFace 0.35 / 64": HeadLoss(LossKind.COSFACE, 0.35, 64.0),
+    "ArcFace 28.6 deg / 64 (as trained)": MetricLossConfig(LossKind.ARCFACE, 28.6, 64.0),
+    "ArcFace 28.6 deg / 32": MetricLossConfig(LossKind.ARCFACE, 28.6, 32.0),
+    "ArcFace 28.6 deg / 16": MetricLossConfig(LossKind.ARCFACE, 28.6, 16.0),
+    "ArcFace 45 deg / 64": MetricLossConfig(LossKind.ARCFACE, 45.0, 64.0),
+    "ArcFace 10 deg / 64": MetricLossConfig(LossKind.ARCFACE, 10.0, 64.0),
+    "sub-centre ArcFace x3, 28.6 deg / 64": MetricLossConfig(LossKind.SUBCENTER_ARCFACE, 28.6, 64.0, 3),
+    "CosFace 0.35 / 64": MetricLossConfig(LossKind.COSFACE, 0.35, 64.0),
 }
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from matcher.checkpoint import load_model, save_model
-from training.head_refit import HeadLoss, HeadRefitConfig, LossKind, refit_head
+from training.head_refit import HeadRefitConfig, refit_head
+from training.metric_loss import LossKind, MetricLossConfig
 
 
 def main() -> None:
@@ -47,7 +48,7 @@ def main() -> None:
     held_out = set(card.provenance.get("held_out_disorders", []))
     keep = ~np.isin(data["disorder"], sorted(held_out))
     config = HeadRefitConfig(
-        loss=HeadLoss(args.kind, args.margin, args.scale, args.sub_centers),
+        loss=MetricLossConfig(args.kind, args.margin, args.scale, args.sub_centers),
         embedding_dim=model.config.embedding_dim,
         epochs=args.epochs,
         seed=args.seed,

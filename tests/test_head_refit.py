@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.head_refit import HeadLoss, HeadRefitConfig, LossKind, embed_features, refit_head
+from training.head_refit import HeadRefitConfig, embed_features, refit_head
+from training.metric_loss import LossKind, MetricLossConfig
 from training.protocol.space import score_space
 
 
@@ -25,10 +26,14 @@ def _features(rng: np.random.Generator, disorders: int = 8, patients: int = 10, 
 
 @pytest.mark.parametrize(
     "loss",
-    [HeadLoss(LossKind.ARCFACE, 28.6, 64.0), HeadLoss(LossKind.SUBCENTER_ARCFACE, 28.6, 32.0, 3), HeadLoss(LossKind.COSFACE, 0.35, 32.0)],
+    [
+        MetricLossConfig(LossKind.ARCFACE, 28.6, 64.0),
+        MetricLossConfig(LossKind.SUBCENTER_ARCFACE, 28.6, 32.0, 3),
+        MetricLossConfig(LossKind.COSFACE, 0.35, 32.0),
+    ],
     ids=["arcface", "subcenter", "cosface"],
 )
-def test_a_refitted_head_separates_disorders_it_was_trained_on_and_ranks_unseen_ones(loss: HeadLoss) -> None:
+def test_a_refitted_head_separates_disorders_it_was_trained_on_and_ranks_unseen_ones(loss: MetricLossConfig) -> None:
     rng = np.random.default_rng(0)
     x, table = _features(rng)
     trained = [f"d{d}" for d in range(6)]  # d6, d7: never seen by the head

@@ -7,55 +7,24 @@ setting needs a GPU; the embedding head is one linear layer on the pooled featur
 on cached features (`scripts/bench_space.py`), and a better head can replace a bundled
 model's head without touching its backbone or its bone-age and sex heads.
 
-The losses are pytorch-metric-learning's: ArcFace, sub-centre ArcFace and CosFace.
+The loss is any of `training.metric_loss`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import torch
-from pytorch_metric_learning import losses, samplers
-from torch import nn
 
 from matcher.model import EmbeddingHead
-
-
-class LossKind(StrEnum):
-    ARCFACE = "arcface"
-    SUBCENTER_ARCFACE = "subcenter_arcface"
-    COSFACE = "cosface"
-
-
-@dataclass(frozen=True)
-class HeadLoss:
-    kind: LossKind = LossKind.ARCFACE
-    margin: float = 28.6  # degrees for ArcFace, a cosine margin for CosFace
-    scale: float = 64.0
-    sub_centers: int = 1  # sub-centre ArcFace only
-
-    def build(self, classes: int, dim: int) -> nn.Module:
-        if self.kind == LossKind.ARCFACE:
-            return losses.ArcFaceLoss(classes, dim, margin=self.margin, scale=self.scale)
-        if self.kind == LossKind.SUBCENTER_ARCFACE:
-            return losses.SubCenterArcFaceLoss(
-                num_classes=classes, embedding_size=dim, margin=self.margin, scale=self.scale, sub_centers=self.sub_centers
-            )
-        return losses.CosFaceLoss(classes, dim, margin=self.margin, scale=self.scale)
-
-    def describe(self) -> str:
-        if self.kind == LossKind.COSFACE:
-            return f"CosFace margin {self.margin} scale {self.scale:g}"
-        name = "ArcFace" if self.kind == LossKind.ARCFACE else f"sub-centre ArcFace ({self.sub_centers} centres)"
-        return f"{name} margin {self.margin:g} deg scale {self.scale:g}"
+from training.metric_loss import MetricLossConfig, m_per_class_sampler
 
 
 @dataclass(frozen=True)
 class HeadRefitConfig:
-    loss: HeadLoss = field(default_factory=HeadLoss)
+    loss: MetricLossConfig = field(default_factory=MetricLossConfig)
     embedding_dim: int = 256
     epochs: int = 60
     batch_size: int = 120
@@ -88,7 +57,7 @@ def refit_head(features: np.ndarray, labels: Sequence[str], config: HeadRefitCon
         weight_decay=config.weight_decay,
     )
     batch = config.batch_size
-    sampler = samplers.MPerClassSampler(codes, m=config.m_per_class, batch_size=batch, length_before_new_iter=len(x))
+    sampler = m_per_class_sampler(codes, config.m_per_class, batch)
     steps = max(1, len(x) // batch)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=[config.lr, config.loss_lr], total_steps=steps * config.epochs)
     head.train()

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pytorch_metric_learning import losses, samplers
 from torch import nn
 from tqdm import tqdm
 
@@ -37,6 +36,7 @@ from training.distributed import pick_device
 from training.film_augment import FilmAugmentConfig, augment_views
 from training.joint_data import JointData
 from training.joint_eval import evaluate_joint
+from training.metric_loss import LossKind, MetricLossConfig, m_per_class_sampler
 from training.schedule import warmup_cosine
 from training.train import new_model_config
 
@@ -72,6 +72,10 @@ class JointConfig:
     resume: bool = False
     augment: FilmAugmentConfig = field(default_factory=FilmAugmentConfig)
 
+    def metric_loss(self) -> MetricLossConfig:
+        """Plain ArcFace: one centre per class, which real films share with the synthetic controls."""
+        return MetricLossConfig(LossKind.ARCFACE, self.arcface_margin_deg, self.arcface_scale)
+
     def to_json(self) -> dict:
         data = asdict(self)
         data["out"], data["init"] = str(self.out), None if self.init is None else str(self.init)
@@ -95,9 +99,7 @@ def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel
 
 def _build(config: JointConfig, labels: dict[str, int], total_steps: int, device: torch.device) -> TrainingParts:
     model = initial_model(config, labels).to(device).to(memory_format=torch.channels_last)
-    metric_loss = losses.ArcFaceLoss(len(labels), config.embedding_dim, margin=config.arcface_margin_deg, scale=config.arcface_scale).to(
-        device
-    )
+    metric_loss = config.metric_loss().build(len(labels), config.embedding_dim).to(device)
     if config.init_checkpoint is not None:
         state = torch.load(config.init_checkpoint, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
@@ -173,12 +175,7 @@ def train_joint(config: JointConfig, data: JointData, log=print) -> Path:
     rng = np.random.default_rng(config.seed + start)
     synthetic_batch = config.synthetic_batch if data.has_synthetic else 0
     sampler = (
-        samplers.MPerClassSampler(
-            data.synth_train_labels,
-            m=config.m_per_class,
-            batch_size=synthetic_batch,
-            length_before_new_iter=steps * synthetic_batch,
-        )
+        m_per_class_sampler(data.synth_train_labels, config.m_per_class, synthetic_batch, steps * synthetic_batch)
         if synthetic_batch
         else []
     )

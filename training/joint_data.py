@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from matcher.deeplasia import AgeCalibration
+from matcher.deeplasia import DEEPLASIA_AGE_SCALE
 from training.real_data import RealSet, split_real
 from training.train import split_by_patient
 
-CALIBRATION = AgeCalibration(127.31657409667969, 41.17934799194336)  # Deeplasia's age constants
-
 
 def _z_age(months: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(((np.asarray(months, np.float64) - CALIBRATION.age_mean) / CALIBRATION.age_sd).astype(np.float32))
+    return torch.from_numpy(
+        ((np.asarray(months, np.float64) - DEEPLASIA_AGE_SCALE.age_mean) / DEEPLASIA_AGE_SCALE.age_sd).astype(np.float32)
+    )
 
 
 def _real_fields(real: RealSet, exclude_real_ids: Set[int]) -> dict:

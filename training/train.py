@@ -32,12 +32,12 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from pytorch_metric_learning import losses, samplers
+from pytorch_metric_learning import samplers
 from torch import nn
 from tqdm.auto import tqdm
 
 from matcher.checkpoint import load_model_or_deeplasia, save_model
-from matcher.deeplasia import AgeCalibration, HeadSpec
+from matcher.deeplasia import DEEPLASIA_AGE_SCALE, HeadSpec
 from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
@@ -46,6 +46,7 @@ from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.dataset import ManifestError, PreparedSet, prepare
 from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
 from training.evaluate import disorder_ranks, embed_crops, topk_report
+from training.metric_loss import LossKind, MetricLossConfig, m_per_class_sampler
 from training.schedule import warmup_cosine
 
 PATH_FIELDS = ("manifest", "out", "init", "deeplasia_parameters")  # TrainConfig's paths: strings in JSON/YAML
@@ -89,6 +90,9 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def metric_loss(self) -> MetricLossConfig:
+        return MetricLossConfig(LossKind.SUBCENTER_ARCFACE, self.arcface_margin_deg, self.arcface_scale, self.arcface_sub_centers)
 
     def to_json(self) -> dict:
         """Plain JSON/YAML types only (paths as strings, tuples as lists)."""
@@ -149,7 +153,7 @@ def new_model_config(
         input_size=input_size,
         embedding_dim=embedding_dim,
         head=HeadSpec("new", (256,), 32, False),
-        calibration=AgeCalibration(127.31657409667969, 41.17934799194336),
+        calibration=DEEPLASIA_AGE_SCALE,
         sex_head_trained=True,
         embedding_trained=True,
         labels=labels,
@@ -189,7 +193,7 @@ def _batches(
     table = data.table
     train_idx = np.flatnonzero(train_mask)
     y_train = np.array([labels[d] for d in table["disorder"].astype(str).to_numpy()[train_idx]])
-    sampler = samplers.MPerClassSampler(y_train, m=config.m_per_class, batch_size=config.batch_size, length_before_new_iter=len(train_idx))
+    sampler = m_per_class_sampler(y_train, config.m_per_class, config.batch_size)
     targets = bone_age_targets(table, data.crops, model, device, config.distil_bone_age)
     label_of = torch.full((len(table),), -1, dtype=torch.long)
     label_of[torch.from_numpy(train_idx)] = torch.from_numpy(y_train)
@@ -252,13 +256,7 @@ def _epoch(
 
 def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_epoch: int, device: torch.device) -> TrainingParts:
     """The loss centres, optimiser and learning-rate schedule around a model already on `device`."""
-    metric_loss = losses.SubCenterArcFaceLoss(
-        num_classes=classes,
-        embedding_size=config.embedding_dim,
-        margin=config.arcface_margin_deg,
-        scale=config.arcface_scale,
-        sub_centers=config.arcface_sub_centers,
-    ).to(device)
+    metric_loss = config.metric_loss().build(classes, config.embedding_dim).to(device)
     optimiser = torch.optim.AdamW(
         [{"params": model.parameters(), "lr": config.lr}, {"params": metric_loss.parameters(), "lr": config.loss_lr}],
         weight_decay=config.weight_decay,
