@@ -26,7 +26,7 @@ from matcher.deeplasia import DeeplasiaCheckpoint, read_deeplasia
 from matcher.errors import Bone2GeneError
 from matcher.model import Bone2GeneModel, ModelConfig
 
-# The demo model shipped with the package (scripts/build_demo_model.py made it).
+# The demo model shipped with the package (scripts/recipes/ holds the runs that made it).
 BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
 # Its bone age and sex come from an age and sex reader trained on real RSNA films
 # (`demo_model/age_sex_reader/`; demo_model/MODEL_CARD.md and benchmarks/real.md give the figures).

@@ -12,12 +12,15 @@ The loss is any of `training.metric_loss`'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
+from matcher.checkpoint import load_model, save_model
 from matcher.model import EmbeddingHead
 from training.metric_loss import MetricLossConfig, m_per_class_sampler
 
@@ -77,3 +80,47 @@ def refit_head(features: np.ndarray, labels: Sequence[str], config: HeadRefitCon
 def embed_features(head: EmbeddingHead, features: np.ndarray) -> np.ndarray:
     """Unit embeddings of pooled features under `head`."""
     return head.eval()(torch.as_tensor(np.asarray(features, np.float32))).numpy()
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeadRefitRun(HeadRefitConfig):
+    """`trainer: embedding_head`: a model's embedding head refitted on its frozen backbone's pooled
+    features of its training films; the held-out disorders of its provenance stay out."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("model", "features", "out")
+    required_hint: ClassVar[str] = "the model, the features of its training films and the run folder"
+
+    model: Path
+    features: Path  # pooled features of the model's training films (`scripts/bench_space.py features`)
+    out: Path  # the run folder: config.yaml and model/ (float16, like the bundled model)
+
+
+def refit_model_head(run: HeadRefitRun, log: Callable[[str], object] = print, progress: bool = False) -> Path:
+    """Refit and save `run.model` with its new head in `run.out / 'model'`; returns that directory
+    (it runs in seconds: `progress` has nothing to show)."""
+    from training.config_file import plain_data, write_resolved
+    from training.train import TrainConfigError
+
+    model, card = load_model(run.model)
+    if run.embedding_dim != model.config.embedding_dim:
+        raise TrainConfigError(f"embedding_dim is {run.embedding_dim} but {run.model} embeds in {model.config.embedding_dim} dimensions")
+    data = np.load(run.features)
+    if str(data["model"]) != card.fingerprint:
+        raise TrainConfigError(
+            f"{run.features} holds features of model {str(data['model'])[:12]}, not of {card.fingerprint[:12]}; recompute them"
+        )
+    keep = ~np.isin(data["disorder"], sorted(card.provenance.get("held_out_disorders", [])))
+    model.embedding = refit_head(data["features"][keep], data["disorder"][keep], run)
+    provenance = {
+        **card.provenance,
+        "embedding_head_refit": {
+            "from_model": card.fingerprint,
+            "loss": run.loss.describe(),
+            "config": plain_data(run),
+            "train_films": int(keep.sum()),
+        },
+    }
+    write_resolved(run, "embedding_head", run.out / "config.yaml")
+    fingerprint = save_model(model.float(), run.out / "model", provenance=provenance, storage_dtype=torch.float16)
+    log(f"refitted the head of {card.fingerprint[:12]} under {run.loss.describe()} on {int(keep.sum())} films: model {fingerprint[:12]}")
+    return run.out / "model"

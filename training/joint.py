@@ -21,7 +21,7 @@ import csv
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from tqdm import tqdm
 from matcher.checkpoint import load_model, save_model
 from matcher.model import Bone2GeneModel
 from training.checkpointing import TrainingParts, resume, save_checkpoint
+from training.config_file import plain_data
 from training.distributed import pick_device
 from training.film_augment import FilmAugmentConfig, augment_views
 from training.joint_data import JointData
@@ -77,10 +78,7 @@ class JointConfig:
         return MetricLossConfig(LossKind.ARCFACE, self.arcface_margin_deg, self.arcface_scale)
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data["out"], data["init"] = str(self.out), None if self.init is None else str(self.init)
-        data["init_checkpoint"] = None if self.init_checkpoint is None else str(self.init_checkpoint)
-        return data
+        return plain_data(self)
 
 
 def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel:

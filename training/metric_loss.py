@@ -16,6 +16,12 @@ import numpy as np
 from pytorch_metric_learning import losses, samplers
 from torch import nn
 
+from matcher.errors import Bone2GeneError
+
+
+class SamplerError(Bone2GeneError, ValueError):
+    """Batches the sampler cannot make from these labels; the message says what to change."""
+
 
 class LossKind(StrEnum):
     ARCFACE = "arcface"
@@ -57,4 +63,10 @@ def m_per_class_sampler(
 ) -> samplers.MPerClassSampler:
     """An order of the rows of `labels` in which every batch of `batch_size` holds `m` rows of each
     class it shows; one pass yields `length` rows (default: as many as there are rows)."""
+    classes = len(np.unique(np.asarray(labels)))
+    if classes * m < batch_size:
+        raise SamplerError(
+            f"{classes} disorders x {m} cases per disorder cannot fill a batch of {batch_size}; "
+            "lower the batch size or the cases per disorder (m_per_class), or train on more disorders"
+        )
     return samplers.MPerClassSampler(labels, m=m, batch_size=batch_size, length_before_new_iter=len(labels) if length is None else length)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,9 @@ class TrainConfigError(Bone2GeneError, ValueError):
 
 @dataclass
 class TrainConfig:
+    path_fields: ClassVar[tuple[str, ...]] = PATH_FIELDS
+    required_hint: ClassVar[str] = "the manifest CSV and the run folder"
+
     manifest: Path
     out: Path
     variant: str = "b0"
