@@ -106,18 +106,64 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _read(model: Bone2GeneModel, x: torch.Tensor, male: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Unit embeddings, raw bone ages and male probabilities of a batch. A model whose config asks
-    for `mirror_average` also reads each input's mirror image, and every output is the pair's mean:
-    the same views and means as `Analyzer` takes for one image."""
+@dataclass
+class Reading:
+    """What the model reads from a set of prepared inputs, as `analyze` and the gallery get it."""
+
+    embedding: np.ndarray  # (N, D) unit length
+    bone_age_months: np.ndarray  # (N,)
+    male_probability: np.ndarray  # (N,)
+    features: np.ndarray | None = None  # (N, F) the encoder's pooled features, when asked for (evaluation baselines)
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[Reading], dim: int) -> Reading:
+        if not parts:
+            return cls(np.zeros((0, dim), np.float32), np.zeros(0), np.zeros(0), None)
+        features = None if parts[0].features is None else np.concatenate([p.features for p in parts])
+        return cls(
+            *(np.concatenate([getattr(p, name) for p in parts]) for name in ("embedding", "bone_age_months", "male_probability")), features
+        )
+
+
+def _views(model: Bone2GeneModel, x: torch.Tensor, male: torch.Tensor):
+    """The model's outputs over the input and, where its config asks for `mirror_average`, its
+    mirror image; returns them with the number of views (1 or 2)."""
     views = 2 if model.config.mirror_average else 1
     if views == 2:
         x, male = torch.cat([x, x.flip(-1)]), torch.cat([male, male])
-    out = model(x, male)
-    embedding = torch.nn.functional.normalize(out.embedding.unflatten(0, (views, -1)).mean(0), dim=1)
-    raw = out.bone_age_raw.unflatten(0, (views, -1)).mean(0)
-    probability = torch.sigmoid(out.sex_logit).unflatten(0, (views, -1)).mean(0)
-    return embedding.cpu().numpy(), raw.cpu().numpy(), probability.cpu().numpy()
+    return model(x, male), views
+
+
+def _mean(values: torch.Tensor, views: int) -> torch.Tensor:
+    return values.float().unflatten(0, (views, -1)).mean(0)
+
+
+@torch.inference_mode()
+def read_batch(
+    model: Bone2GeneModel,
+    x: torch.Tensor,
+    male: torch.Tensor,
+    x_age: torch.Tensor | None = None,
+    with_features: bool = False,
+    own_heads: bool = False,
+) -> Reading:
+    """One batch through the model as users get it: the encoder's unit embedding; bone age and sex
+    from its age and sex reader (on `x_age`, the reader's input) when it has one; each network read
+    from the input and its mirror image, averaged, where its config asks (the same views and means
+    as `Analyzer` takes for one image). `male` is (B, 1), 1.0 for male. `own_heads`: the network's
+    own bone-age and sex heads even where a reader is attached (what a trainer trains)."""
+    out, views = _views(model, x, male)
+    embedding = torch.nn.functional.normalize(_mean(out.embedding, views), dim=1)
+    features = out.features[: len(x)].float().cpu().numpy() if with_features else None
+    raw, probability = _mean(out.bone_age_raw, views), _mean(torch.sigmoid(out.sex_logit.float()), views)
+    reader = None if own_heads else model.age_sex_reader
+    if reader is not None:
+        if x_age is None:
+            raise ValueError("this model reads bone age and sex with its age and sex reader: pass the reader's input as x_age")
+        age_out, age_views = _views(reader, x_age, male)
+        raw, probability = _mean(age_out.bone_age_raw, age_views), _mean(torch.sigmoid(age_out.sex_logit.float()), age_views)
+    months = (reader or model).config.calibration.months(raw.cpu().numpy())
+    return Reading(embedding.cpu().numpy(), months, probability.cpu().numpy(), features)
 
 
 def embed_many(
@@ -158,12 +204,17 @@ def embed_many(
         if ok.any():
             male = torch.tensor([[1.0 if items[i].sex == "M" else 0.0] for i in indices[ok]], device=device)
             x = _to_device(batch["x"][ok], device, channels_last)
-            with torch.inference_mode():
-                embeddings, raw, probability = _read(model, x, male)
-                if reader is not None:
-                    _, raw, probability = _read(reader, _to_device(batch["x_age"][ok], device, channels_last), male)
-            months = model.age_sex_model.config.calibration.months(raw)
+            x_age = _to_device(batch["x_age"][ok], device, channels_last) if reader is not None else None
+            reading = read_batch(model, x, male, x_age)
             pixels = [p for p, good in zip(batch["pixels"], ok, strict=True) if good]
             for row, i in enumerate(indices[ok]):
-                results[i] = BatchResult(items[i].path, True, [], embeddings[row], float(months[row]), float(probability[row]), pixels[row])
+                results[i] = BatchResult(
+                    items[i].path,
+                    True,
+                    [],
+                    reading.embedding[row],
+                    float(reading.bone_age_months[row]),
+                    float(reading.male_probability[row]),
+                    pixels[row],
+                )
     return [r for r in results if r is not None]

@@ -62,6 +62,7 @@ def features(args: argparse.Namespace) -> None:
     if args.limit and len(table) > args.limit:
         table = table.sample(args.limit, random_state=0).reset_index(drop=True)
     model, card = load_model(args.model)
+    model.attach_reader(None)  # the encoder's features and embedding are stored; bone age and sex are not read
     with progress_bar("reading films", unit="film") as bar:
         prepared = prepare_inputs([Path(p) for p in table["path"]], [model.config], 0, bar)
     table = table[prepared.accepted].reset_index(drop=True)

@@ -59,7 +59,9 @@ def main() -> None:
     model, card = load_model(args.model)
     held_out = card.provenance.get("held_out_disorders") or []
     if not held_out:
-        raise SystemExit(f"{args.model} records no held-out disorders; train one with some (`held_out` in a `bone2gene train` configuration)")
+        raise SystemExit(
+            f"{args.model} records no held-out disorders; train one with some (`held_out` in a `bone2gene train` configuration)"
+        )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

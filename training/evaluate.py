@@ -7,28 +7,21 @@ reported as mean absolute deviation in months, sex as accuracy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
+from matcher.batch import Reading, read_batch
 from matcher.model import Bone2GeneModel
 from matcher.rank import LabelIndex, label_ranks, macro_topk, nearest_per_label
 from training.augment import to_model_input
 
 
-@dataclass
-class Embedded:
-    embeddings: np.ndarray  # (N, D) unit length
-    bone_age_months: np.ndarray
-    male_probability: np.ndarray
-
-
 @torch.inference_mode()
-def embed_crops(model: Bone2GeneModel, crops: np.ndarray, male: np.ndarray, device: torch.device, batch_size: int = 128) -> Embedded:
-    """Run the model over cached uint8 crops (no augmentation), given sex as 1.0/0.0."""
+def embed_crops(model: Bone2GeneModel, crops: np.ndarray, male: np.ndarray, device: torch.device, batch_size: int = 128) -> Reading:
+    """Run the network over cached uint8 crops (no augmentation), given sex as 1.0/0.0: bone age and sex
+    from its own heads, the ones a trainer trains."""
     model.eval()
-    embeddings, months, male_p = [], [], []
+    parts = []
     autocast = device.type == "cuda"
     for start in range(0, len(crops), batch_size):
         x = to_model_input(torch.from_numpy(crops[start : start + batch_size]).to(device))
@@ -36,11 +29,8 @@ def embed_crops(model: Bone2GeneModel, crops: np.ndarray, male: np.ndarray, devi
             x = x.contiguous(memory_format=torch.channels_last)
         m = torch.from_numpy(male[start : start + batch_size].astype(np.float32)).to(device)[:, None]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            out = model(x, m)
-        embeddings.append(torch.nn.functional.normalize(out.embedding.float(), dim=1).cpu().numpy())
-        months.append(model.config.calibration.months(out.bone_age_raw.float().cpu().numpy()))
-        male_p.append(torch.sigmoid(out.sex_logit.float()).cpu().numpy())
-    return Embedded(np.concatenate(embeddings), np.concatenate(months), np.concatenate(male_p))
+            parts.append(read_batch(model, x, m, own_heads=True))
+    return Reading.concatenate(parts, model.config.embedding_dim)
 
 
 def disorder_ranks(

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from matcher.batch import Reading, read_batch
 from matcher.model import Bone2GeneModel
-from training.evaluate import Embedded, disorder_ranks, topk_report
+from training.evaluate import disorder_ranks, topk_report
 from training.film_augment import views_to_input
 from training.joint_data import JointData
 
@@ -24,17 +25,15 @@ OLDER_BONE_AGE_MONTHS = 120
 
 
 @torch.inference_mode()
-def embed_views(model: Bone2GeneModel, views: torch.Tensor, male: torch.Tensor, size: int, batch_size: int = 256) -> Embedded:
-    """Run the model over uint8 film views (no augmentation), given sex as 1.0/0.0."""
+def embed_views(model: Bone2GeneModel, views: torch.Tensor, male: torch.Tensor, size: int, batch_size: int = 256) -> Reading:
+    """Run the network over uint8 film views (no augmentation), given sex as 1.0/0.0: bone age and sex
+    from its own heads, the ones a trainer trains."""
     model.eval()
-    embeddings, months, male_p = [], [], []
+    parts = []
     for start in range(0, len(views), batch_size):
         x = views_to_input(views[start : start + batch_size], size).contiguous(memory_format=torch.channels_last)
-        out = model(x, male[start : start + batch_size, None].float())
-        embeddings.append(torch.nn.functional.normalize(out.embedding.float(), dim=1).cpu().numpy())
-        months.append(model.config.calibration.months(out.bone_age_raw.float().cpu().numpy()))
-        male_p.append(torch.sigmoid(out.sex_logit.float()).cpu().numpy())
-    return Embedded(np.concatenate(embeddings), np.concatenate(months), np.concatenate(male_p))
+        parts.append(read_batch(model, x, male[start : start + batch_size, None].float(), own_heads=True))
+    return Reading.concatenate(parts, model.config.embedding_dim)
 
 
 @dataclass(frozen=True)
@@ -77,19 +76,19 @@ def evaluate_joint(model: Bone2GeneModel, data: JointData, size: int) -> dict:
     disorder = data.synth_table["disorder"].fillna("").astype(str).to_numpy()[s_index]
     patients = data.synth_table["patient_id"].astype(str).to_numpy()[s_index]
     ranks, codes, _ = disorder_ranks(
-        synth.embeddings[n_train:],
+        synth.embedding[n_train:],
         disorder[n_train:],
         patients[n_train:],
-        synth.embeddings[:n_train],
+        synth.embedding[:n_train],
         disorder[:n_train],
         patients[:n_train],
     )
     controls = np.full(len(data.real_val), "unaffected")
     control_ranks, _, _ = disorder_ranks(
-        real.embeddings,
+        real.embedding,
         controls,
         np.array([f"real-{i}" for i in data.real_val]),
-        synth.embeddings[:n_train],
+        synth.embedding[:n_train],
         disorder[:n_train],
         patients[:n_train],
     )

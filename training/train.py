@@ -387,7 +387,7 @@ def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, v
     disorder = table["disorder"].astype(str).to_numpy()[index]
     patients = table["patient_id"].astype(str).to_numpy()[index]
     ranks, codes, _ = disorder_ranks(
-        emb.embeddings[is_val], disorder[is_val], patients[is_val], emb.embeddings[~is_val], disorder[~is_val], patients[~is_val]
+        emb.embedding[is_val], disorder[is_val], patients[is_val], emb.embedding[~is_val], disorder[~is_val], patients[~is_val]
     )
     reference = pd.to_numeric(table["bone_age_months"], errors="coerce").to_numpy(np.float64)[index]
     labelled = is_val & ~np.isnan(reference)

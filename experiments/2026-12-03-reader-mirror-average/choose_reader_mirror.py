@@ -12,10 +12,11 @@ are `rsna_100px`'s ids 10 (mod 20) less the reported ones; the validation films 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from collections.abc import Set
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,8 @@ def measure_mirror(reader: Bone2GeneModel, films: RealSet) -> MirrorChoice:
     if len(films) == 0:
         raise ValueError("no films to decide on; point to rsna_100px, whose ids ending in 10 (mod 20) are the development films")
     views, male = torch.from_numpy(films.views), torch.from_numpy(films.male)
+    reader = copy.deepcopy(reader)
+    reader.config = replace(reader.config, mirror_average=False)  # each view read alone: the choice is made here
     size = reader.config.input_size
     plain = embed_views(reader, views, male, size)
     mirrored = embed_views(reader, torch.flip(views, dims=[-1]), male, size)

@@ -14,44 +14,42 @@ centred on the mean over the evaluated films (no labels used) before normalising
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from matcher.batch import Reading, read_batch
 from matcher.model import Bone2GeneModel
 
 THUMBNAIL_SIZE = 16
 
 
-@dataclass
-class Forward:
-    """One network over the prepared inputs: unit embeddings, pooled features, bone age, P(male)."""
-
-    embedding: np.ndarray
-    features: np.ndarray
-    bone_age_months: np.ndarray
-    male_probability: np.ndarray
-
-
 @torch.inference_mode()
-def run_network(model: Bone2GeneModel, inputs: np.ndarray, male: np.ndarray, device: torch.device, batch_size: int = 32) -> Forward:
-    """The model over float16 inputs (N, 1, S, S) with the given sex (1.0 male)."""
+def run_network(
+    model: Bone2GeneModel,
+    inputs: np.ndarray,
+    male: np.ndarray,
+    device: torch.device,
+    batch_size: int = 32,
+    reader_inputs: np.ndarray | None = None,
+) -> Reading:
+    """The model over float16 inputs (N, 1, S, S) with the given sex (1.0 male), read as users get it
+    (`matcher.batch.read_batch`: its age and sex reader on `reader_inputs` when it has one, mirror
+    averaging where configured), with the encoder's pooled features."""
     model = model.eval().to(device, memory_format=torch.channels_last)  # faster on the CPU, same outputs (benchmarks/model.md)
-    embeddings, features, months, male_p = [], [], [], []
+    parts = []
     for start in range(0, len(inputs), batch_size):
-        x = torch.from_numpy(inputs[start : start + batch_size].astype(np.float32)).to(device, memory_format=torch.channels_last)
-        m = torch.from_numpy(male[start : start + batch_size].astype(np.float32)).to(device)[:, None]
-        out = model(x, m)
-        embeddings.append(F.normalize(out.embedding.float(), dim=1).cpu().numpy())
-        features.append(out.features.float().cpu().numpy())
-        months.append(model.config.calibration.months(out.bone_age_raw.float().cpu().numpy()))
-        male_p.append(torch.sigmoid(out.sex_logit.float()).cpu().numpy())
-    dim = model.config.embedding_dim
-    if not embeddings:
-        return Forward(np.zeros((0, dim), np.float32), np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0))
-    return Forward(np.concatenate(embeddings), np.concatenate(features), np.concatenate(months), np.concatenate(male_p))
+        batch = slice(start, start + batch_size)
+        x = torch.from_numpy(inputs[batch].astype(np.float32)).to(device, memory_format=torch.channels_last)
+        x_age = None
+        if reader_inputs is not None:
+            x_age = torch.from_numpy(reader_inputs[batch].astype(np.float32)).to(device, memory_format=torch.channels_last)
+        m = torch.from_numpy(male[batch].astype(np.float32)).to(device)[:, None]
+        parts.append(read_batch(model, x, m, x_age, with_features=True))
+    reading = Reading.concatenate(parts, model.config.embedding_dim)
+    if reading.features is None:
+        reading.features = np.zeros((0, 0), np.float32)
+    return reading
 
 
 def centred_unit(vectors: np.ndarray) -> np.ndarray:

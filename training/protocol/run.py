@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from matcher.batch import Reading
 from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import load_model, load_model_or_deeplasia
 from matcher.errors import Bone2GeneError
@@ -24,8 +25,8 @@ from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
 from training.distributed import pick_device
 from training.protocol import metrics
-from training.protocol.encoders import Forward, centred_unit, run_network, thumbnails
-from training.protocol.inputs import prepare_inputs
+from training.protocol.encoders import centred_unit, run_network, thumbnails
+from training.protocol.inputs import PreparedInputs, prepare_inputs
 from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_groups, random_draws
 
@@ -94,7 +95,7 @@ def _load_networks(config: EvaluationConfig) -> tuple[Bone2GeneModel, str, Bone2
 
 
 def _methods(
-    table: pd.DataFrame, outputs: dict[str, Forward], inputs: np.ndarray, trained_on: frozenset[str], config: EvaluationConfig
+    table: pd.DataFrame, outputs: dict[str, Reading], inputs: np.ndarray, trained_on: frozenset[str], config: EvaluationConfig
 ) -> list[Method]:
     patients = table["patient_id"].astype(str).to_numpy()
     disorders = table["disorder"].astype(str).to_numpy()
@@ -144,19 +145,29 @@ def _methods(
 
 def _prepare(
     config: EvaluationConfig, progress=None
-) -> tuple[pd.DataFrame, list[dict], dict[str, Forward], np.ndarray, str, frozenset[str]]:
+) -> tuple[pd.DataFrame, list[dict], dict[str, Reading], np.ndarray, str, frozenset[str]]:
     table = read_case_manifest(config.manifest)
     model, fingerprint, untrained, features = _load_networks(config)
     networks = {MODEL: model, "untrained": untrained} | ({"features": features} if features is not None else {})
-    prepared = prepare_inputs([Path(p) for p in table["path"]], [n.config for n in networks.values()], config.workers, progress)
+    readers = [model.age_sex_reader.config] if model.age_sex_reader is not None else []
+    configs = [n.config for n in networks.values()] + readers
+    prepared = prepare_inputs([Path(p) for p in table["path"]], configs, config.workers, progress)
     refused = [
         {"case_id": str(c), "reasons": r} for c, r, ok in zip(table["case_id"], prepared.reasons, prepared.accepted, strict=True) if not ok
     ]
     table = table[prepared.accepted].reset_index(drop=True)
     male = (table["sex"] == "M").to_numpy(np.float32)
     device = pick_device(config.device)
-    outputs = {name: run_network(net, prepared.for_config(net.config), male, device) for name, net in networks.items()}
+    outputs = {
+        name: run_network(net, prepared.for_config(net.config), male, device, reader_inputs=_reader_inputs(net, prepared))
+        for name, net in networks.items()
+    }
     return table, refused, outputs, prepared.for_config(model.config), fingerprint, frozenset(model.config.labels)
+
+
+def _reader_inputs(network: Bone2GeneModel, prepared: PreparedInputs) -> np.ndarray | None:
+    """The inputs of a network's age and sex reader, which reads its bone age and sex as in `analyze`."""
+    return prepared.for_config(network.age_sex_reader.config) if network.age_sex_reader is not None else None
 
 
 def _queries(draw: Draw, setting: str, patients: np.ndarray, per_patient: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +331,7 @@ def _require_rankable(groups: DisorderGroups, where: str) -> None:
         )
 
 
-def _overall_mad(table: pd.DataFrame, forward: Forward | None) -> float | None:
+def _overall_mad(table: pd.DataFrame, forward: Reading | None) -> float | None:
     if forward is None:
         return None
     return float(metrics.bone_age_by_disorder(table, forward.bone_age_months).set_index("disorder").at["all", "mad_months"])
