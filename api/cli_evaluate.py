@@ -1,9 +1,10 @@
-"""`bone2gene evaluate`: GestaltMatcher-Arc's protocol for a model against its baselines."""
+"""`bone2gene evaluate --suite NAME`: a model measured by one of the evaluation suites."""
 
 from __future__ import annotations
 
 import shlex
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -13,10 +14,19 @@ from api.cli_helpers import RuleOpt, fail, progress_bar
 from matcher.rank import DEFAULT_RULE
 
 
+class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that --help answers without torch)
+    protocol = "protocol"
+    unseen = "unseen"
+
+
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate.")],
     manifest: Annotated[Path, typer.Option("--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for report.md, evaluation.json and the figures.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (unseen).")],
+    suite: Annotated[
+        SuiteName,
+        typer.Option("--suite", help="protocol: the four settings against baselines; unseen: syndromes never trained on."),
+    ] = SuiteName.protocol,
     features_model: Annotated[
         Path | None,
         typer.Option(
@@ -38,27 +48,20 @@ def evaluate_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: auto).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes reading and gating films.")] = 0,
 ) -> None:
-    """Rank disorders for held-out patients in the four settings (F->F, R->R, F->F+R, R->F+R) and compare
-    the model with random ranking, an untrained encoder, bone-age features, a softmax classifier and
-    pixel thumbnails. Also: bone age per disorder, sex, probability quality, "no close match" rates."""
-    from training.protocol.report import write_report
-    from training.protocol.run import EvaluationConfig, evaluate
+    """Measure a model with an evaluation suite. protocol (the default): rank disorders for held-out
+    patients in the four settings (F->F, R->R, F->F+R, R->F+R) against random ranking, an untrained
+    encoder, bone-age features, a softmax classifier and pixel thumbnails; bone age per disorder, sex,
+    probability quality, "no close match" rates. unseen: the model's held-out disorders added to
+    galleries with 1, 3 and 5 cases, without retraining."""
+    from training.protocol.suites import SUITES, SuiteOptions
 
     for path, option in ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model")):
         if path is not None and not path.exists():
             fail(f"{option} {path} does not exist")
-    config = EvaluationConfig(
-        model, manifest, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers
+    options = SuiteOptions(
+        model, manifest, out, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers
     )
-    with progress_bar("reading films", unit="film") as progress:
-        result = evaluate(config, progress)
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    report = write_report(result, out, command)
-    typer.echo(
-        f"{result.films} films ({len(result.refused)} refused), {len(result.groups.frequent)} frequent and {len(result.groups.rare)} rare disorders"
-    )
-    for setting, values in result.topk.get("model", {}).items():
-        typer.echo(
-            f"  {setting:7s} top-1 {100 * sum(values['top1']) / len(values['top1']):5.1f}%  top-5 {100 * sum(values['top5']) / len(values['top5']):5.1f}%"
-        )
-    typer.echo(f"report: {report}")
+    with progress_bar("reading films", unit="film") as progress:
+        lines = SUITES[suite.value].run(options, command, progress)
+    typer.echo("\n".join(lines))

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-AGE_BANDS = ((0, 24, "0-2 y"), (24, 60, "2-5 y"), (60, 120, "5-10 y"), (120, 168, "10-14 y"), (168, 1e9, "14+ y"))
+from matcher.age_bands import AGE_BANDS, in_band
 
 
 @dataclass
@@ -38,5 +38,5 @@ def count_cases(table: pd.DataFrame) -> dict:
         "by_disorder": {str(k): int(v) for k, v in table["disorder"].fillna("(undiagnosed)").value_counts().items()},
         "by_sex": {str(k): int(v) for k, v in table["sex"].value_counts().items()},
         "by_source": {str(k or "(none)"): int(v) for k, v in table["source"].value_counts().items()},
-        "by_age_band": {label: int(((table["age_months"] >= lo) & (table["age_months"] < hi)).sum()) for lo, hi, label in AGE_BANDS},
+        "by_age_band": {band.name: int(in_band(table["age_months"], band).sum()) for band in AGE_BANDS},
     }

@@ -17,8 +17,8 @@ films (the model's own training cohort, its held-out disorders left out), picks 
 seed-7 cohort and reports every loss on the seed-8 cohort, beside the model's own head. The
 backbone is the bundled model's, trained under ArcFace 28.6 deg / 64: this measures the loss's
 effect on the head only. `unseen` then compares the chosen head with the model's own on unseen
-syndromes added with 3 cases (`index.evaluation.new_syndrome_experiment`, as
-scripts/eval_new_syndromes.py does), the condition for installing it.
+syndromes added with 3 cases (`training.protocol.unseen.new_syndrome_experiment`, as
+`bone2gene evaluate --suite unseen` does), the condition for installing it.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def heads(args: argparse.Namespace) -> None:
 
 
 def unseen(args: argparse.Namespace) -> None:
-    from index.evaluation import new_syndrome_experiment, summarise
+    from training.protocol.unseen import new_syndrome_experiment, summarise
 
     card = read_card(args.model)
     result = json.loads((BENCH / "space.json").read_text())

@@ -11,7 +11,7 @@ from training.age_error import errors_by_age_band, small_sample_spread
 def test_a_reader_pulled_toward_the_middle_reads_infants_older_and_adolescents_younger() -> None:
     truth = np.array([12.0, 24.0, 60.0, 120.0, 200.0, 220.0])
     read = 0.8 * truth + 0.2 * 120.0  # shrunk toward 120 months
-    bands = errors_by_age_band(read, truth)
+    bands = errors_by_age_band(read, truth, edges=(0, 36, 96, 144, 180, 240))
     assert [(b.low, b.high, b.films) for b in bands] == [(0, 36, 2), (36, 96, 1), (96, 144, 1), (180, 240, 2)]  # 144-180 holds none
     infants, adolescents = bands[0], bands[-1]
     assert infants.bias == pytest.approx(0.2 * (120 - 18.0), abs=0.01) and infants.mad == infants.bias

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from index.evaluation import new_syndrome_experiment, summarise
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+from training.protocol.unseen import new_syndrome_experiment, summarise
 
 
 def synthetic_table(rng: np.random.Generator, disorders: int = 8, patients_per: int = 10, dim: int = 32, spread: float = 0.5):
@@ -59,3 +59,30 @@ def test_bundled_model_finds_unseen_syndromes_better_than_chance(embedded_cohort
     top1 = float(summary.loc["rare (R -> F+R)", "top-1"].split(" ")[0])
     random_top1 = float(summary.loc["rare (R -> F+R)", "random top-1"])
     assert top1 > 2 * random_top1, summary.to_string()
+
+
+def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command_line(bone2gene, tmp_path: Path) -> None:
+    import json
+
+    from api.cli_evaluate import SuiteName
+    from training.protocol.suites import SUITES
+    from training.synth.cohort import CohortConfig, generate_cohort
+
+    assert {s.value for s in SuiteName} == set(SUITES)  # the CLI's choices are the registry's
+    generate_cohort(CohortConfig(n=30, out=tmp_path / "cohort", seed=3, size=256, disorders=("unaffected", "achondroplasia", "trps1")))
+    args = ["--model", BUNDLED_MODEL_DIR, "--manifest", tmp_path / "cohort" / "manifest.csv", "--draws", "2", "--seed", "1"]
+    result = bone2gene("evaluate", "--suite", "unseen", *args, "--out", tmp_path / "unseen.md")
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "unseen.md").read_text()
+    assert "Unseen in training: trps1." in report and "Command: `bone2gene evaluate --suite unseen" in report
+    assert "## model, density rule (default)" in report and "## untrained encoder (baseline), nearest case (GestaltMatcher)" in report
+    numbers = json.loads((tmp_path / "unseen.json").read_text())
+    rows = numbers["sections"]["model, density rule (default)"]
+    assert numbers["held_out"] == ["trps1"] and {r["cases added per unseen disorder"] for r in rows} == {1, 3, 5}
+
+    generate_cohort(CohortConfig(n=12, out=tmp_path / "seen", seed=3, size=256, disorders=("unaffected", "achondroplasia")))
+    refused = bone2gene(
+        "evaluate", "--suite", "unseen", *args[:2], "--manifest", tmp_path / "seen" / "manifest.csv", "--out", tmp_path / "x.md"
+    )
+    assert refused.returncode == 2 and "none of" in refused.stderr and "held out" in refused.stderr
+    assert not (tmp_path / "x.md").exists()

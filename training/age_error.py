@@ -15,15 +15,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-AGE_BAND_EDGES_MONTHS = (0, 36, 96, 144, 180, 240)  # infants, childhood, late childhood, puberty, adolescence
+from matcher.age_bands import AGE_BANDS
+
+AGE_BAND_EDGES_MONTHS = (*(band.low for band in AGE_BANDS), AGE_BANDS[-1].high)  # the one table (matcher.age_bands)
 
 
 @dataclass(frozen=True)
 class AgeBandError:
-    """Error of the films whose true bone age lies in (low, high] months."""
+    """Error of the films whose true bone age lies in [low, high) months."""
 
-    low: int
-    high: int
+    low: float
+    high: float | None  # None: the open last band
     films: int
     mad: float
     bias: float
@@ -37,10 +39,11 @@ def errors_by_age_band(
     error = np.asarray(predicted_months, float) - true_months
     rows = []
     for low, high in zip(edges[:-1], edges[1:], strict=True):
-        inside = (true_months > low) & (true_months <= high)
+        inside = (true_months >= low) & (true_months < high)
         if inside.any():
             band = error[inside]
-            rows.append(AgeBandError(low, high, len(band), round(float(np.abs(band).mean()), 2), round(float(band.mean()), 2)))
+            bound = None if np.isinf(high) else high
+            rows.append(AgeBandError(low, bound, len(band), round(float(np.abs(band).mean()), 2), round(float(band.mean()), 2)))
     return rows
 
 

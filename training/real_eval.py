@@ -371,10 +371,14 @@ def _validation_draw_rows(draws: dict | None) -> list[str]:
     ]
 
 
+def _band_name(low: float, high: float | None) -> str:
+    return f"{low:g}+" if high is None else f"{low:g}-{high:g}"
+
+
 def _age_band_lines(bands: list[dict] | None) -> list[str]:
     if not bands:
         return []
-    rows = [f"| {b['low']}-{b['high']} | {b['films']} | {b['mad']} | {b['bias']:+} |" for b in bands]
+    rows = [f"| {_band_name(b['low'], b['high'])} | {b['films']} | {b['mad']} | {b['bias']:+} |" for b in bands]
     return [
         "Bone-age error on the validation films by true bone age (bias: read minus truth; the ends of the range "
         "are pulled toward the middle):",

@@ -48,6 +48,7 @@ from training.dataset import ManifestError, PreparedSet, prepare
 from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
 from training.evaluate import disorder_ranks, embed_crops, topk_report
 from training.metric_loss import LossKind, MetricLossConfig, m_per_class_sampler
+from training.protocol.splits import patient_split
 from training.schedule import warmup_cosine
 
 PATH_FIELDS = ("manifest", "out", "init", "deeplasia_parameters")  # TrainConfig's paths: strings in JSON/YAML
@@ -112,11 +113,8 @@ def split_by_patient(table, held_out: tuple[str, ...], val_fraction: float, seed
     """Boolean masks (train, val, held-out). A `split` column wins where it is filled."""
     disorder = table["disorder"].fillna("").astype(str).to_numpy()
     rare = np.isin(disorder, list(held_out))
-    patients = table["patient_id"].astype(str).to_numpy()
-    rng = np.random.default_rng(seed)
-    unique = np.unique(patients[~rare])
-    val_patients = set(rng.choice(unique, size=round(val_fraction * len(unique)), replace=False)) if len(unique) else set()
-    val = np.array([p in val_patients for p in patients]) & ~rare
+    val = np.zeros(len(table), bool)
+    val[~rare] = patient_split(table["patient_id"].to_numpy()[~rare], val_fraction, np.random.default_rng(seed))
     if "split" in table.columns:
         split = table["split"].astype(object).where(table["split"].notna(), "").astype(str).to_numpy()
         val = np.where(split == "val", True, np.where(split == "train", False, val)) & ~rare

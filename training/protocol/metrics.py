@@ -16,12 +16,12 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from sklearn.metrics import roc_auc_score
 
+from matcher.age_bands import AGE_BANDS, in_band
 from matcher.calibration import reliability_bins
 from matcher.rank import macro_topk
 
 KS = (1, 5, 10, 30)
 CMC_DEPTH = 30
-AGE_BANDS = ((0, 36, "under 3 y"), (36, 96, "3-8 y"), (96, 156, "8-13 y"), (156, 10_000, "over 13 y"))
 
 
 def topk(ranks: np.ndarray, codes: np.ndarray, ks: tuple[int, ...] = KS) -> dict[str, float]:
@@ -53,18 +53,13 @@ def metric_learning_accuracy(
     return {"precision_at_1": float(result["precision_at_1"]), "map_at_r": float(result["mean_average_precision_at_r"])}
 
 
-def age_band(age_months: float) -> str:
-    return next(name for lo, hi, name in AGE_BANDS if lo <= age_months < hi)
-
-
 def topk_by_age_band(ranks: np.ndarray, codes: np.ndarray, ages: np.ndarray, k: int = 5) -> dict[str, tuple[float, int]]:
     """Per age band: macro top-k over the disorders with queries in the band, and the query count."""
-    bands = np.array([age_band(a) for a in ages])
     result = {}
-    for _, _, name in AGE_BANDS:
-        inside = bands == name
+    for band in AGE_BANDS:
+        inside = in_band(ages, band)
         if inside.any():
-            result[name] = (macro_topk(ranks[inside], codes[inside], (k,))[k], int(inside.sum()))
+            result[band.name] = (macro_topk(ranks[inside], codes[inside], (k,))[k], int(inside.sum()))
     return result
 
 

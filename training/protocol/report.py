@@ -11,24 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from matcher.age_bands import AGE_BANDS
+from training.protocol.markdown import number, percent, table
 from training.protocol.metrics import KS
 from training.protocol.run import MODEL, EvaluationResult
 from training.protocol.splits import SETTINGS
-
-
-def _pct(values: list[float]) -> str:
-    if not values:
-        return "-"
-    mean, sd = 100 * float(np.mean(values)), 100 * float(np.std(values))
-    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ± {sd:.1f}"
-
-
-def _table(header: list[str], rows: list[list[object]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
-
-
-def _fmt(value: float, digits: int = 3) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
 def _settings_section(result: EvaluationResult) -> list[str]:
@@ -41,9 +28,9 @@ def _settings_section(result: EvaluationResult) -> list[str]:
                 rows.append(
                     [
                         method,
-                        *(_pct(per_setting[setting][f"top{k}"]) for k in KS),
-                        _fmt(cross.get("precision_at_1")),
-                        _fmt(cross.get("map_at_r")),
+                        *(percent(per_setting[setting][f"top{k}"]) for k in KS),
+                        number(cross.get("precision_at_1")),
+                        number(cross.get("map_at_r")),
                     ]
                 )
         if not rows:
@@ -56,7 +43,7 @@ def _settings_section(result: EvaluationResult) -> list[str]:
             "",
             f"{queries:.0f} queries per draw; {disorders:.0f} disorders in the gallery.",
             "",
-            *_table(header, rows),
+            *table(header, rows),
             "",
         ]
     return lines
@@ -66,24 +53,24 @@ def _probability_section(result: EvaluationResult) -> list[str]:
     lines = ['## Probabilities and "no close match" (the model)', ""]
     for setting, quality in result.probabilities.items():
         lines += [
-            f"{setting}: AUROC of the top disorder's probability for right vs wrong top-1 answers **{_fmt(quality['auroc'])}** "
-            f"over {quality['answers']} answers; expected calibration error {_fmt(quality['expected_calibration_error'])}.",
+            f"{setting}: AUROC of the top disorder's probability for right vs wrong top-1 answers **{number(quality['auroc'])}** "
+            f"over {quality['answers']} answers; expected calibration error {number(quality['expected_calibration_error'])}.",
             "",
         ]
-        rows = [[r["bin"], r["answers"], _fmt(r["mean_probability"]), _fmt(r["right"])] for r in quality["reliability"]]
-        lines += [*_table(["probability", "answers", "mean probability", "share right"], rows), ""]
+        rows = [[r["bin"], r["answers"], number(r["mean_probability"]), number(r["right"])] for r in quality["reliability"]]
+        lines += [*table(["probability", "answers", "mean probability", "share right"], rows), ""]
     if result.no_match:
         nm = result.no_match
         lines += [
-            f'"No close match" fires for {_pct([nm["fires_when_absent"]])}% of rare queries against a gallery without their disorder, '
-            f"stays off for {_pct([nm['off_when_right']])}% of right top-1 answers and {_pct([nm['off_when_present']])}% of all queries "
+            f'"No close match" fires for {percent([nm["fires_when_absent"]])}% of rare queries against a gallery without their disorder, '
+            f"stays off for {percent([nm['off_when_right']])}% of right top-1 answers and {percent([nm['off_when_present']])}% of all queries "
             "whose disorder is in the gallery (F+R settings).",
             "",
         ]
         if "confident_when_absent" in nm:
             lines += [
                 f"Rare queries against a gallery without their disorder get some disorder at probability >= 0.5 in "
-                f"{_pct([nm['confident_when_absent']])}% of cases given presence, {_pct([nm['confident_when_absent_reported']])}% "
+                f"{percent([nm['confident_when_absent']])}% of cases given presence, {percent([nm['confident_when_absent_reported']])}% "
                 "as the service reports it (times the probability that the disorder is in the gallery).",
                 "",
             ]
@@ -92,22 +79,20 @@ def _probability_section(result: EvaluationResult) -> list[str]:
 
 def _clinical_section(result: EvaluationResult) -> list[str]:
     lines = ["## Top-5 of the model by age at the film", ""]
-    bands = sorted(
-        {band for per in result.age_bands.values() for band in per}, key=lambda b: ["under 3 y", "3-8 y", "8-13 y", "over 13 y"].index(b)
-    )
+    bands = sorted({band for per in result.age_bands.values() for band in per}, key=[band.name for band in AGE_BANDS].index)
     rows = [
         [setting, *(f"{100 * per[b][0]:.1f} ({per[b][1]})" if b in per else "-" for b in bands)]
         for setting, per in result.age_bands.items()
     ]
-    lines += [*_table(["setting", *bands], rows), "", "(queries pooled over draws in brackets)", ""]
+    lines += [*table(["setting", *bands], rows), "", "(queries pooled over draws in brackets)", ""]
     lines += ["## Bone age and sex (the model, one forward pass)", ""]
-    rows = [[r.disorder, r.films, _fmt(r.mad_months, 1)] for r in result.bone_age.itertuples()]
-    lines += [*_table(["disorder", "films with bone age", "MAD (months)"], rows), ""]
+    rows = [[r.disorder, r.films, number(r.mad_months, 1)] for r in result.bone_age.itertuples()]
+    lines += [*table(["disorder", "films with bone age", "MAD (months)"], rows), ""]
     s = result.sex
-    lines += [f"Sex from the film: accuracy {_fmt(s['accuracy'])}, AUROC {_fmt(s['auroc'])} over {s['films']} films.", ""]
+    lines += [f"Sex from the film: accuracy {number(s['accuracy'])}, AUROC {number(s['auroc'])} over {s['films']} films.", ""]
     if result.features_model_bone_age_mad is not None:
         lines += [
-            f"The bone-age features baseline's own bone age: MAD {_fmt(result.features_model_bone_age_mad, 1)} months over the same films.",
+            f"The bone-age features baseline's own bone age: MAD {number(result.features_model_bone_age_mad, 1)} months over the same films.",
             "",
         ]
     return lines

@@ -19,7 +19,6 @@ import torch
 from matcher.batch import Reading
 from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import load_model, load_model_or_deeplasia
-from matcher.errors import Bone2GeneError
 from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
@@ -28,7 +27,7 @@ from training.protocol import metrics
 from training.protocol.encoders import centred_unit, run_network, thumbnails
 from training.protocol.inputs import PreparedInputs, prepare_inputs
 from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
-from training.protocol.splits import SETTINGS, DisorderGroups, Draw, disorder_groups, random_draws
+from training.protocol.splits import SETTINGS, DisorderGroups, Draw, EvaluationError, disorder_groups, random_draws
 
 MODEL = "model"
 POOLED = "F->F+R and R->F+R pooled"
@@ -317,10 +316,6 @@ def _similarity_samples(methods: list[Method], disorders: np.ndarray, draw: Draw
         pick = lambda values: rng.choice(values, min(limit, len(values)), replace=False).round(4).tolist()  # noqa: E731
         result[method.name] = {"same": pick(sims[same]), "different": pick(sims[~same])}
     return result
-
-
-class EvaluationError(Bone2GeneError, ValueError):
-    """A manifest that cannot be evaluated; the message says why and what to add."""
 
 
 def _require_rankable(groups: DisorderGroups, where: str) -> None:

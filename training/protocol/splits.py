@@ -20,7 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from matcher.errors import Bone2GeneError
+
 SETTINGS = ("F->F", "R->R", "F->F+R", "R->F+R")
+
+
+class EvaluationError(Bone2GeneError, ValueError):
+    """A manifest or model that cannot be evaluated (no patients to split, no held-out disorder);
+    the message says why and what to give."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,26 @@ def disorder_groups(table: pd.DataFrame, trained_on: Sequence[str]) -> DisorderG
     )
 
 
+def patient_split(patients: np.ndarray, fraction: float, rng: np.random.Generator, keep_both_sides: bool = False) -> np.ndarray:
+    """The one patient splitter: a bool mask over `patients` (one entry per film) that is True for
+    every film of about `fraction` of the distinct patients, drawn at random. `keep_both_sides`
+    leaves at least one patient on each side (when there are two). A patient's films never part."""
+    patients = np.asarray(patients).astype(str)
+    distinct = np.unique(patients)
+    count = round(fraction * len(distinct))
+    if keep_both_sides:
+        count = min(len(distinct) - 1, max(1, count))
+    chosen = rng.choice(distinct, count, replace=False) if count > 0 else np.zeros(0, dtype=distinct.dtype)
+    return np.isin(patients, chosen)
+
+
 def _split_disorders(
     table: pd.DataFrame, disorders: Sequence[str], rng: np.random.Generator, fraction: float
 ) -> tuple[np.ndarray, np.ndarray]:
     gallery, test = [], []
     for disorder in disorders:
         rows = table.index[table["disorder"] == disorder]
-        patients = np.array(sorted(table.loc[rows, "patient_id"].astype(str).unique()))
-        n_gallery = min(len(patients) - 1, max(1, round(fraction * len(patients))))
-        chosen = set(rng.choice(patients, n_gallery, replace=False))
-        in_gallery = table.loc[rows, "patient_id"].astype(str).isin(chosen).to_numpy()
+        in_gallery = patient_split(table.loc[rows, "patient_id"].to_numpy(), fraction, rng, keep_both_sides=True)
         gallery.append(rows[in_gallery])
         test.append(rows[~in_gallery])
     as_array = lambda parts: np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731

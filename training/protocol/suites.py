@@ -1,0 +1,102 @@
+"""The evaluation suites `bone2gene evaluate --suite NAME` runs, each written where `--out` says.
+
+- `protocol`: GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities
+  (`run`, `report`): a folder of report.md, evaluation.json, figures and embeddings;
+- `unseen`: syndromes the model never saw, added to galleries with 1, 3 and 5 cases (`unseen`):
+  report.md and report.json in a folder, or a `.md` file and its `.json` beside it.
+
+Every suite embeds films the way the product does (`matcher.batch.read_batch`: the age and sex
+reader, mirror averaging), splits by patient with `splits`, and writes tables with `markdown`.
+Adding a suite is one entry in `SUITES`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from matcher.rank import DEFAULT_RULE, RankingRule
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    model: Path
+    manifest: Path
+    out: Path
+    features_model: Path | None = None
+    deeplasia_parameters: Path | None = None
+    trust_pickle: bool = False
+    draws: int = 10
+    gallery_fraction: float = 0.5
+    rule: RankingRule = DEFAULT_RULE
+    seed: int = 0
+    device: str = "auto"
+    workers: int = 0
+
+
+Progress = Callable[[int, int], None] | None
+
+
+def _protocol(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+    from training.protocol.report import write_report
+    from training.protocol.run import EvaluationConfig, evaluate
+
+    config = EvaluationConfig(
+        options.model,
+        options.manifest,
+        options.features_model,
+        options.deeplasia_parameters,
+        options.trust_pickle,
+        options.draws,
+        options.gallery_fraction,
+        options.rule,
+        options.seed,
+        options.device,
+        options.workers,
+    )
+    result = evaluate(config, progress)
+    report = write_report(result, options.out, command)
+    groups = result.groups
+    lines = [f"{result.films} films ({len(result.refused)} refused), {len(groups.frequent)} frequent and {len(groups.rare)} rare disorders"]
+    for setting, values in result.topk.get("model", {}).items():
+        top1, top5 = (100 * sum(values[k]) / len(values[k]) for k in ("top1", "top5"))
+        lines.append(f"  {setting:7s} top-1 {top1:5.1f}%  top-5 {top5:5.1f}%")
+    return [*lines, f"report: {report}"]
+
+
+def _unseen(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+    from training.protocol.unseen import unseen_report
+
+    device = "cpu" if options.device == "auto" else options.device
+    markdown, data = unseen_report(options.model, options.manifest, options.draws, options.seed, device, options.workers)
+    markdown = markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1)
+    report, numbers = _report_paths(options.out)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(markdown + "\n")
+    numbers.write_text(json.dumps({"command": command, **data}, indent=1, default=str) + "\n")
+    return [f"{data['accepted']} films, unseen disorders {', '.join(data['held_out'])}", f"report: {report}"]
+
+
+def _report_paths(out: Path) -> tuple[Path, Path]:
+    """`out` as a Markdown file (its JSON beside it) or as a folder (report.md, report.json)."""
+    if out.suffix == ".md":
+        return out, out.with_suffix(".json")
+    return out / "report.md", out / "report.json"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    summary: str
+    run: Callable[[SuiteOptions, str, Progress], list[str]]  # writes the report; returns lines for the terminal
+
+
+SUITES = {
+    suite.name: suite
+    for suite in (
+        Suite("protocol", "GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities", _protocol),
+        Suite("unseen", "syndromes never trained on, added to galleries with 1, 3 and 5 cases", _unseen),
+    )
+}
