@@ -32,7 +32,7 @@ from matcher.rank import DEFAULT_RULE, RankingRule
 
 if TYPE_CHECKING:
     from api.use_cases import AnalysedFilms
-    from index.evidence import QueryEvidence
+    from index.evidence import ClinicalFindings
     from index.filters import Filters
     from index.query import QueryResult
 
@@ -378,7 +378,7 @@ def query_command(
 
     if len(images) > 1 and age_months is not None:
         fail("--age-months is the age at one film; leave it out when several films (visits) are combined")
-    evidence = _query_evidence(hpo, exclude_hpo, genes, genes_file)
+    findings = _findings(hpo, exclude_hpo, genes, genes_file)
     gallery = open_gallery(gallery_path)
     loaded, card = load_model_or_bundled(model)
     same_model(gallery, card)
@@ -388,9 +388,9 @@ def query_command(
             typer.echo(json.dumps({"images": films.records(), "disorders": [], "cases": [], "no_close_match": None}))
             raise typer.Exit(code=EXIT_NOT_ACCEPTED)
         fail("; ".join(films.refusals))
-    result = rank_gallery(gallery, films.embedding(), top, rule=rule, evidence=evidence)
+    result = rank_gallery(gallery, films.embedding(), top, rule=rule, findings=findings)
     if phenopacket is not None:
-        packet = ranking_phenopacket(gallery, result, images[0].stem, films.accepted[0][1].sex, age_months, evidence, top)
+        packet = ranking_phenopacket(gallery, result, images[0].stem, films.accepted[0][1].sex, age_months, findings, top)
         phenopacket.write_text(to_json(packet) + "\n")
     if as_json:
         records = films.records()
@@ -400,9 +400,9 @@ def query_command(
     _print_query(films, result, rule, top)
 
 
-def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: str | None, genes_file: Path | None) -> QueryEvidence:
+def _findings(hpo: list[str] | None, excluded: list[str] | None, genes: str | None, genes_file: Path | None) -> ClinicalFindings:
     """The query's HPO terms and candidate genes, checked (a bad id or file stops before any image work)."""
-    from index.evidence import QueryEvidence
+    from index.evidence import ClinicalFindings
     from index.gene_lists import parse_gene_list, read_gene_list
     from index.hpo import split_terms
 
@@ -410,7 +410,7 @@ def _query_evidence(hpo: list[str] | None, excluded: list[str] | None, genes: st
     if genes is not None or genes_file is not None:
         candidates = (parse_gene_list(genes) if genes else []) + (read_gene_list(genes_file) if genes_file else [])
     terms = lambda values: [t for v in values or [] for t in split_terms(v)]  # noqa: E731  (repeatable and comma-separated)
-    return QueryEvidence.of(terms(hpo), terms(excluded), candidates)
+    return ClinicalFindings.of(terms(hpo), terms(excluded), candidates)
 
 
 def _print_query(films: AnalysedFilms, result: QueryResult, rule: RankingRule, top: int) -> None:
@@ -432,7 +432,7 @@ def _print_query(films: AnalysedFilms, result: QueryResult, rule: RankingRule, t
         probability = "-" if d.probability is None else f"{d.probability:.2f} [{d.interval[0]:.2f}-{d.interval[1]:.2f}]"
         score = "-" if d.score is None else f"{d.score:.4f}"
         lines.append(
-            f"{d.rank:>4}  {score:>13}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.evidence[:1]) or '-'})"
+            f"{d.rank:>4}  {score:>13}  {probability:>14}  {d.cases_in_gallery:>5}  {d.name or d.label} ({', '.join(d.nearest_cases[:1]) or '-'})"
         )
         if d.sources is not None:
             parts = ", ".join(f"{name} {value:+.2f}" for name, value in d.sources["contributions"].items())

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from phenopackets import Phenopacket
 
-    from index.evidence import QueryEvidence
+    from index.evidence import ClinicalFindings
     from index.filters import Filters
     from index.query import QueryResult
     from index.store import Gallery
@@ -94,14 +94,14 @@ def rank_gallery(
     top: int = 10,
     filters: Filters | None = None,
     rule: RankingRule = DEFAULT_RULE,
-    evidence: QueryEvidence | None = None,
+    findings: ClinicalFindings | None = None,
 ) -> QueryResult:
     """The gallery's disorders and genes ranked for `embedding` under `rule`, with the gallery's
-    calibration of that rule (refitted first when stale) and the query's HPO and gene evidence."""
+    calibration of that rule (refitted first when stale) and the clinical findings (HPO terms, candidate genes) given."""
     from index.query import calibration_for, query
 
     calibration = calibration_for(gallery, rule=rule)
-    return query(gallery, embedding, top_k=top, filters=filters, calibration=calibration, rule=rule, evidence=evidence)
+    return query(gallery, embedding, top_k=top, filters=filters, calibration=calibration, rule=rule, findings=findings)
 
 
 def ranking_phenopacket(
@@ -110,14 +110,14 @@ def ranking_phenopacket(
     subject_id: str,
     sex: str | None,
     age_months: float | None,
-    evidence: QueryEvidence,
+    findings: ClinicalFindings,
     top: int,
 ) -> Phenopacket:
     """The ranking as a GA4GH phenopacket (v2): the patient's HPO terms, each ranked disorder an
     IN_PROGRESS interpretation."""
     from index.phenopackets_io import ranking_phenopacket as packet
 
-    observed, excluded = [t.id for t in evidence.observed], [t.id for t in evidence.excluded]
+    observed, excluded = [t.id for t in findings.observed], [t.id for t in findings.excluded]
     return packet(subject_id, sex, age_months, observed, excluded, result.disorders, gallery.disorders(), top)
 
 

@@ -108,7 +108,7 @@ def default_model() -> EvidenceModel:
 
 
 @dataclass
-class QueryEvidence:
+class ClinicalFindings:
     """What a clinician brings besides the film: HPO terms seen and excluded, an exome's candidate genes."""
 
     observed: list[hpo.Term]
@@ -116,7 +116,9 @@ class QueryEvidence:
     candidate_genes: list[str] | None  # None: no exome; [] would say "an exome found nothing"
 
     @classmethod
-    def of(cls, observed: Sequence[str] = (), excluded: Sequence[str] = (), candidate_genes: Sequence[str] | None = None) -> QueryEvidence:
+    def of(
+        cls, observed: Sequence[str] = (), excluded: Sequence[str] = (), candidate_genes: Sequence[str] | None = None
+    ) -> ClinicalFindings:
         """Checked: HPO ids resolved (unknown/obsolete refused), a term both seen and excluded refused, genes upper-cased."""
         seen, absent = hpo.resolve_terms(observed), hpo.resolve_terms(excluded)
         both = sorted({t.id for t in seen} & {t.id for t in absent})
@@ -130,13 +132,13 @@ class QueryEvidence:
 
 
 def combine_ranking(
-    ranked: list[RankedLabel], catalogue: Sequence[Disorder], evidence: QueryEvidence, model: EvidenceModel
+    ranked: list[RankedLabel], catalogue: Sequence[Disorder], findings: ClinicalFindings, model: EvidenceModel
 ) -> list[RankedLabel]:
     """Re-rank `ranked` (`matcher.rank.RankedLabel`s by the image) by the combined logit; each entry
     gets `sources`: the combined probability, every source's contribution and what it found."""
     entries = {d.id: d for d in catalogue}
     disorders = [entries.get(r.label) or Disorder(id=r.label, name=r.name or r.label) for r in ranked]
-    features = evidence_features(disorders, [r.score for r in ranked], evidence.observed, evidence.excluded, evidence.candidate_genes)
+    features = evidence_features(disorders, [r.score for r in ranked], findings.observed, findings.excluded, findings.candidate_genes)
     logits, parts = model.logits(features), model.contributions(features)
     for i, entry in enumerate(ranked):
         entry.sources = {
@@ -153,13 +155,13 @@ def combine_ranking(
 
 
 def combine_gene_ranking(
-    genes: list[RankedLabel], disorders: list[RankedLabel], catalogue: Sequence[Disorder], evidence: QueryEvidence
+    genes: list[RankedLabel], disorders: list[RankedLabel], catalogue: Sequence[Disorder], findings: ClinicalFindings
 ) -> list[RankedLabel]:
     """Genes ordered by the best combined probability of a disorder they cause (`disorders` after
     `combine_ranking`); each says through which disorder and whether the exome listed it. Genes seen
     only on gallery cases (no catalogue disorder names them) follow, in their image order."""
     causes = {d.id: d.genes for d in catalogue}
-    wanted = set(evidence.candidate_genes or [])
+    wanted = set(findings.candidate_genes or [])
     best: dict[str, tuple[float, str]] = {}
     for entry in disorders:
         probability = (entry.sources or {}).get("combined_probability")

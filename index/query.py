@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from index.evidence import QueryEvidence, combine_gene_ranking, combine_ranking, default_model
+from index.evidence import ClinicalFindings, combine_gene_ranking, combine_ranking, default_model
 from index.filters import Filters
 from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
 from matcher.rank import DEFAULT_RULE, RankedLabel, RankingRule, rank_labels
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 
 DEFAULT_DEPTH = 4096
 
@@ -89,18 +89,18 @@ def calibration_for(gallery: Gallery, seed: int = 0, rule: RankingRule = DEFAULT
     return calibration
 
 
-def _image_evidence(disorders: list[RankedLabel], similarities: list[float], case_labels: list[str | None]) -> LabelEvidence:
+def _neighbourhood(disorders: list[RankedLabel], similarities: list[float], case_labels: list[str | None]) -> Neighbourhood:
     """What the ranked disorders' probabilities are read from: their scores and cases, and the
     query's searched cases (nearest first; None: undiagnosed)."""
     scores = np.array([-np.inf if d.score is None else d.score for d in disorders])
     counts = np.array([d.cases_in_gallery for d in disorders], dtype=float)
-    return LabelEvidence.of_ranking(similarities, case_labels, [d.label for d in disorders], scores, counts)
+    return Neighbourhood.of_ranking(similarities, case_labels, [d.label for d in disorders], scores, counts)
 
 
-def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration, evidence: LabelEvidence, in_gallery: float) -> None:
+def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration, neighbourhood: Neighbourhood, in_gallery: float) -> None:
     """Each scored disorder's calibrated probability, read against the query's other disorders and
     its neighbourhood, and weighed by the probability that the query's disorder is in the gallery at all."""
-    p, lo, hi = (in_gallery * values for values in calibration.probabilities(evidence))
+    p, lo, hi = (in_gallery * values for values in calibration.probabilities(neighbourhood))
     for i, entry in enumerate(disorders):
         if entry.score is not None:
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
@@ -115,10 +115,10 @@ def query(
     calibration: Calibration | None = None,
     exclude_patient: str | None = None,
     rule: RankingRule = DEFAULT_RULE,
-    evidence: QueryEvidence | None = None,
+    findings: ClinicalFindings | None = None,
 ) -> QueryResult:
     """Rank the gallery's disorders and genes for one query embedding by `rule` (`calibration`,
-    when given, must be of the same rule: `calibration_for(gallery, rule=rule)`). With `evidence`
+    when given, must be of the same rule: `calibration_for(gallery, rule=rule)`). With `findings`
     (HPO terms, candidate genes) disorders and genes are ordered by the combined score (`index.evidence`)."""
     if calibration is not None and calibration.rule != rule:
         raise ValueError(f"the calibration maps {calibration.rule!r} scores, not {rule.value!r} ones")
@@ -145,11 +145,11 @@ def query(
     no_close_match = not disorders or disorders[0].score is None
     in_gallery = None
     if calibration is not None:
-        image_evidence = _image_evidence(disorders, scores, disorder_labels)
-        nearest = float(image_evidence.nearest_diagnosed[0])  # -inf: no diagnosed case was searched
+        neighbourhood = _neighbourhood(disorders, scores, disorder_labels)
+        nearest = float(neighbourhood.nearest_diagnosed[0])  # -inf: no diagnosed case was searched
         searched_any = bool(np.isfinite(nearest))
         in_gallery = float(calibration.in_gallery_probability(nearest, disorders[0].label)) if searched_any else 0.0
-        _attach_probabilities(disorders, calibration, image_evidence, in_gallery)
+        _attach_probabilities(disorders, calibration, neighbourhood, in_gallery)
         no_close_match = not searched_any or bool(calibration.no_close_match(nearest, disorders[0].label))
         note = (
             f"calibrated on {calibration.queries} gallery cases (leave-one-patient-out); expected calibration error "
@@ -164,10 +164,10 @@ def query(
                 else ""
             )
         )
-    if evidence is not None and not evidence.empty():  # the image's probabilities stay; the order follows all the evidence
+    if findings is not None and not findings.empty():  # the image's probabilities stay; the order follows all the evidence
         catalogue = gallery.disorders()
-        disorders = combine_ranking(disorders, catalogue, evidence, default_model())
-        genes = combine_gene_ranking(genes, disorders, catalogue, evidence)
+        disorders = combine_ranking(disorders, catalogue, findings, default_model())
+        genes = combine_gene_ranking(genes, disorders, catalogue, findings)
     similar = [
         SimilarCase(
             str(r["case_id"]),

@@ -3,7 +3,7 @@
 Leave-one-patient-out over the gallery: each case is a query against every other
 patient's cases and every disorder gets its score under the ranking rule (`matcher.rank`). The
 query's own disorder gives a positive, every other disorder a negative. A logistic model maps
-a disorder's evidence seen against the query's other disorders (`matcher.score_features`: the
+a disorder's neighbourhood seen against the query's other disorders (`matcher.score_features`: the
 score, its gap to the best other disorder, its z-score within the query, the disorder's cases,
 its share of the query's nearest cases, how much nearer its nearest case is) to the probability
 that it is the right one; a bootstrap over queries gives an interval.
@@ -42,7 +42,7 @@ from sklearn.linear_model import LogisticRegression
 
 from matcher.errors import Bone2GeneError
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
-from matcher.score_features import FEATURES, LabelEvidence, label_features, log_distance, select
+from matcher.score_features import FEATURES, Neighbourhood, label_features, log_distance, select
 
 NO_MATCH_QUANTILE = 0.95  # of the absent-disorder nearest similarities: the flag fires below it...
 NO_MATCH_KEEP_OFF = 0.80  # ...unless that would flag more than 20% of queries whose disorder is present
@@ -85,9 +85,9 @@ class Calibration:
         relative = log_distance(nearest) - self.typical_distance_of(top_disorder).reshape(nearest.shape)
         return flagged | (relative > self.no_match_relative_threshold)
 
-    def flags(self, evidence: LabelEvidence) -> np.ndarray:
-        """`no_close_match` for every query of `evidence` (Q,)."""
-        return self.no_close_match(evidence.nearest_diagnosed, evidence.top_names())
+    def flags(self, neighbourhood: Neighbourhood) -> np.ndarray:
+        """`no_close_match` for every query of `neighbourhood` (Q,)."""
+        return self.no_close_match(neighbourhood.nearest_diagnosed, neighbourhood.top_names())
 
     def in_gallery_probability(self, nearest: np.ndarray | float, top_disorder: str | list[str] | None = None) -> np.ndarray:
         """P(the query's disorder is one of the gallery's), at even prior odds, from the distance of
@@ -111,23 +111,23 @@ class Calibration:
         fallback = float(np.median(list(table.values()))) if table else 0.0
         return np.array([table.get(str(d), fallback) for d in np.atleast_1d(np.asarray(disorders, dtype=object))], dtype=np.float64)
 
-    def probability_matrix(self, evidence: LabelEvidence) -> np.ndarray:
+    def probability_matrix(self, neighbourhood: Neighbourhood) -> np.ndarray:
         """P(correct | the query's disorder is in the gallery) per query and disorder (Q, L); NaN
         where a disorder has no score."""
-        x = select(label_features(evidence), self.features)
+        x = select(label_features(neighbourhood), self.features)
         return _logistic(x, np.asarray(self.coef), self.intercept)
 
-    def reported_matrix(self, evidence: LabelEvidence) -> np.ndarray:
+    def reported_matrix(self, neighbourhood: Neighbourhood) -> np.ndarray:
         """What the ranking reports per query and disorder (Q, L): `probability_matrix` times each
         query's in-gallery probability (its nearest diagnosed distance against its first-ranked
         disorder's typical one)."""
-        top = evidence.top_names() if self.typical_log_distance is not None else None
-        return self.probability_matrix(evidence) * self.in_gallery_probability(evidence.nearest_diagnosed, top)[:, None]
+        top = neighbourhood.top_names() if self.typical_log_distance is not None else None
+        return self.probability_matrix(neighbourhood) * self.in_gallery_probability(neighbourhood.nearest_diagnosed, top)[:, None]
 
-    def probabilities(self, evidence: LabelEvidence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One query's disorders (a (1, L) evidence): P(correct | its disorder is in the gallery) and
+    def probabilities(self, neighbourhood: Neighbourhood) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One query's disorders (a (1, L) neighbourhood): P(correct | its disorder is in the gallery) and
         its 90% bootstrap interval, each (L,)."""
-        x = select(label_features(evidence), self.features)[0]
+        x = select(label_features(neighbourhood), self.features)[0]
         p = _logistic(x, np.asarray(self.coef), self.intercept)
         draws = np.stack([_logistic(x, np.asarray(a), b) for a, b in self.bootstrap]) if self.bootstrap else p[None, :]
         return p, np.percentile(draws, 5, axis=0), np.percentile(draws, 95, axis=0)
@@ -222,38 +222,38 @@ def _logistic(x: np.ndarray, coef: np.ndarray, intercept: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LeaveOnePatientOut:
-    """Each query row's per-disorder evidence with its own patient's cases left out."""
+    """Each query row's per-disorder neighbourhood with its own patient's cases left out."""
 
-    evidence: LabelEvidence  # (Q, L) under the rule; -inf scores where a disorder has no other patient's case
+    neighbourhood: Neighbourhood  # (Q, L) under the rule; -inf scores where a disorder has no other patient's case
     own: np.ndarray  # (Q,) the query's own disorder code
     usable: np.ndarray  # (Q,) bool: its own disorder has another patient
 
     def subset(self, rows: np.ndarray) -> LeaveOnePatientOut:
-        return LeaveOnePatientOut(self.evidence.subset(rows), self.own[rows], self.usable[rows])
+        return LeaveOnePatientOut(self.neighbourhood.subset(rows), self.own[rows], self.usable[rows])
 
 
 def lopo_scores(
     embeddings: np.ndarray, labels: list[str], patients: list[str], queries: np.ndarray, rule: RankingRule = DEFAULT_RULE
 ) -> LeaveOnePatientOut:
-    """For each query row: per-disorder evidence under `rule` (other patients only) and its own code."""
+    """For each query row: per-disorder neighbourhood under `rule` (other patients only) and its own code."""
     index = LabelIndex.of(labels)
     patients_arr = np.asarray(patients)
     sims = embeddings[queries] @ embeddings.T
     sims[patients_arr[queries][:, None] == patients_arr[None, :]] = -np.inf
-    evidence = LabelEvidence.from_similarities(sims, index, rule)
+    neighbourhood = Neighbourhood.from_similarities(sims, index, rule)
     own = index.codes[queries]
-    usable = np.isfinite(evidence.scores[np.arange(len(queries)), own])
-    return LeaveOnePatientOut(evidence, own, usable)
+    usable = np.isfinite(neighbourhood.scores[np.arange(len(queries)), own])
+    return LeaveOnePatientOut(neighbourhood, own, usable)
 
 
 def _pairs(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flattened (features, is_correct, query index) over finite disorder scores."""
-    q, n_labels = lopo.evidence.scores.shape
+    q, n_labels = lopo.neighbourhood.scores.shape
     correct = np.zeros((q, n_labels), dtype=bool)
     correct[np.arange(q), lopo.own] = True
-    finite = np.isfinite(lopo.evidence.scores)
+    finite = np.isfinite(lopo.neighbourhood.scores)
     query_of = np.repeat(np.arange(q), n_labels).reshape(q, n_labels)
-    return label_features(lopo.evidence)[finite], correct[finite], query_of[finite]
+    return label_features(lopo.neighbourhood)[finite], correct[finite], query_of[finite]
 
 
 def _fit(features: np.ndarray, correct: np.ndarray, class_weight: str | None = None) -> tuple[list[float], float]:
@@ -319,7 +319,7 @@ def fit_calibration(
         flag.off_when_right,
         no_match_off_when_present=flag.off_when_present,
         presence=presence,
-        typical_log_distance=dict(zip(lopo.evidence.names, (float(t) for t in typical), strict=True)),
+        typical_log_distance=dict(zip(lopo.neighbourhood.names, (float(t) for t in typical), strict=True)),
         no_match_relative_threshold=flag.relative,
     )
 
@@ -328,7 +328,7 @@ def _absent_side(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, np.ndarray]:
     """Per query with its own disorder's cases removed: the nearest diagnosed similarity (-inf where
     no other disorder is left) and the first-ranked disorder's code."""
     rows = np.arange(len(lopo.own))
-    nearest, scores = lopo.evidence.nearest.copy(), lopo.evidence.scores.copy()
+    nearest, scores = lopo.neighbourhood.nearest.copy(), lopo.neighbourhood.scores.copy()
     nearest[rows, lopo.own] = -np.inf
     scores[rows, lopo.own] = -np.inf
     return nearest.max(axis=1), scores.argmax(axis=1)
@@ -338,7 +338,7 @@ def _nearest_present_and_absent(lopo: LeaveOnePatientOut) -> tuple[np.ndarray, n
     """The nearest diagnosed case's similarity per query with its disorder in the gallery, and
     (where another disorder is left) with that disorder's cases removed."""
     absent, _ = _absent_side(lopo)
-    return lopo.evidence.nearest_diagnosed, absent[np.isfinite(absent)]
+    return lopo.neighbourhood.nearest_diagnosed, absent[np.isfinite(absent)]
 
 
 def _typical_log_distances(lopo: LeaveOnePatientOut) -> np.ndarray:
@@ -348,8 +348,8 @@ def _typical_log_distances(lopo: LeaveOnePatientOut) -> np.ndarray:
     so that a query far from every case of it is not read as "absent" for that alone: on the seed-7
     cohort this raised the AUROC of the unseen syndromes' reported probability from 0.713 to 0.837 and
     halved the absent disorders given p >= 0.5 (32.7% to 15.9%), pooled AUROC 0.900 vs 0.898."""
-    own = log_distance(lopo.evidence.nearest[np.arange(len(lopo.own)), lopo.own])
-    n_labels = lopo.evidence.scores.shape[1]
+    own = log_distance(lopo.neighbourhood.nearest[np.arange(len(lopo.own)), lopo.own])
+    n_labels = lopo.neighbourhood.scores.shape[1]
     overall = float(np.median(own)) if len(own) else 0.0
     return np.array([float(np.median(own[lopo.own == code])) if (lopo.own == code).any() else overall for code in range(n_labels)])
 
@@ -360,7 +360,7 @@ def _relative_distances(lopo: LeaveOnePatientOut, typical: np.ndarray) -> tuple[
     (where another disorder is left) with that disorder's cases removed."""
     absent, absent_top = _absent_side(lopo)
     kept = np.isfinite(absent)
-    present_x = log_distance(lopo.evidence.nearest_diagnosed) - typical[lopo.evidence.top()]
+    present_x = log_distance(lopo.neighbourhood.nearest_diagnosed) - typical[lopo.neighbourhood.top()]
     absent_x = log_distance(absent[kept]) - typical[absent_top[kept]]
     return present_x, absent_x
 
@@ -396,7 +396,7 @@ def _no_match_thresholds(lopo: LeaveOnePatientOut, present_relative: np.ndarray,
     similarity = float(rest[max(allowed, 0)])  # flags the `allowed` lowest of the rest (strictly below)
     similarity = min(similarity, float(np.quantile(absent, NO_MATCH_QUANTILE))) if absent.size else similarity
     flagged_present = (present < similarity) | far
-    right = lopo.evidence.top() == lopo.own
+    right = lopo.neighbourhood.top() == lopo.own
     share = lambda values: float(np.mean(values)) if values.size else float("nan")  # noqa: E731
     return _NoMatchThresholds(
         similarity,

@@ -53,7 +53,7 @@ def nearest_per_label(similarities: np.ndarray, labels: LabelIndex) -> tuple[np.
     """Per query and label: the best similarity and the gallery index that gives it.
 
     `similarities` is (Q, G); returns `best` (Q, L) with -inf where a label has no usable
-    case (masked with -inf by the caller) and `evidence` (Q, L) gallery indices (-1 there).
+    case (masked with -inf by the caller) and `nearest` (Q, L) gallery indices (-1 there).
     """
     sims = np.atleast_2d(np.asarray(similarities, dtype=np.float32))
     q, g = sims.shape
@@ -65,9 +65,9 @@ def nearest_per_label(similarities: np.ndarray, labels: LabelIndex) -> tuple[np.
     starts = np.searchsorted(sorted_codes, np.arange(n_labels))
     present = np.bincount(labels.codes, minlength=n_labels) > 0
     best = np.full((q, n_labels), -np.inf, np.float32)
-    evidence = np.full((q, n_labels), -1, np.int64)
+    nearest = np.full((q, n_labels), -1, np.int64)
     if g == 0:
-        return best, evidence
+        return best, nearest
     by_label = sims[:, order]
     # reduceat needs strictly valid starts; labels with no cases are skipped via `present`
     valid_starts = starts[present]
@@ -77,10 +77,10 @@ def nearest_per_label(similarities: np.ndarray, labels: LabelIndex) -> tuple[np.
     for j, (lo, hi) in enumerate(zip(valid_starts, ends, strict=True)):
         label = int(sorted_codes[lo])
         local = np.argmax(by_label[:, lo:hi], axis=1)
-        evidence[:, label] = order[lo + local]
+        nearest[:, label] = order[lo + local]
         finite = np.isfinite(maxima[:, j])
-        evidence[~finite, label] = -1
-    return best, evidence
+        nearest[~finite, label] = -1
+    return best, nearest
 
 
 def _bandwidth(similarities: np.ndarray) -> np.ndarray:
@@ -102,19 +102,19 @@ def _log_mean_exp(values: np.ndarray, tau: np.ndarray, count: np.ndarray) -> np.
 
 def label_scores(similarities: np.ndarray, labels: LabelIndex, rule: RankingRule = DEFAULT_RULE) -> tuple[np.ndarray, np.ndarray]:
     """Per query and label: the rule's score (-inf where the label has no usable case) and the
-    gallery index of the label's nearest case (the evidence; -1 there). -inf similarities mark
+    gallery index of the label's nearest case (-1 there). -inf similarities mark
     cases the caller excluded (a query's own patient); they do not count in a label's mean."""
     sims = np.atleast_2d(np.asarray(similarities, dtype=np.float64))
-    best, evidence = nearest_per_label(sims.astype(np.float32), labels)
+    best, nearest = nearest_per_label(sims.astype(np.float32), labels)
     if rule == RankingRule.NEAREST:
-        return best, evidence
+        return best, nearest
     tau = _bandwidth(sims)
     scores = np.full(best.shape, -np.inf)
     for code in range(len(labels.names)):
         members = sims[:, labels.codes == code]
         if members.shape[1]:
             scores[:, code] = _log_mean_exp(members, tau, np.isfinite(members).sum(axis=1))
-    return scores.astype(np.float32), evidence
+    return scores.astype(np.float32), nearest
 
 
 def label_ranks(best: np.ndarray, true_codes: np.ndarray) -> np.ndarray:
@@ -142,7 +142,7 @@ class RankedLabel:
     name: str | None
     rank: int
     score: float | None  # the rule's score (nearest: the nearest case's cosine similarity); None: no case within the search depth
-    evidence: list[str]  # case ids, nearest first
+    nearest_cases: list[str]  # case ids, nearest first (the API calls them its evidence)
     cases_in_gallery: int
     probability: float | None = None
     interval: tuple[float, float] | None = None
@@ -155,7 +155,7 @@ class RankedLabel:
             "name": self.name,
             "rank": self.rank,
             "score": None if self.score is None else round(self.score, 4),
-            "evidence": self.evidence,
+            "evidence": self.nearest_cases,
             "cases_in_gallery": self.cases_in_gallery,
             "probability": None if self.probability is None else round(self.probability, 4),
             "interval": None if self.interval is None else [round(self.interval[0], 4), round(self.interval[1], 4)],
@@ -168,7 +168,7 @@ def rank_labels(
     hit_scores: Sequence[float],
     all_labels: dict[str, int],
     names: dict[str, str] | None = None,
-    evidence_per_label: int = 3,
+    cases_per_label: int = 3,
     rule: RankingRule = DEFAULT_RULE,
 ) -> list[RankedLabel]:
     """Rank every label in `all_labels` (label -> its cases in the gallery) by `rule`.
@@ -177,14 +177,14 @@ def rank_labels(
     cases beyond it add nothing measurable to a density). Labels with no hit among them are
     listed after the others with score None.
     """
-    evidence: dict[str, list[str]] = {}
+    nearest: dict[str, list[str]] = {}
     similarities: dict[str, list[float]] = {}
     for label, case_id, s in zip(hit_labels, hit_case_ids, hit_scores, strict=True):
         if label is None or label not in all_labels:
             continue
         similarities.setdefault(label, []).append(float(s))
-        if len(evidence.setdefault(label, [])) < evidence_per_label:
-            evidence[label].append(case_id)
+        if len(nearest.setdefault(label, [])) < cases_per_label:
+            nearest[label].append(case_id)
     score = {label: values[0] for label, values in similarities.items()}
     if rule == RankingRule.DENSITY and score:
         tau = _bandwidth(np.asarray([hit_scores], dtype=np.float64))
@@ -195,6 +195,6 @@ def rank_labels(
     unseen = sorted(set(all_labels) - set(score))
     names = names or {}
     return [
-        RankedLabel(lab, names.get(lab), i + 1, score.get(lab), evidence.get(lab, []), all_labels[lab])
+        RankedLabel(lab, names.get(lab), i + 1, score.get(lab), nearest.get(lab, []), all_labels[lab])
         for i, lab in enumerate(seen + unseen)
     ]

@@ -4,7 +4,7 @@ A ranking rule's score alone does not say whether the top disorder is right: a q
 two disorders has a high score for both and is right only half the time, and a rare disorder
 (few gallery cases) scores lower under the density rule even when it is the answer. The
 calibration (`matcher.calibration`) therefore reads six numbers per (query, disorder), all
-from the query's similarities to the gallery's diagnosed cases (`LabelEvidence`):
+from the query's similarities to the gallery's diagnosed cases (`Neighbourhood`):
 
 - `score`: the rule's score;
 - `gap`: the score minus the best score of any other disorder (positive only for the top one;
@@ -41,7 +41,7 @@ NEIGHBOURS = 5  # the neighbourhood `neighbour_share` votes over (5 vs 10 vs 20 
 
 
 @dataclass(frozen=True)
-class LabelEvidence:
+class Neighbourhood:
     """Per query and disorder (Q, L): what its probability is read from. Entries of a disorder
     without a usable case: -inf in `scores` and `nearest`, 0 in `share`."""
 
@@ -52,7 +52,7 @@ class LabelEvidence:
     names: tuple[str, ...] = ()  # the disorders, in column order
 
     @classmethod
-    def from_similarities(cls, similarities: np.ndarray, labels: LabelIndex, rule: RankingRule) -> LabelEvidence:
+    def from_similarities(cls, similarities: np.ndarray, labels: LabelIndex, rule: RankingRule) -> Neighbourhood:
         """From (Q, G) similarities to the gallery's diagnosed cases (-inf: a case the query may not use,
         such as its own patient's)."""
         sims = np.atleast_2d(np.asarray(similarities, dtype=np.float64))
@@ -74,9 +74,9 @@ class LabelEvidence:
     @classmethod
     def of_ranking(
         cls, similarities: Sequence[float], labels: Sequence[str | None], names: Sequence[str], scores: np.ndarray, counts: np.ndarray
-    ) -> LabelEvidence:
+    ) -> Neighbourhood:
         """One query from its searched cases (nearest first; label None: undiagnosed) and the ranked
-        disorders `names` with their rule scores (-inf: none) and gallery cases: a (1, L) evidence."""
+        disorders `names` with their rule scores (-inf: none) and gallery cases: a (1, L) neighbourhood."""
         column = {name: j for j, name in enumerate(names)}
         nearest = np.full(len(names), -np.inf)
         share = np.zeros(len(names))
@@ -104,12 +104,12 @@ class LabelEvidence:
     def top_names(self) -> list[str]:
         """(Q,) each query's first-ranked disorder."""
         if len(self.names) != self.scores.shape[1]:
-            raise ValueError(f"this evidence names {len(self.names)} disorders for {self.scores.shape[1]} columns")
+            raise ValueError(f"this neighbourhood names {len(self.names)} disorders for {self.scores.shape[1]} columns")
         return [self.names[code] for code in self.top()]
 
-    def subset(self, rows: np.ndarray) -> LabelEvidence:
+    def subset(self, rows: np.ndarray) -> Neighbourhood:
         counts = self.counts[rows] if np.ndim(self.counts) == 2 else self.counts
-        return LabelEvidence(self.scores[rows], self.nearest[rows], self.share[rows], counts, self.names)
+        return Neighbourhood(self.scores[rows], self.nearest[rows], self.share[rows], counts, self.names)
 
 
 def log_distance(similarity: np.ndarray) -> np.ndarray:
@@ -127,9 +127,9 @@ def _gap_to_best_other(values: np.ndarray, finite: np.ndarray, missing_other: fl
     return values - np.where(np.isfinite(other), other, missing_other)
 
 
-def label_features(evidence: LabelEvidence) -> np.ndarray:
+def label_features(neighbourhood: Neighbourhood) -> np.ndarray:
     """(Q, L, len(FEATURES)); entries of a disorder without a score are NaN."""
-    scores = np.atleast_2d(np.asarray(evidence.scores, dtype=np.float64))
+    scores = np.atleast_2d(np.asarray(neighbourhood.scores, dtype=np.float64))
     finite = np.isfinite(scores)
     with np.errstate(invalid="ignore"):
         masked = np.where(finite, scores, np.nan)
@@ -138,15 +138,15 @@ def label_features(evidence: LabelEvidence) -> np.ndarray:
         spread = np.sqrt(np.nansum((masked - mean) ** 2, axis=1, keepdims=True) / np.maximum(n, 1))
         z = np.where(spread > 0, (masked - mean) / np.where(spread > 0, spread, 1.0), 0.0)
         # nearer = larger -log(1 - similarity); with no other disorder, the other is at similarity -1
-        closeness = -log_distance(np.where(np.isfinite(evidence.nearest), evidence.nearest, -1.0))
-        nearest_gap = _gap_to_best_other(closeness, np.isfinite(evidence.nearest), -log_distance(np.array(NO_OTHER)))
-    cases = np.broadcast_to(np.asarray(evidence.counts, dtype=np.float64), scores.shape)
+        closeness = -log_distance(np.where(np.isfinite(neighbourhood.nearest), neighbourhood.nearest, -1.0))
+        nearest_gap = _gap_to_best_other(closeness, np.isfinite(neighbourhood.nearest), -log_distance(np.array(NO_OTHER)))
+    cases = np.broadcast_to(np.asarray(neighbourhood.counts, dtype=np.float64), scores.shape)
     columns = [
         masked,
         _gap_to_best_other(scores, finite, NO_OTHER),
         z,
         np.log(np.maximum(cases, 1.0)),
-        np.asarray(evidence.share, dtype=np.float64),
+        np.asarray(neighbourhood.share, dtype=np.float64),
         nearest_gap,
     ]
     stacked = np.stack(columns, axis=-1)

@@ -10,14 +10,14 @@ from sklearn.metrics import roc_auc_score
 
 from matcher.calibration import Calibration, fit_calibration
 from matcher.rank import LabelIndex, RankingRule, label_scores
-from matcher.score_features import FEATURES, NO_OTHER, LabelEvidence, label_features
+from matcher.score_features import FEATURES, NO_OTHER, Neighbourhood, label_features
 
 
 def test_features_are_their_definitions() -> None:
     scores = np.array([[0.9, 0.7, -np.inf, 0.5], [0.2, -np.inf, -np.inf, -np.inf]])
     nearest = np.array([[0.99, 0.999, -np.inf, 0.9], [0.5, -np.inf, -np.inf, -np.inf]])
     share = np.array([[0.3, 0.6, 0.0, 0.1], [1.0, 0.0, 0.0, 0.0]])
-    x = label_features(LabelEvidence(scores, nearest, share, np.array([4, 1, 2, 8])))
+    x = label_features(Neighbourhood(scores, nearest, share, np.array([4, 1, 2, 8])))
     assert x.shape == (2, 4, len(FEATURES))
     score, gap, z, log_cases, neighbour_share, nearest_gap = (x[..., FEATURES.index(n)] for n in FEATURES)
     assert np.allclose(gap[0, [0, 1, 3]], [0.2, -0.2, -0.4]) and np.isnan(gap[0, 2])
@@ -35,19 +35,19 @@ def test_features_are_their_definitions() -> None:
 
 def test_evidence_from_a_similarity_matrix_and_from_one_ranking_agree() -> None:
     """The evaluation reads the whole (queries x gallery) matrix, the service one query's searched
-    cases, undiagnosed ones among them; both give the same evidence."""
+    cases, undiagnosed ones among them; both give the same neighbourhood."""
     rng = np.random.default_rng(0)
     names = [f"d{i % 3}" for i in range(30)]
     sims = rng.uniform(0.2, 0.95, size=(1, 30))
     labels = LabelIndex.of(names)
-    matrix = LabelEvidence.from_similarities(sims, labels, RankingRule.DENSITY)
+    matrix = Neighbourhood.from_similarities(sims, labels, RankingRule.DENSITY)
     order = np.argsort(-sims[0])
     searched = [float(sims[0, i]) for i in order]
     case_labels = [names[i] for i in order]
     # an undiagnosed case in the middle of the neighbourhood neither votes nor is anyone's nearest
     searched.insert(3, float(sims[0, order[3]]))
     case_labels.insert(3, None)
-    one = LabelEvidence.of_ranking(searched, case_labels, list(labels.names), matrix.scores[0], labels.counts())
+    one = Neighbourhood.of_ranking(searched, case_labels, list(labels.names), matrix.scores[0], labels.counts())
     assert np.allclose(one.nearest, matrix.nearest) and np.allclose(one.share, matrix.share)
     assert np.isclose(matrix.share.sum(), 1.0) and np.allclose(matrix.counts, labels.counts())
     assert np.allclose(label_features(one), label_features(matrix), equal_nan=True)
@@ -79,16 +79,16 @@ def test_top_probability_separates_right_from_wrong_answers_better_than_the_scor
     labels = LabelIndex.of(names)
     similarities = np.array(queries, np.float32) @ gallery.T
     scores = label_scores(similarities, labels, RankingRule.DENSITY)[0]
-    evidence = LabelEvidence.from_similarities(similarities, labels, RankingRule.DENSITY)
+    neighbourhood = Neighbourhood.from_similarities(similarities, labels, RankingRule.DENSITY)
     top = scores.argmax(axis=1)
     right = np.array([labels.names[t] == n for t, n in zip(top, truth, strict=True)])
     assert 0.1 < (~right).mean() < 0.5, "the test needs both right and wrong answers"
-    probability = calibration.probability_matrix(evidence)[np.arange(len(top)), top]
+    probability = calibration.probability_matrix(neighbourhood)[np.arange(len(top)), top]
     by_features, by_score = roc_auc_score(right, probability), roc_auc_score(right, scores.max(axis=1))
     assert by_features > by_score + 0.1 and by_features > 0.8, (by_features, by_score)
     # one query at a time (the service) gives the same numbers, with an interval around them
-    p, lo, hi = calibration.probabilities(evidence.subset(np.array([0])))
-    assert np.allclose(p, calibration.probability_matrix(evidence)[0]) and (lo <= p).all() and (p <= hi).all()
+    p, lo, hi = calibration.probabilities(neighbourhood.subset(np.array([0])))
+    assert np.allclose(p, calibration.probability_matrix(neighbourhood)[0]) and (lo <= p).all() and (p <= hi).all()
 
 
 def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() -> None:
@@ -109,7 +109,7 @@ def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() 
     calibration = Calibration.from_json(old)
     assert calibration.features == ("score",) and calibration.stale({"a": 50, "b": 50}, RankingRule.DENSITY)
     scores = np.array([[0.96, 0.90]])
-    p, _, _ = calibration.probabilities(LabelEvidence(scores, scores, np.array([[0.5, 0.5]]), np.array([50, 50])))
+    p, _, _ = calibration.probabilities(Neighbourhood(scores, scores, np.array([[0.5, 0.5]]), np.array([50, 50])))
     assert np.allclose(p, 1 / (1 + np.exp(-(40.0 * np.array([0.96, 0.90]) - 38.0))))
     again = Calibration.from_json(calibration.to_json())
     assert again == calibration
@@ -130,8 +130,8 @@ def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_fro
         return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
     def in_gallery(queries: np.ndarray) -> np.ndarray:
-        evidence = LabelEvidence.from_similarities(queries @ gallery.T, labels, RankingRule.DENSITY)
-        return calibration.in_gallery_probability(evidence.nearest_diagnosed, evidence.top_names())
+        neighbourhood = Neighbourhood.from_similarities(queries @ gallery.T, labels, RankingRule.DENSITY)
+        return calibration.in_gallery_probability(neighbourhood.nearest_diagnosed, neighbourhood.top_names())
 
     p_present = in_gallery(np.concatenate([draw(c) for c in centres.values()]))
     p_absent = in_gallery(draw(absent_centre))
@@ -181,14 +181,14 @@ def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_simi
     assert calibration.no_match_off_when_present >= 0.8 and calibration.no_match_relative_threshold is not None
     foreign = centres["tight"] + 0.5 * rng.normal(size=(40, dim))
     foreign = (foreign / np.linalg.norm(foreign, axis=1, keepdims=True)).astype(np.float32)
-    evidence = LabelEvidence.from_similarities(foreign @ gallery.T, LabelIndex.of(names), RankingRule.DENSITY)
-    assert set(evidence.top_names()) == {"tight"}
-    by_similarity = evidence.nearest_diagnosed < calibration.no_match_threshold
-    flagged = calibration.flags(evidence)
+    neighbourhood = Neighbourhood.from_similarities(foreign @ gallery.T, LabelIndex.of(names), RankingRule.DENSITY)
+    assert set(neighbourhood.top_names()) == {"tight"}
+    by_similarity = neighbourhood.nearest_diagnosed < calibration.no_match_threshold
+    flagged = calibration.flags(neighbourhood)
     assert by_similarity.mean() < 0.2 and flagged.mean() > 0.9, (by_similarity.mean(), flagged.mean())
     # a calibration stored before the second part reads the similarity alone, and is refitted
     older = Calibration.from_json(_stored_unversioned(calibration, no_match_relative_threshold=None))
-    assert (older.flags(evidence) == by_similarity).all() and older.stale(calibration.label_counts, RankingRule.DENSITY)
+    assert (older.flags(neighbourhood) == by_similarity).all() and older.stale(calibration.label_counts, RankingRule.DENSITY)
     assert Calibration.from_json(calibration.to_json()) == calibration
 
 

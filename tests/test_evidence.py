@@ -81,7 +81,7 @@ def test_gene_lists_from_text_and_pipeline_exports(tmp_path) -> None:
 
 
 def test_genes_of_no_disorder_and_empty_term_lists_leave_the_image_order(catalogue) -> None:
-    from index.evidence import QueryEvidence, combine_ranking, default_model
+    from index.evidence import ClinicalFindings, combine_ranking, default_model
     from matcher.rank import RankedLabel
 
     def ranked() -> list[RankedLabel]:
@@ -90,13 +90,13 @@ def test_genes_of_no_disorder_and_empty_term_lists_leave_the_image_order(catalog
         return [RankedLabel(d, d, i + 1, scores[d], [], 3) for i, d in enumerate(order)]
 
     image_order = [r.label for r in ranked()]
-    unrelated = QueryEvidence.of(candidate_genes=["TTN", "brca2"])
+    unrelated = ClinicalFindings.of(candidate_genes=["TTN", "brca2"])
     assert unrelated.candidate_genes == ["BRCA2", "TTN"] and not unrelated.empty()
     result = combine_ranking(ranked(), catalogue, unrelated, default_model())
     assert [r.label for r in result] == image_order  # a list that names no disorder's gene counts against all alike
     assert all(r.sources["gene_hits"] == [] and r.sources["contributions"]["gene"] < 0 for r in result)
-    nothing = QueryEvidence.of([], [], None)
+    nothing = ClinicalFindings.of([], [], None)
     assert nothing.empty()
     assert [r.label for r in combine_ranking(ranked(), catalogue, nothing, default_model())] == image_order
     with pytest.raises(hpo.PhenotypeError, match="both observed and excluded"):
-        QueryEvidence.of(["HP:0004322"], ["HP:0004322"])
+        ClinicalFindings.of(["HP:0004322"], ["HP:0004322"])

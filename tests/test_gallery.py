@@ -15,7 +15,7 @@ from index.query import calibration_for, query
 from index.store import Gallery, GalleryError, IndexSavePolicy, NewCase
 from index.vectors import IndexSpec
 from matcher.rank import LabelIndex, RankingRule
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 
 DIM = 16
 
@@ -281,10 +281,10 @@ def test_ranking_nearest_case_per_disorder_with_evidence_and_genes(gallery: Gall
     assert next(d.label for d in result.disorders) == "d3" and len(result.disorders) == 4
     assert [d.rank for d in result.disorders] == [1, 2, 3, 4]
     top = result.disorders[0]
-    evidence_rows = gallery.cases().set_index("case_id").loc[top.evidence]
+    evidence_rows = gallery.cases().set_index("case_id").loc[top.nearest_cases]
     assert (evidence_rows["disorder"] == "d3").all() and top.cases_in_gallery == 20
     assert top.score == pytest.approx(result.cases[0].similarity)
-    assert result.genes[0].label == "G3" and result.genes[0].evidence[0] == top.evidence[0]
+    assert result.genes[0].label == "G3" and result.genes[0].nearest_cases[0] == top.nearest_cases[0]
     assert len(result.cases) == 5 and result.searched_cases == 80
     # filters restrict the evidence and the counts
     girls = query(gallery, unit(centres[3]), top_k=5, filters=Filters(sex="F"))  # odd cases: d1 and d3
@@ -316,7 +316,7 @@ def test_calibration_is_informative_and_abstains_far_from_everything(gallery: Ga
     table = gallery.cases()
     labels = LabelIndex.of(table["disorder"].astype(str).tolist())
     similarities = gallery.vectors_of(table["row"].tolist()) @ far_vector.astype(np.float32)
-    conditional = calibration.probabilities(LabelEvidence.from_similarities(similarities[None, :], labels, calibration.rule))[0]
+    conditional = calibration.probabilities(Neighbourhood.from_similarities(similarities[None, :], labels, calibration.rule))[0]
     top = labels.names.index(far.disorders[0].label)
     assert far.disorders[0].probability == pytest.approx(conditional[top] * far.in_gallery_probability, rel=1e-3)
     # cached until the gallery changes enough

@@ -8,7 +8,7 @@ import pytest
 
 from matcher.calibration import NO_MATCH_KEEP_OFF, fit_calibration
 from matcher.rank import DENSITY_BANDWIDTH, LabelIndex, RankingRule, label_ranks, label_scores, macro_topk, nearest_per_label, rank_labels
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 
 
 def test_nearest_per_label_matches_a_plain_loop() -> None:
@@ -112,7 +112,7 @@ def test_no_close_match_fires_for_absent_disorders_and_stays_off_for_right_answe
     queries, query_names = clustered(rng, centres, dict.fromkeys([*present, "absent"], 40), spread=spread)
     labels = LabelIndex.of(names)
     scores = label_scores(queries @ gallery.T, labels, rule)[0]
-    flagged = calibration.flags(LabelEvidence.from_similarities(queries @ gallery.T, labels, rule))
+    flagged = calibration.flags(Neighbourhood.from_similarities(queries @ gallery.T, labels, rule))
     right = np.array([n in labels.names and labels.names[c] == n for n, c in zip(query_names, scores.argmax(axis=1), strict=True)])
     absent = query_names == "absent"
     fires, false_alarms = flagged[absent].mean(), flagged[right].mean()

@@ -38,7 +38,7 @@ from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 from training.age_error import errors_by_age_band, small_sample_spread
 from training.joint_eval import real_figures
 from training.real_data import is_validation_id, read_labels, reported_ids
@@ -129,9 +129,9 @@ def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, s
     return manifest[[e is not None for e in embeddings]].reset_index(drop=True)
 
 
-def _top_probability(calibration: Calibration, evidence: LabelEvidence) -> np.ndarray:
+def _top_probability(calibration: Calibration, neighbourhood: Neighbourhood) -> np.ndarray:
     """The first-ranked disorder's probability as the service reports it (in-gallery factor included)."""
-    return calibration.reported_matrix(evidence)[np.arange(len(evidence.scores)), evidence.top()]
+    return calibration.reported_matrix(neighbourhood)[np.arange(len(neighbourhood.scores)), neighbourhood.top()]
 
 
 def feature_space(
@@ -167,20 +167,20 @@ def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings:
     index = LabelIndex.of(labels)
     unaffected = index.names.index("unaffected")
 
-    def evidence_of(query: np.ndarray) -> LabelEvidence:
-        return LabelEvidence.from_similarities(query @ vectors.T, index, DEFAULT_RULE)
+    def neighbourhood_of(query: np.ndarray) -> Neighbourhood:
+        return Neighbourhood.from_similarities(query @ vectors.T, index, DEFAULT_RULE)
 
     real = np.stack(real_embeddings).astype(np.float32)
-    real_evidence = evidence_of(real)
-    real_first = real_evidence.top() == unaffected
-    real_flag = calibration.flags(real_evidence)
-    real_probability = _top_probability(calibration, real_evidence)
+    real_neighbourhood = neighbourhood_of(real)
+    real_first = real_neighbourhood.top() == unaffected
+    real_flag = calibration.flags(real_neighbourhood)
+    real_probability = _top_probability(calibration, real_neighbourhood)
     known = queries[queries["disorder"].astype(str).isin(index.names)]
-    synth_evidence = evidence_of(np.stack(known["embedding"]).astype(np.float32))
+    synth_neighbourhood = neighbourhood_of(np.stack(known["embedding"]).astype(np.float32))
     own = np.array([index.names.index(str(d)) for d in known["disorder"]])
-    first = synth_evidence.top() == own
-    synth_flag = calibration.flags(synth_evidence)
-    synth_probability = _top_probability(calibration, synth_evidence)
+    first = synth_neighbourhood.top() == own
+    synth_flag = calibration.flags(synth_neighbourhood)
+    synth_probability = _top_probability(calibration, synth_neighbourhood)
     phantom = gallery["source"].ne("rsna") if "source" in gallery else pd.Series(True, index=gallery.index)
     control_rows = gallery[(gallery["disorder"] == "unaffected") & phantom]  # the gap is to the phantom controls, real ones aside
     gap = compare(
@@ -200,7 +200,7 @@ def space_figures(gallery: pd.DataFrame, queries: pd.DataFrame, real_embeddings:
         "real_unaffected_first_or_flagged": round(float((real_first | real_flag).mean()), 4),
         "real_top_probability_max": round(float(real_probability.max()), 4),
         "real_confident_disorder": round(float(((real_probability >= 0.5) & ~real_first).mean()), 4),
-        "real_top_disorders": pd.Series(np.array(index.names)[real_evidence.top()]).value_counts().head(5).to_dict(),
+        "real_top_disorders": pd.Series(np.array(index.names)[real_neighbourhood.top()]).value_counts().head(5).to_dict(),
         "synthetic_queries_in_gallery": len(known),
         "synthetic_top1": round(float(first.mean()), 4),
         "synthetic_flag_off_when_first": round(float((~synth_flag[first]).mean()), 4) if first.any() else None,

@@ -14,7 +14,7 @@ from api.problems import Problem
 from api.recent import StoredAnalysis
 from api.schemas import AnalysisResult, Links, Quality, Ranking
 from api.use_cases import rank_gallery
-from index.evidence import QueryEvidence
+from index.evidence import ClinicalFindings
 from index.gene_lists import parse_gene_list
 from index.hpo import split_terms
 from matcher.io import read_radiograph
@@ -66,7 +66,7 @@ async def analyse(
         str | None, Form(max_length=200_000, description="an exome's candidate genes (one per line or comma-separated)")
     ] = None,
 ) -> AnalysisResult:
-    evidence = QueryEvidence.of(
+    findings = ClinicalFindings.of(
         split_terms(hpo), split_terms(hpo_excluded), None if candidate_genes is None else parse_gene_list(candidate_genes)
     )
     limit = runtime.settings.max_upload_bytes
@@ -80,7 +80,7 @@ async def analyse(
     result = stored.analysis
     if not result.accepted or result.embedding is None:
         raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
-    ranked = await run_in_threadpool(rank_gallery, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, evidence)
+    ranked = await run_in_threadpool(rank_gallery, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, findings)
     ranking = Ranking.of(ranked)
     return _result(analysis_id, stored, ranking, runtime.maps.position(result.embedding))
 

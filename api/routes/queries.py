@@ -11,7 +11,7 @@ from api.deps import GalleryDep, Reader, RuntimeDep
 from api.problems import Problem
 from api.schemas import EmbeddingQuery, Ranking
 from api.use_cases import rank_gallery, ranking_phenopacket
-from index.evidence import QueryEvidence
+from index.evidence import ClinicalFindings
 from index.filters import Filters
 from matcher.multi_image import combined_embedding
 
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/queries", tags=["analysis"])
 
 @router.post("", response_model=Ranking)
 async def query_embedding(_: Reader, runtime: RuntimeDep, gallery: GalleryDep, body: EmbeddingQuery) -> Ranking:
-    vector, filters, evidence = _parts(body, gallery.dim)
-    return Ranking.of(await run_in_threadpool(rank_gallery, gallery, vector, body.top, filters, runtime.settings.ranking_rule, evidence))
+    vector, filters, findings = _parts(body, gallery.dim)
+    return Ranking.of(await run_in_threadpool(rank_gallery, gallery, vector, body.top, filters, runtime.settings.ranking_rule, findings))
 
 
 @router.post("/phenopacket")
@@ -29,21 +29,21 @@ async def query_as_phenopacket(_: Reader, runtime: RuntimeDep, gallery: GalleryD
     """The same ranking as a GA4GH phenopacket (v2 JSON): each ranked disorder an IN_PROGRESS interpretation."""
     from google.protobuf.json_format import MessageToDict
 
-    vector, filters, evidence = _parts(body, gallery.dim)
+    vector, filters, findings = _parts(body, gallery.dim)
     rule = runtime.settings.ranking_rule
 
     def ranked() -> dict:
-        result = rank_gallery(gallery, vector, body.top, filters, rule, evidence)
-        return MessageToDict(ranking_phenopacket(gallery, result, "bone2gene-query", body.sex, None, evidence, body.top))
+        result = rank_gallery(gallery, vector, body.top, filters, rule, findings)
+        return MessageToDict(ranking_phenopacket(gallery, result, "bone2gene-query", body.sex, None, findings, body.top))
 
     return await run_in_threadpool(ranked)
 
 
-def _parts(body: EmbeddingQuery, dim: int) -> tuple[np.ndarray, Filters, QueryEvidence]:
-    """The combined query vector, the filters and the checked HPO/gene evidence of a request."""
+def _parts(body: EmbeddingQuery, dim: int) -> tuple[np.ndarray, Filters, ClinicalFindings]:
+    """The combined query vector, the filters and the checked clinical findings (HPO terms, candidate genes) of a request."""
     vectors = [_checked(v, dim, i if len(body.vectors()) > 1 else None) for i, v in enumerate(body.vectors())]
     filters = Filters.of(sex=body.sex, age_min_months=body.age_min_months, age_max_months=body.age_max_months, source=body.source)
-    return combined_embedding(np.stack(vectors)), filters, QueryEvidence.of(body.hpo, body.hpo_excluded, body.candidate_genes)
+    return combined_embedding(np.stack(vectors)), filters, ClinicalFindings.of(body.hpo, body.hpo_excluded, body.candidate_genes)
 
 
 def _checked(values: list[float], dim: int, position: int | None) -> np.ndarray:

@@ -29,7 +29,7 @@ from finetune_manifest import training_split_films
 from matcher.analysis import Analyzer
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 from training.domain import DomainConfig, film_copy
 from training.real_data import is_dev_id, read_labels
 from training.real_eval import analyse_films, embed_images, space_figures, synthetic_embeddings
@@ -80,8 +80,8 @@ def film_copy_queries(model: Bone2GeneModel, gallery: pd.DataFrame, queries: pd.
     index = LabelIndex.of(gallery["disorder"].astype(str).tolist())
     truth = queries["disorder"].astype(str).to_numpy()[query_kept]
     present = np.isin(truth, index.names)
-    evidence = LabelEvidence.from_similarities(query_vectors[present] @ vectors.T, index, DEFAULT_RULE)
-    top = np.array(index.names)[evidence.top()]
+    neighbourhood = Neighbourhood.from_similarities(query_vectors[present] @ vectors.T, index, DEFAULT_RULE)
+    top = np.array(index.names)[neighbourhood.top()]
     affected = truth[present] != "unaffected"
     return {
         "film_copies_accepted": int(query_kept.sum()),

@@ -85,7 +85,13 @@ def _clinical_section(result: EvaluationResult) -> list[str]:
         for setting, per in result.age_bands.items()
     ]
     lines += [*table(["setting", *bands], rows), "", "(queries pooled over draws in brackets)", ""]
-    lines += ["## Bone age and sex (the model, one forward pass)", ""]
+    lines += [
+        "## Bone age and sex, as `analyze` reads them",
+        "",
+        "From the model's age and sex reader where it has one (each network mirror-averaged where its config says), "
+        "the same outputs a user gets for these films.",
+        "",
+    ]
     rows = [[r.disorder, r.films, number(r.mad_months, 1)] for r in result.bone_age.itertuples()]
     lines += [*table(["disorder", "films with bone age", "MAD (months)"], rows), ""]
     s = result.sex

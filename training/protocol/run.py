@@ -235,12 +235,12 @@ def _probabilities(
         probability, correct, setting_reported = [], [], []
         for draw, result in zip(draws, ranked.get(setting, []), strict=False):
             calibration = both[draw.number]
-            evidence = scorer.evidence(draw.setting(setting)[0], result.queries, result.labels)
+            neighbourhood = scorer.neighbourhood(draw.setting(setting)[0], result.queries, result.labels)
             top = (np.arange(len(result.queries)), result.scores.argmax(axis=1))
-            probability.append(calibration.probability_matrix(evidence)[top])
-            setting_reported.append(calibration.reported_matrix(evidence)[top])
+            probability.append(calibration.probability_matrix(neighbourhood)[top])
+            setting_reported.append(calibration.reported_matrix(neighbourhood)[top])
             correct.append(result.ranks == 1)
-            flagged = calibration.flags(evidence)
+            flagged = calibration.flags(neighbourhood)
             flagged_right.append(flagged[result.ranks == 1])
             flagged_present.append(flagged)
         if probability:
@@ -284,10 +284,10 @@ def _absent_queries(
         gallery, queries = draw.frequent_gallery, draw.rare_test
         if len(queries) and len(np.unique(disorders[gallery])) >= 2:
             calibration = _calibrated(vectors, table, gallery, draw.number, rule)
-            evidence = scorer.evidence(gallery, queries, LabelIndex.of(list(disorders[gallery])))
-            flags.append(calibration.flags(evidence))
-            confident.append(np.nanmax(calibration.probability_matrix(evidence), axis=1) >= 0.5)
-            confident_reported.append(np.nanmax(calibration.reported_matrix(evidence), axis=1) >= 0.5)
+            neighbourhood = scorer.neighbourhood(gallery, queries, LabelIndex.of(list(disorders[gallery])))
+            flags.append(calibration.flags(neighbourhood))
+            confident.append(np.nanmax(calibration.probability_matrix(neighbourhood), axis=1) >= 0.5)
+            confident_reported.append(np.nanmax(calibration.reported_matrix(neighbourhood), axis=1) >= 0.5)
     return flags, confident, confident_reported
 
 

@@ -19,7 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from matcher.multi_image import combined_by_patient
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_ranks, label_scores
-from matcher.score_features import LabelEvidence
+from matcher.score_features import Neighbourhood
 
 
 class Scorer(Protocol):
@@ -42,9 +42,9 @@ class EmbeddingScorer:
     def scores(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> np.ndarray:
         return label_scores(self.similarities(gallery, queries), labels, self.rule)[0]
 
-    def evidence(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> LabelEvidence:
+    def neighbourhood(self, gallery: np.ndarray, queries: np.ndarray, labels: LabelIndex) -> Neighbourhood:
         """What the calibrated probabilities are read from (`matcher.score_features`), under this rule."""
-        return LabelEvidence.from_similarities(self.similarities(gallery, queries), labels, self.rule)
+        return Neighbourhood.from_similarities(self.similarities(gallery, queries), labels, self.rule)
 
 
 @dataclass

@@ -74,15 +74,15 @@ def score_space(
                 continue
             top[setting].append(metrics.topk(ranked.ranks, ranked.codes))
             best = ranked.scores.argmax(axis=1)
-            evidence = scorer.evidence(draw.setting(setting)[0], ranked.queries, ranked.labels)
-            p = calibration.probability_matrix(evidence)[np.arange(len(best)), best]
+            neighbourhood = scorer.neighbourhood(draw.setting(setting)[0], ranked.queries, ranked.labels)
+            p = calibration.probability_matrix(neighbourhood)[np.arange(len(best)), best]
             probability[setting].append(p)
             right[setting].append(ranked.ranks == 1)
-            right_off.append(~calibration.flags(evidence)[ranked.ranks == 1])
+            right_off.append(~calibration.flags(neighbourhood)[ranked.ranks == 1])
         frequent = draw.frequent_gallery
         if len(draw.rare_test) and len(np.unique(disorders[frequent])) >= 2:
             absent = _calibration(vectors, disorders, patients, frequent, draw.number, rule)
-            absent_flags.append(absent.flags(scorer.evidence(frequent, draw.rare_test, LabelIndex.of(list(disorders[frequent])))))
+            absent_flags.append(absent.flags(scorer.neighbourhood(frequent, draw.rare_test, LabelIndex.of(list(disorders[frequent])))))
     auroc = {s: metrics.probability_quality(np.concatenate(probability[s]), np.concatenate(right[s])).auroc for s in probability}
     pooled = metrics.probability_quality(
         np.concatenate([np.concatenate(v) for v in probability.values()]), np.concatenate([np.concatenate(v) for v in right.values()])
