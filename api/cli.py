@@ -148,7 +148,7 @@ def model_import_deeplasia(
 @model_app.command("info")
 def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model directory.")]) -> None:
     """Describe a model: architecture, heads, age constants, fingerprint and provenance."""
-    from matcher.checkpoint import READER_DIR, read_card
+    from matcher.checkpoint import AGE_SEX_READER_DIR, read_card
 
     card = read_card(directory)
     c = card.config
@@ -169,10 +169,10 @@ def model_info(directory: Annotated[Path, typer.Argument(help="A Bone2Gene model
         f"embedding    {c.embedding_dim}-d, {'trained' if c.embedding_trained else 'untrained (needs metric learning)'}",
         f"provenance   {card.provenance}",
     ]
-    if card.reader is not None:
-        r = card.reader.config
+    if card.age_sex_reader is not None:
+        r = card.age_sex_reader.config
         lines[3:5] = [
-            f"bone age     from the age and sex reader ({READER_DIR}/, fingerprint {card.reader.fingerprint[:16]}): "
+            f"bone age     from the age and sex reader ({AGE_SEX_READER_DIR}/, fingerprint {card.age_sex_reader.fingerprint[:16]}): "
             f"{r.backbone_name}, input {r.input_size} px, {r.preprocessing} preprocessing, Deeplasia {r.head.style} head"
             + (", the mean of the film and its mirror image" if r.mirror_average else ""),
             f"age scale    mean {r.calibration.age_mean:.4f}, sd {r.calibration.age_sd:.4f}",
@@ -219,11 +219,11 @@ def model_attach_reader(
     """Let a second model read bone age and sex for this one; its embeddings, fingerprint and galleries stay as they are."""
     import torch
 
-    from matcher.checkpoint import install_reader
+    from matcher.checkpoint import install_age_sex_reader
 
     if (reader is None) == (not remove):
         fail("give a READER directory, or --remove to take the model's reader away")
-    fingerprint = install_reader(directory, None if remove else reader, torch.float16 if half else torch.float32)
+    fingerprint = install_age_sex_reader(directory, None if remove else reader, torch.float16 if half else torch.float32)
     typer.echo(f"{directory}: reader removed" if fingerprint is None else f"{directory}: reader {fingerprint[:16]} from {reader}")
 
 

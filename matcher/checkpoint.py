@@ -32,7 +32,7 @@ BUNDLED_MODEL_DIR = Path(__file__).resolve().parent / "weights" / "demo_model"
 # (`demo_model/age_sex_reader/`; demo_model/MODEL_CARD.md and benchmarks/real.md give the figures).
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-READER_DIR = "age_sex_reader"
+AGE_SEX_READER_DIR = "age_sex_reader"
 MODEL_CARD_FILE = "MODEL_CARD.md"  # the people-written history of a model directory
 FORMAT = "bone2gene-model/1"
 
@@ -49,7 +49,7 @@ class ModelCard:
     fingerprint: str
     provenance: dict
     parameters: int
-    reader: ModelCard | None = None  # the age and sex reader's card, when the directory has one
+    age_sex_reader: ModelCard | None = None  # the age and sex reader's card, when the directory has one
 
 
 def fingerprint_of(path: Path) -> str:
@@ -75,9 +75,9 @@ def save_model(
     """
     directory.mkdir(parents=True, exist_ok=True)
     if model.age_sex_reader is not None:
-        save_model(model.age_sex_reader, directory / READER_DIR, reader_provenance, storage_dtype)
-    elif (directory / READER_DIR).is_dir():
-        shutil.rmtree(directory / READER_DIR)
+        save_model(model.age_sex_reader, directory / AGE_SEX_READER_DIR, reader_provenance, storage_dtype)
+    elif (directory / AGE_SEX_READER_DIR).is_dir():
+        shutil.rmtree(directory / AGE_SEX_READER_DIR)
     state = {
         k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.encoder_state_dict().items()
     }
@@ -110,7 +110,7 @@ def read_card(directory: Path | str) -> ModelCard:
     if document.get("format") != FORMAT:
         raise ModelFormatError(f"{config_path} has format {document.get('format')!r}, expected {FORMAT!r}")
     state = load_file(str(weights_path))
-    reader = read_card(directory / READER_DIR) if (directory / READER_DIR).is_dir() else None
+    reader = read_card(directory / AGE_SEX_READER_DIR) if (directory / AGE_SEX_READER_DIR).is_dir() else None
     return ModelCard(config, document["fingerprint"], document.get("provenance", {}), sum(v.numel() for v in state.values()), reader)
 
 
@@ -127,10 +127,12 @@ def _load_with_card(directory: Path, card: ModelCard) -> tuple[Bone2GeneModel, M
         raise ModelFormatError(f"{directory / WEIGHTS_FILE} does not match its recorded fingerprint (changed or damaged)")
     model = Bone2GeneModel(card.config)
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)), strict=True)
-    if card.reader is not None:
-        if card.reader.reader is not None:
-            raise ModelFormatError(f"{directory / READER_DIR} carries a reader of its own; a reader must be a plain model directory")
-        model.attach_reader(_load_with_card(directory / READER_DIR, card.reader)[0])
+    if card.age_sex_reader is not None:
+        if card.age_sex_reader.age_sex_reader is not None:
+            raise ModelFormatError(
+                f"{directory / AGE_SEX_READER_DIR} carries a reader of its own; a reader must be a plain model directory"
+            )
+        model.attach_reader(_load_with_card(directory / AGE_SEX_READER_DIR, card.age_sex_reader)[0])
     return model.eval(), card
 
 
@@ -174,7 +176,7 @@ def import_deeplasia(checkpoint_path: Path, out: Path, parameters: Path | None =
     return save_model(model, out, provenance)
 
 
-def install_reader(model_dir: Path, reader_dir: Path | None, storage_dtype: torch.dtype = torch.float32) -> str | None:
+def install_age_sex_reader(model_dir: Path, reader_dir: Path | None, storage_dtype: torch.dtype = torch.float32) -> str | None:
     """Give the model in `model_dir` the age and sex reader in `reader_dir` (None: remove its reader).
 
     The encoder's files are not touched, so its fingerprint and every gallery built with it stay
@@ -183,17 +185,17 @@ def install_reader(model_dir: Path, reader_dir: Path | None, storage_dtype: torc
     """
     model_dir = Path(model_dir)
     encoder = read_card(model_dir)
-    target = model_dir / READER_DIR
+    target = model_dir / AGE_SEX_READER_DIR
     if reader_dir is None:
         if target.is_dir():
             shutil.rmtree(target)
         return None
     reader, card = load_model(reader_dir)
-    if card.reader is not None:
+    if card.age_sex_reader is not None:
         raise ModelFormatError(f"{reader_dir} carries a reader of its own; a reader must be a plain model directory")
     if not card.config.sex_head_trained:
         raise ModelFormatError(f"{reader_dir}'s sex head is untrained; a reader must give both bone age and sex")
-    staging, old = model_dir / (READER_DIR + ".new"), model_dir / (READER_DIR + ".old")
+    staging, old = model_dir / (AGE_SEX_READER_DIR + ".new"), model_dir / (AGE_SEX_READER_DIR + ".old")
     for leftover in (staging, old):
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -253,7 +255,7 @@ def install_model(source: Path | str, target: Path = BUNDLED_MODEL_DIR, storage_
     staged = target.with_name(target.name + ".new")
     if staged.exists():
         shutil.rmtree(staged)
-    reader_provenance = card.reader.provenance if card.reader is not None else None
+    reader_provenance = card.age_sex_reader.provenance if card.age_sex_reader is not None else None
     fingerprint = save_model(model, staged, card.provenance, storage_dtype, reader_provenance)
     for notes in (source / MODEL_CARD_FILE, target / MODEL_CARD_FILE):
         if notes.is_file():

@@ -15,7 +15,7 @@ import torch
 
 from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.batch import BatchItem, embed_many
-from matcher.checkpoint import READER_DIR, ModelFormatError, amend_config, load_model, read_card, save_model
+from matcher.checkpoint import AGE_SEX_READER_DIR, ModelFormatError, amend_config, load_model, read_card, save_model
 from matcher.io import read_radiograph
 from matcher.model import Bone2GeneModel, ModelConfig
 
@@ -59,14 +59,14 @@ def test_a_reader_is_stored_beside_the_weights_and_leaves_the_fingerprint_alone(
         encoder.attach_reader(None)
     assert with_reader == alone  # galleries built with the encoder stay valid
     card = read_card(tmp_path / "bundle")
-    assert card.reader is not None and card.reader.provenance["trained_on"] == "real films"
-    assert card.reader.config.preprocessing == "film"
+    assert card.age_sex_reader is not None and card.age_sex_reader.provenance["trained_on"] == "real films"
+    assert card.age_sex_reader.config.preprocessing == "film"
     loaded, _ = load_model(tmp_path / "bundle")
     assert loaded.age_sex_reader is not None
     for name, tensor in reader.state_dict().items():
         assert torch.equal(loaded.age_sex_reader.state_dict()[name], tensor), name
     save_model(loaded.__class__(loaded.config), tmp_path / "bundle")  # saving an encoder without a reader removes the stale one
-    assert not (tmp_path / "bundle" / READER_DIR).exists() and read_card(tmp_path / "bundle").reader is None
+    assert not (tmp_path / "bundle" / AGE_SEX_READER_DIR).exists() and read_card(tmp_path / "bundle").age_sex_reader is None
 
 
 def test_a_damaged_reader_is_refused_with_its_path(
@@ -78,9 +78,9 @@ def test_a_damaged_reader_is_refused_with_its_path(
         save_model(encoder, tmp_path / "bundle")
     finally:
         encoder.attach_reader(None)
-    weights = tmp_path / "bundle" / READER_DIR / "model.safetensors"
+    weights = tmp_path / "bundle" / AGE_SEX_READER_DIR / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"damaged!")
-    with pytest.raises(ValueError, match=READER_DIR):
+    with pytest.raises(ValueError, match=AGE_SEX_READER_DIR):
         load_model(tmp_path / "bundle")
     with pytest.raises(ValueError, match="reader of its own"):
         _model(3, input_size=256).attach_reader(bundle)
@@ -177,7 +177,7 @@ def test_amending_a_config_keeps_the_weights_and_refuses_what_it_cannot_hold(
         fingerprint = save_model(encoder, tmp_path / "bundle")
     finally:
         encoder.attach_reader(None)
-    reader_dir = tmp_path / "bundle" / READER_DIR
+    reader_dir = tmp_path / "bundle" / AGE_SEX_READER_DIR
     weights, before = (reader_dir / "model.safetensors").read_bytes(), (reader_dir / "config.json").read_text()
     with pytest.raises(ModelFormatError, match="'mirror' is not a field"):
         amend_config(reader_dir, {"mirror": True}, "typo")
@@ -187,8 +187,8 @@ def test_amending_a_config_keeps_the_weights_and_refuses_what_it_cannot_hold(
     config = amend_config(reader_dir, {"mirror_average": True}, "chosen on development films")
     assert config.mirror_average and (reader_dir / "model.safetensors").read_bytes() == weights
     card = read_card(tmp_path / "bundle")
-    assert card.fingerprint == fingerprint and card.reader is not None and card.reader.config.mirror_average
-    assert card.reader.provenance["amended"][-1]["why"] == "chosen on development films"
+    assert card.fingerprint == fingerprint and card.age_sex_reader is not None and card.age_sex_reader.config.mirror_average
+    assert card.age_sex_reader.provenance["amended"][-1]["why"] == "chosen on development films"
     loaded, _ = load_model(tmp_path / "bundle")  # the fingerprint check still passes
     assert loaded.age_sex_reader is not None and loaded.age_sex_reader.config.mirror_average
     assert "the mean of the film and its mirror image" in bone2gene("model", "info", tmp_path / "bundle").stdout
@@ -207,13 +207,13 @@ def test_the_cli_attaches_and_removes_a_reader_without_touching_the_encoder(
     assert refused.returncode == 2 and "sex head is untrained" in refused.stderr
     missing = bone2gene("model", "attach-reader", tmp_path / "encoder", tmp_path / "nowhere")
     assert missing.returncode == 2 and "nowhere" in missing.stderr
-    assert read_card(tmp_path / "encoder").reader is None  # nothing half-installed
+    assert read_card(tmp_path / "encoder").age_sex_reader is None  # nothing half-installed
 
     done = bone2gene("model", "attach-reader", tmp_path / "encoder", tmp_path / "reader", "--half")
     assert done.returncode == 0, done.stderr
     card = read_card(tmp_path / "encoder")
     assert card.fingerprint == fingerprint and (tmp_path / "encoder" / "model.safetensors").read_bytes() == weights
-    assert card.reader is not None and card.reader.provenance["reader_of"] == fingerprint
+    assert card.age_sex_reader is not None and card.age_sex_reader.provenance["reader_of"] == fingerprint
     info = bone2gene("model", "info", tmp_path / "encoder")
     assert "bone age     from the age and sex reader" in info.stdout and "film preprocessing" in info.stdout
     assert info.stdout.count("bone age ") == 1  # the encoder's own head is not described as the one in use
@@ -226,7 +226,7 @@ def test_the_cli_attaches_and_removes_a_reader_without_touching_the_encoder(
     ]
     assert bone2gene("model", "attach-reader", tmp_path / "encoder").returncode == 2
     removed = bone2gene("model", "attach-reader", tmp_path / "encoder", "--remove")
-    assert removed.returncode == 0 and read_card(tmp_path / "encoder").reader is None
+    assert removed.returncode == 0 and read_card(tmp_path / "encoder").age_sex_reader is None
     assert load_model(tmp_path / "encoder")[0].age_sex_reader is None
 
 
@@ -243,7 +243,7 @@ def test_installing_a_model_swaps_it_in_whole_with_its_reader_and_keeps_the_mode
     fingerprint = install_model(tmp_path / "trained", target)
     card = read_card(target)
     assert card.fingerprint == fingerprint and card.provenance["run"] == "t1"
-    assert card.reader is not None and card.reader.provenance["trained_on"] == "real films"
+    assert card.age_sex_reader is not None and card.age_sex_reader.provenance["trained_on"] == "real films"
     assert (target / "MODEL_CARD.md").read_text() == "# history\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["demo_model"]  # nothing staged or retired is left
     installed, _ = load_model(target)

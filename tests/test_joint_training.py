@@ -13,11 +13,11 @@ import torch
 
 from matcher.checkpoint import load_model
 from matcher.manifest import ManifestError
+from training.age_sex_reader_finish import finish_age_sex_reader
 from training.domain import DomainConfig, randomise_film, synthetic_views
 from training.film_augment import FilmAugmentConfig, augment_views, views_to_input
 from training.joint import JointConfig, initial_model, train_joint
 from training.joint_data import JointData
-from training.reader_finish import finish_reader
 from training.real_data import RealSet, is_validation_id, load_rsna_100px, read_labels, split_real
 from training.synth.cohort import CohortConfig, generate_cohort
 
@@ -111,7 +111,7 @@ def test_a_real_only_run_trains_bone_age_and_sex_and_is_finished(some_real: Real
     assert torch.equal(model.embedding.project.weight, fresh.embedding.project.weight)
     assert not torch.equal(model.bone_age.fc_boneage.weight, fresh.bone_age.fc_boneage.weight)
     stats_before = model.backbone.bn1.running_mean.clone()
-    report = finish_reader(model, data, films=32)
+    report = finish_age_sex_reader(model, data, films=32)
     assert report.films == 32 and set(report.recalibrated) == {
         "real_val_bone_age_mad",
         "real_val_sex_accuracy",

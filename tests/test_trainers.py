@@ -15,10 +15,10 @@ import yaml
 
 from matcher.checkpoint import load_model, read_card, save_model
 from matcher.model import Bone2GeneModel, ModelConfig
+from training.age_sex_reader import AgeSexReaderConfig
 from training.config_file import load_run
 from training.head_refit import HeadRefitRun
 from training.metric_loss import LossKind
-from training.reader import ReaderConfig
 
 LABELS = {"unaffected": 0, "achondroplasia": 1, "turner": 2}
 
@@ -73,8 +73,8 @@ def test_the_reader_trainer_runs_from_yaml_resumes_and_finishes_the_reader(
     assert first.returncode == 0, first.stderr
     run = tmp_path / "cfg" / "runs" / "reader"
     name, resolved = load_run(run / "config.yaml")  # every key, and it reads back
-    assert name == "age_sex_reader" and isinstance(resolved, ReaderConfig)
-    assert resolved.out == run and resolved.rsna == rsna_like and resolved.finish_films == 16 and resolved.lr == ReaderConfig.lr
+    assert name == "age_sex_reader" and isinstance(resolved, AgeSexReaderConfig)
+    assert resolved.out == run and resolved.rsna == rsna_like and resolved.finish_films == 16 and resolved.lr == AgeSexReaderConfig.lr
     card = read_card(run / "finished")
     assert card.config.labels == LABELS and card.config.preprocessing == "film" and card.config.input_size == 64
     assert (

@@ -293,8 +293,8 @@ def _describe(card: ModelCard) -> dict:
         "input_size": card.config.input_size,
         "mirror_average": card.config.mirror_average,
     }
-    if card.reader is not None:
-        described["age_sex_reader"] = _describe(card.reader)
+    if card.age_sex_reader is not None:
+        described["age_sex_reader"] = _describe(card.age_sex_reader)
     return described
 
 

@@ -26,15 +26,17 @@ class Trainer:
 
 
 def _trainers() -> dict[str, Trainer]:
+    from training.age_sex_reader import AgeSexReaderConfig, train_age_sex_reader
     from training.head_refit import HeadRefitRun, refit_model_head
-    from training.reader import ReaderConfig, train_reader
     from training.train import TrainConfig, train
 
     return {
         t.name: t
         for t in (
             Trainer("metric", TrainConfig, train, "the encoder: metric learning on disorders, with bone age and sex", True, True),
-            Trainer("age_sex_reader", ReaderConfig, train_reader, "bone age and sex on real films (a model's reader)", True, True),
+            Trainer(
+                "age_sex_reader", AgeSexReaderConfig, train_age_sex_reader, "bone age and sex on real films (a model's reader)", True, True
+            ),
             Trainer(
                 "embedding_head", HeadRefitRun, refit_model_head, "a model's embedding head refitted on its frozen features", False, False
             ),

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from matcher.checkpoint import READER_DIR, amend_config, load_model
+from matcher.checkpoint import AGE_SEX_READER_DIR, amend_config, load_model
 from matcher.model import Bone2GeneModel
 from training.joint_eval import OLDER_BONE_AGE_MONTHS, embed_views
 from training.real_data import RealSet, is_dev_id, load_rsna_100px, reported_ids
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     model, _ = load_model(args.model)
     if model.age_sex_reader is None:
-        sys.exit(f"{args.model} has no age and sex reader ({READER_DIR}/); attach one with `bone2gene model attach-reader` first")
+        sys.exit(f"{args.model} has no age and sex reader ({AGE_SEX_READER_DIR}/); attach one with `bone2gene model attach-reader` first")
     choice = measure_mirror(
         model.age_sex_reader, development_films(load_rsna_100px(args.real, cache=args.cache), reported_ids(args.labelled))
     )
@@ -98,8 +98,8 @@ def main() -> None:
         f"development films of rsna_100px ({choice.films}): bone-age MAD {choice.plain_mad} months as read, "
         f"{choice.mirrored_mad} mirrored, {choice.average_mad} averaged (experiments/2026-12-03-reader-mirror-average)"
     )
-    amend_config(args.model / READER_DIR, {"mirror_average": choice.use_average}, why)
-    print(f"{args.model / READER_DIR}: mirror_average = {choice.use_average}")
+    amend_config(args.model / AGE_SEX_READER_DIR, {"mirror_average": choice.use_average}, why)
+    print(f"{args.model / AGE_SEX_READER_DIR}: mirror_average = {choice.use_average}")
 
 
 if __name__ == "__main__":

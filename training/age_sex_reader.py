@@ -5,7 +5,7 @@ age, its head; plus the sex logit), on the film view (`matcher.film_view`), so t
 full-resolution film and its 100-px copy give the same answer (`training.joint` does the
 steps). The ids of `reported` are never trained on; the validation films are fixed by id
 (`training.real_data.is_validation_id`). At the end the BatchNorm statistics are re-estimated
-on training films (`training.reader_finish`) and the model is saved as `out/finished`;
+on training films (`training.age_sex_reader_finish`) and the model is saved as `out/finished`;
 `bone2gene model attach-reader MODEL out/finished --half` makes it a model's reader.
 
 With a `synthetic` section the same network also learns the disorders of phantoms after
@@ -27,11 +27,11 @@ import pandas as pd
 from tqdm import tqdm
 
 from matcher.checkpoint import load_model, save_model
+from training.age_sex_reader_finish import finish_age_sex_reader
 from training.config_file import write_resolved
 from training.domain import synthetic_views
 from training.joint import JointConfig, train_joint
 from training.joint_data import JointData
-from training.reader_finish import finish_reader
 from training.real_data import load_rsna_100px, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
 from training.train import TrainConfigError
@@ -49,7 +49,7 @@ class SyntheticSource:
 
 
 @dataclass(kw_only=True)
-class ReaderConfig(JointConfig):
+class AgeSexReaderConfig(JointConfig):
     path_fields: ClassVar[tuple[str, ...]] = ("out", "init", "init_checkpoint", "rsna", "reported")
     required_hint: ClassVar[str] = "the run folder and the folder of the RSNA 100-px films"
 
@@ -79,7 +79,7 @@ def _advance(bar: tqdm, done: int, total: int) -> None:
     bar.update(done - bar.n)
 
 
-def _data(config: ReaderConfig, progress: bool) -> JointData:
+def _data(config: AgeSexReaderConfig, progress: bool) -> JointData:
     work = config.out.parent  # the films' cache is shared by the runs of one work folder
     real = load_rsna_100px(config.rsna, cache=work / "rsna_100px.npz")
     reported = reported_ids(config.reported) if config.reported is not None else frozenset()
@@ -91,7 +91,7 @@ def _data(config: ReaderConfig, progress: bool) -> JointData:
     return JointData.build(views, table, real, config.synthetic.held_out, reported, seed=config.seed)
 
 
-def train_reader(config: ReaderConfig, log: Callable[[str], object] = print, progress: bool = False) -> Path:
+def train_age_sex_reader(config: AgeSexReaderConfig, log: Callable[[str], object] = print, progress: bool = False) -> Path:
     """Train; returns the finished reader's directory (`out/finished`), or the joint model's (`out/model`)."""
     write_resolved(config, "age_sex_reader", config.out / "config.yaml")
     started = time.perf_counter()
@@ -105,7 +105,7 @@ def train_reader(config: ReaderConfig, log: Callable[[str], object] = print, pro
     if config.synthetic is not None or config.finish_films == 0:
         return model_dir
     model, card = load_model(model_dir)
-    report = finish_reader(model, data, films=config.finish_films)
+    report = finish_age_sex_reader(model, data, films=config.finish_films)
     log(json.dumps({"finished": report.recalibrated, "as_trained": report.as_trained}))
     finished = config.out / "finished"
     save_model(model, finished, provenance={**card.provenance, **report.provenance()})

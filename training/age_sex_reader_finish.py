@@ -1,4 +1,4 @@
-"""The last step of an age and sex reader's training (`training.reader`).
+"""The last step of an age and sex reader's training (`training.age_sex_reader`).
 
 The run's network predicts in eval mode from BatchNorm running statistics that trail the
 weights (Deeplasia's momentum 0.01). One pass over training films at inference preprocessing
@@ -33,7 +33,7 @@ class FinishReport:
         }
 
 
-def finish_reader(model: Bone2GeneModel, data: JointData, films: int = 4000, seed: int = 0) -> FinishReport:
+def finish_age_sex_reader(model: Bone2GeneModel, data: JointData, films: int = 4000, seed: int = 0) -> FinishReport:
     """Re-estimate `model`'s BatchNorm statistics in place from `films` of `data`'s real training films."""
     size = model.config.input_size
     before = evaluate_joint(model, data, size)
