@@ -20,6 +20,14 @@ SHARED = REPO.parent / "shared"
 
 
 @pytest.fixture(scope="session")
+def clustered():
+    """The clustered-embeddings factory (`clusters.clusters`): clustered(rng, disorders=..., ...)."""
+    from clusters import clusters
+
+    return clusters
+
+
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared reference material is not present")
@@ -77,11 +85,26 @@ def bone2gene():
 
 
 @pytest.fixture(scope="session")
-def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+def render_cohort(tmp_path_factory: pytest.TempPathFactory):
+    """The one synthetic-cohort factory: render_cohort(n=..., seed=..., size=..., disorders=...,
+    format=...) renders a cohort once per session for each distinct set of settings and returns
+    (its folder, its manifest). Read-only: a test that writes makes its own folder."""
+    made: dict[tuple, tuple[Path, pd.DataFrame]] = {}
+
+    def render(**settings: object) -> tuple[Path, pd.DataFrame]:
+        key = tuple(sorted(settings.items()))
+        if key not in made:
+            out = tmp_path_factory.mktemp("cohort")
+            made[key] = (out, generate_cohort(CohortConfig(out=out, **{"workers": 2, **settings})))
+        return made[key]
+
+    return render
+
+
+@pytest.fixture(scope="session")
+def small_cohort(render_cohort) -> tuple[Path, pd.DataFrame]:
     """A 36-image PNG cohort at 256 px, generated once per session."""
-    out = tmp_path_factory.mktemp("cohort")
-    manifest = generate_cohort(CohortConfig(n=36, out=out, seed=11, size=256, workers=1))
-    return out, manifest
+    return render_cohort(n=36, seed=11, size=256)
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from matcher.checkpoint import import_deeplasia, load_model
 from matcher.io import read_radiograph
 from matcher.mask import segment_hand
 from matcher.preprocess import deeplasia_input
-from training.synth.cohort import CohortConfig, generate_cohort
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +44,8 @@ def test_every_real_hand_is_analysed(analyzer: Analyzer, real_hands: list[Path])
         assert {"read", "mask", "gate", "preprocess", "model", "total"} <= set(result.timings_ms)
 
 
-def test_synthetic_dicom_supplies_sex_and_age(analyzer: Analyzer, tmp_path: Path) -> None:
-    manifest = generate_cohort(CohortConfig(n=3, out=tmp_path, seed=8, size=512, format="dicom", workers=1))
+def test_synthetic_dicom_supplies_sex_and_age(analyzer: Analyzer, render_cohort) -> None:
+    tmp_path, manifest = render_cohort(n=3, seed=8, size=512, format="dicom")
     for _, row in manifest.iterrows():
         result = analyzer.analyze(tmp_path / row["image"])
         ds = pydicom.dcmread(tmp_path / row["image"])

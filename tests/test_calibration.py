@@ -33,7 +33,7 @@ def test_features_are_their_definitions() -> None:
     assert np.isclose(nearest_gap[1, 0], -np.log(1 - 0.5) + np.log(1 - NO_OTHER))
 
 
-def test_evidence_from_a_similarity_matrix_and_from_one_ranking_agree() -> None:
+def test_evidence_from_a_similarity_matrix_and_from_one_ranking_agree(clustered) -> None:
     """The evaluation reads the whole (queries x gallery) matrix, the service one query's searched
     cases, undiagnosed ones among them; both give the same neighbourhood."""
     rng = np.random.default_rng(0)
@@ -53,22 +53,17 @@ def test_evidence_from_a_similarity_matrix_and_from_one_ranking_agree() -> None:
     assert np.allclose(label_features(one), label_features(matrix), equal_nan=True)
 
 
-def _overlapping_gallery(rng: np.random.Generator, dim: int = 16) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
+def _overlapping_gallery(clustered, rng: np.random.Generator, dim: int = 16) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
     """Six disorders: four well apart, two (d4, d5) sharing most of their centre."""
     centres = {f"d{i}": rng.normal(size=dim) for i in range(5)}
     centres["d5"] = centres["d4"] + 0.35 * rng.normal(size=dim)
-    vectors, names = [], []
-    for name, centre in centres.items():
-        for _ in range(25):
-            x = centre + 0.8 * rng.normal(size=dim)
-            vectors.append(x / np.linalg.norm(x))
-            names.append(name)
-    return np.array(vectors, np.float32), names, centres
+    cohort = clustered(rng, centres=centres, sizes=dict.fromkeys(centres, 25), spread=0.8)
+    return cohort.vectors, cohort.names.tolist(), centres
 
 
-def test_top_probability_separates_right_from_wrong_answers_better_than_the_score() -> None:
+def test_top_probability_separates_right_from_wrong_answers_better_than_the_score(clustered) -> None:
     rng = np.random.default_rng(3)
-    gallery, names, centres = _overlapping_gallery(rng)
+    gallery, names, centres = _overlapping_gallery(clustered, rng)
     calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
     queries, truth = [], []
     for name, centre in centres.items():
@@ -115,12 +110,12 @@ def test_a_calibration_stored_before_the_features_still_loads_and_is_refitted() 
     assert again == calibration
 
 
-def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_from_present_ones() -> None:
+def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_from_present_ones(clustered) -> None:
     """P(the query's disorder is in the gallery) from the nearest diagnosed case, relative to how
     close the first-ranked disorder's cases lie: higher for queries of the gallery's disorders than
     for a disorder it lacks, and low for a film unlike any case."""
     rng = np.random.default_rng(5)
-    gallery, names, centres = _overlapping_gallery(rng)
+    gallery, names, centres = _overlapping_gallery(clustered, rng)
     calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
     labels = LabelIndex.of(names)
     absent_centre = rng.normal(size=len(centres["d0"]))
@@ -162,7 +157,7 @@ def test_the_in_gallery_probability_tells_absent_disorders_and_foreign_films_fro
     assert support_era == calibration
 
 
-def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_similarity_alone_does_not() -> None:
+def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_similarity_alone_does_not(clustered) -> None:
     """A film of another kind than the gallery's (a real radiograph against phantoms) can lie nearer
     a tight disorder's cases than loose disorders' cases lie to each other, yet far beyond the tight
     disorder's own spread: the second part of the flag catches it, the similarity alone does not,
@@ -171,12 +166,9 @@ def test_no_close_match_fires_far_beyond_a_tight_disorders_spread_where_the_simi
     dim = 16
     centres = {name: rng.normal(size=dim) for name in ["tight", "loose0", "loose1", "loose2"]}
     spread = {"tight": 0.1, "loose0": 1.0, "loose1": 1.0, "loose2": 1.0}
-    vectors, names = [], []
-    for name, centre in centres.items():
-        x = centre + spread[name] * rng.normal(size=(30, dim))
-        vectors.append(x / np.linalg.norm(x, axis=1, keepdims=True))
-        names += [name] * 30
-    gallery = np.concatenate(vectors).astype(np.float32)
+    parts = [clustered(rng, centres={name: centre}, sizes={name: 30}, spread=spread[name]) for name, centre in centres.items()]
+    gallery = np.concatenate([part.vectors for part in parts])
+    names = [name for part in parts for name in part.names]
     calibration = fit_calibration(gallery, names, [f"p{i}" for i in range(len(names))], rule=RankingRule.DENSITY)
     assert calibration.no_match_off_when_present >= 0.8 and calibration.no_match_relative_threshold is not None
     foreign = centres["tight"] + 0.5 * rng.normal(size=(40, dim))

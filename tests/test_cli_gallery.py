@@ -9,8 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.synth.cohort import CohortConfig, generate_cohort
-
 DISORDERS = ("unaffected", "achondroplasia", "brachydactyly_e", "cleidocranial_dysplasia")
 
 
@@ -22,9 +20,8 @@ def run(bone2gene, *args: object, ok: bool = True) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("gallery-cohort")
-    generate_cohort(CohortConfig(n=32, out=out, seed=5, size=384, disorders=DISORDERS, workers=2))
+def cohort(render_cohort) -> Path:
+    out, _ = render_cohort(n=32, seed=5, size=384, disorders=DISORDERS)
     return out / "manifest.csv"
 
 

@@ -9,14 +9,10 @@ import pandas as pd
 import pydicom
 import pytest
 
-from training.synth.cohort import CohortConfig, generate_cohort
-
 
 @pytest.fixture(scope="module")
-def dicom_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
-    out = tmp_path_factory.mktemp("dicom")
-    manifest = generate_cohort(CohortConfig(n=10, out=out, seed=3, size=192, format="dicom", workers=1))
-    return out, manifest
+def dicom_cohort(render_cohort) -> tuple[Path, pd.DataFrame]:
+    return render_cohort(n=10, seed=3, size=192, format="dicom")
 
 
 def test_dicoms_are_valid_cr_with_header_facts(dicom_cohort: tuple[Path, pd.DataFrame]) -> None:

@@ -16,20 +16,13 @@ from training.protocol.scorers import EmbeddingScorer, RandomScorer, SoftmaxScor
 from training.protocol.splits import SETTINGS, disorder_groups, random_draws
 
 
-def clustered(rng: np.random.Generator, disorders: int = 6, patients: int = 8, visits: int = 2, dim: int = 24, spread: float = 0.4):
-    centres = rng.normal(size=(disorders, dim))
-    rows, vectors = [], []
-    for d in range(disorders):
-        for p in range(patients):
-            for v in range(visits):
-                x = centres[d] + spread * rng.normal(size=dim)
-                vectors.append(x / np.linalg.norm(x))
-                rows.append({"disorder": f"d{d}", "patient_id": f"d{d}-p{p}", "sex": "MF"[p % 2], "age_months": 20.0 + 30 * ((p + v) % 6)})
-    return np.array(vectors, np.float32), pd.DataFrame(rows)
+def _cohort(clustered, rng: np.random.Generator, **settings) -> tuple[np.ndarray, pd.DataFrame]:
+    cohort = clustered(rng, **{"visits": 2, **settings})
+    return cohort.vectors, cohort.table
 
 
-def test_draws_keep_patients_apart_and_every_query_disorder_in_its_gallery() -> None:
-    _, table = clustered(np.random.default_rng(0))
+def test_draws_keep_patients_apart_and_every_query_disorder_in_its_gallery(clustered) -> None:
+    _, table = _cohort(clustered, np.random.default_rng(0))
     table.loc[len(table)] = {"disorder": "lonely", "patient_id": "only-one", "sex": "F", "age_months": 50.0}
     groups = disorder_groups(table, trained_on=["d0", "d1", "d2", "d3"])
     assert groups.frequent == ("d0", "d1", "d2", "d3") and groups.rare == ("d4", "d5") and groups.unsplittable == ("lonely",)
@@ -45,9 +38,9 @@ def test_draws_keep_patients_apart_and_every_query_disorder_in_its_gallery() -> 
     assert not np.array_equal(first.frequent_gallery, second.frequent_gallery)  # draws differ
 
 
-def test_scorers_separate_skill_from_chance_and_the_closed_set_classifier_cannot_name_new_disorders() -> None:
+def test_scorers_separate_skill_from_chance_and_the_closed_set_classifier_cannot_name_new_disorders(clustered) -> None:
     rng = np.random.default_rng(1)
-    vectors, table = clustered(rng, disorders=8, patients=10)
+    vectors, table = _cohort(clustered, rng, disorders=8, patients=10)
     groups = disorder_groups(table, trained_on=[f"d{i}" for i in range(6)])
     draw = random_draws(table, groups, draws=1, seed=0)[0]
     disorders, patients = table["disorder"].to_numpy(), table["patient_id"].to_numpy()
@@ -63,10 +56,10 @@ def test_scorers_separate_skill_from_chance_and_the_closed_set_classifier_cannot
     assert (rare.ranks == 8).all()  # a rare disorder is never scored: last, whatever the query
 
 
-def test_accuracy_calculator_agrees_with_the_nearest_case_rule() -> None:
+def test_accuracy_calculator_agrees_with_the_nearest_case_rule(clustered) -> None:
     """pytorch-metric-learning's precision@1 is the nearest case's label being right: per case, it must
     equal the share of queries the nearest rule ranks first."""
-    vectors, table = clustered(np.random.default_rng(2), spread=1.2)  # overlapping: neither 0 nor 1
+    vectors, table = _cohort(clustered, np.random.default_rng(2), spread=1.2)  # overlapping: neither 0 nor 1
     groups = disorder_groups(table, trained_on=["d0", "d1", "d2"])
     draw = random_draws(table, groups, draws=1, seed=1)[0]
     gallery, queries = draw.setting("F->F+R")
@@ -175,7 +168,7 @@ def test_evaluate_refuses_bad_input_with_a_reason(bone2gene, tmp_path: Path, sma
     assert not (tmp_path / "o").exists()
 
 
-def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_noisy() -> None:
+def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_noisy(clustered) -> None:
     from matcher.multi_image import combined_by_patient, combined_embedding
     from training.protocol.scorers import PatientScorer
 
@@ -185,7 +178,7 @@ def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_n
     ids, vectors, first = combined_by_patient(np.stack([a, b, a]), ["p2", "p1", "p2"])
     assert list(ids) == ["p2", "p1"] and list(first) == [0, 1] and np.allclose(vectors[0], a)
 
-    vectors, table = clustered(np.random.default_rng(4), disorders=8, patients=12, visits=3, spread=1.6)
+    vectors, table = _cohort(clustered, np.random.default_rng(4), disorders=8, patients=12, visits=3, spread=1.6)
     groups = disorder_groups(table, trained_on=[f"d{i}" for i in range(8)])
     disorders, patients = table["disorder"].to_numpy(), table["patient_id"].to_numpy()
     single, multi = [], []

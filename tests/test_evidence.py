@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from index import hpo
@@ -43,17 +42,13 @@ def test_features_say_which_disorder_each_source_supports(catalogue, tmp_path) -
     assert EvidenceModel.load(tmp_path / "m.json") == model
 
 
-def test_terms_and_genes_lift_a_weak_image_for_unseen_disorders(catalogue) -> None:
+def test_terms_and_genes_lift_a_weak_image_for_unseen_disorders(clustered, catalogue) -> None:
     rng = np.random.default_rng(0)
-    rows, vectors = [], []
-    centres = rng.normal(size=(len(catalogue), 16))
-    for d, disorder in enumerate(catalogue):
-        for p in range(12):
-            x = centres[d] + 2.5 * rng.normal(size=16)  # a poor image model
-            vectors.append(x / np.linalg.norm(x))
-            rows.append({"disorder": disorder.id, "patient_id": f"{disorder.id}-{p}", "case_id": f"{disorder.id}-{p}"})
-    table = add_phenotypes(pd.DataFrame(rows), catalogue, seed=1, config=PhenotypeSimulation(no_terms=0.1))
-    vectors = np.array(vectors, np.float32)
+    centres = dict(zip((d.id for d in catalogue), rng.normal(size=(len(catalogue), 16)), strict=True))
+    cohort = clustered(rng, centres=centres, sizes=dict.fromkeys(centres, 12), spread=2.5)  # a poor image model
+    rows = cohort.table[["disorder", "patient_id"]].assign(case_id=cohort.table["patient_id"])
+    table = add_phenotypes(rows, catalogue, seed=1, config=PhenotypeSimulation(no_terms=0.1))
+    vectors = cohort.vectors
     groups = disorder_groups(table, trained_on=["achondroplasia", "cleidocranial_dysplasia", "noonan"])
     fit_draw, test_draw = random_draws(table, groups, draws=2, seed=2)
     features, codes = evidence_eval.draw_features(vectors, table, catalogue, *fit_draw.setting("F->F+R"))[:2]

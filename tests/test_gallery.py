@@ -31,9 +31,7 @@ def catalogue(n: int = 4) -> list[Disorder]:
     ]
 
 
-def clustered_cases(
-    n: int, seed: int = 0, disorders: int = 4, spread: float = 0.4, pixels: bool = True
-) -> tuple[list[NewCase], np.ndarray]:
+def gallery_cases(n: int, seed: int = 0, disorders: int = 4, spread: float = 0.4, pixels: bool = True) -> tuple[list[NewCase], np.ndarray]:
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(disorders, DIM))
     cases = []
@@ -87,7 +85,7 @@ def test_catalogue_validation_and_duplicates(gallery: Gallery) -> None:
 
 
 def test_add_validates_everything_before_writing(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(4)
+    cases, _ = gallery_cases(4)
     before = gallery.generation
     bad = [*cases[:2], NewCase(np.ones(DIM, np.float32), "M", 10, "d0")]
     with pytest.raises(GalleryError, match="unit length"):
@@ -107,7 +105,7 @@ def test_add_validates_everything_before_writing(gallery: Gallery) -> None:
 
 
 def test_names_resolve_and_search_finds_the_cluster(gallery: Gallery) -> None:
-    cases, centres = clustered_cases(40)
+    cases, centres = gallery_cases(40)
     cases[0].disorder = "Dysplasia 0, G0-related"  # by name, any case
     gallery.add_cases(cases, "fp-a")
     hits = gallery.search(unit(centres[2]), 5)
@@ -119,7 +117,7 @@ def test_names_resolve_and_search_finds_the_cluster(gallery: Gallery) -> None:
 
 
 def test_remove_deletes_vectors_metadata_and_images(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(10)
+    cases, _ = gallery_cases(10)
     ids = gallery.add_cases(cases, "fp-a")
     victim = gallery.cases().set_index("case_id").loc[ids[3]]
     gallery.remove_case(ids[3])
@@ -136,7 +134,7 @@ def test_remove_deletes_vectors_metadata_and_images(gallery: Gallery) -> None:
 
 
 def test_relabel_and_stats(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(8)
+    cases, _ = gallery_cases(8)
     ids = gallery.add_cases(cases, "fp-a")
     gallery.relabel(ids[0], "d3", "g3")
     row = gallery.cases().set_index("case_id").loc[ids[0]]
@@ -150,14 +148,14 @@ def test_relabel_and_stats(gallery: Gallery) -> None:
 def test_other_process_writes_are_seen_by_an_open_reader(gallery: Gallery) -> None:
     reader = Gallery.open(gallery.path)
     assert reader.vectors.ntotal == 0
-    cases, centres = clustered_cases(12)
+    cases, centres = gallery_cases(12)
     gallery.add_cases(cases, "fp-a")
     assert len(reader.search(unit(centres[1]), 20)) == 12  # caught up from SQLite on search
     reader.close()
 
 
 def test_stale_or_damaged_index_file_is_repaired_from_sqlite(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(12)
+    cases, _ = gallery_cases(12)
     gallery.add_cases(cases[:6], "fp-a")
     old_file = next(gallery.path.glob("index.e*.faiss"))
     saved = old_file.read_bytes()
@@ -176,7 +174,7 @@ def _index_file_generation(path: Path) -> int:
 
 
 def test_small_galleries_save_the_index_after_every_write(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(6)
+    cases, _ = gallery_cases(6)
     for case in cases:
         gallery.add_cases([case], "fp-a")
         assert gallery.unsaved_changes() == 0 and _index_file_generation(gallery.path) == gallery.generation
@@ -185,7 +183,7 @@ def test_small_galleries_save_the_index_after_every_write(gallery: Gallery) -> N
 def test_large_galleries_defer_index_saves_and_lose_nothing(gallery: Gallery) -> None:
     """With the policy of a large gallery: saves wait for 25% unsaved changes; other openers catch up; close() saves."""
     gallery.save_policy = IndexSavePolicy(always_below_vectors=0, max_unsaved_fraction=0.25)
-    cases, centres = clustered_cases(40)
+    cases, centres = gallery_cases(40)
     gallery.add_cases(cases[:20], "fp-a")  # no file covers them yet: saved
     assert gallery.unsaved_changes() == 0
     for i, case in enumerate(cases[20:24]):  # 1..4 unsaved, under 25% of 21..24
@@ -214,7 +212,7 @@ def test_large_galleries_defer_index_saves_and_lose_nothing(gallery: Gallery) ->
 
 
 def test_reembed_swaps_model_atomically(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(6)
+    cases, _ = gallery_cases(6)
     gallery.add_cases(cases, "fp-a")
     rng = np.random.default_rng(1)
 
@@ -230,7 +228,7 @@ def test_reembed_swaps_model_atomically(gallery: Gallery) -> None:
 
 
 def test_reembed_refuses_cases_without_images(gallery: Gallery) -> None:
-    cases, _ = clustered_cases(3, pixels=False)
+    cases, _ = gallery_cases(3, pixels=False)
     gallery.add_cases(cases, "fp-a")
     with pytest.raises(GalleryError, match="no stored image"):
         gallery.reembed(lambda items: np.zeros((len(items), DIM)), "fp-b", DIM)
@@ -238,7 +236,7 @@ def test_reembed_refuses_cases_without_images(gallery: Gallery) -> None:
 
 
 def test_snapshot_round_trip_and_tampering(gallery: Gallery, tmp_path: Path) -> None:
-    cases, centres = clustered_cases(10)
+    cases, centres = gallery_cases(10)
     gallery.add_cases(cases, "fp-a")
     snapshot = gallery.export_snapshot(tmp_path / "snap.tar")
     copy = Gallery.import_snapshot(snapshot, tmp_path / "copy")
@@ -275,7 +273,7 @@ def test_snapshot_round_trip_and_tampering(gallery: Gallery, tmp_path: Path) -> 
 
 
 def test_ranking_nearest_case_per_disorder_with_evidence_and_genes(gallery: Gallery) -> None:
-    cases, centres = clustered_cases(80, spread=0.3)
+    cases, centres = gallery_cases(80, spread=0.3)
     gallery.add_cases(cases, "fp-a")
     result = query(gallery, unit(centres[3]), top_k=5, rule=RankingRule.NEAREST)
     assert next(d.label for d in result.disorders) == "d3" and len(result.disorders) == 4
@@ -295,7 +293,7 @@ def test_ranking_nearest_case_per_disorder_with_evidence_and_genes(gallery: Gall
 
 
 def test_calibration_is_informative_and_abstains_far_from_everything(gallery: Gallery) -> None:
-    cases, centres = clustered_cases(160, spread=0.35)
+    cases, centres = gallery_cases(160, spread=0.35)
     gallery.add_cases(cases, "fp-a")
     calibration = calibration_for(gallery)
     assert calibration is not None and calibration.queries == 160
@@ -321,6 +319,6 @@ def test_calibration_is_informative_and_abstains_far_from_everything(gallery: Ga
     assert far.disorders[0].probability == pytest.approx(conditional[top] * far.in_gallery_probability, rel=1e-3)
     # cached until the gallery changes enough
     assert calibration_for(gallery).to_json() == calibration.to_json()
-    more, _ = clustered_cases(40, seed=9, spread=0.35)
+    more, _ = gallery_cases(40, seed=9, spread=0.35)
     gallery.add_cases(more, "fp-a")
     assert calibration_for(gallery).queries == 200

@@ -12,16 +12,10 @@ from training.metric_loss import LossKind, MetricLossConfig
 from training.protocol.space import score_space
 
 
-def _features(rng: np.random.Generator, disorders: int = 8, patients: int = 10, dim: int = 48) -> tuple[np.ndarray, pd.DataFrame]:
+def _features(clustered, rng: np.random.Generator) -> tuple[np.ndarray, pd.DataFrame]:
     """Pooled-feature-like rows: a large shared component (as pooled features have) plus a class signal."""
-    shared = 5.0 * rng.normal(size=dim)
-    centres = rng.normal(size=(disorders, dim))
-    rows, x = [], []
-    for d in range(disorders):
-        for p in range(patients):
-            x.append(shared + centres[d] + rng.normal(size=dim))
-            rows.append({"disorder": f"d{d}", "patient_id": f"d{d}-p{p}"})
-    return np.array(x, np.float32), pd.DataFrame(rows)
+    cohort = clustered(rng, disorders=8, patients=10, dim=48, spread=1.0, unit=False, shared=5.0)
+    return cohort.vectors, cohort.table
 
 
 @pytest.mark.parametrize(
@@ -33,9 +27,9 @@ def _features(rng: np.random.Generator, disorders: int = 8, patients: int = 10, 
     ],
     ids=["arcface", "subcenter", "cosface"],
 )
-def test_a_refitted_head_separates_disorders_it_was_trained_on_and_ranks_unseen_ones(loss: MetricLossConfig) -> None:
+def test_a_refitted_head_separates_disorders_it_was_trained_on_and_ranks_unseen_ones(clustered, loss: MetricLossConfig) -> None:
     rng = np.random.default_rng(0)
-    x, table = _features(rng)
+    x, table = _features(clustered, rng)
     trained = [f"d{d}" for d in range(6)]  # d6, d7: never seen by the head
     train = table["disorder"].isin(trained).to_numpy()
     head = refit_head(

@@ -19,13 +19,11 @@ from training.film_augment import FilmAugmentConfig, augment_views, views_to_inp
 from training.joint import JointConfig, initial_model, train_joint
 from training.joint_data import JointData
 from training.real_data import RealSet, is_validation_id, load_rsna_100px, read_labels, split_real
-from training.synth.cohort import CohortConfig, generate_cohort
 
 
 @pytest.fixture(scope="module")
-def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("joint-cohort")
-    generate_cohort(CohortConfig(n=40, out=out, seed=4, size=192, disorders=("unaffected", "achondroplasia", "turner"), workers=2))
+def tiny_cohort(render_cohort) -> Path:
+    out, _ = render_cohort(n=40, seed=4, size=192, disorders=("unaffected", "achondroplasia", "turner"))
     return out / "manifest.csv"
 
 

@@ -12,20 +12,13 @@ from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
 from training.protocol.unseen import new_syndrome_experiment, summarise
 
 
-def synthetic_table(rng: np.random.Generator, disorders: int = 8, patients_per: int = 10, dim: int = 32, spread: float = 0.5):
-    centres = rng.normal(size=(disorders, dim))
-    rows, vectors = [], []
-    for d in range(disorders):
-        for p in range(patients_per):
-            for visit in range(2):
-                v = centres[d] + spread * rng.normal(size=dim)
-                vectors.append(v / np.linalg.norm(v))
-                rows.append({"disorder": f"d{d}", "patient_id": f"d{d}-p{p}", "sex": "MF"[p % 2], "age_months": 24.0 + 12 * visit})
-    return np.array(vectors, np.float32), pd.DataFrame(rows)
+def synthetic_table(clustered, rng: np.random.Generator, spread: float = 0.5) -> tuple[np.ndarray, pd.DataFrame]:
+    cohort = clustered(rng, disorders=8, patients=10, visits=2, dim=32, spread=spread)
+    return cohort.vectors, cohort.table
 
 
-def test_experiment_never_queries_gallery_patients_and_finds_separable_syndromes() -> None:
-    vectors, table = synthetic_table(np.random.default_rng(0))
+def test_experiment_never_queries_gallery_patients_and_finds_separable_syndromes(clustered) -> None:
+    vectors, table = synthetic_table(clustered, np.random.default_rng(0))
     results = new_syndrome_experiment(vectors, table, rare=("d6", "d7"), n_added=(1, 5), draws=3, seed=1)
     assert set(results["setting"]) == {"rare (R -> F+R)", "frequent (F -> F+R)"}
     rare = results[results["setting"].str.startswith("rare")]
@@ -38,9 +31,9 @@ def test_experiment_never_queries_gallery_patients_and_finds_separable_syndromes
     assert top1 > 90.0  # tight, well separated clusters are found from 5 examples
 
 
-def test_noise_embeddings_stay_at_chance() -> None:
+def test_noise_embeddings_stay_at_chance(clustered) -> None:
     rng = np.random.default_rng(3)
-    vectors, table = synthetic_table(rng, spread=50.0)  # clusters drowned in noise
+    vectors, table = synthetic_table(clustered, rng, spread=50.0)  # clusters drowned in noise
     summary = summarise(new_syndrome_experiment(vectors, table, rare=("d6", "d7"), n_added=(5,), draws=3, seed=2))
     top1 = float(summary.set_index("setting").loc["rare (R -> F+R)", "top-1"].split(" ")[0])
     assert top1 < 40.0  # random expectation 12.5 %: the experiment does not flatter an uninformative space
@@ -61,16 +54,15 @@ def test_bundled_model_finds_unseen_syndromes_better_than_chance(embedded_cohort
     assert top1 > 2 * random_top1, summary.to_string()
 
 
-def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command_line(bone2gene, tmp_path: Path) -> None:
+def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command_line(bone2gene, render_cohort, tmp_path: Path) -> None:
     import json
 
     from api.cli_evaluate import SuiteName
     from training.protocol.suites import SUITES
-    from training.synth.cohort import CohortConfig, generate_cohort
 
     assert {s.value for s in SuiteName} == set(SUITES)  # the CLI's choices are the registry's
-    generate_cohort(CohortConfig(n=30, out=tmp_path / "cohort", seed=3, size=256, disorders=("unaffected", "achondroplasia", "trps1")))
-    args = ["--model", BUNDLED_MODEL_DIR, "--manifest", tmp_path / "cohort" / "manifest.csv", "--draws", "2", "--seed", "1"]
+    cohort, _ = render_cohort(n=30, seed=3, size=256, disorders=("unaffected", "achondroplasia", "trps1"))
+    args = ["--model", BUNDLED_MODEL_DIR, "--manifest", cohort / "manifest.csv", "--draws", "2", "--seed", "1"]
     result = bone2gene("evaluate", "--suite", "unseen", *args, "--out", tmp_path / "unseen.md")
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "unseen.md").read_text()
@@ -80,9 +72,7 @@ def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command
     rows = numbers["sections"]["model, density rule (default)"]
     assert numbers["held_out"] == ["trps1"] and {r["cases added per unseen disorder"] for r in rows} == {1, 3, 5}
 
-    generate_cohort(CohortConfig(n=12, out=tmp_path / "seen", seed=3, size=256, disorders=("unaffected", "achondroplasia")))
-    refused = bone2gene(
-        "evaluate", "--suite", "unseen", *args[:2], "--manifest", tmp_path / "seen" / "manifest.csv", "--out", tmp_path / "x.md"
-    )
+    seen, _ = render_cohort(n=12, seed=3, size=256, disorders=("unaffected", "achondroplasia"))
+    refused = bone2gene("evaluate", "--suite", "unseen", *args[:2], "--manifest", seen / "manifest.csv", "--out", tmp_path / "x.md")
     assert refused.returncode == 2 and "none of" in refused.stderr and "held out" in refused.stderr
     assert not (tmp_path / "x.md").exists()

@@ -69,14 +69,11 @@ def test_density_is_its_definition_on_matrices_and_on_one_querys_hits() -> None:
     assert [r.label for r in ranked] == [labels.names[c] for c in np.argsort(-scores[1])]
 
 
-def clustered(
-    rng: np.random.Generator, centres: dict[str, np.ndarray], sizes: dict[str, int], spread: float = 0.9
-) -> tuple[np.ndarray, np.ndarray]:
-    vectors = np.concatenate([centres[n] + spread * rng.normal(size=(k, len(centres[n]))) for n, k in sizes.items()])
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True), np.repeat(list(sizes), list(sizes.values()))
+def _vectors_and_names(cohort) -> tuple[np.ndarray, np.ndarray]:
+    return cohort.vectors, cohort.names
 
 
-def test_density_is_fair_to_a_disorder_with_few_gallery_cases() -> None:
+def test_density_is_fair_to_a_disorder_with_few_gallery_cases(clustered) -> None:
     """Overlapping clusters, five frequent disorders with 40 gallery cases and one with 3 (ten
     random worlds): the nearest rule hands the rare disorder's queries to the frequent ones more
     often; the density rule finds more of them without losing frequent ones."""
@@ -85,8 +82,10 @@ def test_density_is_fair_to_a_disorder_with_few_gallery_cases() -> None:
     for seed in range(10):
         rng = np.random.default_rng(seed)
         centres = {name: rng.normal(size=16) for name in sizes}
-        gallery, names = clustered(rng, centres, sizes)
-        queries, query_names = clustered(rng, centres, dict.fromkeys(sizes, 40))  # other patients of the same disorders
+        gallery, names = _vectors_and_names(clustered(rng, centres=centres, sizes=sizes, spread=0.9))
+        queries, query_names = _vectors_and_names(
+            clustered(rng, centres=centres, sizes=dict.fromkeys(sizes, 40), spread=0.9)
+        )  # other patients
         labels = LabelIndex.of(names)
         true = np.array([labels.names.index(n) for n in query_names])
         for rule in RankingRule:
@@ -99,17 +98,17 @@ def test_density_is_fair_to_a_disorder_with_few_gallery_cases() -> None:
 
 @pytest.mark.parametrize("spread", [0.6, 1.2], ids=["separated", "crowded"])
 @pytest.mark.parametrize("rule", list(RankingRule))
-def test_no_close_match_fires_for_absent_disorders_and_stays_off_for_right_answers(rule: RankingRule, spread: float) -> None:
+def test_no_close_match_fires_for_absent_disorders_and_stays_off_for_right_answers(clustered, rule: RankingRule, spread: float) -> None:
     """Calibrated leave-one-patient-out on five disorders; fresh queries of those five and of a
     sixth the gallery does not hold: the flag must tell the two apart, not fire on everything
     (in the crowded space the 95th percentile of absent scores alone flags half the right answers)."""
     rng = np.random.default_rng(5)
     present = {f"d{i}": 30 for i in range(5)}
     centres = {name: rng.normal(size=16) for name in [*present, "absent"]}
-    gallery, names = clustered(rng, centres, present, spread=spread)
+    gallery, names = _vectors_and_names(clustered(rng, centres=centres, sizes=present, spread=spread))
     calibration = fit_calibration(gallery, names.tolist(), [f"p{i}" for i in range(len(names))], rule=rule)
     assert calibration.rule == rule and calibration.no_match_off_when_right >= NO_MATCH_KEEP_OFF
-    queries, query_names = clustered(rng, centres, dict.fromkeys([*present, "absent"], 40), spread=spread)
+    queries, query_names = _vectors_and_names(clustered(rng, centres=centres, sizes=dict.fromkeys([*present, "absent"], 40), spread=spread))
     labels = LabelIndex.of(names)
     scores = label_scores(queries @ gallery.T, labels, rule)[0]
     flagged = calibration.flags(Neighbourhood.from_similarities(queries @ gallery.T, labels, rule))

@@ -21,17 +21,14 @@ from training.augment import AugmentConfig, augment, to_model_input
 from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
 from training.evaluate import embed_crops
-from training.synth.cohort import CohortConfig, generate_cohort
 from training.train import TrainConfig, _build, _initial_model, split_by_patient, train
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-cohort")
-    disorders = ("unaffected", "achondroplasia", "brachydactyly_e", "trps1")
-    generate_cohort(CohortConfig(n=32, out=out, seed=3, size=256, disorders=disorders, workers=2))
+def tiny_cohort(render_cohort) -> Path:
+    out, _ = render_cohort(n=32, seed=3, size=256, disorders=("unaffected", "achondroplasia", "brachydactyly_e", "trps1"))
     return out / "manifest.csv"
 
 

@@ -14,7 +14,7 @@ import pytest
 from index.vectors import IndexSpec, VectorIndex
 
 
-def clustered(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+def unit_vectors(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     vectors = rng.normal(size=(n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -22,7 +22,7 @@ def clustered(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat", "HNSW8"])
 def test_filtered_search_after_torch_utils_import(factory: str) -> None:
-    vectors = clustered(200)
+    vectors = unit_vectors(200)
     ids = np.arange(1000, 1200, dtype=np.int64)
     index = VectorIndex(16, IndexSpec(factory=factory, nprobe=4, ef_search=64))
     index.rebuild(ids, vectors)
@@ -49,7 +49,7 @@ def _recall_at_10(spec: IndexSpec, vectors: np.ndarray, queries: np.ndarray, tru
 
 def test_a_pre_transformed_ivf_searches_with_the_configured_nprobe(tmp_path) -> None:
     """'PCA16,IVF64,Flat' hides its IVF behind the PCA: nprobe must still reach it (it used to stay at FAISS's default of 1)."""
-    vectors, queries = clustered(3000, dim=32, seed=1), clustered(40, dim=32, seed=2)
+    vectors, queries = unit_vectors(3000, dim=32, seed=1), unit_vectors(40, dim=32, seed=2)
     exact = VectorIndex(32, IndexSpec("PCA16,Flat"))
     exact.rebuild(np.arange(3000, dtype=np.int64), vectors)
     truth = exact.search(queries, 10)[1]  # exact search in the same PCA space: what visiting every list gives

@@ -22,7 +22,6 @@ from conftest import copy_of_template
 
 from api.keys import KeyStore
 from index.store import Gallery
-from training.synth.cohort import CohortConfig, generate_cohort
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -241,14 +240,13 @@ def test_cohort_map_html_works_offline_in_chromium(server: dict, browser, screen
     browser.save_screenshot(str(screenshots / "cohort_map.png"))
 
 
-def test_no_patient_data_in_the_server_log(serve_process: dict) -> None:
+def test_no_patient_data_in_the_server_log(serve_process: dict, render_cohort) -> None:
     """Runs last in this module: uploads DICOMs carrying (fake) PHI, stops the server, reads its whole log."""
     import pydicom
 
     server = serve_process
     wait_until_up(server["url"], server["process"], server["log"])
-    out = server["root"] / "dicoms"
-    manifest = generate_cohort(CohortConfig(n=3, out=out, seed=5, size=384, format="dicom", disorders=("achondroplasia",), workers=1))
+    out, manifest = render_cohort(n=3, seed=5, size=384, format="dicom", disorders=("achondroplasia",))
     secrets = []
     for image in manifest["image"]:
         header = pydicom.dcmread(out / image)
