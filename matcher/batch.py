@@ -26,7 +26,7 @@ class BatchItem:
 
 
 @dataclass
-class BatchResult:
+class FilmResult:
     path: Path
     accepted: bool
     reasons: list[str]
@@ -59,7 +59,7 @@ class _Prepared(Dataset):
 
 
 @dataclass
-class Prepared:
+class GatedFilm:
     """One radiograph through decoding, the hand mask and the quality gate: the model inputs
     (one per config asked for; None when refused) and the gate's reasons."""
 
@@ -68,7 +68,7 @@ class Prepared:
     pixels: np.ndarray | None = None
 
 
-def gate_and_prepare(path: Path, configs: Sequence[ModelConfig]) -> Prepared:
+def gate_and_prepare(path: Path, configs: Sequence[ModelConfig]) -> GatedFilm:
     """Decode, mask and gate once, then build each config's (1, S, S) input: the reads and the
     gate are the expensive part, so several models (an evaluation's baselines) share them."""
     try:
@@ -76,11 +76,11 @@ def gate_and_prepare(path: Path, configs: Sequence[ModelConfig]) -> Prepared:
         hand = segment_hand(radiograph.pixels)
         verdict = assess_quality(radiograph, hand)
         if not verdict.accepted:
-            return Prepared(None, list(verdict.reasons))
+            return GatedFilm(None, list(verdict.reasons))
         inputs = [model_input(radiograph.pixels, hand.mask, config).tensor for config in configs]
     except RadiographError as exc:
-        return Prepared(None, [str(exc)])
-    return Prepared(inputs, [], radiograph.pixels)
+        return GatedFilm(None, [str(exc)])
+    return GatedFilm(inputs, [], radiograph.pixels)
 
 
 def _collate(samples: list[dict]) -> dict:
@@ -174,7 +174,7 @@ def embed_many(
     device: str | torch.device = "cpu",
     channels_last: bool = True,
     keep_pixels: bool = False,
-) -> list[BatchResult]:
+) -> list[FilmResult]:
     """Embeddings, bone ages and sex probabilities for many images, in input order (bone age and
     sex from the model's age and sex reader when it has one).
 
@@ -195,12 +195,12 @@ def embed_many(
         persistent_workers=False,
         pin_memory=torch.device(device).type == "cuda",
     )
-    results: list[BatchResult | None] = [None] * len(items)
+    results: list[FilmResult | None] = [None] * len(items)
     for batch in loader:
         ok = batch["ok"].astype(bool)
         indices = batch["index"]
         for i in indices[~ok]:
-            results[i] = BatchResult(items[i].path, False, batch["reasons"][list(indices).index(i)].split("\n"))
+            results[i] = FilmResult(items[i].path, False, batch["reasons"][list(indices).index(i)].split("\n"))
         if ok.any():
             male = torch.tensor([[1.0 if items[i].sex == "M" else 0.0] for i in indices[ok]], device=device)
             x = _to_device(batch["x"][ok], device, channels_last)
@@ -208,7 +208,7 @@ def embed_many(
             reading = read_batch(model, x, male, x_age)
             pixels = [p for p, good in zip(batch["pixels"], ok, strict=True) if good]
             for row, i in enumerate(indices[ok]):
-                results[i] = BatchResult(
+                results[i] = FilmResult(
                     items[i].path,
                     True,
                     [],

@@ -65,7 +65,7 @@ class CropTransform:
 
 
 @dataclass(frozen=True)
-class PreprocessedInput:
+class DeeplasiaInput:
     """The model input (float32, 1 x S x S), its integer intermediates and the crop."""
 
     tensor: np.ndarray
@@ -120,7 +120,7 @@ def first_percentile_of_nonzero(image: np.ndarray) -> float:
     return float(low + (high - low) * fraction)
 
 
-def deeplasia_input(pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_factor: float = DEEPLASIA_CROP_FACTOR) -> PreprocessedInput:
+def deeplasia_input(pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_factor: float = DEEPLASIA_CROP_FACTOR) -> DeeplasiaInput:
     """Deeplasia's model input from a greyscale image (uint8/uint16) and a hand mask."""
     if size not in SUPPORTED_SIZES:
         raise ValueError(f"input size must be one of {SUPPORTED_SIZES}, not {size}")
@@ -136,7 +136,7 @@ def deeplasia_input(pixels: np.ndarray, mask: np.ndarray, size: int = 512, crop_
     values = resized.astype(np.float32)
     sd = values.std(ddof=1)
     tensor = ((values - values.mean()) / (sd if sd > 0 else 1.0)).astype(np.float32)[None]
-    return PreprocessedInput(tensor, cropped, resized, CropTransform(x0, y0, side, size, pixels.shape[:2]), percentile)
+    return DeeplasiaInput(tensor, cropped, resized, CropTransform(x0, y0, side, size, pixels.shape[:2]), percentile)
 
 
 def _crop_with_zero_padding(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:

@@ -29,7 +29,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 @dataclass
-class PreparedSet:
+class CropCache:
     """Cached crops (N, S, S) uint8 and the labels that go with them."""
 
     crops: np.ndarray
@@ -55,14 +55,14 @@ def _prepare_one(args: tuple[str, str | None, int]) -> np.ndarray:
     return resized
 
 
-def prepare(manifest_path: Path, size: int, workers: int = 0, cache: bool = True) -> PreparedSet:
+def prepare(manifest_path: Path, size: int, workers: int = 0, cache: bool = True) -> CropCache:
     """Crops for every case of the manifest at `size` px (cached as `<manifest>.<size>.npz`)."""
     table = read_manifest(manifest_path)
     cache_path = manifest_path.with_suffix(f".{size}.npz")
     if cache and cache_path.is_file() and cache_path.stat().st_mtime >= manifest_path.stat().st_mtime:
         stored = np.load(cache_path, allow_pickle=False)
         if list(stored["case_id"]) == list(table["case_id"]):
-            return PreparedSet(stored["crops"], table, size)
+            return CropCache(stored["crops"], table, size)
     root = manifest_path.parent
     has_masks = "mask" in table.columns
     jobs = [
@@ -80,4 +80,4 @@ def prepare(manifest_path: Path, size: int, workers: int = 0, cache: bool = True
         tmp = cache_path.with_suffix(".tmp.npz")
         np.savez(tmp, crops=stacked, case_id=table["case_id"].to_numpy(dtype=str))
         os.replace(tmp, cache_path)
-    return PreparedSet(stacked, table, size)
+    return CropCache(stacked, table, size)

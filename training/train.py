@@ -44,7 +44,7 @@ from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.bone_age_targets import bone_age_targets
 from training.checkpointing import TrainingParts, resume, save_checkpoint
-from training.dataset import ManifestError, PreparedSet, prepare
+from training.dataset import CropCache, ManifestError, prepare
 from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
 from training.evaluate import disorder_ranks, embed_crops, topk_report
 from training.metric_loss import LossKind, MetricLossConfig, m_per_class_sampler
@@ -190,7 +190,7 @@ class _Batches:
 
 
 def _batches(
-    data: PreparedSet, train_mask: np.ndarray, labels: dict[str, int], model: Bone2GeneModel, config: TrainConfig, device: torch.device
+    data: CropCache, train_mask: np.ndarray, labels: dict[str, int], model: Bone2GeneModel, config: TrainConfig, device: torch.device
 ) -> _Batches:
     table = data.table
     train_idx = np.flatnonzero(train_mask)
@@ -286,7 +286,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
             "cases per disorder; choose a batch size that is a multiple of both"
         )
     config.out.mkdir(parents=True, exist_ok=True)
-    data: PreparedSet = prepare(config.manifest, config.input_size, workers=config.prepare_workers)
+    data: CropCache = prepare(config.manifest, config.input_size, workers=config.prepare_workers)
     train_mask, val_mask, _ = split_by_patient(data.table, config.held_out, config.val_fraction, config.seed)
     names = _training_labels(data.table, train_mask, config)
     labels = {name: i for i, name in enumerate(names)}
@@ -372,7 +372,7 @@ def _save_copy(model: Bone2GeneModel, directory: Path, provenance: dict, reader:
     save_model(saved, directory, provenance=provenance)
 
 
-def validate(model: Bone2GeneModel, data: PreparedSet, train_mask: np.ndarray, val_mask: np.ndarray, device: torch.device) -> dict:
+def validate(model: Bone2GeneModel, data: CropCache, train_mask: np.ndarray, val_mask: np.ndarray, device: torch.device) -> dict:
     """Bone-age MAD, sex accuracy and disorder top-k of validation cases against the training gallery."""
     if not val_mask.any():
         return {}

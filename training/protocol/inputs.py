@@ -26,7 +26,7 @@ def input_key(config: ModelConfig) -> InputKey:
 
 
 @dataclass
-class PreparedInputs:
+class GatedInputs:
     """`accepted[i]`: film i passed the gate; `tensors[key]` holds the accepted films' inputs in order."""
 
     accepted: np.ndarray
@@ -57,7 +57,7 @@ def _single_thread(_: int) -> None:
 
 def prepare_inputs(
     paths: Sequence[Path], configs: Sequence[ModelConfig], workers: int = 0, progress: Callable[[int, int], None] | None = None
-) -> PreparedInputs:
+) -> GatedInputs:
     """Gate every film once and build the inputs each distinct config needs; `progress(done, total)` per film."""
     distinct: dict[InputKey, ModelConfig] = {}
     for config in configs:
@@ -80,4 +80,4 @@ def prepare_inputs(
         if progress is not None:
             progress(done, len(paths))
     tensors = {key: np.stack(values) if values else np.zeros((0, 1, key[1], key[1]), np.float16) for key, values in kept.items()}
-    return PreparedInputs(accepted, reasons, tensors)
+    return GatedInputs(accepted, reasons, tensors)

@@ -25,7 +25,7 @@ from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
 from training.distributed import pick_device
 from training.protocol import metrics
 from training.protocol.encoders import centred_unit, run_network, thumbnails
-from training.protocol.inputs import PreparedInputs, prepare_inputs
+from training.protocol.inputs import GatedInputs, prepare_inputs
 from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, DisorderGroups, Draw, EvaluationError, disorder_groups, random_draws
 
@@ -164,7 +164,7 @@ def _prepare(
     return table, refused, outputs, prepared.for_config(model.config), fingerprint, frozenset(model.config.labels)
 
 
-def _reader_inputs(network: Bone2GeneModel, prepared: PreparedInputs) -> np.ndarray | None:
+def _reader_inputs(network: Bone2GeneModel, prepared: GatedInputs) -> np.ndarray | None:
     """The inputs of a network's age and sex reader, which reads its bone age and sex as in `analyze`."""
     return prepared.for_config(network.age_sex_reader.config) if network.age_sex_reader is not None else None
 
