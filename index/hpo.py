@@ -1,4 +1,4 @@
-"""The Human Phenotype Ontology, offline (issue 16): terms, disease annotations, similarity.
+"""The Human Phenotype Ontology, offline: terms, disease annotations, similarity.
 
 `hpo3` (the `pyhpo` API in Rust) bundles the ontology and the HPO disease annotations
 (OMIM, ORPHA), so nothing is downloaded at run time; its version pins the release
@@ -8,10 +8,8 @@ process on first use (about 1.5 s).
 Phenotype similarity is **Resnik's semantic similarity** (the information content of the
 most informative common ancestor, IC from the OMIM annotations) combined over two term
 sets by **funSimAvg** (Schlicker et al. 2006: the mean of the two directions' best-match
-averages, query -> disease and disease -> query). Chosen on the seed-7 synthetic cohort
-(not the reported one): HPO-alone top-1 63.8% (frequent) / 78.0% (unseen) against 45.3% /
-46.4% for hpo3's set-size-weighted "BMA", which lets a disease's many unrelated annotations
-drown a short query.
+averages, query -> disease and disease -> query), rather than hpo3's set-size-weighted "BMA",
+which lets a disease's many unrelated annotations drown a short query (docs/decisions/phenotypes.md).
 """
 
 from __future__ import annotations

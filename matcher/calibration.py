@@ -345,9 +345,8 @@ def _typical_log_distances(lopo: LeaveOnePatientOut) -> np.ndarray:
     """(L,) per disorder code: the median log(1 - similarity) from its queries to their nearest case of
     the same disorder (another patient's); a disorder without such queries gets the median of all.
     A loose disorder (an unseen syndrome the model never learnt to pull together) has a large one,
-    so that a query far from every case of it is not read as "absent" for that alone: on the seed-7
-    cohort this raised the AUROC of the unseen syndromes' reported probability from 0.713 to 0.837 and
-    halved the absent disorders given p >= 0.5 (32.7% to 15.9%), pooled AUROC 0.900 vs 0.898."""
+    so that a query far from every case of it is not read as "absent" for that alone
+    (docs/decisions/calibration.md)."""
     own = log_distance(lopo.neighbourhood.nearest[np.arange(len(lopo.own)), lopo.own])
     n_labels = lopo.neighbourhood.scores.shape[1]
     overall = float(np.median(own)) if len(own) else 0.0

@@ -17,13 +17,7 @@ from the query's similarities to the gallery's diagnosed cases (`Neighbourhood`)
   log(1 - similarity) (positive only for the disorder of the nearest case; in a crowded space the
   similarities differ in the fourth decimal, their logarithmic distances do not).
 
-Chosen on the seed-7 cohort (benchmarks/evaluation.md reports seed 8): the pooled AUROC of the
-top disorder's probability for right vs wrong answers (frequent and unseen disorders, given
-that the query's disorder is in the gallery) was 0.850 from the first four and 0.907 from all
-six (with a 10-case neighbourhood: 0.895 adding `neighbour_share` alone, 0.896 adding
-`nearest_gap` alone); as the service reports it (times P(in gallery)) 0.876 and 0.900. Reading
-P(in gallery) from these features too, not from the nearest similarity alone, made it worse
-(0.880-0.890).
+Why these six, and the neighbourhood's size: docs/decisions/calibration.md.
 """
 
 from __future__ import annotations
@@ -37,7 +31,7 @@ from matcher.rank import LabelIndex, RankingRule, label_scores
 
 FEATURES = ("score", "gap", "z_in_query", "log_cases", "neighbour_share", "nearest_gap")
 NO_OTHER = -1.0  # the score of "another disorder" when the query has none
-NEIGHBOURS = 5  # the neighbourhood `neighbour_share` votes over (5 vs 10 vs 20 on seed 7: 0.907 / 0.908 / 0.903 pooled, unseen 0.867 / 0.824 / 0.778)
+NEIGHBOURS = 5  # the neighbourhood `neighbour_share` votes over
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Does adding HPO terms and candidate genes to the image rank disorders better? (issue 16)
+"""Does adding HPO terms and candidate genes to the image rank disorders better?
 
 Per random draw (`splits`), each query gets `index.evidence` features for every disorder of
 the gallery; a combination of sources ranks by the logit of an `EvidenceModel` fitted on

@@ -1,4 +1,4 @@
-"""Simulated HPO term sets and exome candidate-gene lists for synthetic patients (issue 16).
+"""Simulated HPO term sets and exome candidate-gene lists for synthetic patients.
 
 A clinician's term list is not the disorder's annotation list: it is a few of its features,
 some recorded less precisely (an ancestor: "Brachydactyly" for "Type E brachydactyly"), a
