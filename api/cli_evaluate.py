@@ -17,15 +17,21 @@ from matcher.rank import DEFAULT_RULE
 class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that --help answers without torch)
     protocol = "protocol"
     unseen = "unseen"
+    real = "real"
 
 
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate.")],
-    manifest: Annotated[Path, typer.Option("--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids.")],
-    out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (unseen).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (unseen, real).")],
+    manifest: Annotated[
+        Path | None,
+        typer.Option("--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids (protocol, unseen)."),
+    ] = None,
     suite: Annotated[
         SuiteName,
-        typer.Option("--suite", help="protocol: the four settings against baselines; unseen: syndromes never trained on."),
+        typer.Option(
+            "--suite", help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films."
+        ),
     ] = SuiteName.protocol,
     features_model: Annotated[
         Path | None,
@@ -47,19 +53,40 @@ def evaluate_command(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: auto).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes reading and gating films.")] = 0,
+    real_films: Annotated[
+        Path | None, typer.Option("--real-films", help="real: the folder holding rsna_100px, real_hands_labelled and real_hands.")
+    ] = None,
+    baseline_model: Annotated[
+        Path | None, typer.Option("--baseline-model", help="real: an earlier model for a paired latency run.")
+    ] = None,
 ) -> None:
     """Measure a model with an evaluation suite. protocol (the default): rank disorders for held-out
     patients in the four settings (F->F, R->R, F->F+R, R->F+R) against random ranking, an untrained
     encoder, bone-age features, a softmax classifier and pixel thumbnails; bone age per disorder, sex,
     probability quality, "no close match" rates. unseen: the model's held-out disorders added to
-    galleries with 1, 3 and 5 cases, without retraining."""
+    galleries with 1, 3 and 5 cases, without retraining. real: bone age and sex on real films, real
+    controls against phantom galleries, latency."""
     from training.protocol.suites import SUITES, SuiteOptions
 
-    for path, option in ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model")):
+    checked = ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model"), (real_films, "--real-films"))
+    for path, option in (*checked, (baseline_model, "--baseline-model")):
         if path is not None and not path.exists():
             fail(f"{option} {path} does not exist")
     options = SuiteOptions(
-        model, manifest, out, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers
+        model,
+        manifest,
+        out,
+        features_model,
+        deeplasia_parameters,
+        trust_pickle,
+        draws,
+        gallery_fraction,
+        rule,
+        seed,
+        device,
+        workers,
+        real_films,
+        baseline_model,
     )
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with progress_bar("reading films", unit="film") as progress:

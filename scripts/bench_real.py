@@ -1,4 +1,4 @@
-"""Real radiographs: the gate, bone age, sex, the feature space and latency (issue 13).
+"""Real radiographs: the gate, bone age, sex, the feature space and latency.
 
     python scripts/bench_real.py gate   [--shared ../shared] [--workers 2]   -> benchmarks/real_gate.json
     python scripts/bench_real.py gate --refresh-refused                      -> the same, its refusals' reasons re-read
@@ -10,8 +10,9 @@
 every refusal with its reason (about 45 minutes on two cores). `--refresh-refused` re-reads only
 the stored refusals' codes and reasons, after a change to the wording alone: it stops if any of
 them is now accepted, because then acceptance changed and only a full run can say how.
-`model` measures the bundled (or given) model on films it was never trained on
-(`training.real_eval`). `report` writes the Markdown.
+`model` measures the bundled (or given) model on films it was never trained on: the harness's
+`real` suite (`bone2gene evaluate --suite real` gives any model the same figures). `report`
+writes the Markdown.
 """
 
 from __future__ import annotations
@@ -140,14 +141,14 @@ def main() -> None:
             refresh_refusals(json.loads(stored.read_text()), args.shared) if args.refresh_refused else run_gate(args.shared, args.workers)
         )
         stored.write_text(json.dumps(result, indent=1))
-    elif args.part == "model":
-        from training.real_eval import evaluate_real
+    elif args.part == "model":  # the harness's real suite, its numbers where `report` reads them
+        from matcher.checkpoint import BUNDLED_MODEL_DIR
+        from training.protocol.suites import SUITES, SuiteOptions
 
-        result = {
-            "command": "python scripts/bench_real.py " + " ".join(sys.argv[1:]),
-            **evaluate_real(args.shared, args.model, args.baseline),
-        }
-        (args.out or BENCH / "real_model.json").write_text(json.dumps(result, indent=1))
+        out = (args.out or BENCH / "real_model.json").with_suffix(".md")
+        options = SuiteOptions(args.model or BUNDLED_MODEL_DIR, None, out, real_films=args.shared, baseline=args.baseline)
+        print("\n".join(SUITES["real"].run(options, "python scripts/bench_real.py " + " ".join(sys.argv[1:]), None)))
+        out.unlink()  # the model's part of real.md, written by `report`
     else:
         from training.real_eval import model_markdown
 
@@ -155,7 +156,7 @@ def main() -> None:
         gate = json.loads(gate_file.read_text()) if gate_file.is_file() else None
         model = json.loads((BENCH / "real_model.json").read_text()) if (BENCH / "real_model.json").is_file() else None
         lines = [
-            "# Real radiographs (issue 13)",
+            "# Real radiographs",
             "",
             "Commands: `python scripts/bench_real.py gate`, "
             f"`{(model or {}).get('command', 'python scripts/bench_real.py model')}`, "

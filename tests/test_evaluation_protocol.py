@@ -191,3 +191,19 @@ def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_n
         single.append(metrics.topk(film.ranks, film.codes)["top1"])
         multi.append(metrics.topk(patient.ranks, patient.codes)["top1"])
     assert np.mean(multi) > np.mean(single) + 0.1  # three noisy films of a patient say more than one
+
+
+@pytest.mark.parametrize(
+    ("suite", "extra", "message"),
+    [
+        ("protocol", [], "the protocol suite needs --manifest"),
+        ("unseen", [], "the unseen suite needs --manifest"),
+        ("real", [], "the real suite needs --real-films"),
+    ],
+)
+def test_each_suite_says_what_it_needs_before_reading_anything(bone2gene, tmp_path: Path, suite: str, extra: list, message: str) -> None:
+    from matcher.checkpoint import BUNDLED_MODEL_DIR
+
+    result = bone2gene("evaluate", "--suite", suite, "--model", BUNDLED_MODEL_DIR, "--out", tmp_path / "report", *extra)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "report").exists()

@@ -2,8 +2,11 @@
 
 - `protocol`: GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities
   (`run`, `report`): a folder of report.md, evaluation.json, figures and embeddings;
-- `unseen`: syndromes the model never saw, added to galleries with 1, 3 and 5 cases (`unseen`):
-  report.md and report.json in a folder, or a `.md` file and its `.json` beside it.
+- `unseen`: syndromes the model never saw, added to galleries with 1, 3 and 5 cases (`unseen`);
+- `real`: real radiographs (`training.real_eval`): bone age and sex on the RSNA validation films
+  and the full-resolution ones, real controls against phantom galleries, latency.
+`unseen` and `real` write report.md and report.json in a folder, or a `.md` file and its `.json`
+beside it.
 
 Every suite embeds films the way the product does (`matcher.batch.read_batch`: the age and sex
 reader, mirror averaging), splits by patient with `splits`, and writes tables with `markdown`.
@@ -18,12 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from matcher.rank import DEFAULT_RULE, RankingRule
+from training.protocol.splits import EvaluationError
 
 
 @dataclass(frozen=True)
 class SuiteOptions:
     model: Path
-    manifest: Path
+    manifest: Path | None
     out: Path
     features_model: Path | None = None
     deeplasia_parameters: Path | None = None
@@ -34,6 +38,13 @@ class SuiteOptions:
     seed: int = 0
     device: str = "auto"
     workers: int = 0
+    real_films: Path | None = None  # a folder holding rsna_100px, real_hands_labelled and real_hands (the real suite)
+    baseline: Path | None = None  # the real suite: an earlier model for a paired latency run
+
+    def needs_manifest(self, suite: str) -> Path:
+        if self.manifest is None:
+            raise EvaluationError(f"the {suite} suite needs --manifest (a case manifest CSV with diagnoses and patient ids)")
+        return self.manifest
 
 
 Progress = Callable[[int, int], None] | None
@@ -45,7 +56,7 @@ def _protocol(options: SuiteOptions, command: str, progress: Progress) -> list[s
 
     config = EvaluationConfig(
         options.model,
-        options.manifest,
+        options.needs_manifest("protocol"),
         options.features_model,
         options.deeplasia_parameters,
         options.trust_pickle,
@@ -70,13 +81,34 @@ def _unseen(options: SuiteOptions, command: str, progress: Progress) -> list[str
     from training.protocol.unseen import unseen_report
 
     device = "cpu" if options.device == "auto" else options.device
-    markdown, data = unseen_report(options.model, options.manifest, options.draws, options.seed, device, options.workers)
-    markdown = markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1)
-    report, numbers = _report_paths(options.out)
+    markdown, data = unseen_report(options.model, options.needs_manifest("unseen"), options.draws, options.seed, device, options.workers)
+    report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
+    return [f"{data['accepted']} films, unseen disorders {', '.join(data['held_out'])}", f"report: {report}"]
+
+
+def _real(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+    from training.real_eval import evaluate_real, model_markdown
+
+    if options.real_films is None or not (options.real_films / "rsna_100px").is_dir():
+        raise EvaluationError("the real suite needs --real-films: a folder holding rsna_100px, real_hands_labelled and real_hands")
+    data = {"command": command, **evaluate_real(options.real_films, options.model, options.baseline)}
+    report = _write(
+        options.out, "\n".join([f"# Real radiographs: {options.model}", "", f"Command: `{command}`", "", *model_markdown(data)]), data
+    )
+    validation = data["rsna_validation"]
+    return [
+        f"bone age on {validation['accepted']} RSNA validation films: MAD {validation['bone_age_mad_months']} months",
+        f"report: {report}",
+    ]
+
+
+def _write(out: Path, markdown: str, data: dict) -> Path:
+    """The report's Markdown and its numbers as JSON (`_report_paths`); returns the Markdown's path."""
+    report, numbers = _report_paths(out)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(markdown + "\n")
-    numbers.write_text(json.dumps({"command": command, **data}, indent=1, default=str) + "\n")
-    return [f"{data['accepted']} films, unseen disorders {', '.join(data['held_out'])}", f"report: {report}"]
+    numbers.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    return report
 
 
 def _report_paths(out: Path) -> tuple[Path, Path]:
@@ -98,5 +130,6 @@ SUITES = {
     for suite in (
         Suite("protocol", "GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities", _protocol),
         Suite("unseen", "syndromes never trained on, added to galleries with 1, 3 and 5 cases", _unseen),
+        Suite("real", "real radiographs: bone age, sex, real controls against phantoms, latency", _real),
     )
 }
