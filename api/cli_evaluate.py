@@ -66,28 +66,17 @@ def evaluate_command(
     probability quality, "no close match" rates. unseen: the model's held-out disorders added to
     galleries with 1, 3 and 5 cases, without retraining. real: bone age and sex on real films, real
     controls against phantom galleries, latency."""
-    from training.protocol.suites import SUITES, SuiteOptions
+    from training.protocol.options import EvaluationConfig
+    from training.protocol.suites import SUITES
 
     checked = ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model"), (real_films, "--real-films"))
     for path, option in (*checked, (baseline_model, "--baseline-model")):
         if path is not None and not path.exists():
             fail(f"{option} {path} does not exist")
-    options = SuiteOptions(
-        model,
-        manifest,
-        out,
-        features_model,
-        deeplasia_parameters,
-        trust_pickle,
-        draws,
-        gallery_fraction,
-        rule,
-        seed,
-        device,
-        workers,
-        real_films,
-        baseline_model,
-    )
+    options = EvaluationConfig(
+        model, manifest, out, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers,
+        real_films, baseline_model,
+    )  # fmt: skip
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with progress_bar("reading films", unit="film") as progress:
         lines = SUITES[suite.value].run(options, command, progress)

@@ -143,10 +143,11 @@ def main() -> None:
         stored.write_text(json.dumps(result, indent=1))
     elif args.part == "model":  # the harness's real suite, its numbers where `report` reads them
         from matcher.checkpoint import BUNDLED_MODEL_DIR
-        from training.protocol.suites import SUITES, SuiteOptions
+        from training.protocol.options import EvaluationConfig
+        from training.protocol.suites import SUITES
 
         out = (args.out or BENCH / "real_model.json").with_suffix(".md")
-        options = SuiteOptions(args.model or BUNDLED_MODEL_DIR, None, out, real_films=args.shared, baseline=args.baseline)
+        options = EvaluationConfig(args.model or BUNDLED_MODEL_DIR, out=out, real_films=args.shared, baseline=args.baseline)
         print("\n".join(SUITES["real"].run(options, "python scripts/bench_real.py " + " ".join(sys.argv[1:]), None)))
         out.unlink()  # the model's part of real.md, written by `report`
     else:

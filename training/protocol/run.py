@@ -21,11 +21,12 @@ from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import load_model, load_model_or_deeplasia
 from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
-from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
+from matcher.rank import LabelIndex, RankingRule
 from training.distributed import pick_device
 from training.protocol import metrics
 from training.protocol.encoders import centred_unit, run_network, thumbnails
 from training.protocol.inputs import GatedInputs, prepare_inputs
+from training.protocol.options import EvaluationConfig
 from training.protocol.scorers import EmbeddingScorer, PatientScorer, RandomScorer, Ranked, Scorer, SoftmaxScorer, rank_setting
 from training.protocol.splits import SETTINGS, DisorderGroups, Draw, EvaluationError, disorder_groups, random_draws
 
@@ -33,21 +34,6 @@ MODEL = "model"
 POOLED = "F->F+R and R->F+R pooled"
 AS_REPORTED = "as the service reports it (x P(disorder in gallery))"
 REPORTED = f"pooled, {AS_REPORTED}"
-
-
-@dataclass
-class EvaluationConfig:
-    model: Path
-    manifest: Path
-    features_model: Path | None = None  # a bone-age model (Deeplasia checkpoint or ours) for the no-metric-learning baseline
-    deeplasia_parameters: Path | None = None
-    trust_pickle: bool = False
-    draws: int = 10
-    gallery_fraction: float = 0.5
-    rule: RankingRule = DEFAULT_RULE
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
 
 
 @dataclass
@@ -145,7 +131,7 @@ def _methods(
 def _prepare(
     config: EvaluationConfig, progress=None
 ) -> tuple[pd.DataFrame, list[dict], dict[str, Reading], np.ndarray, str, frozenset[str]]:
-    table = read_case_manifest(config.manifest)
+    table = read_case_manifest(config.needs_manifest("protocol"))
     model, fingerprint, untrained, features = _load_networks(config)
     networks = {MODEL: model, "untrained": untrained} | ({"features": features} if features is not None else {})
     readers = [model.age_sex_reader.config] if model.age_sex_reader is not None else []
@@ -334,7 +320,8 @@ def _overall_mad(table: pd.DataFrame, forward: Reading | None) -> float | None:
 
 def evaluate(config: EvaluationConfig, progress: Callable[[int, int], None] | None = None) -> EvaluationResult:
     """Run the whole protocol (see the module docstring); `progress` advances once per film read."""
-    _require_rankable(disorder_groups(read_case_manifest(config.manifest), []), str(config.manifest))
+    manifest = config.needs_manifest("protocol")
+    _require_rankable(disorder_groups(read_case_manifest(manifest), []), str(manifest))
     table, refused, outputs, inputs, fingerprint, trained_on = _prepare(config, progress)
     groups = disorder_groups(table, trained_on)
     _require_rankable(groups, f"{config.manifest} (the {len(table)} films that passed the quality gate)")

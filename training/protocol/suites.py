@@ -20,54 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from matcher.rank import DEFAULT_RULE, RankingRule
+from training.protocol.options import EvaluationConfig
 from training.protocol.splits import EvaluationError
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    model: Path
-    manifest: Path | None
-    out: Path
-    features_model: Path | None = None
-    deeplasia_parameters: Path | None = None
-    trust_pickle: bool = False
-    draws: int = 10
-    gallery_fraction: float = 0.5
-    rule: RankingRule = DEFAULT_RULE
-    seed: int = 0
-    device: str = "auto"
-    workers: int = 0
-    real_films: Path | None = None  # a folder holding rsna_100px, real_hands_labelled and real_hands (the real suite)
-    baseline: Path | None = None  # the real suite: an earlier model for a paired latency run
-
-    def needs_manifest(self, suite: str) -> Path:
-        if self.manifest is None:
-            raise EvaluationError(f"the {suite} suite needs --manifest (a case manifest CSV with diagnoses and patient ids)")
-        return self.manifest
-
 
 Progress = Callable[[int, int], None] | None
 
 
-def _protocol(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+def _protocol(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
     from training.protocol.report import write_report
-    from training.protocol.run import EvaluationConfig, evaluate
+    from training.protocol.run import evaluate
 
-    config = EvaluationConfig(
-        options.model,
-        options.needs_manifest("protocol"),
-        options.features_model,
-        options.deeplasia_parameters,
-        options.trust_pickle,
-        options.draws,
-        options.gallery_fraction,
-        options.rule,
-        options.seed,
-        options.device,
-        options.workers,
-    )
-    result = evaluate(config, progress)
+    result = evaluate(options, progress)
     report = write_report(result, options.out, command)
     groups = result.groups
     lines = [f"{result.films} films ({len(result.refused)} refused), {len(groups.frequent)} frequent and {len(groups.rare)} rare disorders"]
@@ -77,7 +40,7 @@ def _protocol(options: SuiteOptions, command: str, progress: Progress) -> list[s
     return [*lines, f"report: {report}"]
 
 
-def _unseen(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+def _unseen(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
     from training.protocol.unseen import unseen_report
 
     device = "cpu" if options.device == "auto" else options.device
@@ -86,7 +49,7 @@ def _unseen(options: SuiteOptions, command: str, progress: Progress) -> list[str
     return [f"{data['accepted']} films, unseen disorders {', '.join(data['held_out'])}", f"report: {report}"]
 
 
-def _real(options: SuiteOptions, command: str, progress: Progress) -> list[str]:
+def _real(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
     from training.real_eval import evaluate_real, model_markdown
 
     if options.real_films is None or not (options.real_films / "rsna_100px").is_dir():
@@ -122,7 +85,7 @@ def _report_paths(out: Path) -> tuple[Path, Path]:
 class Suite:
     name: str
     summary: str
-    run: Callable[[SuiteOptions, str, Progress], list[str]]  # writes the report; returns lines for the terminal
+    run: Callable[[EvaluationConfig, str, Progress], list[str]]  # writes the report; returns lines for the terminal
 
 
 SUITES = {
