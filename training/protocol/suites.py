@@ -65,8 +65,10 @@ def _real(options: EvaluationConfig, command: str, progress: Progress) -> list[s
     ]
 
 
-def _write(out: Path, markdown: str, data: dict) -> Path:
+def _write(out: Path | None, markdown: str, data: dict) -> Path:
     """The report's Markdown and its numbers as JSON (`_report_paths`); returns the Markdown's path."""
+    if out is None:
+        raise EvaluationError("say where the report goes (--out: a folder, or a .md file)")
     report, numbers = _report_paths(out)
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(markdown + "\n")
