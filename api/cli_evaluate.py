@@ -18,6 +18,7 @@ class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that 
     protocol = "protocol"
     unseen = "unseen"
     real = "real"
+    evidence = "evidence"
 
 
 def evaluate_command(
@@ -25,12 +26,15 @@ def evaluate_command(
     out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (unseen, real).")],
     manifest: Annotated[
         Path | None,
-        typer.Option("--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids (protocol, unseen)."),
+        typer.Option(
+            "--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids (protocol, unseen, evidence)."
+        ),
     ] = None,
     suite: Annotated[
         SuiteName,
         typer.Option(
-            "--suite", help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films."
+            "--suite",
+            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes.",
         ),
     ] = SuiteName.protocol,
     features_model: Annotated[
@@ -59,23 +63,27 @@ def evaluate_command(
     baseline_model: Annotated[
         Path | None, typer.Option("--baseline-model", help="real: an earlier model for a paired latency run.")
     ] = None,
+    fit_manifest: Annotated[
+        Path | None, typer.Option("--fit-manifest", help="evidence: another cohort, to fit the combinations of evidence on.")
+    ] = None,
 ) -> None:
     """Measure a model with an evaluation suite. protocol (the default): rank disorders for held-out
     patients in the four settings (F->F, R->R, F->F+R, R->F+R) against random ranking, an untrained
     encoder, bone-age features, a softmax classifier and pixel thumbnails; bone age per disorder, sex,
     probability quality, "no close match" rates. unseen: the model's held-out disorders added to
     galleries with 1, 3 and 5 cases, without retraining. real: bone age and sex on real films, real
-    controls against phantom galleries, latency."""
+    controls against phantom galleries, latency. evidence: image, HPO terms and exome genes, alone
+    and combined, fitted on --fit-manifest's cohort."""
     from training.protocol.options import EvaluationConfig
     from training.protocol.suites import SUITES
 
     checked = ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model"), (real_films, "--real-films"))
-    for path, option in (*checked, (baseline_model, "--baseline-model")):
+    for path, option in (*checked, (baseline_model, "--baseline-model"), (fit_manifest, "--fit-manifest")):
         if path is not None and not path.exists():
             fail(f"{option} {path} does not exist")
     options = EvaluationConfig(
         model, manifest, out, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers,
-        real_films, baseline_model,
+        real_films, baseline_model, fit_manifest,
     )  # fmt: skip
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with progress_bar("reading films", unit="film") as progress:

@@ -98,7 +98,7 @@ class EvidenceModel:
         return cls(**json.loads(Path(path).read_text()))
 
 
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "evidence_model.json"  # scripts/bench_evidence.py --install
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "evidence_model.json"  # scripts/install_evidence_model.py
 
 
 @cache

@@ -199,6 +199,7 @@ def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_n
         ("protocol", [], "the protocol suite needs --manifest"),
         ("unseen", [], "the unseen suite needs --manifest"),
         ("real", [], "the real suite needs --real-films"),
+        ("evidence", [], "the evidence suite needs --fit-manifest"),
     ],
 )
 def test_each_suite_says_what_it_needs_before_reading_anything(bone2gene, tmp_path: Path, suite: str, extra: list, message: str) -> None:

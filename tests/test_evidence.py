@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,23 @@ def test_genes_of_no_disorder_and_empty_term_lists_leave_the_image_order(catalog
     assert [r.label for r in combine_ranking(ranked(), catalogue, nothing, default_model())] == image_order
     with pytest.raises(hpo.PhenotypeError, match="both observed and excluded"):
         ClinicalFindings.of(["HP:0004322"], ["HP:0004322"])
+
+
+def test_the_evidence_suite_fits_on_one_cohort_and_reports_on_another(bone2gene, render_cohort, tmp_path: Path) -> None:
+    import json
+
+    from matcher.checkpoint import BUNDLED_MODEL_DIR
+
+    disorders = ("unaffected", "achondroplasia", "cleidocranial_dysplasia", "trps1")
+    fit, _ = render_cohort(n=32, seed=21, size=256, disorders=disorders)
+    test, _ = render_cohort(n=32, seed=22, size=256, disorders=disorders)
+    result = bone2gene(
+        "evaluate", "--suite", "evidence", "--model", BUNDLED_MODEL_DIR, "--fit-manifest", fit / "manifest.csv",
+        "--manifest", test / "manifest.csv", "--draws", "2", "--out", tmp_path / "evidence.md",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "evidence.md").read_text()
+    assert "Command: `bone2gene evaluate --suite evidence" in report and "## R->F+R" in report and "| image + phenotype + genes |" in report
+    numbers = json.loads((tmp_path / "evidence.json").read_text())
+    assert set(numbers["results"]) == {"F->F+R", "R->F+R"} and len(numbers["results"]["F->F+R"]["image"]) == 2
+    assert set(numbers["models"]) == set(evidence_eval.SOURCE_SETS)

@@ -5,7 +5,9 @@
 - `unseen`: syndromes the model never saw, added to galleries with 1, 3 and 5 cases (`unseen`);
 - `real`: real radiographs (`training.real_eval`): bone age and sex on the RSNA validation films
   and the full-resolution ones, real controls against phantom galleries, latency.
-`unseen` and `real` write report.md and report.json in a folder, or a `.md` file and its `.json`
+- `evidence`: image, HPO terms and exome genes, alone and combined (`evidence_eval`), the
+  combinations fitted on `--fit-manifest`'s cohort and reported on `--manifest`'s.
+`unseen`, `real` and `evidence` write report.md and report.json in a folder, or a `.md` file and its `.json`
 beside it.
 
 Every suite embeds films the way the product does (`matcher.batch.read_batch`: the age and sex
@@ -65,6 +67,18 @@ def _real(options: EvaluationConfig, command: str, progress: Progress) -> list[s
     ]
 
 
+def _evidence(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
+    from training.protocol.evidence_eval import evidence_report
+
+    if options.fit_manifest is None:
+        raise EvaluationError("the evidence suite needs --fit-manifest: another cohort, to fit the combinations of evidence on")
+    device = "cpu" if options.device == "auto" else options.device
+    test = options.needs_manifest("evidence")
+    markdown, data = evidence_report(options.model, options.fit_manifest, test, options.draws, options.seed, device, options.workers)
+    report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
+    return [f"{data['films']} test films, combinations fitted on {options.fit_manifest}", f"report: {report}"]
+
+
 def _write(out: Path | None, markdown: str, data: dict) -> Path:
     """The report's Markdown and its numbers as JSON (`_report_paths`); returns the Markdown's path."""
     if out is None:
@@ -96,5 +110,6 @@ SUITES = {
         Suite("protocol", "GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities", _protocol),
         Suite("unseen", "syndromes never trained on, added to galleries with 1, 3 and 5 cases", _unseen),
         Suite("real", "real radiographs: bone age, sex, real controls against phantoms, latency", _real),
+        Suite("evidence", "image, HPO terms and candidate genes, each alone and combined", _evidence),
     )
 }
