@@ -138,3 +138,26 @@ def test_every_trainer_refuses_what_it_cannot_use(bone2gene, tmp_path: Path, set
     result = bone2gene("train", _write(tmp_path, settings), *flags)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_the_reader_trainer_with_phantoms_trains_one_joint_model(bone2gene, tmp_path: Path, rsna_like: Path) -> None:
+    settings = {
+        "trainer": "age_sex_reader",
+        "rsna": str(rsna_like),
+        "out": "work/joint",
+        "synthetic": {"n": 24, "copies": 1, "image_size": 192, "held_out": []},
+        "input_size": 64,
+        "epochs": 1,
+        "synthetic_batch": 8,
+        "real_batch": 16,
+        "m_per_class": 2,
+        "warmup_steps": 1,
+        "device": "cpu",
+    }
+    result = bone2gene("train", _write(tmp_path / "cfg", settings))
+    assert result.returncode == 0, result.stderr
+    work = tmp_path / "cfg" / "work"
+    assert (work / "cohort" / "manifest.csv").is_file() and (work / "synthetic_views_1.npz").is_file()  # rendered once, cached
+    card = read_card(work / "joint" / "model")
+    assert card.config.preprocessing == "film" and "unaffected" in card.config.labels and len(card.config.labels) > 1
+    assert f"model: {work / 'joint' / 'model'}" in result.stdout

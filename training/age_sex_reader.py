@@ -16,6 +16,7 @@ a model was not bundled: at 100 px its disorder space stayed far below the encod
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -59,12 +60,12 @@ class AgeSexReaderConfig(JointConfig):
     synthetic: SyntheticSource | None = None  # phantoms as well: a joint model, not a reader
 
 
-def _synthetic_views(
-    source: SyntheticSource, work: Path, seed: int, progress: Callable[[int, int], None] | None
-) -> tuple[np.ndarray, pd.DataFrame]:
+def _synthetic_views(source: SyntheticSource, work: Path, seed: int, progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
     cohort = work / "cohort"
     if not (cohort / "manifest.csv").is_file():
-        generate_cohort(CohortConfig(n=source.n, out=cohort, seed=seed, size=source.image_size), progress)
+        with tqdm(desc="rendering", unit="image", file=sys.stderr, disable=not progress) as bar:
+            config = CohortConfig(n=source.n, out=cohort, seed=seed, size=source.image_size)
+            generate_cohort(config, lambda done, total: _advance(bar, done, total))
     cache, table_path = work / f"synthetic_views_{source.copies}.npz", work / f"synthetic_views_{source.copies}.csv"
     if cache.is_file():
         return np.load(cache)["views"], pd.read_csv(table_path)
