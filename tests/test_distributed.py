@@ -65,7 +65,13 @@ def test_two_ranks_get_the_gradients_of_one_process_on_the_whole_batch(tmp_path:
     (tmp_path / "one").mkdir()
     (tmp_path / "two").mkdir()
     one_step(0, 1, 0, str(tmp_path / "one"))
-    mp.spawn(one_step, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    try:
+        mp.spawn(one_step, args=(2, _free_port(), str(tmp_path / "two")), nprocs=2, join=True)
+    except mp.ProcessExitedException as exc:
+        # gloo now and then aborts a process at exit ("terminate called without an active exception",
+        # SIGABRT) after its step is done: the saved gradients still stand; a crash before them fails below
+        if exc.signal_name != "SIGABRT" or not all((tmp_path / "two" / f"rank{r}.pt").is_file() for r in (0, 1)):
+            raise
     single = torch.load(tmp_path / "one" / "rank0.pt")
     for rank in (0, 1):
         part = torch.load(tmp_path / "two" / f"rank{rank}.pt")
