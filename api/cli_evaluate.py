@@ -82,8 +82,9 @@ def evaluate_command(
         if path is not None and not path.exists():
             fail(f"{option} {path} does not exist")
     options = EvaluationConfig(
-        model, manifest, out, features_model, deeplasia_parameters, trust_pickle, draws, gallery_fraction, rule, seed, device, workers,
-        real_films, baseline_model, fit_manifest,
+        model=model, manifest=manifest, out=out, features_model=features_model, deeplasia_parameters=deeplasia_parameters,
+        trust_pickle=trust_pickle, draws=draws, gallery_fraction=gallery_fraction, rule=rule, seed=seed, device=device,
+        workers=workers, real_films=real_films, baseline=baseline_model, fit_manifest=fit_manifest,
     )  # fmt: skip
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with progress_bar("reading films", unit="film") as progress:

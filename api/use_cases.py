@@ -126,18 +126,25 @@ def synthetic_gallery(
 ) -> tuple[pd.DataFrame, list[str]]:
     """Render `cohort` and add it to a new gallery at `gallery_path`, embedded with the bundled model
     and its catalogue seeded; returns the cohort's manifest and the gate's refusals."""
-    from index.builtin_catalogue import seed_catalogue
     from index.ingest import add_manifest
-    from index.store import Gallery
-    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
     from training.synth.cohort import generate_cohort
 
     manifest = generate_cohort(cohort)
-    card = read_card(BUNDLED_MODEL_DIR)
-    with Gallery.create(gallery_path, card.fingerprint, card.config.embedding_dim) as gallery:
-        seed_catalogue(gallery)
+    with _new_seeded_gallery(gallery_path) as gallery:
         _, refused = add_manifest(gallery, cohort.out / "manifest.csv", None, batch_size, 1, progress)
     return manifest, refused
+
+
+def _new_seeded_gallery(path: Path) -> Gallery:
+    """A new gallery for the bundled model, its catalogue seeded with the built-in disorders."""
+    from index.builtin_catalogue import seed_catalogue
+    from index.store import Gallery
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+
+    card = read_card(BUNDLED_MODEL_DIR)
+    gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim)
+    seed_catalogue(gallery)
+    return gallery
 
 
 def demo_gallery(
@@ -146,7 +153,6 @@ def demo_gallery(
     """The demo's synthetic cohort (`out/cohort`) and its gallery (`out/gallery`), built once and
     reused afterwards; a build cut short is finished on the next call. `progress(what)` gives a
     context manager yielding a counter callback (a progress bar)."""
-    from index.builtin_catalogue import seed_catalogue
     from index.ingest import add_manifest
     from index.store import Gallery, GalleryError
     from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
@@ -166,8 +172,7 @@ def demo_gallery(
         if gallery.model_fingerprint != card.fingerprint:
             raise GalleryError(f"{path} was built with another model; delete {out} to rebuild the demo")
     else:
-        gallery = Gallery.create(path, card.fingerprint, card.config.embedding_dim)
-        seed_catalogue(gallery)
+        gallery = _new_seeded_gallery(path)
     if gallery.stats().cases == 0 or not (path / ".complete").exists():
         log("embedding the demo cohort into the gallery (once) ...")
         with bar("embedding") as step:

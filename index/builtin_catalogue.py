@@ -75,10 +75,6 @@ def builtin_entries() -> tuple[CatalogueEntry, ...]:
     return tuple(CatalogueEntry.model_validate(entry) for entry in yaml.safe_load(text))
 
 
-def builtin_entry(disorder_id: str) -> CatalogueEntry | None:
-    return next((e for e in builtin_entries() if e.id == disorder_id), None)
-
-
 def builtin_disorders() -> list[Disorder]:
     return [entry.to_disorder() for entry in builtin_entries()]
 

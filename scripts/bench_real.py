@@ -141,15 +141,13 @@ def main() -> None:
             refresh_refusals(json.loads(stored.read_text()), args.shared) if args.refresh_refused else run_gate(args.shared, args.workers)
         )
         stored.write_text(json.dumps(result, indent=1))
-    elif args.part == "model":  # the harness's real suite, its numbers where `report` reads them
+    elif args.part == "model":  # the numbers of the harness's real suite, where `report` reads them
         from matcher.checkpoint import BUNDLED_MODEL_DIR
-        from training.protocol.options import EvaluationConfig
-        from training.protocol.suites import SUITES
+        from training.real_eval import evaluate_real
 
-        out = (args.out or BENCH / "real_model.json").with_suffix(".md")
-        options = EvaluationConfig(args.model or BUNDLED_MODEL_DIR, out=out, real_films=args.shared, baseline=args.baseline)
-        print("\n".join(SUITES["real"].run(options, "python scripts/bench_real.py " + " ".join(sys.argv[1:]), None)))
-        out.unlink()  # the model's part of real.md, written by `report`
+        command = "python scripts/bench_real.py " + " ".join(sys.argv[1:])
+        result = {"command": command, **evaluate_real(args.shared, args.model or BUNDLED_MODEL_DIR, args.baseline)}
+        (args.out or BENCH / "real_model.json").write_text(json.dumps(result, indent=1))
     else:
         from training.real_eval import model_markdown
 

@@ -32,7 +32,6 @@ import torch
 
 from index.cohort_stats import compare
 from matcher.analysis import Analyzer
-from matcher.batch import BatchItem, embed_many
 from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
 from matcher.io import read_radiograph
@@ -41,6 +40,7 @@ from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import Neighbourhood
 from training.age_error import errors_by_age_band, small_sample_spread
 from training.joint_eval import real_figures
+from training.protocol.encoders import embed_films
 from training.real_data import is_validation_id, read_labels, reported_ids
 from training.synth.cohort import CohortConfig, generate_cohort
 
@@ -115,9 +115,10 @@ def unlabelled_embeddings(analyzer: Analyzer, root: Path) -> list[np.ndarray]:
 
 
 def embed_images(model: Bone2GeneModel, root: Path, images: list[str], sexes: list[str]) -> list[np.ndarray | None]:
-    """Each image's (under `root`) embedding in batches (`embed_many`); None where the gate refuses it."""
-    results = embed_many(model, [BatchItem(root / p, s) for p, s in zip(images, sexes, strict=True)], batch_size=16)
-    return [r.embedding if r.accepted else None for r in results]
+    """Each image's (under `root`) embedding (`training.protocol.encoders.embed_films`); None where the gate refuses it."""
+    vectors, accepted = embed_films(model, [root / p for p in images], sexes, device="cpu", workers=1)
+    found = iter(vectors)
+    return [next(found) if ok else None for ok in accepted]
 
 
 def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:

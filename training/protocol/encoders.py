@@ -14,12 +14,16 @@ centred on the mean over the evaluated films (no labels used) before normalising
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from matcher.batch import Reading, read_batch
+from matcher.batch import BatchItem, Reading, embed_many, read_batch
 from matcher.model import Bone2GeneModel
+from training.distributed import pick_device
 
 THUMBNAIL_SIZE = 16
 
@@ -63,3 +67,15 @@ def thumbnails(inputs: np.ndarray, size: int = THUMBNAIL_SIZE) -> np.ndarray:
     """The model inputs averaged down to size x size, flattened, centred and unit length."""
     pooled = F.adaptive_avg_pool2d(torch.from_numpy(inputs.astype(np.float32)), size).reshape(len(inputs), -1).numpy()
     return centred_unit(pooled)
+
+
+def embed_films(
+    model: Bone2GeneModel, paths: Sequence[Path], sexes: Sequence[str], device: str = "auto", workers: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Films embedded as the gallery embeds them (`matcher.batch.embed_many`): the embeddings of those
+    the gate accepts, in order, and which films those are."""
+    items = [BatchItem(Path(p), s) for p, s in zip(paths, sexes, strict=True)]
+    results = embed_many(model, items, batch_size=16, workers=workers, device=pick_device(device))
+    accepted = np.array([r.accepted for r in results], dtype=bool)
+    dim = model.config.embedding_dim
+    return (np.stack([r.embedding for r in results if r.accepted]) if accepted.any() else np.zeros((0, dim), np.float32)), accepted

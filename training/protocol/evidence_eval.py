@@ -122,18 +122,18 @@ def _embedded_cohort(
     HPO terms and candidate-gene lists (`training.synth.phenotypes`, seeded)."""
     from index.builtin_catalogue import builtin_disorders
     from matcher.manifest import read_case_manifest
-    from training.protocol.unseen import embed_accepted
+    from training.protocol.encoders import embed_films
     from training.synth.phenotypes import add_phenotypes
 
     table = read_case_manifest(manifest)
     table = table[table["disorder"].notna()].reset_index(drop=True)
-    vectors, accepted = embed_accepted(model, table, device, workers)
+    vectors, accepted = embed_films(model, table["path"], table["sex"], device, workers)
     table = add_phenotypes(table[accepted].reset_index(drop=True), builtin_disorders(), seed=seed)
     return vectors, table, disorder_groups(table, trained_on)
 
 
 def evidence_report(
-    model_dir: Path, fit_manifest: Path, test_manifest: Path, draws: int = 10, seed: int = 0, device: str = "cpu", workers: int = 0
+    model_dir: Path, fit_manifest: Path, test_manifest: Path, draws: int = 10, seed: int = 0, device: str = "auto", workers: int = 0
 ) -> tuple[str, dict]:
     """The evidence suite: the combinations of sources fitted on one cohort (one draw, F->F+R and
     R->F+R pooled), every source alone and combined reported on another over `draws` patient draws."""

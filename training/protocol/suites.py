@@ -45,8 +45,9 @@ def _protocol(options: EvaluationConfig, command: str, progress: Progress) -> li
 def _unseen(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
     from training.protocol.unseen import unseen_report
 
-    device = "cpu" if options.device == "auto" else options.device
-    markdown, data = unseen_report(options.model, options.needs_manifest("unseen"), options.draws, options.seed, device, options.workers)
+    markdown, data = unseen_report(
+        options.model, options.needs_manifest("unseen"), options.draws, options.seed, options.device, options.workers
+    )
     report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
     return [f"{data['accepted']} films, unseen disorders {', '.join(data['held_out'])}", f"report: {report}"]
 
@@ -72,9 +73,10 @@ def _evidence(options: EvaluationConfig, command: str, progress: Progress) -> li
 
     if options.fit_manifest is None:
         raise EvaluationError("the evidence suite needs --fit-manifest: another cohort, to fit the combinations of evidence on")
-    device = "cpu" if options.device == "auto" else options.device
     test = options.needs_manifest("evidence")
-    markdown, data = evidence_report(options.model, options.fit_manifest, test, options.draws, options.seed, device, options.workers)
+    markdown, data = evidence_report(
+        options.model, options.fit_manifest, test, options.draws, options.seed, options.device, options.workers
+    )
     report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
     return [f"{data['films']} test films, combinations fitted on {options.fit_manifest}", f"report: {report}"]
 

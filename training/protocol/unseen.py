@@ -22,9 +22,9 @@ import torch
 from index.catalogue import Disorder
 from index.query import query
 from index.store import Gallery, NewCase
-from matcher.batch import BatchItem, embed_many
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, RankingRule
+from training.protocol.encoders import embed_films
 from training.protocol.markdown import frame_table
 from training.protocol.metrics import KS
 from training.protocol.splits import EvaluationError, patient_split
@@ -118,17 +118,8 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-def embed_accepted(model: Bone2GeneModel, table: pd.DataFrame, device: str, workers: int) -> tuple[np.ndarray, np.ndarray]:
-    """The model's embeddings of the films that pass the gate (`matcher.batch.embed_many`, as the
-    gallery embeds them), and which films those are."""
-    results = embed_many(model, [BatchItem(Path(p), s) for p, s in zip(table["path"], table["sex"], strict=True)], 16, workers, device)
-    accepted = np.array([r.accepted for r in results])
-    dim = model.config.embedding_dim
-    return (np.stack([r.embedding for r in results if r.accepted]) if accepted.any() else np.zeros((0, dim), np.float32)), accepted
-
-
 def unseen_report(
-    model_dir: Path, manifest: Path, draws: int = 10, seed: int = 8, device: str = "cpu", workers: int = 0
+    model_dir: Path, manifest: Path, draws: int = 10, seed: int = 8, device: str = "auto", workers: int = 0
 ) -> tuple[str, dict]:
     """The unseen-syndromes suite: the model's disorders held out of its training, added to galleries
     with 1, 3 and 5 cases, against an untrained encoder of the same architecture; Markdown and JSON."""
@@ -146,8 +137,8 @@ def unseen_report(
         )
     torch.manual_seed(seed)
     untrained = Bone2GeneModel(card.config).eval()
-    trained, accepted = embed_accepted(model, table, device, workers)
-    baseline, _ = embed_accepted(untrained, table, device, workers)
+    trained, accepted = embed_films(model, table["path"], table["sex"], device, workers)
+    baseline, _ = embed_films(untrained, table["path"], table["sex"], device, workers)
     kept = table[accepted].reset_index(drop=True)
     sections = {}
     for name, vectors in (("model", trained), ("untrained encoder (baseline)", baseline)):
