@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli_helpers import EXIT_NOT_ACCEPTED, EXIT_REFUSED, SexOpt, fail, progress_bar, sex_value
+from api.cli_helpers import EXIT_NOT_ACCEPTED, EXIT_REFUSED, SexOpt, fail, sex_value
+from matcher.progress import progress_bar
 
 app = typer.Typer(
     name="bone2gene",

@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from api.cli_helpers import RuleOpt, fail, progress_bar
+from api.cli_helpers import RuleOpt, fail
+from matcher.progress import progress_bar
 from matcher.rank import DEFAULT_RULE
 
 
@@ -19,22 +20,23 @@ class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that 
     unseen = "unseen"
     real = "real"
     evidence = "evidence"
+    space = "space"
 
 
 def evaluate_command(
     model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate.")],
-    out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (unseen, real).")],
+    out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (the others).")],
     manifest: Annotated[
         Path | None,
         typer.Option(
-            "--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids (protocol, unseen, evidence)."
+            "--manifest", help="Case manifest CSV (DESIGN.md section 2) with diagnoses and patient ids (protocol, unseen, evidence, space)."
         ),
     ] = None,
     suite: Annotated[
         SuiteName,
         typer.Option(
             "--suite",
-            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes.",
+            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes; space: separation and spread.",
         ),
     ] = SuiteName.protocol,
     features_model: Annotated[
@@ -61,7 +63,8 @@ def evaluate_command(
         Path | None, typer.Option("--real-films", help="real: the folder holding rsna_100px, real_hands_labelled and real_hands.")
     ] = None,
     baseline_model: Annotated[
-        Path | None, typer.Option("--baseline-model", help="real: an earlier model for a paired latency run.")
+        Path | None,
+        typer.Option("--baseline-model", help="real: an earlier model for a paired latency run; space: another model's space beside."),
     ] = None,
     fit_manifest: Annotated[
         Path | None, typer.Option("--fit-manifest", help="evidence: another cohort, to fit the combinations of evidence on.")
@@ -73,7 +76,8 @@ def evaluate_command(
     probability quality, "no close match" rates. unseen: the model's held-out disorders added to
     galleries with 1, 3 and 5 cases, without retraining. real: bone age and sex on real films, real
     controls against phantom galleries, latency. evidence: image, HPO terms and exome genes, alone
-    and combined, fitted on --fit-manifest's cohort."""
+    and combined, fitted on --fit-manifest's cohort. space: how the feature space separates
+    disorders and how spread it is, beside --baseline-model's."""
     from training.protocol.options import EvaluationConfig
     from training.protocol.suites import SUITES
 

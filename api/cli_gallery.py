@@ -24,10 +24,10 @@ from api.cli_helpers import (
     fail,
     load_model_or_bundled,
     open_gallery,
-    progress_bar,
     same_model,
     sex_value,
 )
+from matcher.progress import progress_bar
 from matcher.rank import DEFAULT_RULE, RankingRule
 
 if TYPE_CHECKING:

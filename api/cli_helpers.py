@@ -7,9 +7,6 @@ entry point (`api.cli.main`) prints them as `error: ...` and exits with status 2
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -69,21 +66,3 @@ def load_model_or_bundled(model: Path | None) -> tuple[Bone2GeneModel, ModelCard
 def same_model(gallery: Gallery, card: ModelCard, option: str = "--model") -> None:
     if card.fingerprint != gallery.model_fingerprint:
         fail(f"the gallery holds model {gallery.model_fingerprint[:12]} but {option} is {card.fingerprint[:12]}; use the gallery's model")
-
-
-@contextmanager
-def progress_bar(description: str, unit: str = "item") -> Iterator[Callable[[int, int], None]]:
-    """A `progress(done, total)` callback drawing a tqdm bar on stderr (the libraries report, the CLI draws)."""
-    from tqdm import tqdm
-
-    bar = tqdm(desc=description, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=True)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    try:
-        yield update
-    finally:
-        bar.close()

@@ -1,6 +1,6 @@
 """Benchmark: the encoder against its budgets (DESIGN.md section 6), one interleaved run.
 
-    python scripts/bench_model.py [--model DIR] [--repeats 15] [--device cpu|cuda] [--workers 1]
+    python scripts/bench_model.py --shared ../shared [--model DIR] [--repeats 15] [--device cpu|cuda] [--workers 1]
                                   [--out benchmarks/model.md]
 
 Measures at 512 px on this machine: the bare backbone forward (batch 1 and 8), with and
@@ -45,12 +45,12 @@ def timed(fn, repeats: int, sync=lambda: None) -> float:
     return statistics.median(samples)
 
 
-def load_benchmark_model(model_dir: Path | None) -> tuple[Bone2GeneModel, str]:
+def load_benchmark_model(model_dir: Path | None, shared: Path) -> tuple[Bone2GeneModel, str]:
     """The given model, else Deeplasia's fixture checkpoint, else random b0 weights at 512 (same speed)."""
     if model_dir is not None:
         model, _ = load_model(model_dir)
         return model, str(model_dir)
-    fixture = REPO.parent / "shared" / "fixtures" / "deeplasia" / "new_b0_512_sexhead.ckpt"
+    fixture = shared / "fixtures" / "deeplasia" / "new_b0_512_sexhead.ckpt"
     if fixture.is_file():
         target = Path(tempfile.mkdtemp()) / "fixture-model"
         import_deeplasia(fixture, target)
@@ -64,19 +64,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--workers", type=int, default=1, help="decode workers for batch embedding")
-    parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "real_hands")
+    parser.add_argument("--shared", type=Path, required=True, help="the folder holding real_hands and fixtures/deeplasia")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "model.md")
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
-    model, model_name = load_benchmark_model(args.model)
+    model, model_name = load_benchmark_model(args.model, args.shared)
     model = model.to(device)
     size = model.config.input_size
     threads = torch.get_num_threads()
-    images = sorted(args.real.glob("*.png"))
+    real = args.shared / "real_hands"
+    images = sorted(real.glob("*.png"))
     if not images:
-        raise SystemExit(f"no PNG radiographs in {args.real}")
+        raise SystemExit(f"no PNG radiographs in {real}")
 
     x1, x8 = torch.randn(1, 1, size, size, device=device), torch.randn(8, 1, size, size, device=device)
     with torch.inference_mode():

@@ -1,8 +1,8 @@
 """Real radiographs: the gate, bone age, sex, the feature space and latency.
 
-    python scripts/bench_real.py gate   [--shared ../shared] [--workers 2]   -> benchmarks/real_gate.json
-    python scripts/bench_real.py gate --refresh-refused                      -> the same, its refusals' reasons re-read
-    python scripts/bench_real.py model  [--shared ../shared] [--model DIR]   -> benchmarks/real_model.json
+    python scripts/bench_real.py gate   --shared ../shared [--workers 2]   -> benchmarks/real_gate.json
+    python scripts/bench_real.py gate --shared ../shared --refresh-refused -> the same, its refusals' reasons re-read
+    python scripts/bench_real.py model  --shared ../shared [--model DIR]   -> benchmarks/real_model.json
     python scripts/bench_real.py report                                      -> benchmarks/real.md
 
 `gate` runs the hand mask and the quality gate on every real image in ../shared (the RSNA
@@ -120,7 +120,7 @@ def gate_markdown(gate: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("part", choices=["gate", "model", "report"])
-    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    parser.add_argument("--shared", type=Path, help="gate, model: the folder holding rsna_100px, real_hands_labelled and real_hands")
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--baseline", type=Path, default=None, help="model: a previous model for a paired latency run")
     parser.add_argument("--out", type=Path, default=None, help="model: where the JSON goes (default benchmarks/real_model.json)")
@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--refresh-refused", action="store_true", help="gate: re-read the stored refusals' reasons only")
     args = parser.parse_args()
+    if args.part != "report" and args.shared is None:
+        parser.error(f"{args.part} reads real films: say where with --shared (e.g. ../shared)")
     if args.part == "gate":
         stored = BENCH / "real_gate.json"
         if args.refresh_refused and not stored.is_file():

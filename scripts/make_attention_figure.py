@@ -1,6 +1,6 @@
 """Attention overlays of the bundled model for docs/: real hands and synthetic disorders.
 
-    python scripts/make_attention_figure.py [--model DIR] [--out docs/attention_overlays.png]
+    python scripts/make_attention_figure.py --real ../shared/real_hands [--model DIR] [--out docs/attention_overlays.png]
 
 Top row: bone-age attention (Deeplasia's gradient map) on radiographs of
 ../shared/real_hands; bottom row: on synthetic cases, titled with their disorder and the
@@ -41,7 +41,7 @@ def tile(image01: np.ndarray, attention: np.ndarray, caption: str) -> np.ndarray
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL_DIR)
-    parser.add_argument("--real", type=Path, default=REPO.parent / "shared" / "real_hands")
+    parser.add_argument("--real", type=Path, required=True, help="a folder of real hand films (e.g. ../shared/real_hands)")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "attention_overlays.png")
     args = parser.parse_args()
     model, _ = load_model(args.model)

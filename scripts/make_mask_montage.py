@@ -1,6 +1,6 @@
 """Overlay montage of the hand masks on the real radiographs, for docs/.
 
-    python scripts/make_mask_montage.py [--shared ../shared] [--rsna 26] [--refused 16] [--out docs/hand_masks_real.png]
+    python scripts/make_mask_montage.py --shared ../shared [--rsna 26] [--refused 16] [--out docs/hand_masks_real.png]
 
 Films from all three real folders: every film of `real_hands` and `real_hands_labelled`,
 and `--rsna` films of `rsna_100px` spread evenly over its ids, plus `--refused` of the films
@@ -81,7 +81,7 @@ def chosen_films(shared: Path, rsna: int, refused_films: int) -> list[Path]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     repo = Path(__file__).resolve().parents[1]
-    parser.add_argument("--shared", type=Path, default=repo.parent / "shared")
+    parser.add_argument("--shared", type=Path, required=True, help="the folder holding real_hands_labelled and real_hands")
     parser.add_argument("--rsna", type=int, default=26, help="films of rsna_100px spread over its ids")
     parser.add_argument("--refused", type=int, default=16, help="films the gate refused (benchmarks/real_gate.json); -1 for all")
     parser.add_argument("--out", type=Path, default=repo / "docs" / "hand_masks_real.png")

@@ -1,6 +1,6 @@
 """Montages for docs/: synthetic radiographs beside the real ones, and one case per disorder.
 
-    python scripts/make_montage.py [--real ../shared/real_hands] [--out docs]
+    python scripts/make_montage.py --real ../shared/real_hands [--out docs]
 
 The real images are read from ../shared (they are not part of the repository); the
 montage shows them downscaled beside synthetic children of similar (young) ages so the
@@ -55,7 +55,7 @@ def disorders(out: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     repo = Path(__file__).resolve().parents[1]
-    parser.add_argument("--real", type=Path, default=repo.parent / "shared" / "real_hands")
+    parser.add_argument("--real", type=Path, required=True, help="a folder of real hand films (e.g. ../shared/real_hands)")
     parser.add_argument("--out", type=Path, default=repo / "docs")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Train the hand-mask network on the synthetic cohort's masks; write the shipped weights.
 
-    python scripts/train_hand_mask.py [--n 2400] [--epochs 10] [--out build/hand_mask/hand_mask.safetensors]
+    python scripts/train_hand_mask.py --real ../shared/real_hands [--n 2400] [--epochs 10] [--out build/hand_mask/hand_mask.safetensors]
     bone2gene model install --mask build/hand_mask/hand_mask.safetensors
 
 The synthetic masks are exact, but synthetic images are cleaner than real films, so the
@@ -128,7 +128,9 @@ def main() -> None:
     parser.add_argument("--cohort", type=Path, help="reuse a synthetic cohort directory")
     parser.add_argument("--max-train", type=int, default=0, help="train on at most this many images (0 = all)")
     parser.add_argument("--out", type=Path, default=repo / "build" / "hand_mask" / "hand_mask.safetensors")
-    parser.add_argument("--real", type=Path, default=repo.parent / "shared" / "real_hands")
+    parser.add_argument(
+        "--real", type=Path, required=True, help="a folder of real hand films, for the refusal check (e.g. ../shared/real_hands)"
+    )
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)

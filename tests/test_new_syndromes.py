@@ -76,3 +76,24 @@ def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command
     refused = bone2gene("evaluate", "--suite", "unseen", *args[:2], "--manifest", seen / "manifest.csv", "--out", tmp_path / "x.md")
     assert refused.returncode == 2 and "none of" in refused.stderr and "held out" in refused.stderr
     assert not (tmp_path / "x.md").exists()
+
+
+def test_the_space_suite_scores_a_model_beside_another_from_the_command_line(bone2gene, render_cohort, tmp_path: Path) -> None:
+    """The same films, the bundled model and (as its baseline) a copy of it: two rows, the same numbers."""
+    import json
+    import shutil
+
+    cohort, _ = render_cohort(n=60, seed=4, size=256, disorders=("unaffected", "achondroplasia", "trps1"))
+    copy = Path(shutil.copytree(BUNDLED_MODEL_DIR, tmp_path / "copy"))
+    args = ["--suite", "space", "--model", BUNDLED_MODEL_DIR, "--baseline-model", copy, "--draws", "2"]
+    result = bone2gene("evaluate", *args, "--manifest", cohort / "manifest.csv", "--out", tmp_path / "space.md")
+    assert result.returncode == 0, result.stderr
+    report, numbers = (tmp_path / "space.md").read_text(), json.loads((tmp_path / "space.json").read_text())
+    assert "Command: `bone2gene evaluate --suite space" in report and "| model | F->F+R top-1 |" in report
+    mine, baseline = numbers["rows"].values()
+    assert mine == baseline and mine["frequent"] == 2 and mine["accepted"] >= 50
+    assert mine["frequent_top1"] > 0.5 and mine["same_disorder_cosine"] > mine["other_disorder_cosine"]  # unaffected vs achondroplasia
+
+    seen, _ = render_cohort(n=12, seed=3, size=256, disorders=("unaffected", "achondroplasia"))
+    refused = bone2gene("evaluate", *args[:4], "--manifest", seen / "manifest.csv", "--out", tmp_path / "x.md")
+    assert refused.returncode == 2 and "and of others (held out)" in refused.stderr and not (tmp_path / "x.md").exists()

@@ -19,6 +19,7 @@ from training.age_sex_reader import AgeSexReaderConfig
 from training.config_file import load_run
 from training.head_refit import HeadRefitRun
 from training.metric_loss import LossKind
+from training.pooled_features import FeatureSet
 
 LABELS = {"unaffected": 0, "achondroplasia": 1, "turner": 2}
 
@@ -117,6 +118,26 @@ def test_the_embedding_head_trainer_refits_only_the_head(bone2gene, tmp_path: Pa
     assert new_card.provenance["embedding_head_refit"]["loss"].startswith("CosFace")
     assert torch.allclose(refitted.backbone.conv_stem.weight, model.backbone.conv_stem.weight, atol=1e-3)  # float16 storage
     assert not torch.allclose(refitted.embedding.project.weight, model.embedding.project.weight, atol=1e-3)
+
+
+def test_the_embedding_head_trainer_reads_its_films_once_from_a_manifest(
+    bone2gene, tmp_path: Path, film_model: Path, small_cohort: tuple[Path, pd.DataFrame]
+) -> None:
+    cohort, manifest = small_cohort
+    settings = {"trainer": "embedding_head", "model": str(film_model), "manifest": str(cohort / "manifest.csv"), "out": "refit"}
+    settings |= {"epochs": 1, "batch_size": 8, "m_per_class": 2}
+    both = bone2gene("train", _write(tmp_path, {**settings, "features": "f.npz"}))
+    assert both.returncode == 2 and "either manifest" in both.stderr, both.stderr
+    result = bone2gene("train", _write(tmp_path, settings))
+    assert result.returncode == 0, result.stderr
+    stored = FeatureSet.load(tmp_path / "refit" / "features.npz", read_card(film_model).fingerprint)
+    assert 0 < len(stored.cases) <= len(manifest) and set(stored.cases["case_id"]) <= set(manifest["case_id"])
+    assert stored.features.shape == (len(stored.cases), load_model(film_model)[0].backbone.num_features)
+
+    other = tmp_path / "other"
+    save_model(Bone2GeneModel(ModelConfig(input_size=64, preprocessing="film", labels=LABELS)), other)
+    elsewhere = bone2gene("train", _write(tmp_path, {**settings, "model": str(other), "manifest": None, "features": "refit/features.npz"}))
+    assert elsewhere.returncode == 2 and "holds features of model" in elsewhere.stderr, elsewhere.stderr
 
 
 @pytest.mark.parametrize(

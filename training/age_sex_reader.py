@@ -16,7 +16,6 @@ a model was not bundled: at 100 px its disorder space stayed far below the encod
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,9 +24,9 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from matcher.checkpoint import load_model, save_model
+from matcher.progress import progress_bar
 from training.age_sex_reader_finish import finish_age_sex_reader
 from training.config_file import write_resolved
 from training.domain import synthetic_views
@@ -63,9 +62,8 @@ class AgeSexReaderConfig(JointConfig):
 def _synthetic_views(source: SyntheticSource, work: Path, seed: int, progress: bool) -> tuple[np.ndarray, pd.DataFrame]:
     cohort = work / "cohort"
     if not (cohort / "manifest.csv").is_file():
-        with tqdm(desc="rendering", unit="image", file=sys.stderr, disable=not progress) as bar:
-            config = CohortConfig(n=source.n, out=cohort, seed=seed, size=source.image_size)
-            generate_cohort(config, lambda done, total: _advance(bar, done, total))
+        with progress_bar("rendering", unit="image", disable=not progress) as bar:
+            generate_cohort(CohortConfig(n=source.n, out=cohort, seed=seed, size=source.image_size), bar)
     cache, table_path = work / f"synthetic_views_{source.copies}.npz", work / f"synthetic_views_{source.copies}.csv"
     if cache.is_file():
         return np.load(cache)["views"], pd.read_csv(table_path)
@@ -73,11 +71,6 @@ def _synthetic_views(source: SyntheticSource, work: Path, seed: int, progress: b
     np.savez(cache, views=views)
     table.to_csv(table_path, index=False)
     return views, table
-
-
-def _advance(bar: tqdm, done: int, total: int) -> None:
-    bar.total = total
-    bar.update(done - bar.n)
 
 
 def _data(config: AgeSexReaderConfig, progress: bool) -> JointData:

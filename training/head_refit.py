@@ -4,7 +4,7 @@ Why: how spread out the feature space is (and so whether scores separate right f
 depends on the metric loss's margin, scale and sub-centres. Training a whole encoder per loss
 setting needs a GPU; the embedding head is one linear layer on the pooled features
 (`matcher.model.EmbeddingHead`), so the loss's effect on the head can be measured in seconds
-on cached features (`scripts/bench_space.py`), and a better head can replace a bundled
+on stored features (`training.pooled_features`), and a better head can replace a bundled
 model's head without touching its backbone or its bone-age and sex heads.
 
 The loss is any of `training.metric_loss`'s.
@@ -22,7 +22,10 @@ import torch
 
 from matcher.checkpoint import load_model, save_model
 from matcher.model import EmbeddingHead
+from matcher.progress import progress_bar
 from training.metric_loss import MetricLossConfig, m_per_class_sampler
+from training.pooled_features import FeatureSet, Progress, read_features
+from training.protocol.splits import EvaluationError
 
 
 @dataclass(frozen=True)
@@ -85,32 +88,54 @@ def embed_features(head: EmbeddingHead, features: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True, kw_only=True)
 class HeadRefitRun(HeadRefitConfig):
     """`trainer: embedding_head`: a model's embedding head refitted on its frozen backbone's pooled
-    features of its training films; the held-out disorders of its provenance stay out."""
+    features of its training films; the held-out disorders of its provenance stay out.
 
-    path_fields: ClassVar[tuple[str, ...]] = ("model", "features", "out")
-    required_hint: ClassVar[str] = "the model, the features of its training films and the run folder"
+    The films come from `manifest` (read once through the gate and stored as `out/features.npz`,
+    which a rerun reuses) or from `features`, a feature set another run stored for the same model.
+    """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("model", "manifest", "features", "out")
+    required_hint: ClassVar[str] = "the model, its training films (manifest or features) and the run folder"
 
     model: Path
-    features: Path  # pooled features of the model's training films (`scripts/bench_space.py features`)
-    out: Path  # the run folder: config.yaml and model/ (float16, like the bundled model)
+    out: Path  # the run folder: config.yaml, features.npz and model/ (float16, like the bundled model)
+    manifest: Path | None = None  # the model's training films (a case manifest with diagnoses)
+    features: Path | None = None  # or their stored features (`training.pooled_features.FeatureSet`)
+    limit: int = 0  # read at most this many films of the manifest (a random sample), 0: all
+    device: str = "auto"
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.manifest is None) == (self.features is None):
+            raise ValueError("give the training films as either manifest (a case manifest) or features (a stored set), one of them")
+
+    def training_features(self, fingerprint: str, progress: Progress = None) -> FeatureSet:
+        """The stored features when given (or cached in the run folder), else the manifest's films read now and cached."""
+        from training.train import TrainConfigError
+
+        cache = self.out / "features.npz"
+        stored = self.features or (cache if cache.is_file() else None)
+        try:
+            if stored is not None:
+                return FeatureSet.load(stored, fingerprint)
+            return read_features(self.model, self.manifest, self.limit, self.device, self.workers, progress).save(cache)
+        except EvaluationError as error:
+            raise TrainConfigError(str(error)) from None
 
 
 def refit_model_head(run: HeadRefitRun, log: Callable[[str], object] = print, progress: bool = False) -> Path:
-    """Refit and save `run.model` with its new head in `run.out / 'model'`; returns that directory
-    (it runs in seconds: `progress` has nothing to show)."""
+    """Refit and save `run.model` with its new head in `run.out / 'model'`; returns that directory."""
     from training.config_file import plain_data, write_resolved
     from training.train import TrainConfigError
 
     model, card = load_model(run.model)
     if run.embedding_dim != model.config.embedding_dim:
         raise TrainConfigError(f"embedding_dim is {run.embedding_dim} but {run.model} embeds in {model.config.embedding_dim} dimensions")
-    data = np.load(run.features)
-    if str(data["model"]) != card.fingerprint:
-        raise TrainConfigError(
-            f"{run.features} holds features of model {str(data['model'])[:12]}, not of {card.fingerprint[:12]}; recompute them"
-        )
-    keep = ~np.isin(data["disorder"], sorted(card.provenance.get("held_out_disorders", [])))
-    model.embedding = refit_head(data["features"][keep], data["disorder"][keep], run)
+    with progress_bar("reading training films", unit="film", disable=not progress) as bar:
+        data = run.training_features(card.fingerprint, bar)
+    disorders = data.cases["disorder"].to_numpy(dtype=str)
+    keep = ~np.isin(disorders, sorted(card.provenance.get("held_out_disorders", [])))
+    model.embedding = refit_head(data.features[keep], disorders[keep], run)
     provenance = {
         **card.provenance,
         "embedding_head_refit": {

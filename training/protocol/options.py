@@ -24,7 +24,7 @@ class EvaluationConfig:
     device: str = "auto"
     workers: int = 0
     real_films: Path | None = None  # a folder holding rsna_100px, real_hands_labelled and real_hands (real)
-    baseline: Path | None = None  # an earlier model for a paired latency run (real)
+    baseline: Path | None = None  # an earlier model: a paired latency run (real), its space beside (space)
     fit_manifest: Path | None = None  # the cohort the combinations of evidence are fitted on (evidence)
 
     def needs_manifest(self, suite: str) -> Path:

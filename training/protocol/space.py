@@ -1,7 +1,7 @@
-"""The protocol's ranking and score numbers for ready-made vectors (no network to run).
+"""The `space` suite: how well a model's feature space separates disorders, and how spread it is.
 
-Used to compare feature spaces of the same films: heads refitted under other metric losses
-(`training.head_refit`, `scripts/bench_space.py`). For each of `draws` patient splits: top-1 and
+`score_space` takes ready-made vectors, so any two spaces of the same films compare (a model and
+its head refitted under another loss, `trainer: embedding_head`). For each of `draws` patient splits: top-1 and
 top-5 in F->F+R and R->F+R, the calibrated top-disorder probability's AUROC (right vs wrong,
 pooled over both settings), "no close match" when the disorder is absent (rare queries against
 the frequent gallery) and when the answer is right, and how spread the space is: the mean
@@ -17,10 +17,14 @@ import numpy as np
 import pandas as pd
 
 from matcher.calibration import fit_calibration
+from matcher.checkpoint import load_model
+from matcher.manifest import read_case_manifest
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule
-from training.protocol import metrics
+from training.protocol import markdown, metrics
+from training.protocol.encoders import embed_films
+from training.protocol.options import EvaluationConfig
 from training.protocol.scorers import EmbeddingScorer, rank_setting
-from training.protocol.splits import disorder_groups, random_draws
+from training.protocol.splits import EvaluationError, disorder_groups, random_draws
 
 
 @dataclass
@@ -102,3 +106,62 @@ def score_space(
         same,
         other,
     )
+
+
+COLUMNS = (
+    ("frequent_top1", "F->F+R top-1"),
+    ("unseen_top1", "R->F+R top-1"),
+    ("auroc", "AUROC pooled"),
+    ("auroc_frequent", "AUROC F"),
+    ("auroc_unseen", "AUROC R"),
+    ("no_match_fires_when_absent", "no-match fires, absent"),
+    ("no_match_off_when_right", "no-match off, right"),
+    ("same_disorder_cosine", "cos same"),
+    ("other_disorder_cosine", "cos other"),
+)
+
+
+def space_report(options: EvaluationConfig) -> tuple[str, dict]:
+    """`score_space` for `options.model` (and `options.baseline`, an earlier model, where given) on
+    the films of `options.manifest` with a diagnosis, each film embedded as the gallery embeds it;
+    the frequent disorders are those the model was trained on."""
+    table = read_case_manifest(options.needs_manifest("space"))
+    table = table[table["disorder"].notna()].reset_index(drop=True)
+    rows: dict[str, dict] = {}
+    for model_dir in (options.model, options.baseline):
+        if model_dir is None:
+            continue
+        model, card = load_model(model_dir)
+        vectors, accepted = embed_films(model, table["path"], table["sex"], options.device, options.workers)
+        kept = table[accepted].reset_index(drop=True)
+        trained_on = [d for d in model.config.labels if d in set(kept["disorder"])]
+        if not trained_on or set(trained_on) == set(kept["disorder"]):
+            raise EvaluationError(
+                f"{options.manifest} needs films of disorders {model_dir} was trained on and of others (held out), to score both settings"
+            )
+        scores = score_space(vectors, kept, trained_on, options.draws, options.seed, options.rule)
+        name = f"{model_dir} ({card.fingerprint[:12]})"
+        rows[name] = {"films": len(table), "accepted": len(kept), "frequent": len(trained_on), **scores.to_json()}
+    about = {"manifest": str(options.manifest), "draws": options.draws, "seed": options.seed, "rule": options.rule.value}
+    return _space_markdown(about, rows), {**about, "rows": rows}
+
+
+def _space_markdown(about: dict, rows: dict[str, dict]) -> str:
+    def cell(key: str, value: float) -> str:
+        return markdown.number(100 * value, 1) if "top" in key or "no_match" in key else markdown.number(value)
+
+    first = next(iter(rows.values()))
+    lines = [
+        "# The feature space: how it separates disorders and how spread it is",
+        "",
+        f"{about['manifest']}: {first['accepted']} of {first['films']} films passed the gate. Frequent disorders (F) are those "
+        f"the model was trained on, rare (R) the others. {about['draws']} patient splits (seed {about['seed']}), {about['rule']} rule: "
+        "top-1 is macro over disorders; AUROC is that of the calibrated top disorder's probability for right vs wrong answers; "
+        '"no close match" is read when the true disorder is absent from the gallery (rare queries, frequent gallery) and when the '
+        "answer is right; cos same / other: the mean cosine similarity of cases of the same disorder (other patients) and of "
+        "different disorders.",
+        "",
+    ]
+    header = ["model", *(title for _, title in COLUMNS)]
+    body = [[name, *(cell(key, row[key]) for key, _ in COLUMNS)] for name, row in rows.items()]
+    return "\n".join([*lines, *markdown.table(header, body)])

@@ -6,8 +6,10 @@
 - `real`: real radiographs (`training.real_eval`): bone age and sex on the RSNA validation films
   and the full-resolution ones, real controls against phantom galleries, latency.
 - `evidence`: image, HPO terms and exome genes, alone and combined (`evidence_eval`), the
-  combinations fitted on `--fit-manifest`'s cohort and reported on `--manifest`'s.
-`unseen`, `real` and `evidence` write report.md and report.json in a folder, or a `.md` file and its `.json`
+  combinations fitted on `--fit-manifest`'s cohort and reported on `--manifest`'s;
+- `space`: the feature space's separation, probability quality and spread (`space`), for the
+  model and, with `--baseline-model`, another model of the same films.
+`unseen`, `real`, `evidence` and `space` write report.md and report.json in a folder, or a `.md` file and its `.json`
 beside it.
 
 Every suite embeds films the way the product does (`matcher.batch.read_batch`: the age and sex
@@ -81,6 +83,15 @@ def _evidence(options: EvaluationConfig, command: str, progress: Progress) -> li
     return [f"{data['films']} test films, combinations fitted on {options.fit_manifest}", f"report: {report}"]
 
 
+def _space(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
+    from training.protocol.space import space_report
+
+    markdown, data = space_report(options)
+    report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
+    lines = [f"{name}: F->F+R top-1 {100 * row['frequent_top1']:.1f}%, AUROC {row['auroc']:.3f}" for name, row in data["rows"].items()]
+    return [*lines, f"report: {report}"]
+
+
 def _write(out: Path | None, markdown: str, data: dict) -> Path:
     """The report's Markdown and its numbers as JSON (`_report_paths`); returns the Markdown's path."""
     if out is None:
@@ -113,5 +124,6 @@ SUITES = {
         Suite("unseen", "syndromes never trained on, added to galleries with 1, 3 and 5 cases", _unseen),
         Suite("real", "real radiographs: bone age, sex, real controls against phantoms, latency", _real),
         Suite("evidence", "image, HPO terms and candidate genes, each alone and combined", _evidence),
+        Suite("space", "the feature space: separation, probability quality and spread, beside another model", _space),
     )
 }
