@@ -21,10 +21,11 @@ class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that 
     real = "real"
     evidence = "evidence"
     space = "space"
+    landmarks = "landmarks"
 
 
 def evaluate_command(
-    model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate.")],
+    model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate (landmarks: a landmark model's).")],
     out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (the others).")],
     manifest: Annotated[
         Path | None,
@@ -36,7 +37,7 @@ def evaluate_command(
         SuiteName,
         typer.Option(
             "--suite",
-            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes; space: separation and spread.",
+            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes; space: separation and spread; landmarks: a landmark model on real films.",
         ),
     ] = SuiteName.protocol,
     features_model: Annotated[
@@ -60,7 +61,8 @@ def evaluate_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:1 ... (default: auto).")] = "auto",
     workers: Annotated[int, typer.Option("--workers", min=0, help="Processes reading and gating films.")] = 0,
     real_films: Annotated[
-        Path | None, typer.Option("--real-films", help="real: the folder holding rsna_100px, real_hands_labelled and real_hands.")
+        Path | None,
+        typer.Option("--real-films", help="real, landmarks: the folder holding rsna_100px, real_hands_labelled, real_hands (and dha)."),
     ] = None,
     baseline_model: Annotated[
         Path | None,
@@ -77,7 +79,8 @@ def evaluate_command(
     galleries with 1, 3 and 5 cases, without retraining. real: bone age and sex on real films, real
     controls against phantom galleries, latency. evidence: image, HPO terms and exome genes, alone
     and combined, fitted on --fit-manifest's cohort. space: how the feature space separates
-    disorders and how spread it is, beside --baseline-model's."""
+    disorders and how spread it is, beside --baseline-model's. landmarks: a hand landmark model's
+    errors on real films it never trained on."""
     from training.protocol.options import EvaluationConfig
     from training.protocol.suites import SUITES
 

@@ -201,6 +201,7 @@ def test_multi_image_queries_combine_a_patients_films_and_gain_where_films_are_n
         ("real", [], "the real suite needs --real-films"),
         ("evidence", [], "the evidence suite needs --fit-manifest"),
         ("space", [], "the space suite needs --manifest"),
+        ("landmarks", [], "the landmarks suite needs --real-films"),
     ],
 )
 def test_each_suite_says_what_it_needs_before_reading_anything(bone2gene, tmp_path: Path, suite: str, extra: list, message: str) -> None:

@@ -28,6 +28,7 @@ class Trainer:
 def _trainers() -> dict[str, Trainer]:
     from training.age_sex_reader import AgeSexReaderConfig, train_age_sex_reader
     from training.head_refit import HeadRefitRun, refit_model_head
+    from training.landmark_training import LandmarkRun, train_landmarks
     from training.train import TrainConfig, train
 
     return {
@@ -40,6 +41,7 @@ def _trainers() -> dict[str, Trainer]:
             Trainer(
                 "embedding_head", HeadRefitRun, refit_model_head, "a model's embedding head refitted on its frozen features", False, False
             ),
+            Trainer("landmarks", LandmarkRun, train_landmarks, "the hand landmark model on annotated real films and phantoms", True, True),
         )
     }
 

@@ -8,8 +8,10 @@
 - `evidence`: image, HPO terms and exome genes, alone and combined (`evidence_eval`), the
   combinations fitted on `--fit-manifest`'s cohort and reported on `--manifest`'s;
 - `space`: the feature space's separation, probability quality and spread (`space`), for the
-  model and, with `--baseline-model`, another model of the same films.
-`unseen`, `real`, `evidence` and `space` write report.md and report.json in a folder, or a `.md` file and its `.json`
+  model and, with `--baseline-model`, another model of the same films;
+- `landmarks`: a landmark model (`--model`) on the real films of `--real-films` it never trained
+  on (`landmark_eval`): held-out atlas films and the full-resolution RSNA films.
+Every suite but `protocol` writes report.md and report.json in a folder, or a `.md` file and its `.json`
 beside it.
 
 Every suite embeds films the way the product does (`matcher.batch.read_batch`: the age and sex
@@ -92,6 +94,20 @@ def _space(options: EvaluationConfig, command: str, progress: Progress) -> list[
     return [*lines, f"report: {report}"]
 
 
+def _landmarks(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
+    from training.protocol.landmark_eval import landmark_report
+
+    if options.real_films is None or not (options.real_films / "dha" / "labels.csv").is_file():
+        raise EvaluationError("the landmarks suite needs --real-films: a folder holding dha (and rsna_100px, real_hands_labelled)")
+    markdown, data = landmark_report(options.model, options.real_films)
+    report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
+    atlas = data["atlas_held_out"]
+    return [
+        f"{atlas['films']} held-out atlas films: median {atlas['median_px_1024']} px, p95 {atlas['p95_px_1024']} px at 1024 px height",
+        f"report: {report}",
+    ]
+
+
 def _write(out: Path | None, markdown: str, data: dict) -> Path:
     """The report's Markdown and its numbers as JSON (`_report_paths`); returns the Markdown's path."""
     if out is None:
@@ -125,5 +141,6 @@ SUITES = {
         Suite("real", "real radiographs: bone age, sex, real controls against phantoms, latency", _real),
         Suite("evidence", "image, HPO terms and candidate genes, each alone and combined", _evidence),
         Suite("space", "the feature space: separation, probability quality and spread, beside another model", _space),
+        Suite("landmarks", "a hand landmark model on real films it never trained on", _landmarks),
     )
 }

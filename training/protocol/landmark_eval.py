@@ -1,0 +1,185 @@
+"""How well the landmark model finds the hand's points on real films it never trained on.
+
+- Held-out atlas films (the ids its provenance lists): radial error per landmark, in pixels at
+  1024 px film height and as % of hand length, median and 95th percentile; how many points were
+  reported missing; and the error of the 19 bone lengths (`matcher.hand_scheme.BONES`).
+- The full-resolution RSNA films (`real_hands_labelled`, their 20 keypoints at full resolution):
+  the median error as % of hand length.
+Hand length is the distance from the distal radius to the middle fingertip: the midpoint of atlas
+points 3 and 4, or the RSNA `wrist` point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from matcher.hand_scheme import BONES, LANDMARK_NAMES, RAYS, RSNA_KEYPOINTS
+from matcher.landmark_files import load_landmark_model
+from matcher.landmarks import find_landmarks
+from training.landmark_data import dha_films
+from training.protocol import markdown
+from training.protocol.splits import EvaluationError
+
+MIDDLE_TIP = RAYS[3][-1]
+
+
+@dataclass(frozen=True)
+class FilmTruth:
+    key: str
+    image: np.ndarray
+    points: np.ndarray  # (37, 2), NaN where not annotated
+    hand_length: float  # film pixels
+
+
+def _radial(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(found - truth, axis=-1)
+
+
+def bone_lengths(points: np.ndarray) -> np.ndarray:
+    """(..., 37, 2) points -> (..., 19) joint-to-joint lengths (NaN where an end is missing)."""
+    return np.stack([_radial(points[..., b.distal, :], points[..., b.proximal, :]) for b in BONES], axis=-1)
+
+
+def atlas_truths(root: Path, ids: list[str]) -> list[FilmTruth]:
+    truths = []
+    for film in dha_films(root, ids):
+        radius = film.points[[3, 4]].mean(axis=0)
+        truths.append(FilmTruth(film.key, film.image, film.points, float(_radial(radius, film.points[MIDDLE_TIP]))))
+    return truths
+
+
+def rsna_full_truths(rsna: Path, films: Path) -> list[FilmTruth]:
+    """The full-resolution films of `films` (e.g. real_hands_labelled) that have RSNA keypoints."""
+    table = pd.read_csv(rsna / "keypoints.csv", dtype={"id": str}).set_index("id")
+    truths = []
+    for path in sorted(films.glob("*.png")):
+        if path.stem not in table.index:
+            continue
+        row, image = table.loc[path.stem], cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        points = np.full((len(LANDMARK_NAMES), 2), np.nan, np.float32)
+        for name, index in RSNA_KEYPOINTS.items():
+            points[index] = (row[f"{name}_x"], row[f"{name}_y"])
+        wrist = np.array([row["wrist_x"], row["wrist_y"]])
+        truths.append(FilmTruth(f"rsna:{path.stem}", image, points, float(_radial(wrist, points[MIDDLE_TIP]))))
+    return truths
+
+
+def measure(network, truths: list[FilmTruth]) -> pd.DataFrame:
+    """One row per annotated point: film, landmark, error (film px, px at 1024 height, % hand length), missing, confidence."""
+    found = find_landmarks(network, [t.image for t in truths])
+    rows = []
+    for truth, hand in zip(truths, found, strict=True):
+        at_1024 = 1024 / truth.image.shape[0]
+        for index in np.flatnonzero(np.isfinite(truth.points[:, 0])):
+            error = float(_radial(hand.points[index], truth.points[index]))
+            rows.append(
+                {
+                    "film": truth.key,
+                    "landmark": int(index),
+                    "error_px_1024": error * at_1024,
+                    "error_pct_hand": 100 * error / truth.hand_length,
+                    "missing": bool(np.isnan(hand.points[index]).any()),
+                    "confidence": float(hand.confidence[index]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def bone_errors(network, truths: list[FilmTruth]) -> pd.DataFrame:
+    found = find_landmarks(network, [t.image for t in truths])
+    true_lengths = bone_lengths(np.stack([t.points for t in truths]))
+    measured = bone_lengths(np.stack([h.points for h in found]))
+    frame = pd.DataFrame(100 * np.abs(measured - true_lengths) / true_lengths, columns=[b.name for b in BONES])
+    frame.insert(0, "film", [t.key for t in truths])
+    return frame
+
+
+def _median(values: np.ndarray) -> float | None:
+    """The median of the finite values, rounded; None when there are none (every point missing)."""
+    finite = np.asarray(values, float)[np.isfinite(values)]
+    return round(float(np.median(finite)), 2) if finite.size else None
+
+
+def _summary(errors: pd.DataFrame) -> dict:
+    found = errors[~errors["missing"]]
+    return {
+        "points": len(errors),
+        "missing": int(errors["missing"].sum()),
+        "median_px_1024": round(float(found["error_px_1024"].median()), 2),
+        "p95_px_1024": round(float(found["error_px_1024"].quantile(0.95)), 2),
+        "median_pct_hand": round(float(found["error_pct_hand"].median()), 3),
+        "p95_pct_hand": round(float(found["error_pct_hand"].quantile(0.95)), 3),
+    }
+
+
+def landmark_report(model_dir: Path, shared: Path) -> tuple[str, dict]:
+    network, card = load_landmark_model(model_dir)
+    held_out = card.provenance.get("held_out_atlas_ids")
+    if not held_out:
+        raise EvaluationError(f"{model_dir}'s provenance names no held-out atlas films; nothing to report on")
+    atlas = atlas_truths(shared / "dha", held_out)
+    errors, bones = measure(network, atlas), bone_errors(network, atlas)
+    full = rsna_full_truths(shared / "rsna_100px", shared / "real_hands_labelled")
+    full_errors = measure(network, full) if full else pd.DataFrame()
+    data = {
+        "model": card.fingerprint[:12],
+        "atlas_held_out": {
+            **_summary(errors),
+            "films": len(atlas),
+            "bone_length_median_pct": _median(bones.iloc[:, 1:].to_numpy()),
+        },
+        "real_hands_labelled": {**_summary(full_errors), "films": len(full)} if len(full_errors) else None,
+        "per_landmark": _per_landmark(errors).to_dict(orient="records"),
+        "per_bone_median_pct": {c: _median(bones[c].to_numpy()) for c in bones.columns[1:]},
+    }
+    return _markdown(data), data
+
+
+def _per_landmark(errors: pd.DataFrame) -> pd.DataFrame:
+    found = errors[~errors["missing"]]
+    grouped = found.groupby("landmark")
+    table = pd.DataFrame(
+        {
+            "median px": grouped["error_px_1024"].median(),
+            "p95 px": grouped["error_px_1024"].quantile(0.95),
+            "median % hand": grouped["error_pct_hand"].median(),
+        }
+    ).round(2)
+    table["missing"] = errors.groupby("landmark")["missing"].sum()
+    table.insert(0, "name", [LANDMARK_NAMES[i] for i in table.index])
+    return table.reset_index()
+
+
+def _row(title: str, summary: dict, bones: object) -> list[object]:
+    keys = ("points", "missing", "median_px_1024", "p95_px_1024", "median_pct_hand", "p95_pct_hand")
+    return [title, *(summary[k] for k in keys), bones]
+
+
+def _markdown(data: dict) -> str:
+    atlas, full = data["atlas_held_out"], data["real_hands_labelled"]
+    rows = [_row(f"{atlas['films']} held-out atlas films (37 points)", atlas, atlas["bone_length_median_pct"])]
+    if full:
+        rows.append(_row(f"{full['films']} full-resolution RSNA films (20 points)", full, "-"))
+    header = ["films", "points", "missing", "median px", "p95 px", "median % hand", "p95 % hand", "bone length, median error %"]
+    lines = [
+        "# Hand landmarks on real films never trained on",
+        "",
+        f"Landmark model {data['model']}. Radial errors of the points found (missing ones counted apart); pixels at 1024 px "
+        "film height; % of hand length (distal radius to middle fingertip).",
+        "",
+        *markdown.table(header, rows),
+        "",
+        "## Per landmark (held-out atlas films)",
+        "",
+        *markdown.frame_table(pd.DataFrame(data["per_landmark"])),
+        "",
+        "## Bone lengths (held-out atlas films): median error %",
+        "",
+        *markdown.table(list(data["per_bone_median_pct"]), [list(data["per_bone_median_pct"].values())]),
+    ]
+    return "\n".join(lines)
