@@ -191,6 +191,9 @@ def model_install(
         bool, typer.Option("--full-precision", help="Store float32 weights (default float16, half the size).")
     ] = False,
     mask: Annotated[bool, typer.Option("--mask", help="SOURCE is a hand-mask network (.safetensors) to ship instead.")] = False,
+    landmarks: Annotated[
+        bool, typer.Option("--landmarks", help="SOURCE is a hand landmark model (a `trainer: landmarks` run's model/) to ship instead.")
+    ] = False,
 ) -> None:
     """Make a model the bundled one (what `analyze`, `demo` and `serve` use without --model); the only way into matcher/weights."""
     import torch
@@ -201,6 +204,12 @@ def model_install(
     if mask:
         install_mask_weights(source)
         typer.echo(f"installed the hand-mask network {source} as {WEIGHTS}")
+        return
+    if landmarks:
+        from matcher.landmark_files import BUNDLED_LANDMARKS_DIR, install_landmark_model
+
+        fingerprint = install_landmark_model(source)
+        typer.echo(f"installed the landmark model {fingerprint[:12]} from {source} in {BUNDLED_LANDMARKS_DIR}")
         return
     fingerprint = install_model(source, BUNDLED_MODEL_DIR, torch.float32 if full_precision else torch.float16)
     typer.echo(
@@ -307,6 +316,7 @@ def analyze(
 from api.cli_evaluate import evaluate_command
 from api.cli_explore import explore_app
 from api.cli_gallery import disorders_app, gallery_app, query_command
+from api.cli_norms import norms_app
 from api.cli_service import keys_app, serve
 from api.cli_training import train_command
 
@@ -315,6 +325,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(explore_app, name="explore")
 app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
+app.add_typer(norms_app, name="norms")
 app.command("query")(query_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)

@@ -117,6 +117,21 @@ class CohortMapOut(BaseModel):
     query_position: list[float] | None = Field(None, description="where the analysis given as analysis_id lands on this map")
 
 
+class LandmarkOut(BaseModel):
+    index: int = Field(description="0-36, the Digital Hand Atlas order")
+    name: str
+    x: float | None = Field(description="in the uploaded image's pixels; null where the point was not found")
+    y: float | None
+    confidence: float
+
+
+class BoneOut(BaseModel):
+    bone: str = Field(description="MC1-MC5, PP1-PP5, MP2-MP5, DP1-DP5")
+    length_px: float | None = Field(description="joint to joint, in the image's pixels (its spacing is rarely known)")
+    proportion: float | None = Field(description="the length over the hand's size (geometric mean of MC1 and the phalanges)")
+    z: float | None = Field(description="pattern-profile z-score for age and sex; null where not measurable or outside the norms' ages")
+
+
 class AnalysisResult(BaseModel):
     analysis_id: str
     accepted: Literal[True]
@@ -133,6 +148,8 @@ class AnalysisResult(BaseModel):
     ranking: Ranking
     links: Links
     map_position: list[float] | None = Field(None, description="the query on the gallery's cohort map (x, y), once a map was drawn")
+    landmarks: list[LandmarkOut] | None = Field(None, description="37 hand landmarks; null where no landmark model is installed")
+    bones: list[BoneOut] | None = Field(None, description="the 19 tubular bones and their pattern profile")
     timings_ms: dict[str, float]
 
 

@@ -21,6 +21,7 @@ import torch
 
 from matcher.bone_age_reference import BoneAgeReference, bundled_reference, z_score
 from matcher.errors import RadiographError
+from matcher.hand_measure import HandMeasurement, HandMeasurer, bundled_measurer
 from matcher.inputs import InputTransform, model_input
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
@@ -37,6 +38,8 @@ class AnalysisOptions:
     attention: bool = False
     mask_method: Method = "auto"
     reference: BoneAgeReference | None = field(default_factory=bundled_reference)  # SD table for the z-score; None: months only
+    # landmarks, bone lengths and their pattern-profile z-scores; None: not measured (no landmark model installed)
+    hand: HandMeasurer | None = field(default_factory=bundled_measurer)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Analysis:
     age_input: np.ndarray | None = None
     age_crop: InputTransform | None = None
     attention: np.ndarray | None = None
+    hand: HandMeasurement | None = None  # landmarks and bones, where a landmark model is installed
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, include_embedding: bool = False) -> dict:
@@ -86,6 +90,8 @@ class Analysis:
             "quality": None
             if self.gate is None
             else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
+            "landmarks": None if self.hand is None else [p.to_json() for p in self.hand.landmarks.as_list()],
+            "bones": None if self.hand is None else self.hand.bones_json(),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
         if include_embedding and self.embedding is not None:
@@ -179,6 +185,10 @@ class Analyzer:
                     f"the image looks {'male' if result.sex == 'F' else 'female'} to the model ({other:.0%}); "
                     "check that the sex and the image belong to the same patient"
                 )
+        if self.options.hand is not None:
+            t = time.perf_counter()
+            result.hand = self.options.hand.measure(radiograph.normalised(), result.age_months, result.sex)
+            timings["landmarks"] = (time.perf_counter() - t) * 1e3
         if self.options.attention:
             t = time.perf_counter()
             result.attention = self.attention_for(result)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,3 +76,20 @@ def load_landmark_model(directory: Path = BUNDLED_LANDMARKS_DIR) -> tuple[Landma
 
 def landmark_model_available(directory: Path = BUNDLED_LANDMARKS_DIR) -> bool:
     return (directory / CARD).is_file() and (directory / WEIGHTS).is_file()
+
+
+def install_landmark_model(source: Path, target: Path = BUNDLED_LANDMARKS_DIR) -> str:
+    """Make the landmark model in `source` the one in `target` (the bundled one unless told
+    otherwise); written beside the old one and swapped in by renames, so a failure leaves the old
+    one whole. Returns the fingerprint."""
+    network, card = load_landmark_model(source)
+    staged, retired = target.with_name(target.name + ".new"), target.with_name(target.name + ".old")
+    for leftover in (staged, retired):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    fingerprint = save_landmark_model(network, staged, card.provenance)
+    if target.exists():
+        os.replace(target, retired)
+    os.replace(staged, target)
+    shutil.rmtree(retired, ignore_errors=True)
+    return fingerprint
