@@ -249,6 +249,9 @@ def analyze(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
     overlay: Annotated[Path | None, typer.Option("--overlay", help="Write the attention overlay PNG here.")] = None,
+    profile: Annotated[
+        Path | None, typer.Option("--profile", help="Write the hand's pattern profile (19 bones, z for age and sex) as a PNG here.")
+    ] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation (10 views, averaged).")] = False,
     ba_reference: Annotated[
         Path | None,
@@ -290,27 +293,47 @@ def analyze(
         if as_json:
             typer.echo(json.dumps({"image": path.name, **result.to_json()}))
         else:
-            typer.echo(f"{path.name}: {'accepted' if result.accepted else 'REFUSED'}")
-            for reason in result.reasons:
-                typer.echo(f"  - {reason}")
-            if result.bone_age_months is not None:
-                deviation = "" if result.bone_age_deviation_months is None else f" ({result.bone_age_deviation_months:+.1f} months vs age)"
-                typer.echo(f"  bone age {result.bone_age_months:.1f} months = {result.bone_age_months / 12:.1f} years{deviation}")
-                if result.bone_age_z is not None:
-                    typer.echo(f"  z-score {result.bone_age_z:+.2f} against {result.bone_age_z_note}")
-                typer.echo(
-                    f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
-                    f"{'' if result.sex_head_trained else ' [sex head untrained]'}"
-                )
-            if result.sex_warning:
-                typer.echo(f"  warning: {result.sex_warning}")
-            typer.echo(f"  time {result.timings_ms.get('total', sum(result.timings_ms.values())):.0f} ms")
+            _print_analysis(path.name, result)
+        if profile is not None and result.hand is not None:
+            from index.profile_figure import profile_png
+
+            _numbered(profile, index, len(images)).write_bytes(profile_png(result.hand.z, f"{path.name}: pattern profile"))
         if overlay is not None and result.attention is not None and not isinstance(source, Path):
-            target = overlay if len(images) == 1 else overlay.with_name(f"{overlay.stem}_{index}{overlay.suffix}")
-            cv2.imwrite(str(target), attention_overlay(source.normalised(), result.attention))
+            cv2.imwrite(str(_numbered(overlay, index, len(images))), attention_overlay(source.normalised(), result.attention))
     if refused:
         typer.echo(f"{len(refused)} of {len(images)} image(s) refused by the quality gate: {', '.join(refused)}", err=True)
         raise typer.Exit(code=EXIT_NOT_ACCEPTED)
+
+
+def _numbered(target: Path, index: int, count: int) -> Path:
+    """Where the picture of image `index` goes: `target` itself for one image, `<stem>_<index>` for several."""
+    return target if count == 1 else target.with_name(f"{target.stem}_{index}{target.suffix}")
+
+
+def _print_analysis(name: str, result) -> None:
+    """One analysis for a reader: the verdict, bone age, sex, the bones outside +-2 SD, the time."""
+    typer.echo(f"{name}: {'accepted' if result.accepted else 'REFUSED'}")
+    for reason in result.reasons:
+        typer.echo(f"  - {reason}")
+    if result.bone_age_months is not None:
+        deviation = "" if result.bone_age_deviation_months is None else f" ({result.bone_age_deviation_months:+.1f} months vs age)"
+        typer.echo(f"  bone age {result.bone_age_months:.1f} months = {result.bone_age_months / 12:.1f} years{deviation}")
+        if result.bone_age_z is not None:
+            typer.echo(f"  z-score {result.bone_age_z:+.2f} against {result.bone_age_z_note}")
+        typer.echo(
+            f"  sex {result.sex} ({result.sex_source}); model P(male) {result.male_probability:.2f}"
+            f"{'' if result.sex_head_trained else ' [sex head untrained]'}"
+        )
+    if result.sex_warning:
+        typer.echo(f"  warning: {result.sex_warning}")
+    if result.hand is not None:
+        bones = result.hand.bones_json()
+        scored = [b for b in bones if b["z"] is not None]
+        outside = ", ".join(f"{b['bone']} {b['z']:+.1f}" for b in scored if abs(b["z"]) > 2) or "none"
+        typer.echo(
+            f"  bones: {sum(b['length_px'] is not None for b in bones)} of 19 measured, {len(scored)} scored; beyond +-2 SD: {outside}"
+        )
+    typer.echo(f"  time {result.timings_ms.get('total', sum(result.timings_ms.values())):.0f} ms")
 
 
 from api.cli_evaluate import evaluate_command

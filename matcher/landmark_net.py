@@ -21,6 +21,7 @@ from torch import nn
 from matcher.hand_scheme import N_LANDMARKS
 
 STRIDE = 4  # input pixels per heatmap cell
+ABSENT = -1.0e4  # a training point known not to be on the view (cut off, outside): its target is a flat map
 
 
 @dataclass(frozen=True)
@@ -94,17 +95,19 @@ def decode_points(logits: torch.Tensor, radius: int = 3) -> tuple[torch.Tensor, 
 
 def heatmap_targets(points: torch.Tensor, size: int, sigma: float = 1.5) -> torch.Tensor:
     """Normalised Gaussian maps (B, L, size/4, size/4) around view-pixel `points` (B, L, 2);
-    unknown points (NaN) give all-zero maps, which the loss leaves out."""
+    unknown points (NaN) give all-zero maps, which the loss leaves out, and absent ones (`ABSENT`)
+    flat maps: the network learns to spread a point it cannot see, which reads as unsure."""
     cells = size // STRIDE
     grid = torch.arange(cells, dtype=torch.float32, device=points.device)
+    absent = (points == ABSENT).all(dim=-1)
     centre = (points + 0.5) / STRIDE - 0.5
-    known = torch.isfinite(centre).all(dim=-1)
+    known = torch.isfinite(centre).all(dim=-1) & ~absent
     centre = torch.nan_to_num(centre)
     gx = torch.exp(-((grid - centre[..., 0:1]) ** 2) / (2 * sigma**2))
     gy = torch.exp(-((grid - centre[..., 1:2]) ** 2) / (2 * sigma**2))
     maps = gy[..., :, None] * gx[..., None, :]
     maps = maps / maps.sum(dim=(-1, -2), keepdim=True).clamp_min(1e-12)
-    return maps * known[..., None, None]
+    return maps * known[..., None, None] + absent[..., None, None] / cells**2
 
 
 def heatmap_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

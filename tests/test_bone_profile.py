@@ -101,3 +101,15 @@ def test_norms_fit_on_real_hands_leaves_out_the_films_it_is_checked_on(bone2gene
     z = np.stack([norms.z_scores(r[list(BONE_NAMES)].to_numpy(float), r.age_years, r.sex) for _, r in held.iterrows()])
     beyond = float(np.mean(np.abs(z[np.isfinite(z)]) > 2))
     assert 0.03 <= beyond <= 0.08, beyond  # calibrated on real unaffected hands it never saw
+
+
+def test_a_specs_expected_profile_shows_the_bones_it_shortens_relative_to_the_hand() -> None:
+    from training.protocol.phantom_profiles import SHORTENED, spec_profile
+    from training.synth.spec import builtin_specs
+
+    specs = {s.id: s for s in builtin_specs()}
+    brachydactyly_e = spec_profile(specs["brachydactyly_e"])
+    assert brachydactyly_e[MC4] < SHORTENED and brachydactyly_e[MC4] == brachydactyly_e.min()
+    assert np.allclose(spec_profile(specs["unaffected"]), 0.0)
+    achondroplasia = spec_profile(specs["achondroplasia"])  # everything shorter: only the pattern remains
+    assert achondroplasia[BONE_NAMES.index("MP3")] < SHORTENED < 0 < achondroplasia[BONE_NAMES.index("DP3")]

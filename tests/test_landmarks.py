@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from matcher.hand_scheme import BONE_NAMES, BONES, LANDMARK_NAMES, N_LANDMARKS, RAYS, RSNA_KEYPOINTS
-from matcher.landmark_net import LandmarkNet, LandmarkNetConfig, decode_points, heatmap_loss, heatmap_targets
+from matcher.landmark_net import ABSENT, LandmarkNet, LandmarkNetConfig, decode_points, heatmap_loss, heatmap_targets
 from matcher.landmarks import film_view, letterbox_matrix
 from training.landmark_augment import ViewAugment, training_view
 from training.landmark_data import phantom_films, phantom_points
@@ -39,6 +39,25 @@ def test_a_heatmap_decodes_to_its_point_to_a_fraction_of_a_pixel_and_a_flat_one_
     assert (flat < 0.01).all()
     unknown = heatmap_targets(torch.tensor([[[float("nan"), float("nan")], [10.0, 10.0]]]), 384)
     assert unknown[0, 0].sum() == 0 and torch.isclose(unknown[0, 1].sum(), torch.tensor(1.0))
+
+
+def test_a_point_cut_off_the_film_is_taught_as_a_flat_map() -> None:
+    """Absent points (cut off, outside the view) get a flat target, and a flat prediction decodes as unsure."""
+    rng = np.random.default_rng(3)
+    image = np.tile(np.linspace(20, 120, 200), (300, 1)).astype(np.uint8)
+    points = np.tile(np.array([[100.0, 150.0]], np.float32), (N_LANDMARKS, 1))
+    points[:8] = (100.0, 5.0)  # near the top edge: a cut from above often takes them
+    points[8] = np.nan
+    absent = []
+    for _ in range(40):
+        _, moved = training_view(image, points, 128, ViewAugment(cut=1.0), rng)
+        absent.append((moved == ABSENT).all(axis=1))
+        assert np.isnan(moved[8]).all()  # unknown stays unknown
+    assert 0 < np.mean(absent) < 1 and np.mean(np.array(absent)[:, :8]) > np.mean(np.array(absent)[:, 9:])
+    flat = heatmap_targets(torch.tensor([[[ABSENT, ABSENT]]]), 128)
+    assert torch.allclose(flat, torch.full_like(flat, 1 / 32**2))
+    _, confidence = decode_points(torch.log(flat))
+    assert confidence.item() < 0.1
 
 
 def test_the_loss_is_least_at_the_target_and_ignores_unknown_points() -> None:
@@ -71,7 +90,7 @@ def test_a_view_moves_the_points_with_the_pixels() -> None:
         view, moved = training_view(image, points, 128, augment, np.random.default_rng(rng.integers(1 << 30)))
         assert view.shape == (128, 128) and np.isnan(moved[0]).all()
         for index in (20, 28):
-            if np.isfinite(moved[index]).all():
+            if np.isfinite(moved[index]).all() and (moved[index] != ABSENT).all():
                 x, y = np.round(moved[index]).astype(int)
                 patch = view[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3]
                 assert patch.max() > view[64, 64] + 0.5, (augment, index)  # the view's centre shows the film's background

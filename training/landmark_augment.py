@@ -3,8 +3,9 @@
 Inference letterboxes a film into the view (`matcher.landmarks.letterbox`). Training starts from the
 same placement and varies what films vary in: left and right hands (a mirror; the landmark
 identities stay), rotation, hand size in the frame and its position, exposure (gamma, contrast),
-noise and blur, and what surrounds the film (black, white or grey). Points that leave the view
-become unknown.
+noise and blur, and what surrounds the film (black, white or grey). A part of the hand may be cut off the film
+(a half-plane filled with the surround). Points that leave the view or are cut off are absent
+(`matcher.landmark_net.ABSENT`): the network learns to be unsure of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from matcher.landmark_net import ABSENT
 from matcher.landmarks import letterbox_matrix, normalise_view
 
 
@@ -26,6 +28,7 @@ class ViewAugment:
     gamma: tuple[float, float] = (0.6, 1.6)
     noise: float = 0.03
     blur: float = 0.3  # the chance of a Gaussian blur of up to 1.5 px
+    cut: float = 0.2  # the chance that part of the hand is cut off the film (its points become absent)
 
 
 def _transform(shape: tuple[int, int], size: int, augment: ViewAugment | None, rng: np.random.Generator) -> np.ndarray:
@@ -52,11 +55,26 @@ def training_view(
     view = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
     moved = points @ matrix[:, :2].T + matrix[:, 2]
     outside = ~((moved >= 0) & (moved <= size - 1)).all(axis=1)
-    moved[outside] = np.nan
+    if augment is not None and rng.random() < augment.cut:
+        outside |= _cut_off(view, moved, fill, rng)
+    moved[outside & np.isfinite(points).all(axis=1)] = ABSENT
     view = normalise_view(view)
     if augment is not None:
         view = _photometric(view, augment, rng)
     return view.astype(np.float32), moved.astype(np.float32)
+
+
+def _cut_off(view: np.ndarray, points: np.ndarray, fill: float, rng: np.random.Generator) -> np.ndarray:
+    """Fill a random half-plane of the view with the surround (in place); which points it covered."""
+    size = view.shape[0]
+    angle = rng.uniform(0, 2 * np.pi)
+    normal = np.array([np.cos(angle), np.sin(angle)])
+    offset = rng.uniform(0.15, 0.45) * size  # how far from the centre the cut runs
+    ys, xs = np.mgrid[0:size, 0:size]
+    covered = ((xs - size / 2) * normal[0] + (ys - size / 2) * normal[1]) > offset
+    view[covered] = fill
+    with np.errstate(invalid="ignore"):
+        return ((points - size / 2) @ normal) > offset
 
 
 def _photometric(view: np.ndarray, augment: ViewAugment, rng: np.random.Generator) -> np.ndarray:

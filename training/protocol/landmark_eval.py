@@ -7,6 +7,8 @@
   the median error as % of hand length.
 Hand length is the distance from the distal radius to the middle fingertip: the midpoint of atlas
 points 3 and 4, or the RSNA `wrist` point.
+- The same films' pattern profiles against the bundled norms (which left them out): how many bone
+  z-scores fall beyond +-2, from the model's landmarks and from the annotations.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from matcher.bone_norms import BoneNorms, load_norms
+from matcher.bone_profile import bone_lengths
 from matcher.hand_scheme import BONES, LANDMARK_NAMES, RAYS, RSNA_KEYPOINTS
 from matcher.landmark_files import load_landmark_model
 from matcher.landmarks import find_landmarks
-from training.landmark_data import dha_films
+from training.landmark_data import dha_films, read_dha_table
 from training.protocol import markdown
 from training.protocol.splits import EvaluationError
 
@@ -34,28 +38,29 @@ class FilmTruth:
     image: np.ndarray
     points: np.ndarray  # (37, 2), NaN where not annotated
     hand_length: float  # film pixels
+    age_years: float  # the atlas: chronological age; RSNA: bone age (the only age it gives)
+    sex: str
 
 
 def _radial(found: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(found - truth, axis=-1)
 
 
-def bone_lengths(points: np.ndarray) -> np.ndarray:
-    """(..., 37, 2) points -> (..., 19) joint-to-joint lengths (NaN where an end is missing)."""
-    return np.stack([_radial(points[..., b.distal, :], points[..., b.proximal, :]) for b in BONES], axis=-1)
-
-
 def atlas_truths(root: Path, ids: list[str]) -> list[FilmTruth]:
+    labels = read_dha_table(root).set_index("id")
     truths = []
     for film in dha_films(root, ids):
         radius = film.points[[3, 4]].mean(axis=0)
-        truths.append(FilmTruth(film.key, film.image, film.points, float(_radial(radius, film.points[MIDDLE_TIP]))))
+        label = labels.loc[film.key.split(":", 1)[1]]
+        length = float(_radial(radius, film.points[MIDDLE_TIP]))
+        truths.append(FilmTruth(film.key, film.image, film.points, length, float(label["age_years"]), str(label["sex"])))
     return truths
 
 
 def rsna_full_truths(rsna: Path, films: Path) -> list[FilmTruth]:
     """The full-resolution films of `films` (e.g. real_hands_labelled) that have RSNA keypoints."""
     table = pd.read_csv(rsna / "keypoints.csv", dtype={"id": str}).set_index("id")
+    labels = pd.read_csv(rsna / "labels.csv", dtype={"id": str}).set_index("id")
     truths = []
     for path in sorted(films.glob("*.png")):
         if path.stem not in table.index:
@@ -65,7 +70,10 @@ def rsna_full_truths(rsna: Path, films: Path) -> list[FilmTruth]:
         for name, index in RSNA_KEYPOINTS.items():
             points[index] = (row[f"{name}_x"], row[f"{name}_y"])
         wrist = np.array([row["wrist_x"], row["wrist_y"]])
-        truths.append(FilmTruth(f"rsna:{path.stem}", image, points, float(_radial(wrist, points[MIDDLE_TIP]))))
+        label = labels.loc[path.stem]
+        sex = "M" if str(label["male"]).lower() == "true" else "F"
+        length = float(_radial(wrist, points[MIDDLE_TIP]))
+        truths.append(FilmTruth(f"rsna:{path.stem}", image, points, length, float(label["boneage"]) / 12, sex))
     return truths
 
 
@@ -105,6 +113,13 @@ def _median(values: np.ndarray) -> float | None:
     return round(float(np.median(finite)), 2) if finite.size else None
 
 
+def beyond_two(norms: BoneNorms, truths: list[FilmTruth], points: list[np.ndarray]) -> dict:
+    """The share of scored bone z-scores beyond +-2 (unaffected hands: 4.6% if the norms are right)."""
+    z = np.stack([norms.z_scores(bone_lengths(p.astype(float)), t.age_years, t.sex) for t, p in zip(truths, points, strict=True)])
+    scored = z[np.isfinite(z)]
+    return {"scored": int(scored.size), "beyond_2_pct": round(100 * float(np.mean(np.abs(scored) > 2)), 1) if scored.size else None}
+
+
 def _summary(errors: pd.DataFrame) -> dict:
     found = errors[~errors["missing"]]
     return {
@@ -117,7 +132,9 @@ def _summary(errors: pd.DataFrame) -> dict:
     }
 
 
-def landmark_report(model_dir: Path, shared: Path) -> tuple[str, dict]:
+def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None) -> tuple[str, dict]:
+    """The report on real films; with `phantoms` (a rendered cohort's manifest), also the phantoms
+    against their own specs (`phantom_profiles`)."""
     network, card = load_landmark_model(model_dir)
     held_out = card.provenance.get("held_out_atlas_ids")
     if not held_out:
@@ -126,6 +143,13 @@ def landmark_report(model_dir: Path, shared: Path) -> tuple[str, dict]:
     errors, bones = measure(network, atlas), bone_errors(network, atlas)
     full = rsna_full_truths(shared / "rsna_100px", shared / "real_hands_labelled")
     full_errors = measure(network, full) if full else pd.DataFrame()
+    norms = load_norms()
+    measured = [h.points for h in find_landmarks(network, [t.image for t in atlas + full])]
+    profile_check = {
+        "norms": norms.population,
+        "measured": beyond_two(norms, atlas + full, measured),
+        "annotated": beyond_two(norms, atlas + full, [t.points for t in atlas + full]),
+    }
     data = {
         "model": card.fingerprint[:12],
         "atlas_held_out": {
@@ -136,8 +160,15 @@ def landmark_report(model_dir: Path, shared: Path) -> tuple[str, dict]:
         "real_hands_labelled": {**_summary(full_errors), "films": len(full)} if len(full_errors) else None,
         "per_landmark": _per_landmark(errors).to_dict(orient="records"),
         "per_bone_median_pct": {c: _median(bones[c].to_numpy()) for c in bones.columns[1:]},
+        "profile_check": profile_check,
     }
-    return _markdown(data), data
+    text = _markdown(data)
+    if phantoms is not None:
+        from training.protocol.phantom_profiles import phantom_profile_report
+
+        lines, data["phantom_profiles"] = phantom_profile_report(network, norms, phantoms)
+        text = "\n".join([text, "", *lines])
+    return text, data
 
 
 def _per_landmark(errors: pd.DataFrame) -> pd.DataFrame:
@@ -161,7 +192,7 @@ def _row(title: str, summary: dict, bones: object) -> list[object]:
 
 
 def _markdown(data: dict) -> str:
-    atlas, full = data["atlas_held_out"], data["real_hands_labelled"]
+    atlas, full, check = data["atlas_held_out"], data["real_hands_labelled"], data["profile_check"]
     rows = [_row(f"{atlas['films']} held-out atlas films (37 points)", atlas, atlas["bone_length_median_pct"])]
     if full:
         rows.append(_row(f"{full['films']} full-resolution RSNA films (20 points)", full, "-"))
@@ -181,5 +212,18 @@ def _markdown(data: dict) -> str:
         "## Bone lengths (held-out atlas films): median error %",
         "",
         *markdown.table(list(data["per_bone_median_pct"]), [list(data["per_bone_median_pct"].values())]),
+        "",
+        "## Pattern profiles of these unaffected hands against the bundled norms",
+        "",
+        f"Norms: {check['norms']} (these films left out). Share of the bone z-scores beyond +-2 (4.6% expected; RSNA films "
+        "scored at their bone age, the only age they carry; MC2-MC5 only from 9 years):",
+        "",
+        *markdown.table(
+            ["lengths from", "z-scores", "beyond +-2 (%)"],
+            [
+                [name, check[key]["scored"], check[key]["beyond_2_pct"]]
+                for key, name in (("measured", "the landmark model"), ("annotated", "the annotations"))
+            ],
+        ),
     ]
     return "\n".join(lines)

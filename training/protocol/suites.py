@@ -10,7 +10,8 @@
 - `space`: the feature space's separation, probability quality and spread (`space`), for the
   model and, with `--baseline-model`, another model of the same films;
 - `landmarks`: a landmark model (`--model`) on the real films of `--real-films` it never trained
-  on (`landmark_eval`): held-out atlas films and the full-resolution RSNA films.
+  on (`landmark_eval`): held-out atlas films and the full-resolution RSNA films, their profiles
+  against the bundled norms, and with `--manifest` (a phantom cohort) the phantoms against their specs.
 Every suite but `protocol` writes report.md and report.json in a folder, or a `.md` file and its `.json`
 beside it.
 
@@ -99,7 +100,7 @@ def _landmarks(options: EvaluationConfig, command: str, progress: Progress) -> l
 
     if options.real_films is None or not (options.real_films / "dha" / "labels.csv").is_file():
         raise EvaluationError("the landmarks suite needs --real-films: a folder holding dha (and rsna_100px, real_hands_labelled)")
-    markdown, data = landmark_report(options.model, options.real_films)
+    markdown, data = landmark_report(options.model, options.real_films, options.manifest)
     report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
     atlas = data["atlas_held_out"]
     return [
