@@ -51,7 +51,10 @@ class HandMeasurer:
     """The landmark network and the norms, loaded once."""
 
     def __init__(self, network: LandmarkNet, norms: BoneNorms) -> None:
-        self.network, self.norms = network.eval(), norms
+        """The network is stored channels-last: the faster layout on the CPU (as for the encoder)."""
+        import torch
+
+        self.network, self.norms = network.eval().to(memory_format=torch.channels_last), norms
 
     def measure(self, pixels: np.ndarray, age_months: float | None, sex: str | None) -> HandMeasurement:
         """`pixels`: the film, grey, bone bright (any scale)."""

@@ -75,8 +75,11 @@ def find_landmarks(network: LandmarkNet, images: list[np.ndarray], threshold: fl
     size = network.config.input_size
     views, matrices = zip(*(film_view(image, size) for image in images), strict=True) if images else ((), ())
     found = []
+    channels_last = next(network.parameters()).is_contiguous(memory_format=torch.channels_last)
     for start in range(0, len(views), 8):
         batch = torch.from_numpy(np.stack(views[start : start + 8])[:, None]).to(device)
+        if channels_last:
+            batch = batch.to(memory_format=torch.channels_last)
         points, confidence = decode_points(network(batch), network.config.peak_radius)
         for p, c, matrix in zip(points.cpu().numpy(), confidence.cpu().numpy(), matrices[start : start + 8], strict=True):
             film = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)

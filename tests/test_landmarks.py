@@ -157,9 +157,9 @@ def test_the_landmark_trainer_runs_from_yaml_resumes_and_holds_atlas_films_out(b
     assert bad.returncode == 2 and "multiple of 32" in bad.stderr
 
 
-def test_the_landmarks_suite_reports_on_held_out_atlas_films_only(bone2gene, shared_dir: Path, tmp_path: Path) -> None:
+def test_the_landmarks_suite_reports_on_held_out_atlas_films_only(bone2gene, render_cohort, shared_dir: Path, tmp_path: Path) -> None:
     """A small model trained briefly on the atlas: the suite reads the films its provenance holds
-    out, and the full-resolution RSNA films, and writes both tables."""
+    out and the full-resolution RSNA films, scores their profiles, and checks phantoms against their specs."""
     import json
 
     settings = {"trainer": "landmarks", "out": "run", "dha": str(shared_dir / "dha"), "input_size": 64, "epochs": 1}
@@ -168,10 +168,16 @@ def test_the_landmarks_suite_reports_on_held_out_atlas_films_only(bone2gene, sha
     trained = bone2gene("train", tmp_path / "run.yaml")
     assert trained.returncode == 0, trained.stderr
     out = tmp_path / "landmarks.md"
-    result = bone2gene("evaluate", "--suite", "landmarks", "--model", tmp_path / "run" / "model", "--real-films", shared_dir, "--out", out)
+    phantoms, _ = render_cohort(n=24, seed=6, size=256, disorders=("unaffected", "brachydactyly_e"))
+    result = bone2gene("evaluate", "--suite", "landmarks", "--model", tmp_path / "run" / "model", "--real-films", shared_dir,
+                       "--manifest", phantoms / "manifest.csv", "--out", out)  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["atlas_held_out"]["films"] == 24 and data["atlas_held_out"]["points"] == 24 * 37
     assert data["real_hands_labelled"]["films"] == 14 and data["real_hands_labelled"]["points"] == 14 * 20
     assert len(data["per_landmark"]) <= 37 and set(data["per_bone_median_pct"]) == set(BONE_NAMES)
-    assert "Command: `bone2gene evaluate --suite landmarks" in out.read_text()
+    assert "Command: `bone2gene evaluate --suite landmarks" in out.read_text() and "## Phantoms against their own specs" in out.read_text()
+    assert data["profile_check"]["annotated"]["scored"] > 0 and data["phantom_profiles"]["phantoms"] == 24
+    (row,) = data["phantom_profiles"]["disorders"]
+    assert row["disorder"] == "brachydactyly_e" and "MC4" in row["bones shortened by the spec"]
+    assert row["true lengths' z lower (%)"] >= 50  # the phantoms' own lengths carry their spec

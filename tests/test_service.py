@@ -105,6 +105,8 @@ def test_analysis_returns_ranking_bone_age_and_images(service: dict) -> None:
     for link in (body["links"]["thumbnail"], body["links"]["overlay"]):
         image = service["client"].get(link, headers=auth(service, "reader"))
         assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
+    assert [p["index"] for p in body["landmarks"]] == list(range(37)) and body["landmarks"][20]["name"] == "thumb tip"
+    assert [b["bone"] for b in body["bones"]][:5] == ["MC1", "MC2", "MC3", "MC4", "MC5"] and len(body["bones"]) == 19
 
 
 def _png(pixels: np.ndarray) -> bytes:

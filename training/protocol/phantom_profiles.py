@@ -60,9 +60,15 @@ def phantom_z(network: LandmarkNet, norms: BoneNorms, manifest: Path) -> tuple[p
     return cases, _z(norms, measured, cases), _z(norms, truth.to_numpy(float), cases)
 
 
+def _mean(z: np.ndarray) -> np.ndarray:
+    """Per bone, the mean of the finite z-scores (NaN where there are none)."""
+    finite = np.isfinite(z)
+    counts = finite.sum(axis=0)
+    return np.where(counts > 0, np.where(finite, z, 0.0).sum(axis=0) / np.maximum(counts, 1), np.nan)
+
+
 def _agreement(z: np.ndarray, disorders: np.ndarray, disorder: str, shortened: np.ndarray) -> float | None:
-    with np.errstate(invalid="ignore"):
-        delta = np.nanmean(z[disorders == disorder], axis=0) - np.nanmean(z[disorders == "unaffected"], axis=0)
+    delta = _mean(z[disorders == disorder]) - _mean(z[disorders == "unaffected"])
     judged = shortened & np.isfinite(delta)
     return round(100 * float(np.mean(delta[judged] < 0)), 1) if judged.any() else None
 
