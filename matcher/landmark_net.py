@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from matcher.conv_blocks import DoubleConv
 from matcher.hand_scheme import N_LANDMARKS
 
 STRIDE = 4  # input pixels per heatmap cell
@@ -47,14 +48,7 @@ class LandmarkNet(nn.Module):
             load_lite0_imagenet(self.encoder, in_chans=1)
         width = config.decoder_channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in self.encoder.feature_info.channels())
-        self.smooth = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(width, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-        )
+        self.smooth = DoubleConv(width, width)
         self.head = nn.Conv2d(width, config.n_landmarks, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,19 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from matcher.conv_blocks import DoubleConv
+
 INPUT_SIZE = 192  # enough for an outline; keeps training and inference cheap on CPUs
-
-
-class _Block(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int) -> None:
-        super().__init__(
-            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True),
-        )
 
 
 class HandMaskNet(nn.Module):
@@ -36,14 +26,14 @@ class HandMaskNet(nn.Module):
         self.down = nn.ModuleList()
         c_in = 1
         for width in widths:
-            self.down.append(_Block(c_in, width))
+            self.down.append(DoubleConv(c_in, width))
             c_in = width
         self.pool = nn.MaxPool2d(2)
         self.up = nn.ModuleList()
         self.fuse = nn.ModuleList()
         for width in reversed(widths[:-1]):
             self.up.append(nn.ConvTranspose2d(c_in, width, 2, stride=2))
-            self.fuse.append(_Block(2 * width, width))
+            self.fuse.append(DoubleConv(2 * width, width))
             c_in = width
         self.head = nn.Conv2d(c_in, 1, 1)
 
