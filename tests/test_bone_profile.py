@@ -113,3 +113,19 @@ def test_a_specs_expected_profile_shows_the_bones_it_shortens_relative_to_the_ha
     assert np.allclose(spec_profile(specs["unaffected"]), 0.0)
     achondroplasia = spec_profile(specs["achondroplasia"])  # everything shorter: only the pattern remains
     assert achondroplasia[BONE_NAMES.index("MP3")] < SHORTENED < 0 < achondroplasia[BONE_NAMES.index("DP3")]
+
+
+def test_a_site_fits_norms_on_its_own_control_films(bone2gene, render_cohort, tmp_path: Path) -> None:
+    """The bundled landmark model measures the controls; an unreadable film is left out, not fatal."""
+    cohort, manifest = render_cohort(n=40, seed=21, size=256, disorders=("unaffected",))
+    table = manifest.assign(image=[str(cohort / p) for p in manifest["image"]])
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    broken = table.iloc[:1].assign(image=str(tmp_path / "broken.png"), case_id="broken")
+    pd.concat([table, broken]).to_csv(tmp_path / "controls.csv", index=False)
+    out = tmp_path / "site.json"
+    result = bone2gene("norms", "fit", "--controls", tmp_path / "controls.csv", "--population", "our controls", "--out", out)
+    assert result.returncode == 0, result.stderr
+    norms = load_norms(out)
+    assert norms.population == "our controls" and norms.counts == {"controls": 41}
+    covered = np.isfinite(norms.age_range[:, 0])
+    assert covered.sum() >= 15, norms.age_range  # each bone with 15+ measured hands of each sex has a norm

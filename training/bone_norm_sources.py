@@ -58,8 +58,10 @@ def held_out_rsna_ids(root: Path, every: int = 5) -> list[str]:
 
 
 def measured_hands(manifest: Path, landmark_model: Path, progress=None) -> pd.DataFrame:
-    """A site's control films (a case manifest: path, sex, age_months) measured by the landmark model;
-    films that cannot be read or whose hand cannot be sized still count as rows, without lengths."""
+    """A site's control films (a case manifest: path, sex, age_months) measured by the landmark model.
+    A film that cannot be read stays a row without lengths (the fit leaves it out), so one bad file
+    does not stop a site's fit."""
+    from matcher.errors import RadiographError
     from matcher.io import read_radiograph
     from matcher.landmark_files import load_landmark_model
     from matcher.landmarks import find_landmarks
@@ -69,8 +71,10 @@ def measured_hands(manifest: Path, landmark_model: Path, progress=None) -> pd.Da
     table = read_case_manifest(manifest)
     points = []
     for done, path in enumerate(table["path"], start=1):
-        pixels = read_radiograph(Path(path)).normalised()
-        points.append(find_landmarks(network, [pixels])[0].points)
+        try:
+            points.append(find_landmarks(network, [read_radiograph(Path(path)).normalised()])[0].points)
+        except RadiographError:
+            points.append(np.full((N_LANDMARKS, 2), np.nan, np.float32))
         if progress is not None:
             progress(done, len(table))
     stacked = np.stack(points) if points else np.zeros((0, N_LANDMARKS, 2))
