@@ -28,9 +28,12 @@ def letterbox_matrix(shape: tuple[int, int], size: int) -> np.ndarray:
 
 
 def normalise_view(view: np.ndarray) -> np.ndarray:
-    """Grey levels to mean 0 and SD 1 by the 1st-99th percentile range (film to film, exposures differ)."""
+    """Grey levels by the 1st-99th percentile range, to about -2..2 (film to film, exposures differ);
+    the same for any scale of grey (8-bit, 16-bit, 0-1), so a film reads alike however it was stored."""
     low, high = np.percentile(view, (1, 99))
-    return (((view.astype(np.float32) - low) / max(float(high - low), 1.0) - 0.5) / 0.25).astype(np.float32)
+    span = float(high - low)
+    span = span if span > 1e-6 * max(abs(float(high)), 1e-12) else 1.0  # a flat view stays flat
+    return (((view.astype(np.float32) - low) / span - 0.5) / 0.25).astype(np.float32)
 
 
 @dataclass(frozen=True)

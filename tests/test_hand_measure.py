@@ -82,3 +82,11 @@ def test_real_full_resolution_films_are_measured_within_one_and_a_half_percent(m
     errors = measure(measurer.network, rsna_full_truths(shared_dir / "rsna_100px", shared_dir / "real_hands_labelled"))
     assert len(errors) == 14 * 20 and errors["missing"].mean() < 0.02
     assert errors.loc[~errors["missing"], "error_pct_hand"].median() < 1.5
+
+
+def test_a_film_reads_alike_in_8_bit_16_bit_and_0_to_1(measurer, render_cohort) -> None:
+    """The analysis hands the network 0-1 floats, training showed it 8-bit films: the view is the same."""
+    cohort, manifest = render_cohort(n=8, seed=61, size=512)
+    image = cv2.imread(str(cohort / manifest.iloc[0]["image"]), cv2.IMREAD_GRAYSCALE)
+    found = [find_landmarks(measurer.network, [film])[0].points for film in (image, image / 255.0, image.astype(np.uint16) * 257)]
+    assert np.allclose(found[0], found[1], atol=0.01, equal_nan=True) and np.allclose(found[0], found[2], atol=0.01, equal_nan=True)
