@@ -37,7 +37,7 @@ def explore_umap(
     from index.explore import cohort_map, map_table
     from index.filters import Filters
     from index.map_figures import write_html, write_static
-    from matcher.analysis import Analyzer
+    from matcher.analysis import AnalysisOptions, Analyzer
 
     gallery = open_gallery(gallery_path)
     filters = Filters.parse(where)
@@ -47,7 +47,7 @@ def explore_umap(
     if query_image is not None:
         model, card = load_model_or_bundled(None)
         same_model(gallery, card, "the bundled model (--query uses it)")
-        analysis = Analyzer(model).analyze(query_image, sex=sex_value(query_sex))
+        analysis = Analyzer(model, AnalysisOptions(hand=None)).analyze(query_image, sex=sex_value(query_sex))  # placed by its embedding
         if analysis.embedding is None:
             fail(f"{query_image.name} was not accepted: {'; '.join(analysis.reasons)}")
         query_xy = cmap.place(analysis.embedding)[0]

@@ -29,6 +29,7 @@ def fit_command(
     ] = True,
 ) -> None:
     """Fit norms of each bone's proportion by age and sex, and write them to --out."""
+    import numpy as np
     import pandas as pd
 
     from matcher.landmark_files import BUNDLED_LANDMARKS_DIR
@@ -51,5 +52,5 @@ def fit_command(
     norms = fit_norms(hands, described)
     out.parent.mkdir(parents=True, exist_ok=True)
     norms.save(out)
-    covered = int((norms.age_range[:, 0] == norms.age_range[:, 0]).sum())  # bones whose norm was fitted (not NaN)
+    covered = int(np.isfinite(norms.age_range[:, 0]).sum())  # bones whose norm was fitted
     typer.echo(f"norms of {covered} bones from {described}: {out}")

@@ -16,7 +16,7 @@ import pandas as pd
 from index.cases import checked_phenotypes
 from index.hpo import split_terms
 from index.store import Gallery, GalleryError, NewCase
-from matcher.analysis import Analyzer
+from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
 from matcher.io import Radiograph
@@ -106,7 +106,7 @@ def add_manifest(
 
 def reembed_gallery(gallery: Gallery, model: Bone2GeneModel, card: ModelCard, progress: Progress | None = None) -> int:
     """Swap every vector for the new model's embedding of the stored image (one atomic write); returns the count."""
-    analyzer = Analyzer(model)
+    analyzer = Analyzer(model, AnalysisOptions(hand=None))  # only the embedding is kept: the hand is not measured
 
     def embed(items: list[tuple[np.ndarray, str]]) -> np.ndarray:
         vectors = []

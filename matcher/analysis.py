@@ -90,8 +90,7 @@ class Analysis:
             "quality": None
             if self.gate is None
             else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
-            "landmarks": None if self.hand is None else [p.to_json() for p in self.hand.landmarks.as_list()],
-            "bones": None if self.hand is None else self.hand.bones_json(),
+            **(self.hand.to_json() if self.hand is not None else {"landmarks": None, "bones": None}),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
         if include_embedding and self.embedding is not None:

@@ -81,19 +81,29 @@ def save_model(
     state = {
         k: (v.to(storage_dtype) if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in model.encoder_state_dict().items()
     }
-    tmp_weights = directory / (WEIGHTS_FILE + ".tmp")
-    save_file(state, str(tmp_weights), metadata={"format": FORMAT})
+    return write_weights_and_card(directory, (WEIGHTS_FILE, CONFIG_FILE), FORMAT, state, model.config.to_json_dict(), provenance or {})
+
+
+def write_weights_and_card(
+    directory: Path, names: tuple[str, str], file_format: str, state: dict[str, torch.Tensor], config: dict, provenance: dict
+) -> str:
+    """Write a network's weights (safetensors) and its card (format, fingerprint, config,
+    provenance with the time saved) under `names`, each through a temporary file renamed into
+    place, so a crash leaves the old pair or the new; returns the weights' fingerprint."""
+    weights_name, card_name = names
+    tmp_weights = directory / (weights_name + ".tmp")
+    save_file(state, str(tmp_weights), metadata={"format": file_format})
     fingerprint = fingerprint_of(tmp_weights)
     document = {
-        "format": FORMAT,
+        "format": file_format,
         "fingerprint": fingerprint,
-        "config": model.config.to_json_dict(),
-        "provenance": {"saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **(provenance or {})},
+        "config": config,
+        "provenance": {"saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **provenance},
     }
-    tmp_config = directory / (CONFIG_FILE + ".tmp")
-    tmp_config.write_text(json.dumps(document, indent=1))
-    os.replace(tmp_weights, directory / WEIGHTS_FILE)
-    os.replace(tmp_config, directory / CONFIG_FILE)
+    tmp_card = directory / (card_name + ".tmp")
+    tmp_card.write_text(json.dumps(document, indent=1))
+    os.replace(tmp_weights, directory / weights_name)
+    os.replace(tmp_card, directory / card_name)
     return fingerprint
 
 

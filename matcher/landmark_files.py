@@ -7,16 +7,15 @@ Written atomically and checked against its fingerprint on load, as the encoder's
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from matcher.checkpoint import ModelFormatError, fingerprint_of
+from matcher.checkpoint import ModelFormatError, fingerprint_of, write_weights_and_card
 from matcher.landmark_net import LandmarkNet, LandmarkNetConfig
 
 BUNDLED_LANDMARKS_DIR = Path(__file__).resolve().parent / "weights" / "landmarks"
@@ -35,19 +34,7 @@ def save_landmark_model(network: LandmarkNet, directory: Path, provenance: dict)
     """Write the network (float16) and its card; returns the fingerprint."""
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if v.is_floating_point() else v).detach().contiguous().cpu() for k, v in network.state_dict().items()}
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    fingerprint = fingerprint_of(tmp)
-    card = {
-        "format": FORMAT,
-        "fingerprint": fingerprint,
-        "config": network.config.to_json(),
-        "provenance": {"saved": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), **provenance},
-    }
-    (directory / (CARD + ".tmp")).write_text(json.dumps(card, indent=1))
-    os.replace(tmp, directory / WEIGHTS)
-    os.replace(directory / (CARD + ".tmp"), directory / CARD)
-    return fingerprint
+    return write_weights_and_card(directory, (WEIGHTS, CARD), FORMAT, state, network.config.to_json(), provenance)
 
 
 def read_landmark_card(directory: Path) -> LandmarkCard:

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from index.cohort_stats import compare
-from matcher.analysis import Analyzer
+from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.calibration import Calibration, fit_calibration
 from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
 from matcher.io import read_radiograph
@@ -265,16 +265,17 @@ def paired_latency(paths: list[Path], analyzer: Analyzer, baseline: Analyzer, re
 def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Path | None = None) -> dict:
     """Every figure of the module's note; `baseline_dir` (the previous model) adds a paired latency run."""
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
-    analyzer = Analyzer(model)
+    analyzer = Analyzer(model)  # as users get it: the latency figures
+    reader = Analyzer(model, AnalysisOptions(hand=None))  # bone age, sex and embeddings: the hand is not measured
     labelled = shared / "real_hands_labelled"
     exclude = reported_ids(labelled)
-    validation, embeddings, validation_errors = rsna_validation(analyzer, shared / "rsna_100px", exclude)
-    labelled_figures, labelled_embeddings = labelled_full_resolution(analyzer, labelled, shared / "rsna_100px")
+    validation, embeddings, validation_errors = rsna_validation(reader, shared / "rsna_100px", exclude)
+    labelled_figures, labelled_embeddings = labelled_full_resolution(reader, labelled, shared / "rsna_100px")
     # as many validation films, drawn at random: how far a MAD on so few can fall from the validation MAD
     labelled_figures["validation_draws"] = asdict(
         small_sample_spread(validation_errors, labelled_figures["accepted_full"], labelled_figures["mad_full_resolution"])
     )
-    full_resolution = labelled_embeddings + unlabelled_embeddings(analyzer, shared / "real_hands")
+    full_resolution = labelled_embeddings + unlabelled_embeddings(reader, shared / "real_hands")
     return {
         "model": _describe(card),
         "rsna_validation": validation,

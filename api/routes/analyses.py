@@ -47,8 +47,7 @@ def _result(analysis_id: str, stored: StoredAnalysis, ranking: Ranking, position
             overlay=f"/api/v1/analyses/{analysis_id}/overlay.png" if stored.overlay_wanted else None,
         ),
         map_position=position,
-        landmarks=None if result.hand is None else [p.to_json() for p in result.hand.landmarks.as_list()],
-        bones=None if result.hand is None else result.hand.bones_json(),
+        **(result.hand.to_json() if result.hand is not None else {}),
         timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
     )
 

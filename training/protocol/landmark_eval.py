@@ -24,7 +24,7 @@ from matcher.bone_norms import BoneNorms, load_norms
 from matcher.bone_profile import bone_lengths
 from matcher.hand_scheme import BONES, LANDMARK_NAMES, RAYS, RSNA_KEYPOINTS
 from matcher.landmark_files import load_landmark_model
-from matcher.landmarks import find_landmarks
+from matcher.landmarks import HandLandmarks, find_landmarks
 from training.landmark_data import dha_films, read_dha_table
 from training.protocol import markdown
 from training.protocol.splits import EvaluationError
@@ -77,9 +77,10 @@ def rsna_full_truths(rsna: Path, films: Path) -> list[FilmTruth]:
     return truths
 
 
-def measure(network, truths: list[FilmTruth]) -> pd.DataFrame:
-    """One row per annotated point: film, landmark, error (film px, px at 1024 height, % hand length), missing, confidence."""
-    found = find_landmarks(network, [t.image for t in truths])
+def measure(network, truths: list[FilmTruth], found: list[HandLandmarks] | None = None) -> pd.DataFrame:
+    """One row per annotated point: film, landmark, error (film px, px at 1024 height, % hand length), missing,
+    confidence; of `found` (the network's landmarks of `truths`, found here when not given)."""
+    found = found if found is not None else find_landmarks(network, [t.image for t in truths])
     rows = []
     for truth, hand in zip(truths, found, strict=True):
         at_1024 = 1024 / truth.image.shape[0]
@@ -98,8 +99,8 @@ def measure(network, truths: list[FilmTruth]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bone_errors(network, truths: list[FilmTruth]) -> pd.DataFrame:
-    found = find_landmarks(network, [t.image for t in truths])
+def bone_errors(truths: list[FilmTruth], found: list[HandLandmarks]) -> pd.DataFrame:
+    """Each film's 19 bone lengths from `found` against the annotated ones, % error."""
     true_lengths = bone_lengths(np.stack([t.points for t in truths]))
     measured = bone_lengths(np.stack([h.points for h in found]))
     frame = pd.DataFrame(100 * np.abs(measured - true_lengths) / true_lengths, columns=[b.name for b in BONES])
@@ -140,11 +141,12 @@ def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None)
     if not held_out:
         raise EvaluationError(f"{model_dir}'s provenance names no held-out atlas films; nothing to report on")
     atlas = atlas_truths(shared / "dha", held_out)
-    errors, bones = measure(network, atlas), bone_errors(network, atlas)
     full = rsna_full_truths(shared / "rsna_100px", shared / "real_hands_labelled")
-    full_errors = measure(network, full) if full else pd.DataFrame()
+    found = find_landmarks(network, [t.image for t in atlas + full])  # once per film, for every table below
+    errors, bones = measure(network, atlas, found[: len(atlas)]), bone_errors(atlas, found[: len(atlas)])
+    full_errors = measure(network, full, found[len(atlas) :]) if full else pd.DataFrame()
     norms = load_norms()
-    measured = [h.points for h in find_landmarks(network, [t.image for t in atlas + full])]
+    measured = [h.points for h in found]
     profile_check = {
         "norms": norms.population,
         "measured": beyond_two(norms, atlas + full, measured),
