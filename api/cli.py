@@ -339,6 +339,7 @@ def _print_analysis(name: str, result) -> None:
 from api.cli_evaluate import evaluate_command
 from api.cli_explore import explore_app
 from api.cli_gallery import disorders_app, gallery_app, query_command
+from api.cli_gallery_bones import gallery_measure, gallery_norms  # noqa: F401  (registers on gallery_app)
 from api.cli_norms import norms_app
 from api.cli_service import keys_app, serve
 from api.cli_training import train_command

@@ -388,7 +388,7 @@ def query_command(
             typer.echo(json.dumps({"images": films.records(), "disorders": [], "cases": [], "no_close_match": None}))
             raise typer.Exit(code=EXIT_NOT_ACCEPTED)
         fail("; ".join(films.refusals))
-    result = rank_gallery(gallery, films.embedding(), top, rule=rule, findings=findings)
+    result = rank_gallery(gallery, films.embedding(), top, rule=rule, findings=findings, hand=films.hand_profiles())
     if phenopacket is not None:
         packet = ranking_phenopacket(gallery, result, images[0].stem, films.accepted[0][1].sex, age_months, findings, top)
         phenopacket.write_text(to_json(packet) + "\n")

@@ -15,7 +15,9 @@ norms_app = typer.Typer(help="Bone-length norms for the metacarpophalangeal patt
 
 @norms_app.command("fit")
 def fit_command(
-    out: Annotated[Path, typer.Option("--out", help="Where the norms go (JSON); `bone2gene analyze --norms` and galleries read them.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the norms go (JSON); a gallery uses them after `bone2gene gallery norms G --use FILE`.")
+    ],
     atlas: Annotated[Path | None, typer.Option("--atlas", help="A Digital Hand Atlas folder (labels.csv with 37 points).")] = None,
     rsna: Annotated[Path | None, typer.Option("--rsna", help="An rsna_100px folder with keypoints.csv and labels.csv.")] = None,
     reported: Annotated[Path | None, typer.Option("--reported", help="A folder of films reported elsewhere: never in the norms.")] = None,

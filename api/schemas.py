@@ -48,7 +48,11 @@ class RankedEntry(BaseModel):
     interval: list[float] | None = Field(description="90% interval of the probability")
     sources: dict | None = Field(
         None,
-        description="with HPO terms or candidate genes: combined_probability, each source's contribution (logit), phenotype_similarity, gene_hits",
+        description=(
+            "with HPO terms, candidate genes or a measured hand: combined_probability, each source's contribution (logit),"
+            " phenotype_similarity, gene_hits, profile_match (log-likelihood ratio of the measured profile, disorder against"
+            " unaffected) and typical_profile (the disorder's typical z per bone, MC1-MC5, PP1-PP5, MP2-MP5, DP1-DP5)"
+        ),
     )
 
 

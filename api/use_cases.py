@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from index.evidence import ClinicalFindings
     from index.filters import Filters
+    from index.profile_evidence import HandProfile
     from index.query import QueryResult
     from index.store import Gallery
     from matcher.analysis import Analysis, Analyzer
@@ -74,6 +75,21 @@ class AnalysedFilms:
             raise NoFilmAccepted("; ".join(self.refusals))
         return combined_embedding(np.stack([a.embedding for _, a in accepted]))
 
+    def hand_profiles(self) -> list[HandProfile]:
+        """The measured bones of each accepted film, for the ranking's profile evidence."""
+        return [p for _, a in self.accepted if (p := hand_profile(a)) is not None]
+
+
+def hand_profile(analysis: Analysis) -> HandProfile | None:
+    """A film's measured bones with the age (chronological, else the bone age) and sex their z-scores
+    need; None where the hand was not measured."""
+    from index.profile_evidence import HandProfile
+
+    if analysis.hand is None:
+        return None
+    age = analysis.age_months if analysis.age_months is not None else analysis.bone_age_months
+    return HandProfile(analysis.hand.lengths_px, age, analysis.sex)
+
 
 def analyse_films(
     analyzer: Analyzer, films: Sequence[Path | Radiograph], sex: str | None = None, age_months: float | None = None
@@ -95,13 +111,15 @@ def rank_gallery(
     filters: Filters | None = None,
     rule: RankingRule = DEFAULT_RULE,
     findings: ClinicalFindings | None = None,
+    hand: Sequence[HandProfile] = (),
 ) -> QueryResult:
     """The gallery's disorders and genes ranked for `embedding` under `rule`, with the gallery's
-    calibration of that rule (refitted first when stale) and the clinical findings (HPO terms, candidate genes) given."""
+    calibration of that rule (refitted first when stale), the clinical findings (HPO terms,
+    candidate genes) given and the query's measured bones (`hand`, one per film)."""
     from index.query import calibration_for, query
 
     calibration = calibration_for(gallery, rule=rule)
-    return query(gallery, embedding, top_k=top, filters=filters, calibration=calibration, rule=rule, findings=findings)
+    return query(gallery, embedding, top_k=top, filters=filters, calibration=calibration, rule=rule, findings=findings, hand=hand)
 
 
 def ranking_phenopacket(
@@ -153,9 +171,10 @@ def demo_gallery(
     """The demo's synthetic cohort (`out/cohort`) and its gallery (`out/gallery`), built once and
     reused afterwards; a build cut short is finished on the next call. `progress(what)` gives a
     context manager yielding a counter callback (a progress bar)."""
-    from index.ingest import add_manifest
+    from index.ingest import add_manifest, measure_gallery
     from index.store import Gallery, GalleryError
     from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
+    from matcher.hand_measure import bundled_measurer
     from training.synth.cohort import CohortConfig, generate_cohort
 
     bar = progress or (lambda _: contextlib.nullcontext())
@@ -179,5 +198,10 @@ def demo_gallery(
             _, refused = add_manifest(gallery, cohort / "manifest.csv", None, 8, 1, step)
         (path / ".complete").write_text("ok\n")
         log(f"demo gallery: {gallery.stats().cases} cases ({len(refused)} refused by the quality gate)")
+    measurer = bundled_measurer()
+    if measurer is not None and len(gallery.bone_lengths()) < gallery.stats().cases:  # a demo built before cases carried bones
+        log("measuring the demo cases' bones (once) ...")
+        with bar("measuring") as step:
+            measure_gallery(gallery, measurer, progress=step)
     gallery.close()
     return path

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from index.catalogue_store import CatalogueStore
 from index.database import GalleryDatabase, GalleryError, now
@@ -46,6 +47,7 @@ class NewCase:
     pixels: np.ndarray | None = None  # stored for re-embedding (pixels only)
     phenotypes: Sequence[str] = ()  # HPO ids observed in the patient
     excluded_phenotypes: Sequence[str] = ()  # HPO ids looked for and absent
+    bone_lengths: np.ndarray | None = None  # (19,) the measured tubular bones in the film's pixels, NaN where not found
 
 
 def checked_phenotypes(cases: Sequence[NewCase]) -> list[tuple[list[str], list[str]]]:
@@ -88,6 +90,23 @@ def checked_vectors(cases: Sequence[NewCase], dim: int) -> list[np.ndarray]:
     return vectors
 
 
+def checked_bone_rows(cases: Sequence[NewCase]) -> list[list[tuple[str, float]]]:
+    """Each case's measured bones as (bone, length) rows; refuses lengths that are not 19 numbers,
+    positive where found (NaN: not found)."""
+    from matcher.hand_scheme import BONE_NAMES
+
+    rows = []
+    for i, case in enumerate(cases):
+        if case.bone_lengths is None:
+            rows.append([])
+            continue
+        lengths = np.asarray(case.bone_lengths, dtype=float).reshape(-1)
+        if lengths.shape != (len(BONE_NAMES),) or np.any(lengths[np.isfinite(lengths)] <= 0) or np.any(np.isinf(lengths)):
+            raise GalleryError(f"case {case.case_id or i}: bone lengths must be {len(BONE_NAMES)} positive numbers (NaN where not found)")
+        rows.append([(name, float(v)) for name, v in zip(BONE_NAMES, lengths, strict=True) if np.isfinite(v)])
+    return rows
+
+
 def case_ids_for(cases: Sequence[NewCase]) -> list[str]:
     case_ids = [c.case_id or f"case-{uuid.uuid4().hex[:12]}" for c in cases]
     if len(set(case_ids)) != len(case_ids):
@@ -106,9 +125,10 @@ def insert_work(
     cases: Sequence[NewCase], vectors: list[np.ndarray], case_ids: list[str], digests: dict[int, str], catalogue: CatalogueStore
 ) -> Callable[[sqlite3.Connection, int], None]:
     phenotypes = checked_phenotypes(cases)  # before the transaction: nothing is written when one is wrong
+    bones = checked_bone_rows(cases)
 
     def work(db: sqlite3.Connection, generation: int) -> None:
-        for case, vector, case_id, (observed, excluded) in zip(cases, vectors, case_ids, phenotypes, strict=True):
+        for case, vector, case_id, (observed, excluded), measured in zip(cases, vectors, case_ids, phenotypes, bones, strict=True):
             if db.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone():
                 raise GalleryError(f"case {case_id!r} is already in the gallery; relabel it or choose another id")
             bone_age = None if case.bone_age_months is None or np.isnan(case.bone_age_months) else float(case.bone_age_months)
@@ -132,6 +152,7 @@ def insert_work(
             db.execute("INSERT INTO embeddings VALUES (?, ?)", (cursor.lastrowid, vector.tobytes()))
             terms = [(cursor.lastrowid, t, 0) for t in observed] + [(cursor.lastrowid, t, 1) for t in excluded]
             db.executemany("INSERT INTO case_phenotypes VALUES (?, ?, ?)", terms)
+            db.executemany("INSERT INTO case_bones VALUES (?, ?, ?)", [(cursor.lastrowid, bone, length) for bone, length in measured])
 
     return work
 
@@ -143,6 +164,7 @@ def remove_work(case_id: str) -> Callable[[sqlite3.Connection, int], None]:
             raise GalleryError(f"no case {case_id!r} in the gallery")
         db.execute("DELETE FROM embeddings WHERE case_row = ?", (row[0],))
         db.execute("DELETE FROM case_phenotypes WHERE case_row = ?", (row[0],))
+        db.execute("DELETE FROM case_bones WHERE case_row = ?", (row[0],))
         db.execute("DELETE FROM cases WHERE id = ?", (row[0],))
         db.execute("INSERT OR REPLACE INTO removed VALUES (?, ?)", (row[0], generation))
         if row[1]:
@@ -161,6 +183,29 @@ def relabel_work(
         db.execute("UPDATE cases SET disorder_id = ?, gene = ? WHERE case_id = ?", (resolved, _gene_symbol(db, gene), case_id))
 
     return work
+
+
+def set_bones_work(measured: dict[int, np.ndarray]) -> Callable[[sqlite3.Connection, int], None]:
+    """Store bone lengths measured after the cases were added (`Gallery.measure_bones`), replacing any."""
+    rows = dict(zip(measured, checked_bone_rows([NewCase(np.zeros(1), "M", 0.0, bone_lengths=v) for v in measured.values()]), strict=True))
+
+    def work(db: sqlite3.Connection, _: int) -> None:
+        for case_row, bones in rows.items():
+            if not db.execute("SELECT 1 FROM cases WHERE id = ?", (case_row,)).fetchone():
+                raise GalleryError(f"no case row {case_row} in the gallery (removed meanwhile?); measure again")
+            db.execute("DELETE FROM case_bones WHERE case_row = ?", (case_row,))
+            db.executemany("INSERT INTO case_bones VALUES (?, ?, ?)", [(case_row, bone, length) for bone, length in bones])
+
+    return work
+
+
+def bone_table(db: GalleryDatabase) -> pd.DataFrame:
+    """Every measured case's bone lengths: one row per case row (index `row`), one column per bone (NaN: not found)."""
+    from matcher.hand_scheme import BONE_NAMES
+
+    table = db.read_table("SELECT case_row AS row, bone, length_px FROM case_bones")
+    wide = table.pivot(index="row", columns="bone", values="length_px") if len(table) else pd.DataFrame(index=pd.Index([], name="row"))
+    return wide.reindex(columns=list(BONE_NAMES)).astype(float)
 
 
 def sweep_images(db: GalleryDatabase, images: ImageStore) -> None:

@@ -28,6 +28,13 @@ ADDED_TABLES = {
         "case_row INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE, term TEXT NOT NULL,"
         " excluded INTEGER NOT NULL DEFAULT 0 CHECK(excluded IN (0, 1)), PRIMARY KEY(case_row, term)"
     ),
+    # each case's measured tubular bones (`matcher.hand_scheme.BONE_NAMES`), in the film's pixels; a bone not found has no row
+    "case_bones": (
+        "case_row INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE, bone TEXT NOT NULL,"
+        " length_px REAL NOT NULL CHECK(length_px > 0), PRIMARY KEY(case_row, bone)"
+    ),
+    # the pattern-profile norms the gallery's z-scores are read against (none: the bundled norms)
+    "bone_norms": "id INTEGER PRIMARY KEY CHECK(id = 1), document TEXT NOT NULL",
 }
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);

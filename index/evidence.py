@@ -1,13 +1,16 @@
-"""Image, phenotype and candidate genes as evidence for each disorder, combined into one score.
+"""Image, phenotype, candidate genes and the measured hand as evidence for each disorder, combined into one score.
 
-For a query and each disorder of the gallery, four numbers (`EvidenceFeatures`):
+For a query and each disorder of the gallery, five numbers (`EvidenceFeatures`):
 - **image**: the ranking rule's score, standardised over the disorders of this query (how far
   above the others this disorder stands; comparable across models and galleries);
 - **phenotype**: the Resnik/funSimAvg similarity (`index.hpo`) of the query's HPO terms to the
   disorder's annotations, standardised the same way (0 without terms or annotations);
 - **excluded**: how many of the query's excluded terms the disorder is annotated with;
 - **gene**: +1 when one of the disorder's genes is in the candidate list, -1 when a list
-  was given and none is, 0 without a list.
+  was given and none is, 0 without a list;
+- **profile**: how much better the disorder's typical pattern profile explains the query's
+  measured bones than the unaffected hand does (`index.profile_evidence`; 0 without a profile).
+  Not standardised: a normal profile leaves every disorder at or below 0.
 
 `EvidenceModel` is a logistic model over these (fitted on simulated patients,
 `training/synth/phenotypes.py`, never on the cases it is reported on): its logit is the
@@ -27,9 +30,10 @@ import numpy as np
 
 from index import hpo
 from index.catalogue import Disorder
+from index.profile_evidence import ProfileEvidence
 from matcher.rank import RankedLabel
 
-SOURCES = ("image", "phenotype", "excluded", "gene")
+SOURCES = ("image", "phenotype", "excluded", "gene", "profile")
 
 
 def _standardised(values: np.ndarray, present: np.ndarray) -> np.ndarray:
@@ -47,7 +51,7 @@ class EvidenceFeatures:
     """One row per disorder in `disorders`; columns in `SOURCES` order."""
 
     disorders: list[str]
-    values: np.ndarray  # (D, 4)
+    values: np.ndarray  # (D, 5)
     phenotype_similarity: list[float | None]  # raw Resnik/funSimAvg (None: no terms or no annotations)
     gene_hits: list[list[str]]  # the disorder's genes found in the candidate list
 
@@ -58,8 +62,10 @@ def evidence_features(
     observed: Sequence[hpo.Term] = (),
     excluded: Sequence[hpo.Term] = (),
     candidate_genes: Sequence[str] | None = None,
+    profile_match: np.ndarray | None = None,
 ) -> EvidenceFeatures:
-    """The features of every disorder for one query (`image_scores[i]`: the rule's score of `disorders[i]`, None without one)."""
+    """The features of every disorder for one query (`image_scores[i]`: the rule's score of
+    `disorders[i]`, None without one; `profile_match[i]`: `TypicalProfiles.match` of it, None without a profile)."""
     image = np.array([np.nan if s is None else float(s) for s in image_scores])
     present = np.isfinite(image)
     image_z = _standardised(np.where(present, image, 0.0), present)
@@ -74,7 +80,9 @@ def evidence_features(
     wanted = None if candidate_genes is None else {g.strip().upper() for g in candidate_genes}
     hits = [[] if wanted is None else sorted(set(d.genes) & wanted) for d in disorders]
     gene = np.array([0.0 if wanted is None else (1.0 if h else -1.0) for h in hits])
-    return EvidenceFeatures([d.id for d in disorders], np.column_stack([image_z, phenotype, excluded_count, gene]), raw, hits)
+    profile = np.zeros(len(disorders)) if profile_match is None else np.nan_to_num(np.asarray(profile_match, float))
+    values = np.column_stack([image_z, phenotype, excluded_count, gene, profile])
+    return EvidenceFeatures([d.id for d in disorders], values, raw, hits)
 
 
 @dataclass
@@ -84,8 +92,11 @@ class EvidenceModel:
     fitted_on: str  # what data, so a report can say it is not the data being scored
 
     def contributions(self, features: EvidenceFeatures) -> np.ndarray:
-        """(D, 4): each source's share of the logit."""
-        return features.values * np.array([self.coefficients[s] for s in SOURCES])
+        """(D, 5): each source's share of the logit (a source the model was not fitted with weighs 0)."""
+        return features.values * self.weights()
+
+    def weights(self) -> np.ndarray:
+        return np.array([self.coefficients.get(s, 0.0) for s in SOURCES])
 
     def logits(self, features: EvidenceFeatures) -> np.ndarray:
         return self.contributions(features).sum(axis=1) + self.intercept
@@ -132,13 +143,22 @@ class ClinicalFindings:
 
 
 def combine_ranking(
-    ranked: list[RankedLabel], catalogue: Sequence[Disorder], findings: ClinicalFindings, model: EvidenceModel
+    ranked: list[RankedLabel],
+    catalogue: Sequence[Disorder],
+    findings: ClinicalFindings,
+    model: EvidenceModel,
+    profile: ProfileEvidence | None = None,
 ) -> list[RankedLabel]:
     """Re-rank `ranked` (`matcher.rank.RankedLabel`s by the image) by the combined logit; each entry
-    gets `sources`: the combined probability, every source's contribution and what it found."""
+    gets `sources`: the combined probability, every source's contribution and what it found
+    (the similar terms, the listed genes, the profile's match and the disorder's typical profile)."""
     entries = {d.id: d for d in catalogue}
     disorders = [entries.get(r.label) or Disorder(id=r.label, name=r.name or r.label) for r in ranked]
-    features = evidence_features(disorders, [r.score for r in ranked], findings.observed, findings.excluded, findings.candidate_genes)
+    labels = [r.label for r in ranked]
+    matches = profile.match(labels) if profile is not None and profile.usable() else None
+    features = evidence_features(
+        disorders, [r.score for r in ranked], findings.observed, findings.excluded, findings.candidate_genes, matches
+    )
     logits, parts = model.logits(features), model.contributions(features)
     for i, entry in enumerate(ranked):
         entry.sources = {
@@ -146,6 +166,8 @@ def combine_ranking(
             "contributions": {s: float(parts[i, j]) for j, s in enumerate(SOURCES)},
             "phenotype_similarity": features.phenotype_similarity[i],
             "gene_hits": features.gene_hits[i],
+            "profile_match": None if matches is None else round(float(matches[i]), 3),
+            "typical_profile": None if profile is None else profile.typical(labels[i]),
         }
     order = sorted(range(len(ranked)), key=lambda i: (-logits[i], ranked[i].rank))
     result = [ranked[i] for i in order]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from index.store import Gallery, GalleryError, NewCase
 from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import BUNDLED_MODEL_DIR, ModelCard, load_model
+from matcher.hand_measure import HandMeasurer, bundled_measurer
 from matcher.io import Radiograph
 from matcher.manifest import read_case_manifest
 from matcher.model import Bone2GeneModel
@@ -61,8 +63,11 @@ def add_manifest(
     batch_size: int = 8,
     workers: int = 1,
     progress: Progress | None = None,
+    measurer: HandMeasurer | Literal["bundled"] | None = "bundled",
 ) -> tuple[int, list[str]]:
-    """Embed and add every case of a manifest not yet in the gallery; returns (added, refusals by the quality gate)."""
+    """Embed and add every case of a manifest not yet in the gallery, each with its bones measured
+    by `measurer` (the bundled landmark model and norms; None: not measured); returns (added,
+    refusals by the quality gate)."""
     table = read_case_manifest(manifest_path, require_disorder=True)
     present = set(gallery.cases()["case_id"])
     todo = table[~table["case_id"].isin(present)]
@@ -70,14 +75,16 @@ def add_manifest(
         gallery.resolve_disorder(disorder)  # fail before any work if a label is unknown
     phenotypes = _manifest_phenotypes(todo)  # ... or an HPO id
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
+    measurer = bundled_measurer() if measurer == "bundled" else measurer
     added, refusals = 0, []
     chunk = max(batch_size, 32)
     for start in range(0, len(todo), chunk):
         part = todo.iloc[start : start + chunk]
         items = [BatchItem(Path(p), s) for p, s in zip(part["path"], part["sex"], strict=True)]
         results = embed_many(model, items, batch_size=batch_size, workers=workers, keep_pixels=True)
+        bones = _measured([r.pixels if r.accepted else None for r in results], measurer)
         cases = []
-        for (_, row), result in zip(part.iterrows(), results, strict=True):
+        for (_, row), result, lengths in zip(part.iterrows(), results, bones, strict=True):
             if not result.accepted:
                 refusals.append(f"{row['case_id']} ({Path(row['path']).name}): {'; '.join(result.reasons)}")
                 continue
@@ -94,6 +101,7 @@ def add_manifest(
                     row["source"] or "",
                     result.pixels,
                     *phenotypes[row["case_id"]],
+                    lengths,
                 )
             )
         if cases:
@@ -102,6 +110,36 @@ def add_manifest(
         if progress:
             progress(min(start + chunk, len(todo)), len(todo))
     return added, refusals
+
+
+def _measured(films: list[np.ndarray | None], measurer: HandMeasurer | None) -> list[np.ndarray | None]:
+    """Each film's bone lengths (None for a film not given, or without a measurer), found in one batch."""
+    given = [i for i, film in enumerate(films) if film is not None]
+    if measurer is None or not given:
+        return [None] * len(films)
+    lengths = dict(zip(given, measurer.lengths_of([films[i] for i in given]), strict=True))
+    return [lengths.get(i) for i in range(len(films))]
+
+
+def measure_gallery(gallery: Gallery, measurer: HandMeasurer, everything: bool = False, progress: Progress | None = None) -> int:
+    """Measure the bones on the stored image of every case that has none (all of them with
+    `everything`: a new landmark model), stored in one write; returns how many were measured.
+    Galleries built before cases carried their bones get their profiles this way."""
+    table = gallery.cases()
+    table = table[table["image_sha256"].notna()]
+    if not everything:
+        table = table[~table["row"].isin(gallery.bone_lengths().index)]
+    measured: dict[int, np.ndarray] = {}
+    rows, digests = table["row"].tolist(), table["image_sha256"].tolist()
+    for start in range(0, len(rows), 32):
+        films = [gallery.images.get(d) for d in digests[start : start + 32]]
+        for row, lengths in zip(rows[start : start + 32], measurer.lengths_of(films), strict=True):
+            measured[int(row)] = lengths
+        if progress:
+            progress(min(start + 32, len(rows)), len(rows))
+    if measured:
+        gallery.set_bone_lengths(measured)
+    return len(measured)
 
 
 def reembed_gallery(gallery: Gallery, model: Bone2GeneModel, card: ModelCard, progress: Progress | None = None) -> int:

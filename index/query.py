@@ -13,12 +13,15 @@ recomputed when the gallery has changed enough (`Calibration.stale`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from index.evidence import ClinicalFindings, combine_gene_ranking, combine_ranking, default_model
 from index.filters import Filters
+from index.profile_evidence import HandProfile, ProfileEvidence, gallery_profiles, profile_z
 from index.store import Gallery, Hit
 from matcher.calibration import Calibration, CalibrationError, fit_calibration
 from matcher.rank import DEFAULT_RULE, RankedLabel, RankingRule, rank_labels
@@ -106,6 +109,18 @@ def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
 
 
+def _profile_evidence(gallery: Gallery, considered: pd.DataFrame, hand: Sequence[HandProfile]) -> ProfileEvidence | None:
+    """The query's profile against the typical profiles of the cases it is ranked among (None: nothing to compare)."""
+    if not hand:
+        return None
+    lengths = gallery.bone_lengths()
+    if lengths.empty:
+        return None
+    norms = gallery.norms()
+    evidence = ProfileEvidence(profile_z(hand, norms), gallery_profiles(considered.reset_index(), lengths, norms))
+    return evidence if evidence.usable() else None
+
+
 def query(
     gallery: Gallery,
     embedding: np.ndarray,
@@ -116,10 +131,12 @@ def query(
     exclude_patient: str | None = None,
     rule: RankingRule = DEFAULT_RULE,
     findings: ClinicalFindings | None = None,
+    hand: Sequence[HandProfile] = (),
 ) -> QueryResult:
     """Rank the gallery's disorders and genes for one query embedding by `rule` (`calibration`,
     when given, must be of the same rule: `calibration_for(gallery, rule=rule)`). With `findings`
-    (HPO terms, candidate genes) disorders and genes are ordered by the combined score (`index.evidence`)."""
+    (HPO terms, candidate genes) or the query's measured bones (`hand`, one per film) disorders and
+    genes are ordered by the combined score (`index.evidence`)."""
     if calibration is not None and calibration.rule != rule:
         raise ValueError(f"the calibration maps {calibration.rule!r} scores, not {rule.value!r} ones")
     hits: list[Hit] = gallery.search(embedding, max(top_k, depth), filters)
@@ -164,9 +181,12 @@ def query(
                 else ""
             )
         )
-    if findings is not None and not findings.empty():  # the image's probabilities stay; the order follows all the evidence
-        catalogue = gallery.disorders()
-        disorders = combine_ranking(disorders, catalogue, findings, default_model())
+    profile = _profile_evidence(gallery, considered, hand)
+    if (
+        findings is not None and not findings.empty()
+    ) or profile is not None:  # the image's probabilities stay; the order follows all the evidence
+        catalogue, findings = gallery.disorders(), findings or ClinicalFindings([], [], None)
+        disorders = combine_ranking(disorders, catalogue, findings, default_model(), profile)
         genes = combine_gene_ranking(genes, disorders, catalogue, findings)
     similar = [
         SimilarCase(

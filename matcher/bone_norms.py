@@ -10,13 +10,14 @@ and a gallery can carry them.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from matcher.bone_profile import log_profile
+from matcher.bone_profile import log_profiles
 from matcher.errors import Bone2GeneError
 from matcher.hand_scheme import BONE_NAMES
 
@@ -44,11 +45,22 @@ class BoneNorms:
         missing, the hand's size cannot be told, or the age is outside a bone's norm."""
         if age_years is None or sex not in SEXES:
             return np.full(len(BONE_NAMES), np.nan)
-        profile = log_profile(np.asarray(lengths, float), self.offsets)
-        mean = np.array([np.interp(age_years, self.ages, row) for row in self.mean[sex]])
-        sd = np.array([np.interp(age_years, self.ages, row) for row in self.sd[sex]])
-        inside = (self.age_range[:, 0] <= age_years) & (age_years <= self.age_range[:, 1])
-        return np.where(inside, (profile - mean) / sd, np.nan)
+        return self.z_table(np.asarray(lengths, float)[None], np.array([age_years]), np.array([sex]))[0]
+
+    def z_table(self, lengths: np.ndarray, age_years: np.ndarray, sexes: np.ndarray) -> np.ndarray:
+        """(N, 19) z of many hands at once (`z_scores` of each row; NaN for a sex the norms lack)."""
+        profiles = log_profiles(np.asarray(lengths, float), self.offsets)
+        ages = np.asarray(age_years, float)
+        z = np.full(profiles.shape, np.nan)
+        for sex in SEXES:
+            rows = np.asarray(sexes) == sex
+            if not rows.any():
+                continue
+            mean = np.stack([np.interp(ages[rows], self.ages, row) for row in self.mean[sex]], axis=1)
+            sd = np.stack([np.interp(ages[rows], self.ages, row) for row in self.sd[sex]], axis=1)
+            z[rows] = (profiles[rows] - mean) / sd
+        inside = (self.age_range[:, 0] <= ages[:, None]) & (ages[:, None] <= self.age_range[:, 1])
+        return np.where(inside, z, np.nan)
 
     def to_json(self) -> dict:
         return {
@@ -81,6 +93,12 @@ class BoneNorms:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=1))
         tmp.replace(path)
+
+
+@functools.cache
+def bundled_norms() -> BoneNorms:
+    """The bundled norms, read once per process (every gallery without its own reads them)."""
+    return load_norms()
 
 
 def load_norms(path: Path = BUNDLED_NORMS) -> BoneNorms:

@@ -36,9 +36,19 @@ def hand_size(log_lengths: np.ndarray, offsets: np.ndarray | None = None) -> flo
 def log_profile(lengths: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """(19,) lengths -> (19,) log proportions: each bone's log length minus the hand's log size.
     All NaN when the size cannot be told; NaN for each bone that is missing."""
+    return log_profiles(np.asarray(lengths, float)[None], offsets)[0]
+
+
+def log_profiles(lengths: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    """(N, 19) lengths -> (N, 19) log proportions, `log_profile` of each hand at once (a gallery's cases)."""
+    offsets = np.zeros(len(BONE_NAMES)) if offsets is None else offsets
     with np.errstate(divide="ignore", invalid="ignore"):
         logs = np.log(np.where(lengths > 0, lengths, np.nan))
-    return logs - hand_size(logs, offsets)
+        found = REFERENCE & np.isfinite(logs)
+        count = found.sum(axis=1)
+        size = np.where(found, logs - offsets, 0.0).sum(axis=1) / np.maximum(count, 1)
+    size[count < MIN_REFERENCE] = np.nan
+    return logs - size[:, None]
 
 
 def reference_offsets(profiles: np.ndarray) -> np.ndarray:

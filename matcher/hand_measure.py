@@ -64,6 +64,11 @@ class HandMeasurer:
         z = self.norms.z_scores(lengths, None if age_months is None else age_months / 12, sex)
         return HandMeasurement(landmarks, lengths, proportions, z)
 
+    def lengths_of(self, films: list[np.ndarray]) -> list[np.ndarray]:
+        """Each film's 19 bone lengths in its pixels (NaN where not found), the landmarks found in
+        batches: what a gallery stores of each case (its z-scores follow the gallery's norms)."""
+        return [bone_lengths(found.points.astype(float)) for found in find_landmarks(self.network, films)]
+
 
 @functools.cache
 def bundled_measurer() -> HandMeasurer | None:

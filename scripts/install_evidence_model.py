@@ -17,8 +17,7 @@ import json
 from pathlib import Path
 
 from index.evidence import DEFAULT_MODEL_PATH, EvidenceModel
-
-ALL_SOURCES = "image + phenotype + genes"
+from training.protocol.evidence_eval import ALL_SOURCES
 
 
 def main() -> None:

@@ -109,15 +109,17 @@ def test_terms_and_candidate_genes_join_the_image_in_the_ranking(bone2gene, gall
     film = cohort.parent / table[table["disorder"] == "brachydactyly_e"].iloc[0]["image"]
     common = ("--sex", "F", "--gallery", gallery, "--json")
     image_only = json.loads(run(bone2gene, "query", film, *common).stdout)
-    assert all("sources" not in d for d in image_only["disorders"])
+    # the film's measured bones are evidence of their own: without terms or genes only the image and the profile speak
+    assert all(d["sources"]["profile_match"] is not None for d in image_only["disorders"])
+    assert all(d["sources"]["contributions"]["phenotype"] == d["sources"]["contributions"]["gene"] == 0 for d in image_only["disorders"])
     (tmp_path / "genes.txt").write_text("FGFR3\nTTN\n")
     terms = ("--hpo", "HP:0008905,HP:0004060", "--hpo", "HP:0004322", "--genes-file", tmp_path / "genes.txt")
     combined = json.loads(run(bone2gene, "query", film, *common, *terms).stdout)
     first = combined["disorders"][0]
     assert first["disorder"] == "achondroplasia"  # rhizomelia, trident hand and FGFR3 outweigh the film
-    assert set(first["sources"]["contributions"]) == {"image", "phenotype", "excluded", "gene"} and first["sources"]["gene_hits"] == [
-        "FGFR3"
-    ]
+    assert set(first["sources"]["contributions"]) == {"image", "phenotype", "excluded", "gene", "profile"} and first["sources"][
+        "gene_hits"
+    ] == ["FGFR3"]
     assert first["sources"]["contributions"]["phenotype"] > 0 and 0 < first["sources"]["combined_probability"] < 1
     assert [d["rank"] for d in combined["disorders"]] == list(range(1, len(combined["disorders"]) + 1))
     gene = combined["genes"][0]  # the gene ranking follows the combined disorder ranking

@@ -13,7 +13,7 @@ from api.deps import AnalysisId, Reader, RuntimeDep, stored_analysis
 from api.problems import Problem
 from api.recent import StoredAnalysis
 from api.schemas import AnalysisResult, Links, Quality, Ranking
-from api.use_cases import rank_gallery
+from api.use_cases import hand_profile, rank_gallery
 from index.evidence import ClinicalFindings
 from index.gene_lists import parse_gene_list
 from index.hpo import split_terms
@@ -81,7 +81,9 @@ async def analyse(
     result = stored.analysis
     if not result.accepted or result.embedding is None:
         raise Problem(422, "Radiograph not accepted", "The quality check refused this image; see reasons.", reasons=result.reasons)
-    ranked = await run_in_threadpool(rank_gallery, runtime.gallery, result.embedding, top, None, runtime.settings.ranking_rule, findings)
+    hand = [p for p in [hand_profile(result)] if p is not None]
+    rule = runtime.settings.ranking_rule
+    ranked = await run_in_threadpool(rank_gallery, runtime.gallery, result.embedding, top, None, rule, findings, hand)
     ranking = Ranking.of(ranked)
     return _result(analysis_id, stored, ranking, runtime.maps.position(result.embedding))
 

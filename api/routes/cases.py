@@ -89,6 +89,7 @@ async def add_case(who: Curator, runtime: RuntimeDep, body: NewCaseFromAnalysis)
         stored.pixels,
         body.hpo,
         body.hpo_excluded,
+        None if result.hand is None else result.hand.lengths_px,
     )
     try:
         (case_id,) = await run_in_threadpool(runtime.gallery.add_cases, [new], runtime.card.fingerprint, f"key:{who.key_id}")

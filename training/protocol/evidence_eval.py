@@ -1,15 +1,18 @@
-"""Does adding HPO terms and candidate genes to the image rank disorders better?
+"""Does adding HPO terms, candidate genes and the measured hand to the image rank disorders better?
 
 Per random draw (`splits`), each query gets `index.evidence` features for every disorder of
 the gallery; a combination of sources ranks by the logit of an `EvidenceModel` fitted on
 that combination (on another cohort: `fit_combinations`), a single source by its own
-feature. Top-k is macro-averaged over disorders, as in the rest of the protocol.
+feature. The profile's typical profiles are learnt from the draw's gallery cases only, as a
+gallery learns them. Top-k is macro-averaged over disorders, as in the rest of the protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,10 +20,14 @@ import pandas as pd
 from index import hpo
 from index.catalogue import Disorder
 from index.evidence import SOURCES, EvidenceModel, evidence_features, fit_evidence_model
+from index.profile_evidence import TypicalProfiles
 from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex, RankingRule, label_ranks, label_scores, macro_topk
 from training.protocol import markdown
 from training.protocol.splits import DisorderGroups, Draw, disorder_groups, random_draws
+
+if TYPE_CHECKING:
+    from matcher.hand_measure import HandMeasurer
 
 # the evidence a clinician brings, and the features each uses ("excluded" rides with the phenotype)
 SOURCE_SETS = {
@@ -30,8 +37,12 @@ SOURCE_SETS = {
     "image + phenotype": ("image", "phenotype", "excluded"),
     "image + genes": ("image", "gene"),
     "phenotype + genes": ("phenotype", "excluded", "gene"),
-    "image + phenotype + genes": SOURCES,
+    "image + phenotype + genes": ("image", "phenotype", "excluded", "gene"),
+    "profile": ("profile",),
+    "image + profile": ("image", "profile"),
+    "image + phenotype + genes + profile": SOURCES,
 }
+ALL_SOURCES = "image + phenotype + genes + profile"  # the service's default evidence model
 
 
 def _query_evidence(row: pd.Series) -> tuple[list[hpo.Term], list[hpo.Term], list[str] | None]:
@@ -48,8 +59,10 @@ def draw_features(
     gallery: np.ndarray,
     queries: np.ndarray,
     rule: RankingRule = DEFAULT_RULE,
+    z: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features (Q, D, 4), true disorder code per query (Q,), group of each query row) for one gallery/query split."""
+    """(features (Q, D, 5), true disorder code per query (Q,), group of each query row) for one
+    gallery/query split; `z`: every film's profile (N, 19), for the profile source."""
     disorders = table["disorder"].astype(str).to_numpy()
     labels = LabelIndex.of(list(disorders[gallery]))
     entries = {d.id: d for d in catalogue}
@@ -58,11 +71,13 @@ def draw_features(
     patients = table["patient_id"].astype(str).to_numpy()
     sims[patients[queries][:, None] == patients[gallery][None, :]] = -np.inf
     scores = label_scores(sims, labels, rule)[0]
+    profiles = None if z is None else TypicalProfiles.fit(z[gallery], list(disorders[gallery]))
     features = []
     for q, row in zip(range(len(queries)), table.iloc[queries].itertuples(index=False), strict=True):
         observed, excluded, genes = _query_evidence(pd.Series(row._asdict()))
         image = [None if not np.isfinite(s) else float(s) for s in scores[q]]
-        features.append(evidence_features(in_gallery, image, observed, excluded, genes).values)
+        match = None if profiles is None else profiles.match(z[queries[q]], labels.names)
+        features.append(evidence_features(in_gallery, image, observed, excluded, genes, match).values)
     lookup = {name: i for i, name in enumerate(labels.names)}
     codes = np.array([lookup[d] for d in disorders[queries]])
     return np.stack(features) if features else np.zeros((0, len(labels.names), len(SOURCES))), codes, queries
@@ -89,8 +104,7 @@ def source_ranks(features: np.ndarray, codes: np.ndarray, model: EvidenceModel, 
     """Rank of the true disorder when only `sources` are used (the others zeroed)."""
     masked = np.zeros_like(features)
     masked[..., _columns(sources)] = features[..., _columns(sources)]
-    weights = np.array([model.coefficients[s] for s in SOURCES])
-    logits = masked @ weights
+    logits = masked @ model.weights()
     return label_ranks(logits, codes)
 
 
@@ -101,9 +115,14 @@ def topk_by_source(
 
 
 def all_draw_features(
-    vectors: np.ndarray, table: pd.DataFrame, catalogue: Sequence[Disorder], draws: Sequence[Draw], setting: str
+    vectors: np.ndarray,
+    table: pd.DataFrame,
+    catalogue: Sequence[Disorder],
+    draws: Sequence[Draw],
+    setting: str,
+    z: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [draw_features(vectors, table, catalogue, *draw.setting(setting))[:2] for draw in draws]
+    return [draw_features(vectors, table, catalogue, *draw.setting(setting), z=z)[:2] for draw in draws]
 
 
 def pooled(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +134,35 @@ SETTINGS = ("F->F+R", "R->F+R")
 FIT_TERMS_SEED, TEST_TERMS_SEED = 7, 8  # the simulated terms and gene lists of the two cohorts
 
 
+def measured_profiles(table: pd.DataFrame, measurer: HandMeasurer) -> np.ndarray:
+    """(N, 19) each film's bone z-scores (the landmark model and its norms, the film's age and sex), as a gallery measures them."""
+    from matcher.io import read_radiograph
+
+    lengths = []
+    for start in range(0, len(table), 32):
+        films = [read_radiograph(Path(p)).normalised() for p in table["path"].iloc[start : start + 32]]
+        lengths += measurer.lengths_of(films)
+    if not lengths:
+        return np.zeros((0, 19))
+    return measurer.norms.z_table(np.stack(lengths), table["age_months"].to_numpy(float) / 12, table["sex"].astype(str).to_numpy())
+
+
+@dataclass
+class EvidenceCohort:
+    """The diagnosed films a gate accepts: their embeddings, table (with simulated terms and gene
+    lists), disorder groups and measured profiles (None: no landmark model)."""
+
+    vectors: np.ndarray
+    table: pd.DataFrame
+    groups: DisorderGroups
+    z: np.ndarray | None
+
+
 def _embedded_cohort(
-    model: Bone2GeneModel, manifest: Path, seed: int, device: str, workers: int, trained_on: Sequence[str]
-) -> tuple[np.ndarray, pd.DataFrame, DisorderGroups]:
-    """The diagnosed films that pass the gate, embedded as the gallery embeds them, with simulated
-    HPO terms and candidate-gene lists (`training.synth.phenotypes`, seeded)."""
+    model: Bone2GeneModel, manifest: Path, seed: int, device: str, workers: int, trained_on: Sequence[str], measurer: HandMeasurer | None
+) -> EvidenceCohort:
+    """The diagnosed films that pass the gate, embedded and measured as the gallery embeds and
+    measures them, with simulated HPO terms and candidate-gene lists (`training.synth.phenotypes`, seeded)."""
     from index.builtin_catalogue import builtin_disorders
     from matcher.manifest import read_case_manifest
     from training.protocol.encoders import embed_films
@@ -129,29 +172,47 @@ def _embedded_cohort(
     table = table[table["disorder"].notna()].reset_index(drop=True)
     vectors, accepted = embed_films(model, table["path"], table["sex"], device, workers)
     table = add_phenotypes(table[accepted].reset_index(drop=True), builtin_disorders(), seed=seed)
-    return vectors, table, disorder_groups(table, trained_on)
+    z = None if measurer is None else measured_profiles(table, measurer)
+    return EvidenceCohort(vectors, table, disorder_groups(table, trained_on), z)
 
 
 def evidence_report(
-    model_dir: Path, fit_manifest: Path, test_manifest: Path, draws: int = 10, seed: int = 0, device: str = "auto", workers: int = 0
+    model_dir: Path,
+    fit_manifest: Path,
+    test_manifest: Path,
+    draws: int = 10,
+    seed: int = 0,
+    device: str = "auto",
+    workers: int = 0,
+    real_films: Path | None = None,
 ) -> tuple[str, dict]:
     """The evidence suite: the combinations of sources fitted on one cohort (one draw, F->F+R and
-    R->F+R pooled), every source alone and combined reported on another over `draws` patient draws."""
+    R->F+R pooled), every source alone and combined reported on another over `draws` patient draws;
+    with `real_films`, real unaffected hands held out of the landmark model and the norms against
+    the test cohort's typical profiles (`real_controls`)."""
     from index.builtin_catalogue import builtin_disorders
     from matcher.checkpoint import load_model
+    from matcher.hand_measure import bundled_measurer
 
     model, card = load_model(model_dir)
+    measurer = bundled_measurer()
     catalogue, trained_on = builtin_disorders(), list(card.config.labels)
-    vectors, table, groups = _embedded_cohort(model, fit_manifest, FIT_TERMS_SEED, device, workers, trained_on)
-    parts = [p for s in SETTINGS for p in all_draw_features(vectors, table, catalogue, random_draws(table, groups, 1, seed), s)]
+    fit = _embedded_cohort(model, fit_manifest, FIT_TERMS_SEED, device, workers, trained_on, measurer)
+    parts = [
+        p
+        for s in SETTINGS
+        for p in all_draw_features(fit.vectors, fit.table, catalogue, random_draws(fit.table, fit.groups, 1, seed), s, fit.z)
+    ]
     features, codes = pooled(parts) if len({p[0].shape[1] for p in parts}) == 1 else parts[0]
     models = fit_combinations(features, codes, f"{fit_manifest} (terms seed {FIT_TERMS_SEED}): one draw, F->F+R and R->F+R")
-    vectors, table, groups = _embedded_cohort(model, test_manifest, TEST_TERMS_SEED, device, workers, trained_on)
+    test = _embedded_cohort(model, test_manifest, TEST_TERMS_SEED, device, workers, trained_on, measurer)
     results: dict[str, dict[str, list[dict[int, float]]]] = {s: {} for s in SETTINGS}
     for setting in SETTINGS:
-        for f, c in all_draw_features(vectors, table, catalogue, random_draws(table, groups, draws, seed + 1), setting):
+        draws_of = random_draws(test.table, test.groups, draws, seed + 1)
+        for f, c in all_draw_features(test.vectors, test.table, catalogue, draws_of, setting, test.z):
             for name, values in topk_by_source(f, c, models).items():
                 results[setting].setdefault(name, []).append(values)
+    table = test.table
     about = {
         "fit_manifest": str(fit_manifest),
         "test_manifest": str(test_manifest),
@@ -159,19 +220,33 @@ def evidence_report(
         "patients": int(table["patient_id"].nunique()),
         "with_terms": float(table["hpo"].notna().mean()),
         "with_gene_list": float(table["candidate_genes"].notna().mean()),
+        "with_profile": None if test.z is None else float((np.isfinite(test.z).sum(axis=1) >= 10).mean()),
         "draws": draws,
     }
     data = {**about, "results": results, "models": {k: m.to_json() for k, m in models.items()}}
-    return _evidence_markdown(about, results, models), data
+    text = _evidence_markdown(about, results, models)
+    if real_films is not None and measurer is not None and test.z is not None:
+        from training.protocol.real_controls import real_controls
+
+        profiles = TypicalProfiles.fit(test.z, table["disorder"].astype(str).tolist())
+        lines, data["real_controls"] = real_controls(real_films, measurer, profiles, models["profile"])
+        text = "\n".join([text, "", *lines])
+    return text, data
 
 
 def _evidence_markdown(about: dict, results: dict, models: dict[str, EvidenceModel]) -> str:
     lines = [
-        "# Image, HPO terms and candidate genes, alone and combined",
+        "# Image, HPO terms, candidate genes and the measured hand, alone and combined",
         "",
         f"Test cohort {about['test_manifest']}: {about['films']} films of {about['patients']} patients, the model's embeddings; "
         f"simulated HPO terms for {100 * about['with_terms']:.0f}% of films, an exome candidate list for "
-        f"{100 * about['with_gene_list']:.0f}% (the causal gene in 85% of lists). Combinations fitted on another cohort "
+        f"{100 * about['with_gene_list']:.0f}% (the causal gene in 85% of lists); "
+        + (
+            "no landmark model: no profile. "
+            if about["with_profile"] is None
+            else f"a pattern profile (10+ bones, the bundled landmark model and norms) for {100 * about['with_profile']:.0f}%. "
+        )
+        + "Combinations fitted on another cohort "
         f"({about['fit_manifest']}). Macro top-k over disorders, mean ± SD over {about['draws']} patient draws; "
         "R->F+R: disorders the model never saw, F->F+R: the ones it was trained on; gallery: half the patients of every disorder.",
         "",
@@ -179,9 +254,6 @@ def _evidence_markdown(about: dict, results: dict, models: dict[str, EvidenceMod
     for setting, per_source in results.items():
         rows = [[name, *(markdown.percent([d[k] for d in draws]) for k in (1, 5, 10))] for name, draws in per_source.items()]
         lines += [f"## {setting}", "", *markdown.table(["evidence", "top-1", "top-5", "top-10"], rows), ""]
-    weights = [
-        [name, *(f"{m.coefficients[s]:.2f}" for s in ("image", "phenotype", "excluded", "gene")), f"{m.intercept:.2f}"]
-        for name, m in models.items()
-    ]
+    weights = [[name, *(f"{m.coefficients.get(s, 0.0):.2f}" for s in SOURCES), f"{m.intercept:.2f}"] for name, m in models.items()]
     lines += ["## Fitted weights (logit per unit of each feature)", "", *markdown.table(["evidence", *SOURCES, "intercept"], weights)]
     return "\n".join(lines)

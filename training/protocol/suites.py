@@ -5,8 +5,9 @@
 - `unseen`: syndromes the model never saw, added to galleries with 1, 3 and 5 cases (`unseen`);
 - `real`: real radiographs (`training.real_eval`): bone age and sex on the RSNA validation films
   and the full-resolution ones, real controls against phantom galleries, latency.
-- `evidence`: image, HPO terms and exome genes, alone and combined (`evidence_eval`), the
-  combinations fitted on `--fit-manifest`'s cohort and reported on `--manifest`'s;
+- `evidence`: image, HPO terms, exome genes and the measured hand's profile, alone and combined
+  (`evidence_eval`), the combinations fitted on `--fit-manifest`'s cohort and reported on
+  `--manifest`'s; with `--real-films`, real unaffected hands against the typical profiles (`real_controls`);
 - `space`: the feature space's separation, probability quality and spread (`space`), for the
   model and, with `--baseline-model`, another model of the same films;
 - `landmarks`: a landmark model (`--model`) on the real films of `--real-films` it never trained
@@ -80,7 +81,7 @@ def _evidence(options: EvaluationConfig, command: str, progress: Progress) -> li
         raise EvaluationError("the evidence suite needs --fit-manifest: another cohort, to fit the combinations of evidence on")
     test = options.needs_manifest("evidence")
     markdown, data = evidence_report(
-        options.model, options.fit_manifest, test, options.draws, options.seed, options.device, options.workers
+        options.model, options.fit_manifest, test, options.draws, options.seed, options.device, options.workers, options.real_films
     )
     report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
     return [f"{data['films']} test films, combinations fitted on {options.fit_manifest}", f"report: {report}"]
@@ -140,7 +141,7 @@ SUITES = {
         Suite("protocol", "GestaltMatcher-Arc's four settings against baselines, bone age, sex, probabilities", _protocol),
         Suite("unseen", "syndromes never trained on, added to galleries with 1, 3 and 5 cases", _unseen),
         Suite("real", "real radiographs: bone age, sex, real controls against phantoms, latency", _real),
-        Suite("evidence", "image, HPO terms and candidate genes, each alone and combined", _evidence),
+        Suite("evidence", "image, HPO terms, candidate genes and the measured hand, each alone and combined", _evidence),
         Suite("space", "the feature space: separation, probability quality and spread, beside another model", _space),
         Suite("landmarks", "a hand landmark model on real films it never trained on", _landmarks),
     )
