@@ -64,6 +64,10 @@ class HandMeasurer:
         z = self.norms.z_scores(lengths, None if age_months is None else age_months / 12, sex)
         return HandMeasurement(landmarks, lengths, proportions, z)
 
+    def landmarks_of(self, film: np.ndarray) -> HandLandmarks:
+        """One film's landmarks (grey, bone bright, any scale): what the quality gate asks where the mask cannot judge."""
+        return find_landmarks(self.network, [film])[0]
+
     def lengths_of(self, films: list[np.ndarray]) -> list[np.ndarray]:
         """Each film's 19 bone lengths in its pixels (NaN where not found), the landmarks found in
         batches: what a gallery stores of each case (its z-scores follow the gallery's norms)."""

@@ -12,6 +12,11 @@ Each check measures one thing and refuses with a reason a clinician can act on:
   hand cut off at an image edge other than the one the forearm leaves by (a fingertip or
   thumb touching the edge is not: real films are often framed that tightly).
 
+Where the mask alone would refuse a film as cut off, or as holding no hand because the hand
+fills the frame, the hand's landmarks decide (`matcher.hand_wholeness`): the whole hand found
+inside the film is accepted, and a refusal names the fingers that are not on it. Only those
+films pay for finding the landmarks.
+
 A rotated hand (sideways, upside down) is usable and gets a warning, not a refusal.
 All measurements run on a 256-pixel working copy of the image and its hand mask.
 """
@@ -19,7 +24,9 @@ All measurements run on a 256-pixel working copy of the image and its hand mask.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -28,7 +35,12 @@ from matcher.hand_shape import looks_like_a_hand, outline_of
 from matcher.io import Radiograph
 from matcher.mask import HandMask, segment_hand, tissue_binary
 
+if TYPE_CHECKING:
+    from matcher.hand_wholeness import Wholeness
+    from matcher.landmarks import HandLandmarks
+
 WORK_SIDE = 256
+LandmarkFinder = Callable[[np.ndarray], "HandLandmarks"]  # a film (grey, bone bright) -> its landmarks
 
 
 @dataclass(frozen=True)
@@ -171,14 +183,44 @@ def _cut(mask: np.ndarray) -> tuple[float, int]:
     return sum(runs[:-1]) / (2 * sum(mask.shape)), len(runs) - 1
 
 
+class _LandmarkCheck:
+    """The landmarks' word on whether the whole hand is on the film, asked for at most once (None: no landmark model)."""
+
+    def __init__(self, radiograph: Radiograph, finder: LandmarkFinder | Literal["bundled"] | None) -> None:
+        self.radiograph, self.finder = radiograph, finder
+        self._answer: tuple[Wholeness | None] | None = None
+
+    def __call__(self) -> Wholeness | None:
+        if self._answer is None:
+            from matcher.hand_wholeness import wholeness
+
+            finder = self.finder
+            if finder == "bundled":
+                from matcher.hand_measure import bundled_measurer
+
+                measurer = bundled_measurer()
+                finder = None if measurer is None else measurer.landmarks_of
+            found = None if finder is None else finder(self.radiograph.normalised())
+            self._answer = (None if found is None else wholeness(found, self.radiograph.pixels.shape[:2]),)
+        return self._answer[0]
+
+
 class _Verdict:
     """Collects refusals and warnings while the checks run."""
 
-    def __init__(self, measured: dict[str, float]) -> None:
+    def __init__(self, measured: dict[str, float], whole: _LandmarkCheck) -> None:
         self.codes: list[str] = []
         self.reasons: list[str] = []
         self.warnings: list[str] = []
         self.measured = measured
+        self.whole = whole
+
+    def whole_by_landmarks(self) -> bool:
+        """Whether the landmarks find the whole hand on the film (recorded with the measurements)."""
+        answer = self.whole()
+        if answer is not None:
+            self.measured["whole_by_landmarks"] = float(answer.whole)
+        return answer is not None and answer.whole
 
     def refuse(self, code: str, reason: str) -> None:
         self.codes.append(code)
@@ -188,11 +230,18 @@ class _Verdict:
         return GateVerdict(not self.codes, self.reasons, self.codes, self.measured, self.warnings)
 
 
-def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config: GateConfig | None = None) -> GateVerdict:
-    """The gate's verdict for one image (its hand mask is computed when not given)."""
+def assess_quality(
+    radiograph: Radiograph,
+    hand: HandMask | None = None,
+    config: GateConfig | None = None,
+    landmarks: LandmarkFinder | Literal["bundled"] | None = "bundled",
+) -> GateVerdict:
+    """The gate's verdict for one image (its hand mask is computed when not given). `landmarks`
+    finds a film's landmarks where the mask cannot tell whether the whole hand is on it (default:
+    the bundled landmark model, when installed; None: the mask alone decides)."""
     config = config or GateConfig()
     meta = radiograph.metadata
-    verdict = _Verdict({"channel_difference": round(meta.channel_difference, 4)})
+    verdict = _Verdict({"channel_difference": round(meta.channel_difference, 4)}, _LandmarkCheck(radiograph, landmarks))
     if meta.colour and meta.channel_difference > config.max_colour_difference:
         verdict.refuse("colour_photograph", "this is a colour photograph, not a radiograph; upload the X-ray image itself (DICOM or PNG)")
     image, blank = _exposure(radiograph, config, verdict.measured)
@@ -210,8 +259,9 @@ def assess_quality(radiograph: Radiograph, hand: HandMask | None = None, config:
                 "and no hand can be told from it; repeat or re-export the radiograph",
             )
             return verdict.result()
-        verdict.refuse("no_hand", "no hand could be found in the image; upload a dorsopalmar radiograph of one hand and wrist")
-        return verdict.result()
+        if mask.mean() < config.min_hand_fraction or not verdict.whole_by_landmarks():  # a hand filling the frame may be whole
+            verdict.refuse("no_hand", "no hand could be found in the image; upload a dorsopalmar radiograph of one hand and wrist")
+            return verdict.result()
     _check_exposure(image, mask, config, verdict)
     _check_hand(image, small, mask, config, verdict)
     return verdict.result()
@@ -255,8 +305,10 @@ def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: 
         verdict.refuse("not_radiograph", "the background is textured like a photograph of a scene, not a radiograph")
     cut, cut_runs = _cut(mask)
     verdict.measured.update(cut_fraction=round(cut, 4), cut_runs=cut_runs)
-    if cut > config.max_cut_fraction:
-        verdict.refuse("cut_off", "the hand is cut off at the edge of the image; the whole hand and wrist must be visible")
+    if cut > config.max_cut_fraction and not verdict.whole_by_landmarks():
+        answer = verdict.whole()
+        found = f" ({answer.explanation()})" if answer is not None else ""
+        verdict.refuse("cut_off", f"the hand is cut off at the edge of the image{found}; the whole hand and wrist must be visible")
         return
     textured = config.min_interior_texture <= interior / spread <= config.max_interior_texture
     if outline.finger_gaps < config.min_finger_gaps or not textured:

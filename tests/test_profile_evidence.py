@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import copy_of_template
 
 from index.ingest import measure_gallery
 from index.profile_evidence import HandProfile, TypicalProfiles, gallery_profiles, profile_z
@@ -15,8 +16,6 @@ from index.store import Gallery, GalleryError, NewCase
 from matcher.bone_norms import bundled_norms
 from matcher.hand_measure import bundled_measurer
 from matcher.hand_scheme import BONE_NAMES
-
-from conftest import copy_of_template
 
 SHORT_MC45 = [BONE_NAMES.index("MC4"), BONE_NAMES.index("MC5")]
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from matcher.io import read_radiograph
+from matcher.io import Radiograph, read_radiograph
 from matcher.quality import GateVerdict, assess_quality
 from training.synth.cohort import PlannedCase, simulate
 from training.synth.spec import builtin_specs
@@ -185,3 +185,38 @@ def test_a_faint_hand_is_refused_as_low_contrast_and_passes_once_windowed_on_the
     windowed = np.clip((raw.astype(np.float32) - low) / (high - low) * 255, 0, 255).astype(np.uint8)
     again = gate(png_bytes(windowed))
     assert again.accepted, (again.codes, again.measurements)
+
+
+@pytest.fixture(scope="module")
+def atlas(shared_dir: Path) -> Path:
+    from matcher.hand_measure import bundled_measurer
+
+    if not (shared_dir / "dha" / "labels.csv").is_file():
+        pytest.skip("../shared/dha is not present")
+    if bundled_measurer() is None:
+        pytest.skip("no landmark model installed")
+    return shared_dir / "dha"
+
+
+def test_a_hand_filling_the_frame_is_whole_by_its_landmarks(atlas: Path) -> None:
+    """Atlas film 3776: an adult hand framed so tightly that the mask takes it for no hand at all."""
+    radiograph = read_radiograph(atlas / "images" / "3776.jpg")
+    assert assess_quality(radiograph, landmarks=None).codes == ["no_hand"]  # the mask alone
+    verdict = assess_quality(radiograph)
+    assert verdict.accepted and verdict.measurements["whole_by_landmarks"] == 1.0, (verdict.reasons, verdict.measurements)
+
+
+def test_a_tightly_framed_hand_is_whole_and_a_cut_finger_is_named(atlas: Path) -> None:
+    """A held-out atlas film framed tightly (the top edge at its middle fingertip, the sides 10 px
+    beyond its outermost landmarks: the mask sees tissue leave by three edges) is accepted;
+    cut through the middle finger's proximal joint, it is refused and the cut fingers are named."""
+    from training.landmark_data import dha_films, dha_split
+
+    film = dha_films(atlas, dha_split(atlas)[1][:1])[0]
+    left, right = int(np.nanmin(film.points[:, 0])) - 10, int(np.nanmax(film.points[:, 0])) + 10
+    tight = Radiograph.from_pixels(film.image[int(film.points[28, 1]) :, left:right])  # 28: middle fingertip
+    assert not assess_quality(tight, landmarks=None).accepted  # the mask alone: cut off
+    verdict = assess_quality(tight)
+    assert verdict.accepted and verdict.measurements["whole_by_landmarks"] == 1.0, (verdict.reasons, verdict.measurements)
+    cut = gate(png_bytes(film.image[int(film.points[26, 1]) :]))  # 26: middle PIP joint
+    assert cut.codes == ["cut_off"] and "middle finger" in cut.reasons[0], (cut.reasons, cut.measurements)

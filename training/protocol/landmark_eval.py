@@ -27,6 +27,7 @@ from matcher.landmark_files import load_landmark_model
 from matcher.landmarks import HandLandmarks, find_landmarks
 from training.landmark_data import dha_films, read_dha_table
 from training.protocol import markdown
+from training.protocol.atlas_gate import atlas_gate, atlas_gate_lines
 from training.protocol.splits import EvaluationError
 
 MIDDLE_TIP = RAYS[3][-1]
@@ -164,7 +165,8 @@ def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None)
         "per_bone_median_pct": {c: _median(bones[c].to_numpy()) for c in bones.columns[1:]},
         "profile_check": profile_check,
     }
-    text = _markdown(data)
+    data["atlas_gate"] = atlas_gate(shared / "dha")
+    text = "\n".join([_markdown(data), "", *atlas_gate_lines(data["atlas_gate"])])
     if phantoms is not None:
         from training.protocol.phantom_profiles import phantom_profile_report
 
