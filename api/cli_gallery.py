@@ -367,6 +367,10 @@ def query_command(
     phenopacket: Annotated[
         Path | None, typer.Option("--phenopacket", help="Also write the ranking as a GA4GH phenopacket (v2 JSON) here.")
     ] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option("--profile", help="Write the patient's pattern profile with the top 3 disorders' typical profiles (PNG) here."),
+    ] = None,
 ) -> None:
     """Rank the gallery's disorders for a radiograph, with the similar cases as evidence.
 
@@ -392,12 +396,32 @@ def query_command(
     if phenopacket is not None:
         packet = ranking_phenopacket(gallery, result, images[0].stem, films.accepted[0][1].sex, age_months, findings, top)
         phenopacket.write_text(to_json(packet) + "\n")
+    if profile is not None:
+        _write_profile(profile, result, images[0].name)
     if as_json:
         records = films.records()
         combined = {"images": records, "films_combined": len(films.accepted)}
         typer.echo(json.dumps({**(records[0] if len(images) == 1 else combined), **result.to_json()}))
         return
     _print_query(films, result, rule, top)
+
+
+def _write_profile(target: Path, result: QueryResult, name: str) -> None:
+    """The query's pattern profile (as the ranking read it) with the typical profiles of its top 3 disorders."""
+    import numpy as np
+
+    from index.profile_figure import profile_png
+
+    if result.profile_z is None:
+        fail(
+            "no pattern profile: the hand was not measured (no landmark model, or too few bones found) or the gallery holds no measured cases"
+        )
+    typical = {
+        d.name or d.label: np.array(d.sources["typical_profile"], float)
+        for d in result.disorders[:3]
+        if d.sources and d.sources.get("typical_profile") is not None
+    }
+    target.write_bytes(profile_png(result.profile_z, f"{name}: pattern profile and the top disorders' typical profiles", typical))
 
 
 def _findings(hpo: list[str] | None, excluded: list[str] | None, genes: str | None, genes_file: Path | None) -> ClinicalFindings:

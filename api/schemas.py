@@ -80,6 +80,11 @@ class Ranking(BaseModel):
         description="calibrated probability that the query's disorder is one of the gallery's (from the nearest diagnosed "
         "case's distance relative to how close the first-ranked disorder's cases lie to each other); every disorder's probability includes it. None: the gallery is not calibrated",
     )
+    profile_z: list[float | None] | None = Field(
+        None,
+        description="the query's pattern profile (z per bone, MC1-MC5, PP1-PP5, MP2-MP5, DP1-DP5) against the gallery's norms, "
+        "as the ranking read it; null without a measured hand",
+    )
     disclaimer: str = DISCLAIMER
 
     @classmethod
@@ -134,6 +139,8 @@ class BoneOut(BaseModel):
     length_px: float | None = Field(description="joint to joint, in the image's pixels (its spacing is rarely known)")
     proportion: float | None = Field(description="the length over the hand's size (geometric mean of MC1 and the phalanges)")
     z: float | None = Field(description="pattern-profile z-score for age and sex; null where not measurable or outside the norms' ages")
+    proximal: int = Field(description="the landmark (index) the bone's length starts at")
+    distal: int = Field(description="the landmark (index) it ends at")
 
 
 class AnalysisResult(BaseModel):
@@ -153,6 +160,7 @@ class AnalysisResult(BaseModel):
     links: Links
     map_position: list[float] | None = Field(None, description="the query on the gallery's cohort map (x, y), once a map was drawn")
     landmarks: list[LandmarkOut] | None = Field(None, description="37 hand landmarks; null where no landmark model is installed")
+    image_size: list[int] = Field(description="the radiograph's width and height in pixels (the landmarks' frame)")
     bones: list[BoneOut] | None = Field(None, description="the 19 tubular bones and their pattern profile")
     timings_ms: dict[str, float]
 

@@ -55,6 +55,7 @@ class QueryResult:
     searched_cases: int
     gallery_cases: int
     in_gallery_probability: float | None = None  # P(the query's disorder is one of the gallery's); None: not calibrated
+    profile_z: np.ndarray | None = None  # (19,) the query's profile against the gallery's norms, as the ranking read it
 
     def to_json(self) -> dict:
         return {
@@ -66,6 +67,7 @@ class QueryResult:
             "searched_cases": self.searched_cases,
             "gallery_cases": self.gallery_cases,
             "in_gallery_probability": None if self.in_gallery_probability is None else round(self.in_gallery_probability, 4),
+            "profile_z": None if self.profile_z is None else [None if not np.isfinite(v) else round(float(v), 2) for v in self.profile_z],
         }
 
 
@@ -201,4 +203,5 @@ def query(
         )
         for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
     ]
-    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery)
+    profile_z = None if profile is None else profile.query_z
+    return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery, profile_z)

@@ -15,7 +15,7 @@ import numpy as np
 
 from matcher.bone_norms import BoneNorms, load_norms
 from matcher.bone_profile import bone_lengths, log_profile
-from matcher.hand_scheme import BONE_NAMES
+from matcher.hand_scheme import BONE_NAMES, BONES
 from matcher.landmark_files import landmark_model_available, load_landmark_model
 from matcher.landmark_net import LandmarkNet
 from matcher.landmarks import HandLandmarks, find_landmarks
@@ -39,8 +39,10 @@ class HandMeasurement:
                 "length_px": _rounded(self.lengths_px[i], 1),
                 "proportion": _rounded(self.proportions[i], 4),
                 "z": _rounded(self.z[i], 2),
+                "proximal": bone.proximal,
+                "distal": bone.distal,
             }
-            for i, name in enumerate(BONE_NAMES)
+            for i, (name, bone) in enumerate(zip(BONE_NAMES, BONES, strict=True))
         ]
 
     def to_json(self) -> dict:

@@ -108,7 +108,9 @@ def test_terms_and_candidate_genes_join_the_image_in_the_ranking(bone2gene, gall
     table = pd.read_csv(cohort)
     film = cohort.parent / table[table["disorder"] == "brachydactyly_e"].iloc[0]["image"]
     common = ("--sex", "F", "--gallery", gallery, "--json")
-    image_only = json.loads(run(bone2gene, "query", film, *common).stdout)
+    image_only = json.loads(run(bone2gene, "query", film, *common, "--profile", tmp_path / "profile.png").stdout)
+    assert (tmp_path / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # with the top disorders' typical profiles
+    assert len(image_only["profile_z"]) == 19 and sum(z is not None for z in image_only["profile_z"]) >= 10
     # the film's measured bones are evidence of their own: without terms or genes only the image and the profile speak
     assert all(d["sources"]["profile_match"] is not None for d in image_only["disorders"])
     assert all(d["sources"]["contributions"]["phenotype"] == d["sources"]["contributions"]["gene"] == 0 for d in image_only["disorders"])

@@ -177,6 +177,26 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: 
         browser, lambda d: d.execute_script("return Array.from(document.querySelectorAll('#disorders img')).every(i => i.naturalWidth > 0)")
     )
     browser.save_screenshot(str(screenshots / "web_result.png"))
+    # the hand measured: landmarks drawn on the film, the pattern profile with the top disorders' typical profiles
+    wait_for(browser, lambda d: "of 19 bones measured" in d.find_element(By.ID, "bones-note").text)
+    assert browser.find_element(By.ID, "hand").is_displayed()
+    drawn = "const c = document.getElementById(arguments[0]), d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+    yellow = browser.execute_script(
+        drawn + "let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 240 && d[i+1] > 200 && d[i+2] < 90) n++; return n;",
+        "hand-canvas",
+    )
+    assert yellow > 37 * 5  # every landmark found is a yellow dot on the film ...
+    grey = browser.execute_script(
+        drawn + "let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 60 && Math.abs(d[i] - d[i+2]) < 8) n++; return n;",
+        "hand-canvas",
+    )
+    assert grey > 5000  # ... drawn on the film itself
+    dark = browser.execute_script(
+        drawn + "let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i+3] > 0 && d[i] < 40 && d[i+1] < 40) n++; return n;", "profile"
+    )
+    assert dark > 200 and "dashed:" in browser.find_element(By.ID, "bones-note").text  # this hand's line, and typical profiles beside it
+    browser.execute_script("document.getElementById('hand').scrollIntoView()")
+    browser.save_screenshot(str(screenshots / "web_hand_measured.png"))
     wait_for(browser, lambda d: "this radiograph" in d.find_element(By.ID, "map-status").text, timeout=300)
     browser.execute_script("document.getElementById('map').scrollIntoView()")
     browser.save_screenshot(str(screenshots / "web_cohort_map.png"))
@@ -200,8 +220,8 @@ def test_sign_in_upload_result_and_add_case(server: dict, browser, screenshots: 
     wait_for(browser, lambda d: "HP:0004060" in d.find_element(By.ID, "hpo-terms").get_attribute("value"))
     browser.find_element(By.ID, "candidate-genes").send_keys("FGFR3\nTTN")
     browser.find_element(By.ID, "analyse-button").click()
-    wait_for(browser, lambda d: "combined" in d.find_element(By.CSS_SELECTOR, "#disorders tbody tr td:nth-child(7)").text)
-    assert "in the gene list: FGFR3" in browser.find_element(By.ID, "disorders").text
+    wait_for(browser, lambda d: "in the gene list: FGFR3" in d.find_element(By.ID, "disorders").text)
+    assert "combined" in browser.find_element(By.CSS_SELECTOR, "#disorders tbody tr td:nth-child(7)").text
 
     # a non-hand upload is refused with the reasons, in plain words
     from PIL import Image

@@ -47,6 +47,7 @@ def _result(analysis_id: str, stored: StoredAnalysis, ranking: Ranking, position
             overlay=f"/api/v1/analyses/{analysis_id}/overlay.png" if stored.overlay_wanted else None,
         ),
         map_position=position,
+        image_size=[int(stored.pixels.shape[1]), int(stored.pixels.shape[0])],
         **(result.hand.to_json() if result.hand is not None else {}),
         timings_ms={k: round(v, 1) for k, v in result.timings_ms.items()},
     )

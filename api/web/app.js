@@ -119,7 +119,8 @@ function renderResult(result) {
     body.appendChild(row);
   });
   text($("calibration"), `${result.ranking.calibration}. ${result.ranking.disclaimer}`);
-  imageInto($("query-thumb"), result.links.thumbnail);
+  imageInto($("query-thumb"), result.links.thumbnail).then(() => $("query-thumb").decode()).then(() => drawHand(result)).catch(() => {});
+  drawProfile(result);
   $("overlay-figure").hidden = !result.links.overlay;
   if (result.links.overlay) imageInto($("overlay"), result.links.overlay);
   drawMap(result.analysis_id);
@@ -128,11 +129,81 @@ function renderResult(result) {
   text($("add-error"), "");
 }
 
+const BONE_GROUPS = [[0, 5], [5, 10], [10, 14], [14, 19]];  // MC, PP, MP, DP in the API's bone order
+const PROFILE_COLOURS = ["#d62728", "#1f77b4", "#2ca02c"];
+
+function drawHand(result) {
+  $("hand").hidden = !result.landmarks;
+  if (!result.landmarks) return;
+  const img = $("query-thumb"), canvas = $("hand-canvas"), ctx = canvas.getContext("2d");
+  const [width, height] = result.image_size;
+  const scale = Math.min(canvas.width / width, canvas.height / height);
+  const dx = (canvas.width - width * scale) / 2, dy = (canvas.height - height * scale) / 2;
+  ctx.fillStyle = "#000"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(img, dx, dy, width * scale, height * scale);
+  const at = (p) => [dx + p.x * scale, dy + p.y * scale];
+  ctx.strokeStyle = "#4fc3f7"; ctx.lineWidth = 1.5;
+  for (const bone of result.bones) {
+    const a = result.landmarks[bone.proximal], b = result.landmarks[bone.distal];
+    if (a.x === null || b.x === null) continue;
+    ctx.beginPath(); ctx.moveTo(...at(a)); ctx.lineTo(...at(b)); ctx.stroke();
+  }
+  for (const p of result.landmarks) {
+    if (p.x === null) continue;
+    ctx.fillStyle = p.confidence >= 0.5 ? "#ffeb3b" : "#ff9800";
+    ctx.beginPath(); ctx.arc(...at(p), 2.5, 0, 7); ctx.fill();
+  }
+  const missing = result.landmarks.filter((p) => p.x === null).map((p) => p.name);
+  text($("hand-caption"), `The 37 landmarks found on the film (yellow; orange: less certain); each blue line is one bone's measured length.${missing.length ? " Not found: " + missing.join(", ") + "." : ""}`);
+}
+
+function drawProfile(result) {
+  if (!result.bones) return;
+  const own = result.ranking.profile_z || result.bones.map((b) => b.z);
+  const canvas = $("profile"), ctx = canvas.getContext("2d");
+  const left = 36, right = 12, top = 12, bottom = 28;
+  const typical = result.ranking.disorders.slice(0, 3).filter((d) => d.sources && d.sources.typical_profile);
+  const values = own.concat(...typical.map((d) => d.sources.typical_profile)).filter((v) => v !== null);
+  const limit = Math.max(3, Math.ceil(Math.max(0, ...values.map(Math.abs)) + 0.5));
+  const sx = (i) => left + (i + 0.5) * (canvas.width - left - right) / own.length;
+  const sy = (z) => top + (limit - z) / (2 * limit) * (canvas.height - top - bottom);
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  ctx.fillStyle = "#e8e8e8"; ctx.fillRect(left, sy(2), canvas.width - left - right, sy(-2) - sy(2));
+  ctx.strokeStyle = "#999"; ctx.lineWidth = 1;
+  ctx.beginPath(); ctx.moveTo(left, sy(0)); ctx.lineTo(canvas.width - right, sy(0)); ctx.stroke();
+  for (const [, end] of BONE_GROUPS.slice(0, 3)) {
+    const x = (sx(end - 1) + sx(end)) / 2;
+    ctx.beginPath(); ctx.moveTo(x, top); ctx.lineTo(x, canvas.height - bottom); ctx.stroke();
+  }
+  ctx.fillStyle = "#333"; ctx.font = "10px sans-serif"; ctx.textAlign = "center";
+  result.bones.forEach((b, i) => ctx.fillText(b.bone, sx(i), canvas.height - 10));
+  ctx.textAlign = "right";
+  for (const z of [-limit, -2, 0, 2, limit]) ctx.fillText(String(z), left - 4, sy(z) + 3);
+  const line = (zs, colour, width, dashed) => {
+    ctx.strokeStyle = colour; ctx.fillStyle = colour; ctx.lineWidth = width; ctx.setLineDash(dashed ? [5, 4] : []);
+    let drawing = false; ctx.beginPath();
+    zs.forEach((z, i) => {
+      if (z === null) { drawing = false; return; }
+      if (drawing) ctx.lineTo(sx(i), sy(z)); else ctx.moveTo(sx(i), sy(z));
+      drawing = true;
+    });
+    ctx.stroke(); ctx.setLineDash([]);
+    zs.forEach((z, i) => { if (z !== null) { ctx.beginPath(); ctx.arc(sx(i), sy(z), width + 1, 0, 7); ctx.fill(); } });
+  };
+  typical.forEach((d, k) => line(d.sources.typical_profile, PROFILE_COLOURS[k], 1.5, true));
+  line(own, "#000", 2, false);
+  const legend = typical.map((d, k) => `${["red", "blue", "green"][k]} dashed: ${d.name || d.label}`);
+  const outside = result.bones.filter((b, i) => own[i] !== null && Math.abs(own[i]) > 2).map((b, i) => b.bone);
+  text($("bones-note"), `${result.bones.filter((b) => b.length_px !== null).length} of 19 bones measured; beyond ±2: ${outside.join(", ") || "none"}. ${legend.join("; ")}`);
+}
+
 function sourcesText(sources) {
   if (!sources) return "image only";
   const parts = Object.entries(sources.contributions).map(([name, value]) => `${name} ${value >= 0 ? "+" : ""}${value.toFixed(1)}`);
   const genes = sources.gene_hits.length ? `; in the gene list: ${sources.gene_hits.join(", ")}` : "";
-  return `${Math.round(100 * sources.combined_probability)}% combined (${parts.join(", ")})${genes}`;
+  const profile = sources.profile_match === null || sources.profile_match === undefined ? "" :
+    `; profile ${sources.profile_match >= 0 ? "fits" : "does not fit"} (log-likelihood ratio ${sources.profile_match.toFixed(1)})`;
+  return `${Math.round(100 * sources.combined_probability)}% combined (${parts.join(", ")})${genes}${profile}`;
 }
 
 function idsOf(value) {
