@@ -131,3 +131,19 @@ def test_ingest_measures_every_case_and_old_galleries_catch_up(measured_gallery:
         assert np.allclose(again.loc[forgotten].to_numpy(), table.loc[forgotten].to_numpy(), equal_nan=True)
         profiles = gallery_profiles(gallery.cases(), again, gallery.norms())
         assert set(profiles.disorders) == set(gallery.cases()["disorder"].dropna())
+
+
+def test_real_unaffected_hands_make_no_disorder_likely(measured_gallery: Path, shared_dir: Path) -> None:
+    """Real films held out of the landmark model and the norms, against the typical profiles of a
+    phantom gallery, weighed by the installed evidence model's profile weight: none lifts a disorder."""
+    from index.evidence import default_model
+    from training.protocol.real_controls import real_controls
+
+    if not (shared_dir / "dha" / "labels.csv").is_file():
+        pytest.skip("../shared/dha is not present")
+    with Gallery.open(measured_gallery) as gallery:
+        profiles = gallery_profiles(gallery.cases(), gallery.bone_lengths(), gallery.norms())
+    _, data = real_controls(shared_dir, bundled_measurer(), profiles, default_model())
+    assert data["films"] >= 30
+    assert data["highest_probability_max"] < 0.05  # the installed model's profile part alone, for the most lifted disorder
+    assert all(v["match_median"] < 0 for d, v in data["per_disorder"].items() if d != "unaffected"), data["per_disorder"]
