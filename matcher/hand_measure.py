@@ -15,6 +15,7 @@ import numpy as np
 
 from matcher.bone_norms import BoneNorms, load_norms
 from matcher.bone_profile import bone_lengths, log_profile
+from matcher.frozen import Forward, frozen_for_cpu
 from matcher.hand_scheme import BONE_NAMES, BONES
 from matcher.landmark_files import landmark_model_available, load_landmark_model
 from matcher.landmark_net import LandmarkNet
@@ -53,14 +54,24 @@ class HandMeasurer:
     """The landmark network and the norms, loaded once."""
 
     def __init__(self, network: LandmarkNet, norms: BoneNorms) -> None:
-        """The network is stored channels-last: the faster layout on the CPU (as for the encoder)."""
+        """The network is stored channels-last (the faster layout on the CPU, as for the encoder)
+        and frozen for inference on first use (`matcher.frozen`)."""
         import torch
 
         self.network, self.norms = network.eval().to(memory_format=torch.channels_last), norms
+        self._forward: Forward | None = None
+
+    def _find(self, films: list[np.ndarray]) -> list[HandLandmarks]:
+        if self._forward is None:
+            import torch
+
+            size = self.network.config.view_size
+            self._forward = frozen_for_cpu(self.network, torch.zeros(1, 1, size, size).to(memory_format=torch.channels_last))
+        return find_landmarks(self.network, films, forward=self._forward)
 
     def measure(self, pixels: np.ndarray, age_months: float | None, sex: str | None) -> HandMeasurement:
         """`pixels`: the film, grey, bone bright (any scale)."""
-        landmarks = find_landmarks(self.network, [pixels])[0]
+        landmarks = self._find([pixels])[0]
         lengths = bone_lengths(landmarks.points.astype(float))
         proportions = np.exp(log_profile(lengths, self.norms.offsets))
         z = self.norms.z_scores(lengths, None if age_months is None else age_months / 12, sex)
@@ -68,12 +79,12 @@ class HandMeasurer:
 
     def landmarks_of(self, film: np.ndarray) -> HandLandmarks:
         """One film's landmarks (grey, bone bright, any scale): what the quality gate asks where the mask cannot judge."""
-        return find_landmarks(self.network, [film])[0]
+        return self._find([film])[0]
 
     def lengths_of(self, films: list[np.ndarray]) -> list[np.ndarray]:
         """Each film's 19 bone lengths in its pixels (NaN where not found), the landmarks found in
         batches: what a gallery stores of each case (its z-scores follow the gallery's norms)."""
-        return [bone_lengths(found.points.astype(float)) for found in find_landmarks(self.network, films)]
+        return [bone_lengths(found.points.astype(float)) for found in self._find(films)]
 
 
 @functools.cache

@@ -32,6 +32,13 @@ class LandmarkNetConfig:
     decoder_channels: int = 64
     n_landmarks: int = N_LANDMARKS
     peak_radius: int = 3  # cells around the peak whose mass is the point's confidence and position
+    # the view side films are read at in use (None: input_size): the network is fully convolutional
+    # and trained on rescaled views, so a smaller view trades a little accuracy for time
+    read_size: int | None = None
+
+    @property
+    def view_size(self) -> int:
+        return self.read_size or self.input_size
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import torch
 
+from matcher.frozen import Forward
 from matcher.hand_scheme import LANDMARK_NAMES
 from matcher.landmark_net import LandmarkNet, decode_points
 
@@ -71,11 +72,14 @@ def film_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @torch.inference_mode()
-def find_landmarks(network: LandmarkNet, images: list[np.ndarray], threshold: float = MISSING_BELOW) -> list[HandLandmarks]:
-    """The landmarks of grey films (bone bright), each in its own pixels."""
+def find_landmarks(
+    network: LandmarkNet, images: list[np.ndarray], threshold: float = MISSING_BELOW, forward: Forward | None = None
+) -> list[HandLandmarks]:
+    """The landmarks of grey films (bone bright), each in its own pixels (`forward`: the network
+    frozen for inference, `matcher.frozen`; the network itself when not given)."""
     network = network.eval()
     device = next(network.parameters()).device
-    size = network.config.input_size
+    size = network.config.view_size
     views, matrices = zip(*(film_view(image, size) for image in images), strict=True) if images else ((), ())
     found = []
     channels_last = next(network.parameters()).is_contiguous(memory_format=torch.channels_last)
@@ -83,7 +87,7 @@ def find_landmarks(network: LandmarkNet, images: list[np.ndarray], threshold: fl
         batch = torch.from_numpy(np.stack(views[start : start + 8])[:, None]).to(device)
         if channels_last:
             batch = batch.to(memory_format=torch.channels_last)
-        points, confidence = decode_points(network(batch), network.config.peak_radius)
+        points, confidence = decode_points((forward or network)(batch), network.config.peak_radius)
         for p, c, matrix in zip(points.cpu().numpy(), confidence.cpu().numpy(), matrices[start : start + 8], strict=True):
             film = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)
             film[c < threshold] = np.nan

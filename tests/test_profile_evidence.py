@@ -133,6 +133,26 @@ def test_ingest_measures_every_case_and_old_galleries_catch_up(measured_gallery:
         assert set(profiles.disorders) == set(gallery.cases()["disorder"].dropna())
 
 
+def test_a_syndrome_added_with_three_cases_has_a_typical_profile_at_once(measured_gallery: Path) -> None:
+    from index.catalogue import Disorder
+    from index.query import query
+
+    with Gallery.open(measured_gallery) as gallery:
+        gallery.add_disorders([Disorder(id="new_syndrome", name="New syndrome, NEW1-related", genes=["NEW1"])])
+        cases = gallery.cases()
+        chosen = cases[cases["disorder"] == "brachydactyly_e"].head(3)
+        for case_id in chosen["case_id"]:
+            gallery.relabel(case_id, "new_syndrome", "NEW1")
+        row = int(chosen["row"].iloc[0])
+        lengths = gallery.bone_lengths().loc[row].to_numpy()
+        hand = [HandProfile(lengths, float(chosen["age_months"].iloc[0]), str(chosen["sex"].iloc[0]))]
+        result = query(gallery, gallery.vectors_of([row])[0], hand=hand)
+    entry = next(d for d in result.disorders if d.label == "new_syndrome")
+    assert entry.sources["typical_profile"] is not None and len(entry.sources["typical_profile"]) == 19
+    assert entry.sources["profile_match"] is not None and "profile" in entry.sources["contributions"]
+    assert result.profile_z is not None and np.isfinite(result.profile_z).sum() >= 10
+
+
 def test_real_unaffected_hands_make_no_disorder_likely(measured_gallery: Path, shared_dir: Path) -> None:
     """Real films held out of the landmark model and the norms, against the typical profiles of a
     phantom gallery, weighed by the installed evidence model's profile weight: none lifts a disorder."""
