@@ -162,6 +162,11 @@ class AnalysisResult(BaseModel):
     landmarks: list[LandmarkOut] | None = Field(None, description="37 hand landmarks; null where no landmark model is installed")
     image_size: list[int] = Field(description="the radiograph's width and height in pixels (the landmarks' frame)")
     bones: list[BoneOut] | None = Field(None, description="the 19 tubular bones and their pattern profile")
+    indices: dict | None = Field(
+        None,
+        description="classical derived indices: metacarpal_sign (offset_of_mc3, positive) and metacarpal_index "
+        "(not measurable from landmarks: says why)",
+    )
     timings_ms: dict[str, float]
 
 

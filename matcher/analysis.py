@@ -90,7 +90,7 @@ class Analysis:
             "quality": None
             if self.gate is None
             else {"codes": self.gate.codes, "measurements": self.gate.measurements, "warnings": self.gate.warnings},
-            **(self.hand.to_json() if self.hand is not None else {"landmarks": None, "bones": None}),
+            **(self.hand.to_json() if self.hand is not None else {"landmarks": None, "bones": None, "indices": None}),
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
         }
         if include_embedding and self.embedding is not None:

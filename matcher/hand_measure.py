@@ -16,6 +16,7 @@ import numpy as np
 from matcher.bone_norms import BoneNorms, load_norms
 from matcher.bone_profile import bone_lengths, log_profile
 from matcher.frozen import Forward, frozen_for_cpu
+from matcher.hand_indices import indices_json
 from matcher.hand_scheme import BONE_NAMES, BONES
 from matcher.landmark_files import landmark_model_available, load_landmark_model
 from matcher.landmark_net import LandmarkNet
@@ -47,7 +48,11 @@ class HandMeasurement:
         ]
 
     def to_json(self) -> dict:
-        return {"landmarks": [p.to_json() for p in self.landmarks.as_list()], "bones": self.bones_json()}
+        return {
+            "landmarks": [p.to_json() for p in self.landmarks.as_list()],
+            "bones": self.bones_json(),
+            "indices": indices_json(self.landmarks.points),
+        }
 
 
 class HandMeasurer:

@@ -53,7 +53,8 @@ def main() -> None:
         f"Command: `python scripts/bench_landmarks.py --shared {args.shared} --repeats {args.repeats}`",
         "",
         f"{len(films)} real films (real_hands, real_hands_labelled), {args.repeats} pairs each, model {card.fingerprint[:12]}, "
-        f"landmark network at {measurer.network.config.input_size} px, {torch.get_num_threads()} torch threads on this machine's CPU. "
+        f"landmark network (frozen for the CPU) reading {measurer.network.config.view_size}-px views, "
+        f"{torch.get_num_threads()} torch threads on this machine's CPU. "
         "Each analysis with the landmark model is paired with one without it, run just before.",
         "",
         "| analyze without landmarks (ms, median) | with landmarks (ms, median) | landmark stage (ms, median) | paired ratio (median) | budget |",

@@ -41,8 +41,10 @@ def test_analyze_json_reports_37_landmarks_and_19_bones_in_the_images_own_pixels
     assert [p["name"] for p in first["landmarks"]] == list(LANDMARK_NAMES) and [b["bone"] for b in first["bones"]] == list(BONE_NAMES)
     a = np.array([[p["x"] or np.nan, p["y"] or np.nan] for p in first["landmarks"]], float)
     b = np.array([[p["x"] or np.nan, p["y"] or np.nan] for p in second["landmarks"]], float)
-    assert np.nanmedian(np.linalg.norm(a - b, axis=1)) < 3.0  # the same hand, the same pixels
+    assert np.nanmedian(np.linalg.norm(a - b, axis=1)) < 4.0  # the same hand, the same pixels (within 1% of the film)
     assert all(bone["proportion"] is None or 0.2 < bone["proportion"] < 3 for bone in first["bones"])
+    assert first["indices"]["metacarpal_index"]["value"] is None and "widths" in first["indices"]["metacarpal_index"]["not_measurable"]
+    assert isinstance(first["indices"]["metacarpal_sign"]["positive"], bool)
     assert (tmp_path / "profile_0.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "profile_1.png").is_file()
 
 
@@ -90,3 +92,25 @@ def test_a_film_reads_alike_in_8_bit_16_bit_and_0_to_1(measurer, render_cohort) 
     image = cv2.imread(str(cohort / manifest.iloc[0]["image"]), cv2.IMREAD_GRAYSCALE)
     found = [find_landmarks(measurer.network, [film])[0].points for film in (image, image / 255.0, image.astype(np.uint16) * 257)]
     assert np.allclose(found[0], found[1], atol=0.01, equal_nan=True) and np.allclose(found[0], found[2], atol=0.01, equal_nan=True)
+
+
+def test_the_metacarpal_sign_turns_positive_when_mc4_and_mc5_are_short(shared_dir: Path) -> None:
+    """On the atlas's annotated unaffected hands the sign is positive about one time in ten (as in
+    the literature); with MC4 and MC5 made 12% shorter (their fingers moved along), in nearly all."""
+    from matcher.hand_indices import metacarpal_sign
+    from matcher.hand_scheme import MC_BASES, RAYS
+    from training.landmark_data import dha_points, read_dha_table
+
+    if not (shared_dir / "dha" / "labels.csv").is_file():
+        pytest.skip("../shared/dha is not present")
+    normal, short = [], []
+    for _, row in read_dha_table(shared_dir / "dha").iterrows():
+        points = dha_points(row).astype(float)
+        normal.append(metacarpal_sign(points).positive)
+        for ray in (4, 5):
+            points[list(RAYS[ray][1:])] -= 0.12 * (points[RAYS[ray][1]] - points[MC_BASES[ray]])
+        short.append(metacarpal_sign(points).positive)
+    assert 0.02 < np.mean(normal) < 0.2 and np.mean(short) > 0.9
+    missing = dha_points(read_dha_table(shared_dir / "dha").iloc[0]).astype(float)
+    missing[RAYS[4][1]] = np.nan
+    assert metacarpal_sign(missing).positive is None  # not measurable: not guessed
