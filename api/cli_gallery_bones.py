@@ -36,10 +36,10 @@ def gallery_measure(
     if not landmark_model_available(directory):
         fail(f"no landmark model in {directory}; install one with `bone2gene model install --landmarks DIR` or pass --landmark-model")
     gallery = open_gallery(path)
-    measurer = HandMeasurer(load_landmark_model(directory)[0], gallery.norms())
+    measurer = HandMeasurer(load_landmark_model(directory)[0], gallery.bones.norms())
     with progress_bar("measuring", unit="case") as progress:
         count = measure_gallery(gallery, measurer, everything, progress)
-    measured = len(gallery.bone_lengths())
+    measured = len(gallery.bones.lengths())
     typer.echo(f"measured {count} case(s); {measured} of {gallery.stats().cases} cases in {path} have their bones")
     gallery.close()
 
@@ -59,7 +59,7 @@ def gallery_norms(
         fail(f"--use {use} does not exist; fit norms with `bone2gene norms fit --out FILE`")
     gallery = open_gallery(path)
     if use is not None or bundled:
-        gallery.set_norms(load_norms(use) if use is not None else None)
-    norms = gallery.norms()
+        gallery.bones.set_norms(load_norms(use) if use is not None else None)
+    norms = gallery.bones.norms()
     typer.echo(f"{path}: norms of {norms.population}")
     gallery.close()

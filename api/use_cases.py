@@ -140,16 +140,22 @@ def ranking_phenopacket(
 
 
 def synthetic_gallery(
-    cohort: CohortConfig, gallery_path: Path, batch_size: int = 8, progress: Callable[[int, int], None] | None = None
+    cohort: CohortConfig,
+    gallery_path: Path,
+    batch_size: int = 8,
+    progress: Callable[[int, int], None] | None = None,
+    measure_hands: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
     """Render `cohort` and add it to a new gallery at `gallery_path`, embedded with the bundled model
-    and its catalogue seeded; returns the cohort's manifest and the gate's refusals."""
+    (and its hands measured, unless told not to) and its catalogue seeded; returns the cohort's
+    manifest and the gate's refusals."""
     from index.ingest import add_manifest
     from training.synth.cohort import generate_cohort
 
     manifest = generate_cohort(cohort)
     with _new_seeded_gallery(gallery_path) as gallery:
-        _, refused = add_manifest(gallery, cohort.out / "manifest.csv", None, batch_size, 1, progress)
+        measurer = "bundled" if measure_hands else None
+        _, refused = add_manifest(gallery, cohort.out / "manifest.csv", None, batch_size, 1, progress, measurer)
     return manifest, refused
 
 
@@ -199,7 +205,7 @@ def demo_gallery(
         (path / ".complete").write_text("ok\n")
         log(f"demo gallery: {gallery.stats().cases} cases ({len(refused)} refused by the quality gate)")
     measurer = bundled_measurer()
-    if measurer is not None and len(gallery.bone_lengths()) < gallery.stats().cases:  # a demo built before cases carried bones
+    if measurer is not None and len(gallery.bones.lengths()) < gallery.stats().cases:  # a demo built before cases carried bones
         log("measuring the demo cases' bones (once) ...")
         with bar("measuring") as step:
             measure_gallery(gallery, measurer, progress=step)

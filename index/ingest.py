@@ -128,7 +128,7 @@ def measure_gallery(gallery: Gallery, measurer: HandMeasurer, everything: bool =
     table = gallery.cases()
     table = table[table["image_sha256"].notna()]
     if not everything:
-        table = table[~table["row"].isin(gallery.bone_lengths().index)]
+        table = table[~table["row"].isin(gallery.bones.lengths().index)]
     measured: dict[int, np.ndarray] = {}
     rows, digests = table["row"].tolist(), table["image_sha256"].tolist()
     for start in range(0, len(rows), 32):
@@ -138,7 +138,7 @@ def measure_gallery(gallery: Gallery, measurer: HandMeasurer, everything: bool =
         if progress:
             progress(min(start + 32, len(rows)), len(rows))
     if measured:
-        gallery.set_bone_lengths(measured)
+        gallery.bones.set_lengths(measured)
     return len(measured)
 
 

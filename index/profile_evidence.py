@@ -111,7 +111,7 @@ class TypicalProfiles:
 
 def case_z(cases: pd.DataFrame, lengths: pd.DataFrame, norms: BoneNorms) -> pd.DataFrame:
     """The z-scores (one row per measured case of `cases`, index `row`) of the gallery's cases
-    (`Gallery.cases()`) from their bone lengths (`Gallery.bone_lengths()`), each for its age and sex."""
+    (`Gallery.cases()`) from their bone lengths (`Gallery.bones.lengths()`), each for its age and sex."""
     table = cases.set_index("row").loc[lambda t: t.index.isin(lengths.index)]
     measured = lengths.loc[table.index]
     z = norms.z_table(measured.to_numpy(float), table["age_months"].to_numpy(float) / 12, table["sex"].astype(str).to_numpy())

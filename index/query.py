@@ -111,14 +111,31 @@ def _attach_probabilities(disorders: list[RankedLabel], calibration: Calibration
             entry.probability, entry.interval = float(p[i]), (float(lo[i]), float(hi[i]))
 
 
+def _similar_cases(meta: pd.DataFrame, scores: list[float], top_k: int) -> list[SimilarCase]:
+    """The `top_k` nearest cases (`meta`: their rows of `Gallery.cases()`, nearest first) as evidence."""
+    return [
+        SimilarCase(
+            str(r["case_id"]),
+            s,
+            None if isinstance(r["disorder"], float) else r["disorder"],
+            None if isinstance(r["disorder_name"], float) else r["disorder_name"],
+            None if isinstance(r["gene"], float) else r["gene"],
+            str(r["sex"]),
+            float(r["age_months"]),
+            str(r["source"]),
+        )
+        for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
+    ]
+
+
 def _profile_evidence(gallery: Gallery, considered: pd.DataFrame, hand: Sequence[HandProfile]) -> ProfileEvidence | None:
     """The query's profile against the typical profiles of the cases it is ranked among (None: nothing to compare)."""
     if not hand:
         return None
-    lengths = gallery.bone_lengths()
+    lengths = gallery.bones.lengths()
     if lengths.empty:
         return None
-    norms = gallery.norms()
+    norms = gallery.bones.norms()
     evidence = ProfileEvidence(profile_z(hand, norms), gallery_profiles(considered.reset_index(), lengths, norms))
     return evidence if evidence.usable() else None
 
@@ -190,18 +207,6 @@ def query(
         catalogue, findings = gallery.disorders(), findings or ClinicalFindings([], [], None)
         disorders = combine_ranking(disorders, catalogue, findings, default_model(), profile)
         genes = combine_gene_ranking(genes, disorders, catalogue, findings)
-    similar = [
-        SimilarCase(
-            str(r["case_id"]),
-            s,
-            None if isinstance(r["disorder"], float) else r["disorder"],
-            None if isinstance(r["disorder_name"], float) else r["disorder_name"],
-            None if isinstance(r["gene"], float) else r["gene"],
-            str(r["sex"]),
-            float(r["age_months"]),
-            str(r["source"]),
-        )
-        for (_, r), s in zip(meta.head(top_k).iterrows(), scores[:top_k], strict=False)
-    ]
+    similar = _similar_cases(meta, scores, top_k)
     profile_z = None if profile is None else profile.query_z
     return QueryResult(similar, disorders, genes, bool(no_close_match), note, len(hits), len(table), in_gallery, profile_z)

@@ -14,6 +14,7 @@
   saved per `IndexSavePolicy`; a crash between a commit and the save loses nothing.
 - `index.cases`: case rows and their images (written before the commit, swept after).
 - `index.catalogue_store`: disorders and genes.
+- `index.bone_store`: the cases' measured bones and the norms their profiles are read against.
 - `index.snapshots`: export, import and the vector swap of re-embedding.
 A gallery holds embeddings of exactly one model (its fingerprint); adding vectors of another
 model is refused, and `reembed` swaps every vector in one transaction.
@@ -22,8 +23,6 @@ model is refused, and `reembed` swaps every vector in one transaction.
 from __future__ import annotations
 
 import contextlib
-import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import pandas as pd
 
 from index import cases as case_rows
 from index import snapshots
+from index.bone_store import BoneStore
 from index.catalogue import Disorder
 from index.catalogue_store import CatalogueStore
 from index.database import FORMAT_VERSION, GalleryDatabase, GalleryError, create_database, now, read_meta
@@ -42,7 +42,6 @@ from index.images import ImageStore
 from index.index_sync import IndexSavePolicy, IndexSync
 from index.locking import LockTimeout, WriterLock
 from index.vectors import IndexSpec, VectorIndex
-from matcher.bone_norms import BoneNorms, bundled_norms
 
 __all__ = ["Gallery", "GalleryError", "GalleryStats", "Hit", "IndexSavePolicy", "NewCase"]
 NewCase = case_rows.NewCase
@@ -80,9 +79,9 @@ class Gallery:
         self.catalogue = CatalogueStore(self.db)
         self.index = IndexSync(self.db, path, int(self.db.meta("embedding_dim")), spec)
         self._writer = WriterLock(path / "writer.lock")
+        self.bones = BoneStore(self.db, self._writer)  # the cases' measured bones and the norms they are read against
         self._closed = False
         self._cases_cache: tuple[int, pd.DataFrame] | None = None
-        self._bones_cache: tuple[int, pd.DataFrame] | None = None
 
     # -- opening and closing -------------------------------------------------------
     @classmethod
@@ -246,37 +245,6 @@ class Gallery:
         """One case's metadata (the columns of `cases()`, NULL as None), found by its id in SQL."""
         names, rows = self.db.query_with_names(f"{case_rows.CASE_SELECT} WHERE c.case_id = ?", (case_id,))
         return dict(zip(names, rows[0], strict=True)) if rows else None
-
-    def bone_lengths(self) -> pd.DataFrame:
-        """The measured bones of every case measured: index `row` (as in `cases()`), one column per
-        bone in `matcher.hand_scheme.BONE_NAMES` order, NaN where not found (cached per generation)."""
-        with self.db.lock:
-            generation = self.generation
-            if self._bones_cache is None or self._bones_cache[0] != generation:
-                self._bones_cache = (generation, case_rows.bone_table(self.db))
-            return self._bones_cache[1].copy()
-
-    def set_bone_lengths(self, measured: dict[int, np.ndarray], actor: str | None = None) -> None:
-        """Store bones measured after the cases were added (case row -> 19 lengths), in one write."""
-        with self._writer:
-            self.db.transaction(case_rows.set_bones_work(measured), "measure_bones", {"cases": len(measured), "actor": actor})
-
-    def norms(self) -> BoneNorms:
-        """The pattern-profile norms this gallery's z-scores are read against: its own, else the bundled ones."""
-        stored = self.db.query("SELECT document FROM bone_norms WHERE id = 1")
-        return BoneNorms.from_json(json.loads(stored[0][0])) if stored else bundled_norms()
-
-    def set_norms(self, norms: BoneNorms | None, actor: str | None = None) -> None:
-        """Use a site's own norms (`bone2gene norms fit`) from now on; None: back to the bundled ones."""
-
-        def work(db: sqlite3.Connection, _: int) -> None:
-            db.execute("DELETE FROM bone_norms")
-            if norms is not None:
-                db.execute("INSERT INTO bone_norms VALUES (1, ?)", (json.dumps(norms.to_json()),))
-
-        detail = {"population": None if norms is None else norms.population, "actor": actor}
-        with self._writer:
-            self.db.transaction(work, "set_norms", detail)
 
     def vectors_of(self, rows: Sequence[int]) -> np.ndarray:
         return case_rows.vectors_of(self.db, rows, self.dim)

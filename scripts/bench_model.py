@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from matcher.analysis import Analyzer
+from matcher.analysis import AnalysisOptions, Analyzer
 from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import import_deeplasia, load_model
 from matcher.model import Bone2GeneModel, ModelConfig
@@ -104,9 +104,10 @@ def main() -> None:
         """Analyzers convert their model's layout in place: each gets its own copy."""
         return copy.deepcopy(source).eval().to(device)  # the age and sex reader, when attached, with it
 
+    bare = AnalysisOptions(hand=None)  # the encoder's pipeline; measuring the hand is scripts/bench_landmarks.py's question
     analyzers = {
-        "analyze": Analyzer(copy_of(model), device=device),
-        "analyze_contiguous": Analyzer(copy_of(model), device=device, channels_last=False),
+        "analyze": Analyzer(copy_of(model), bare, device=device),
+        "analyze_contiguous": Analyzer(copy_of(model), bare, device=device, channels_last=False),
     }
     stages: dict[str, list[float]] = {}
     paired: dict[str, list[float]] = {}

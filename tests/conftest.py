@@ -124,12 +124,12 @@ def real_hands_labelled(shared_dir: Path) -> tuple[list[Path], pd.DataFrame]:
     return [root / f"{i}.png" for i in labels["id"]], labels
 
 
-def embedded_gallery(cohort: CohortConfig, gallery_path: Path, batch_size: int) -> pd.DataFrame:
+def embedded_gallery(cohort: CohortConfig, gallery_path: Path, batch_size: int, measure_hands: bool = True) -> pd.DataFrame:
     """Render `cohort` and add it to a new gallery at `gallery_path` embedded with the bundled model
-    (disorder catalogue seeded); returns the cohort's manifest."""
+    (disorder catalogue seeded; hands measured unless told not to); returns the cohort's manifest."""
     from api.use_cases import synthetic_gallery
 
-    manifest, _ = synthetic_gallery(cohort, gallery_path, batch_size)
+    manifest, _ = synthetic_gallery(cohort, gallery_path, batch_size, measure_hands=measure_hands)
     return manifest
 
 
@@ -168,7 +168,7 @@ def embedded_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     feature space (cohort maps and statistics, unseen syndromes). Read-only: nobody writes to it."""
     root = tmp_path_factory.mktemp("embedded-cohort")
     config = CohortConfig(n=200, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
-    embedded_gallery(config, root / "gallery", batch_size=16)
+    embedded_gallery(config, root / "gallery", batch_size=16, measure_hands=False)  # its tests read the image space only
     return root / "gallery"
 
 

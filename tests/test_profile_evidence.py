@@ -78,18 +78,18 @@ def test_cases_keep_their_bones_and_lose_them_with_the_case(tmp_path: Path) -> N
         bad = NewCase(cases[3].embedding, "M", 10, "d0", bone_lengths=np.full(len(BONE_NAMES), -1.0))
         with pytest.raises(GalleryError, match="bone lengths must be 19 positive numbers"):
             gallery.add_cases([*cases[:3], bad], "fp-a")
-        assert gallery.cases().empty and gallery.bone_lengths().empty  # nothing of the refused batch was written
+        assert gallery.cases().empty and gallery.bones.lengths().empty  # nothing of the refused batch was written
         ids = gallery.add_cases(cases, "fp-a")
         rows = gallery.cases().set_index("case_id")["row"]
-        table = gallery.bone_lengths()
+        table = gallery.bones.lengths()
         assert list(table.columns) == list(BONE_NAMES) and len(table) == 3 and rows[ids[3]] not in table.index  # the 4th: not measured
         assert np.allclose(table.loc[rows[ids[1]]].to_numpy(), _lengths(1), equal_nan=True)
-        gallery.set_bone_lengths({int(rows[ids[3]]): _lengths(7)})
-        assert np.allclose(gallery.bone_lengths().loc[rows[ids[3]]].to_numpy(), _lengths(7), equal_nan=True)
+        gallery.bones.set_lengths({int(rows[ids[3]]): _lengths(7)})
+        assert np.allclose(gallery.bones.lengths().loc[rows[ids[3]]].to_numpy(), _lengths(7), equal_nan=True)
         with pytest.raises(GalleryError, match="no case row"):
-            gallery.set_bone_lengths({10_000: _lengths(7)})
+            gallery.bones.set_lengths({10_000: _lengths(7)})
         gallery.remove_case(ids[1])
-        assert rows[ids[1]] not in gallery.bone_lengths().index
+        assert rows[ids[1]] not in gallery.bones.lengths().index
         with sqlite3.connect(gallery.path / "gallery.sqlite") as db:
             assert db.execute("SELECT COUNT(*) FROM case_bones WHERE case_row = ?", (int(rows[ids[1]]),)).fetchone()[0] == 0
         assert [a["action"] for a in gallery.audit_log()][:3] == ["remove_case", "measure_bones", "add_cases"]
@@ -101,11 +101,11 @@ def test_a_gallery_reads_its_profiles_against_its_own_norms(tmp_path: Path) -> N
     norms = bundled_norms()
     site = BoneNorms(**{**norms.__dict__, "population": "site controls", "mean": {s: m - 0.05 for s, m in norms.mean.items()}})
     with Gallery.create(tmp_path / "g", "fp-a", 4) as gallery:
-        assert gallery.norms().population == norms.population
-        gallery.set_norms(site)
-        assert Gallery.open(tmp_path / "g").norms().population == "site controls"
-        gallery.set_norms(None)
-        assert gallery.norms().population == norms.population
+        assert gallery.bones.norms().population == norms.population
+        gallery.bones.set_norms(site)
+        assert Gallery.open(tmp_path / "g").bones.norms().population == "site controls"
+        gallery.bones.set_norms(None)
+        assert gallery.bones.norms().population == norms.population
         assert [a["action"] for a in gallery.audit_log()][:2] == ["set_norms", "set_norms"]
 
 
@@ -119,7 +119,7 @@ def measured_gallery(gallery_template, tmp_path_factory) -> Path:
 
 def test_ingest_measures_every_case_and_old_galleries_catch_up(measured_gallery: Path) -> None:
     with Gallery.open(measured_gallery) as gallery:
-        cases, table = gallery.cases(), gallery.bone_lengths()
+        cases, table = gallery.cases(), gallery.bones.lengths()
         assert set(table.index) == set(cases["row"])  # every case added with its bones
         assert (np.isfinite(table.to_numpy()).sum(axis=1) >= 15).mean() >= 0.9
         forgotten = cases["row"].iloc[:3].tolist()
@@ -127,9 +127,9 @@ def test_ingest_measures_every_case_and_old_galleries_catch_up(measured_gallery:
         db.executemany("DELETE FROM case_bones WHERE case_row = ?", [(r,) for r in forgotten])
     with Gallery.open(measured_gallery) as gallery:
         assert measure_gallery(gallery, bundled_measurer()) == 3
-        again = gallery.bone_lengths()
+        again = gallery.bones.lengths()
         assert np.allclose(again.loc[forgotten].to_numpy(), table.loc[forgotten].to_numpy(), equal_nan=True)
-        profiles = gallery_profiles(gallery.cases(), again, gallery.norms())
+        profiles = gallery_profiles(gallery.cases(), again, gallery.bones.norms())
         assert set(profiles.disorders) == set(gallery.cases()["disorder"].dropna())
 
 
@@ -144,7 +144,7 @@ def test_a_syndrome_added_with_three_cases_has_a_typical_profile_at_once(measure
         for case_id in chosen["case_id"]:
             gallery.relabel(case_id, "new_syndrome", "NEW1")
         row = int(chosen["row"].iloc[0])
-        lengths = gallery.bone_lengths().loc[row].to_numpy()
+        lengths = gallery.bones.lengths().loc[row].to_numpy()
         hand = [HandProfile(lengths, float(chosen["age_months"].iloc[0]), str(chosen["sex"].iloc[0]))]
         result = query(gallery, gallery.vectors_of([row])[0], hand=hand)
     entry = next(d for d in result.disorders if d.label == "new_syndrome")
@@ -162,7 +162,7 @@ def test_real_unaffected_hands_make_no_disorder_likely(measured_gallery: Path, s
     if not (shared_dir / "dha" / "labels.csv").is_file():
         pytest.skip("../shared/dha is not present")
     with Gallery.open(measured_gallery) as gallery:
-        profiles = gallery_profiles(gallery.cases(), gallery.bone_lengths(), gallery.norms())
+        profiles = gallery_profiles(gallery.cases(), gallery.bones.lengths(), gallery.bones.norms())
     _, data = real_controls(shared_dir, bundled_measurer(), profiles, default_model())
     assert data["films"] >= 30
     assert data["highest_probability_max"] < 0.05  # the installed model's profile part alone, for the most lifted disorder
