@@ -26,7 +26,7 @@ def profile_png(z: np.ndarray, title: str = "", typical: Mapping[str, np.ndarray
     for boundary in (4.5, 9.5, 13.5):  # MC | PP | MP | DP
         axes.axvline(boundary, color="0.8", linewidth=0.8)
     for name, values in (typical or {}).items():
-        axes.plot(x, values, linestyle="--", marker=".", linewidth=1, label=name)
+        axes.plot(x, values, linestyle="--", marker=".", linewidth=1, label=name if len(name) <= 48 else name[:47] + "…")
     axes.plot(x, z, color="black", marker="o", linewidth=2, label="this hand")
     finite = np.concatenate([np.asarray(z, float), *(np.asarray(v, float) for v in (typical or {}).values())])
     finite = finite[np.isfinite(finite)]
@@ -35,7 +35,7 @@ def profile_png(z: np.ndarray, title: str = "", typical: Mapping[str, np.ndarray
     axes.set_xticks(x, BONE_NAMES, fontsize=8)
     axes.set_ylabel("z (age and sex)")
     axes.set_title(title or "Pattern profile", fontsize=10)
-    axes.legend(fontsize=7, loc="lower right")
+    axes.legend(fontsize=7, loc="upper left")  # above the band, where profiles rarely run
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
