@@ -186,7 +186,7 @@ def relabel_work(
 
 
 def set_bones_work(measured: dict[int, np.ndarray]) -> Callable[[sqlite3.Connection, int], None]:
-    """Store bone lengths measured after the cases were added (`Gallery.measure_bones`), replacing any."""
+    """Store bone lengths measured after the cases were added (`BoneStore.set_lengths`), replacing any."""
     rows = dict(zip(measured, checked_bone_rows([NewCase(np.zeros(1), "M", 0.0, bone_lengths=v) for v in measured.values()]), strict=True))
 
     def work(db: sqlite3.Connection, _: int) -> None:

@@ -274,3 +274,19 @@ def test_deeplasia_annotation_layout_imports(bone2gene, gallery: Path, cohort: P
     assert {r["case_id"] for r in json.loads(run(bone2gene, "gallery", "list", copy, "--json").stdout)} == {
         Path(p).stem for p in table["image"]
     }
+
+
+def test_gallery_measure_and_its_own_norms(bone2gene, gallery: Path, tmp_path: Path) -> None:
+    """Every case was measured when added; a site's norms replace the bundled ones until told otherwise."""
+    measured = run(bone2gene, "gallery", "measure", gallery).stdout
+    stats = json.loads(run(bone2gene, "gallery", "stats", gallery, "--json").stdout)
+    assert f"measured 0 case(s); {stats['cases']} of {stats['cases']} cases" in measured
+    from matcher.bone_norms import BUNDLED_NORMS
+
+    norms = json.loads(BUNDLED_NORMS.read_text())
+    (tmp_path / "site.json").write_text(json.dumps({**norms, "population": "120 site controls, 2-16 years"}))
+    assert "norms of 120 site controls" in run(bone2gene, "gallery", "norms", gallery, "--use", tmp_path / "site.json").stdout
+    assert "norms of 120 site controls" in run(bone2gene, "gallery", "norms", gallery).stdout
+    missing = run(bone2gene, "gallery", "norms", gallery, "--use", tmp_path / "nope.json", ok=False)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "site controls" not in run(bone2gene, "gallery", "norms", gallery, "--bundled").stdout
