@@ -34,7 +34,7 @@ class Wholeness:
         if any(LANDMARK_NAMES[p] in self.missing for p in WRIST_POINTS):
             parts.append("the wrist not on the film")
         if self.disordered:
-            parts.append(f"no hand's shape along the {', '.join(self.disordered)}")
+            parts.append(f"the {' and '.join(self.disordered)} not running out from the wrist as in a whole hand")
         return "; ".join(parts) or "the whole hand is on the film"
 
 
