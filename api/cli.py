@@ -79,6 +79,28 @@ def synth(
     typer.echo(f"manifest: {out / 'manifest.csv'}")
 
 
+@app.command("synth-warped")
+def synth_warped(
+    real: Annotated[Path, typer.Option("--real", help="The folder holding dha/ and rsna_100px/ (real unaffected films).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (images/, manifest.csv).")] = Path("warped-cohort"),
+    n: Annotated[int, typer.Option("--n", help="Number of films.")] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    controls: Annotated[float, typer.Option("--controls", help="Fraction of real films left unchanged (unaffected).")] = 0.2,
+    rsna_share: Annotated[float, typer.Option("--rsna-share", help="Fraction of films drawn from RSNA (the rest: the atlas).")] = 0.5,
+) -> None:
+    """Real unaffected hands carrying disorders' bone lengths (derived films, for training only: never patients, never tests)."""
+    from training.synth.warped_cohort import WarpedCohortConfig, generate_warped_cohort
+
+    if not (real / "dha" / "labels.csv").is_file():
+        fail(f"--real {real} holds no dha/labels.csv; point it to the folder with the Digital Hand Atlas and rsna_100px")
+    if (out / "manifest.csv").exists():
+        fail(f"{out} already holds a cohort; choose a new --out")
+    config = WarpedCohortConfig(real, out, n, seed, controls, rsna_share)
+    with progress_bar("warping", unit="film") as progress:
+        manifest = generate_warped_cohort(config, progress)
+    typer.echo(f"{len(manifest)} derived films ({(manifest['disorder'] != 'unaffected').sum()} warped): {out / 'manifest.csv'}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo data lives (reused when present).")] = Path("demo-data"),

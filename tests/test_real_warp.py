@@ -76,3 +76,25 @@ def test_target_points_rebuild_each_ray_from_its_base() -> None:
     points[RAYS[5][-1]] = np.nan  # a fingertip not found: the film cannot carry a warp
     with pytest.raises(WarpError, match="missing"):
         warp_hand(np.zeros((600, 600), np.uint8), points, {"PP3": 0.5})
+
+
+def test_a_warped_cohort_says_what_it_is(bone2gene, atlas_film, shared_dir: Path, tmp_path: Path) -> None:
+    import cv2
+    import pandas as pd
+
+    from training.landmark_data import dha_split
+
+    result = bone2gene("synth-warped", "--real", shared_dir, "--out", tmp_path / "w", "--n", "6", "--rsna-share", "0", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    manifest = pd.read_csv(tmp_path / "w" / "manifest.csv")
+    assert len(manifest) == 6 and (manifest["source"] == "derived:warped-real").all()
+    held_out = {f"real-dha:{i}" for i in dha_split(shared_dir / "dha")[1]}
+    assert manifest["patient_id"].str.startswith("real-dha:").all() and not set(manifest["patient_id"]) & held_out  # never a test film
+    warped = manifest[manifest["disorder"] != "unaffected"]
+    assert len(warped) and (warped["carried"] == "length").all()
+    for row in manifest.itertuples():
+        image = cv2.imread(str(tmp_path / "w" / row.image), cv2.IMREAD_GRAYSCALE)
+        source = cv2.imread(str(shared_dir / "dha" / "images" / f"{row.derived_from.split(':')[1]}.jpg"), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(image, source) == (row.disorder == "unaffected")  # controls are the real film itself
+    again = bone2gene("synth-warped", "--real", shared_dir, "--out", tmp_path / "w", "--n", "2")
+    assert again.returncode == 2 and "already holds a cohort" in again.stderr
