@@ -22,10 +22,11 @@ class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that 
     evidence = "evidence"
     space = "space"
     landmarks = "landmarks"
+    realism = "realism"
 
 
 def evaluate_command(
-    model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate (landmarks: a landmark model's).")],
+    model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate (landmarks: a landmark model's; realism: not read).")],
     out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (the others).")],
     manifest: Annotated[
         Path | None,
@@ -37,7 +38,7 @@ def evaluate_command(
         SuiteName,
         typer.Option(
             "--suite",
-            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes; space: separation and spread; landmarks: a landmark model on real films.",
+            help="protocol: the four settings against baselines; unseen: syndromes never trained on; real: real films; evidence: image, terms, genes; space: separation and spread; landmarks: a landmark model on real films; realism: real films against a cohort.",
         ),
     ] = SuiteName.protocol,
     features_model: Annotated[

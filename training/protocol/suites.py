@@ -12,7 +12,9 @@
   model and, with `--baseline-model`, another model of the same films;
 - `landmarks`: a landmark model (`--model`) on the real films of `--real-films` it never trained
   on (`landmark_eval`): held-out atlas films and the full-resolution RSNA films, their profiles
-  against the bundled norms, and with `--manifest` (a phantom cohort) the phantoms against their specs.
+  against the bundled norms, and with `--manifest` (a phantom cohort) the phantoms against their specs;
+- `realism`: real films against `--manifest`'s cohort (phantoms, warped real hands): a small CNN's
+  held-out AUC (`realism`).
 Every suite but `protocol` writes report.md and report.json in a folder, or a `.md` file and its `.json`
 beside it.
 
@@ -128,6 +130,16 @@ def _report_paths(out: Path) -> tuple[Path, Path]:
     return out / "report.md", out / "report.json"
 
 
+def _realism(options: EvaluationConfig, command: str, progress: Progress) -> list[str]:
+    from training.protocol.realism import realism_report
+
+    if options.real_films is None or not (options.real_films / "dha" / "labels.csv").is_file():
+        raise EvaluationError("the realism suite needs --real-films: a folder holding dha and rsna_100px")
+    markdown, data = realism_report(options.real_films, options.needs_manifest("realism"), seed=options.seed)
+    report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
+    return [f"real against {data['cohort']}: held-out AUC {data['auc']} ({data['interval'][0]}-{data['interval'][1]})", f"report: {report}"]
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -144,5 +156,6 @@ SUITES = {
         Suite("evidence", "image, HPO terms, candidate genes and the measured hand, each alone and combined", _evidence),
         Suite("space", "the feature space: separation, probability quality and spread, beside another model", _space),
         Suite("landmarks", "a hand landmark model on real films it never trained on", _landmarks),
+        Suite("realism", "can a small network tell a cohort's films from real ones (held-out AUC)", _realism),
     )
 }
