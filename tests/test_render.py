@@ -120,3 +120,25 @@ def test_madelung_tilts_the_radius_in_older_shox_patients() -> None:
     radius = next(t for t in s.layout.tubes if t.name == "radius")
     control = next(t for t in sim("unaffected", age=14, sex="F", seed=3).layout.tubes if t.name == "radius")
     assert np.degrees(radius.end_tilt) > np.degrees(control.end_tilt) + 5
+
+
+def test_a_shaft_projects_brightest_at_its_cortices_and_the_beam_falls_as_beer_lambert_says() -> None:
+    """The renderer's physics: a straight tubular bone (a hollow cylinder) seen across its shaft is
+    densest (brightest once log-transformed) where the beam grazes the cortex, darker over the
+    medulla; and through a slab the transmitted share falls as exp(-mu t)."""
+    from training.synth.raster import PathMaps, Tube, draw_tube
+    from training.synth.xray import Exposure, transmitted
+
+    exposure = Exposure.sample(np.random.default_rng(0))
+    maps = PathMaps.empty((200, 120))
+    draw_tube(maps, Tube("shaft", (60.0, 190.0), 0.0, 180.0, 20.0, 20.0, 20.0, cortex=4.0, prox_end="square", dist_end="square"))
+    row = -np.log(transmitted(np.full((200, 120), 40.0, np.float32), maps.cortical, maps.trabecular, exposure))[100]
+    across = row[35:86]  # the shaft spans x = 40..80
+    peaks = np.sort(np.argsort(across)[-2:]) + 35
+    assert abs(peaks[0] - (40 + 2)) <= 2 and abs(peaks[1] - (80 - 2)) <= 2  # at the cortices, 2 px inside the edges
+    assert row[60] < row[peaks].min() - 0.05 and row[60] > row[20] + 0.05  # medulla darker than cortex, brighter than soft tissue
+    thickness = np.linspace(0, 60, 7, dtype=np.float32)[:, None]
+    zero = np.zeros_like(thickness)
+    share = transmitted(thickness, zero, zero, exposure)[:, 0]
+    assert np.allclose(share, np.exp(-exposure.mu_soft * thickness[:, 0]), rtol=1e-5)
+    assert np.allclose(np.diff(np.log(share)), -exposure.mu_soft * 10, rtol=1e-4)  # equal steps of thickness, equal steps of log

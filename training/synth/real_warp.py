@@ -107,7 +107,12 @@ def warp_hand(image: np.ndarray, points: np.ndarray, length_factor: dict[str, fl
     h, w = image.shape[:2]
     ys, xs = np.arange(0, h + GRID_STEP, GRID_STEP, dtype=float), np.arange(0, w + GRID_STEP, GRID_STEP, dtype=float)
     grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
-    back = RBFInterpolator(dst, src - dst, kernel="thin_plate_spline")(grid).reshape(len(ys), len(xs), 2)  # output -> source offset
+    _, first = np.unique(np.round(dst, 1), axis=0, return_index=True)  # a point given twice (landmarks that coincide) once
+    src, dst = src[np.sort(first)], dst[np.sort(first)]
+    try:
+        back = RBFInterpolator(dst, src - dst, kernel="thin_plate_spline")(grid).reshape(len(ys), len(xs), 2)  # output -> source offset
+    except np.linalg.LinAlgError as error:
+        raise WarpError(f"the landmarks give no well-posed warp ({error}); leave this film out") from error
     dense = _resample_nodes(back.astype(np.float32), h, w)
     map_x = (np.arange(w, dtype=np.float32)[None, :] + dense[..., 0]).astype(np.float32)
     map_y = (np.arange(h, dtype=np.float32)[:, None] + dense[..., 1]).astype(np.float32)

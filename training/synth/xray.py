@@ -214,6 +214,19 @@ class Radiograph:
     pixel_spacing_mm: float
 
 
+def transmitted(
+    soft_mm: np.ndarray, cortical_mm: np.ndarray, trabecular_mm: np.ndarray, exposure: Exposure, texture: np.ndarray | float = 0.0
+) -> np.ndarray:
+    """The share of the beam that crosses each pixel (Beer-Lambert): exp of minus the line integral
+    of attenuation through soft tissue (where no bone is), cortex and trabecular bone (its density
+    modulated by `texture`, a relative amplitude per pixel)."""
+    soft_only = np.maximum(soft_mm - cortical_mm - trabecular_mm, 0.0)
+    attenuation = (
+        exposure.mu_soft * soft_only + exposure.mu_cortical * cortical_mm + exposure.mu_trabecular * trabecular_mm * (1.0 + texture)
+    )
+    return cv2.exp((-attenuation).astype(np.float32))
+
+
 def expose(layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0) -> Radiograph:
     """Render the layout as a processed radiograph."""
     k = frame.px_per_mm
@@ -222,13 +235,7 @@ def expose(layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.
     cortical_mm = maps.cortical / k
     trabecular_mm = maps.trabecular / k
     texture = _band_noise(frame.shape, max(0.5, 0.12 * k * coarseness), rng, stretch=2.0)
-    soft_only = np.maximum(soft - cortical_mm - trabecular_mm, 0.0)
-    attenuation = (
-        exposure.mu_soft * soft_only
-        + exposure.mu_cortical * cortical_mm
-        + exposure.mu_trabecular * trabecular_mm * (1.0 + exposure.texture * coarseness * texture)
-    )
-    intensity = cv2.exp((-attenuation).astype(np.float32))
+    intensity = transmitted(soft, cortical_mm, trabecular_mm, exposure, exposure.texture * coarseness * texture)
     glare = _blur(intensity, 25.0 * k)
     intensity = (1 - exposure.scatter) * intensity + exposure.scatter * glare
     photons = exposure.photons * (frame.shape[0] / 1024.0) ** -2  # bigger pixels collect more quanta
