@@ -116,7 +116,7 @@ def warp_hand(image: np.ndarray, points: np.ndarray, length_factor: dict[str, fl
     dense = _resample_nodes(back.astype(np.float32), h, w)
     map_x = (np.arange(w, dtype=np.float32)[None, :] + dense[..., 0]).astype(np.float32)
     map_y = (np.arange(h, dtype=np.float32)[:, None] + dense[..., 1]).astype(np.float32)
-    warped = cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LANCZOS4, borderMode=cv2.BORDER_REPLICATE)
     return WarpedFilm(warped, target.astype(np.float32), factors)
 
 
