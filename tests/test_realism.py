@@ -71,3 +71,27 @@ def test_the_realism_classifier_tells_apart_what_differs_and_not_what_does_not()
     assert different["auc"] > 0.9 and different["interval"][0] > 0.75
     same = held_out_auc(films(60, False, "a"), films(60, False, "b"))
     assert same["interval"][0] < 0.5 + 0.25 and same["auc"] < 0.8
+
+
+def test_shaft_measures_tell_a_hollow_tube_from_a_flat_fill() -> None:
+    """A rendered hollow shaft (cortex 4 px of a 20-px radius) reads as bright-rimmed; the same
+    outline filled flat reads as no rim at all."""
+    from matcher.hand_scheme import BONES
+    from training.protocol.shaft_profiles import film_measures
+    from training.synth.raster import PathMaps, Tube, draw_tube
+    from training.synth.xray import Exposure, transmitted
+
+    maps = PathMaps.empty((200, 120))
+    draw_tube(maps, Tube("shaft", (60.0, 190.0), 0.0, 180.0, 20.0, 20.0, 20.0, cortex=4.0, prox_end="square", dist_end="square"))
+    log_signal = -np.log(
+        transmitted(np.full((200, 120), 40.0, np.float32), maps.cortical, maps.trabecular, Exposure.sample(np.random.default_rng(0)))
+    )
+    tube = ((log_signal - log_signal.min()) / np.ptp(log_signal) * 255).astype(np.uint8)
+    flat = np.where(maps.cortical + maps.trabecular > 0, 200, 40).astype(np.uint8)
+    points = np.full((37, 2), np.nan)
+    for bone in BONES:
+        if bone.name in ("MC2", "MC3"):
+            points[bone.proximal], points[bone.distal] = (60.0, 180.0), (60.0, 20.0)
+    hollow, filled = film_measures(tube, points), film_measures(flat, points)
+    assert hollow["cortex_contrast"] > 0.2 and abs(filled["cortex_contrast"]) < 0.02
+    assert filled["shaft_texture"] < 0.01

@@ -151,4 +151,34 @@ def realism_report(shared: Path, manifest: Path, count: int = 300, seed: int = 0
             ["cohort", "held-out AUC", "95% interval"], [[str(manifest), result["auc"], f"{result['interval'][0]}-{result['interval'][1]}"]]
         ),
     ]
+    shafts = _shaft_sets(shared, manifest, rng)
+    if shafts:
+        from training.protocol.shaft_profiles import shaft_lines
+
+        data["shafts"] = {name: t.median().round(4).to_dict() | {"films": len(t)} for name, t in shafts.items()}
+        lines += ["", *shaft_lines(shafts)]
     return "\n".join(lines), data
+
+
+SHAFT_FILMS = 60
+
+
+def _shaft_sets(shared: Path, manifest: Path, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    """Shaft measures of atlas training films and of up to SHAFT_FILMS cohort films (a derived cohort's: those from the atlas)."""
+    from matcher.hand_measure import bundled_measurer
+    from training.landmark_data import dha_split
+    from training.protocol.shaft_profiles import measures_of
+
+    measurer = bundled_measurer()
+    if measurer is None:
+        return {}
+    table = pd.read_csv(manifest)
+    if "derived_from" in table.columns:
+        table = table[table["derived_from"].str.startswith("dha:") & (table["disorder"] != "unaffected")]
+    table = table.iloc[rng.permutation(len(table))[:SHAFT_FILMS]]
+    find = lambda image: measurer.landmarks_of(image).points  # noqa: E731
+    real = [shared / "dha" / "images" / f"{i}.jpg" for i in dha_split(shared / "dha")[0]]
+    return {
+        "real (atlas training ids)": measures_of(real, find),
+        str(manifest): measures_of([manifest.parent / p for p in table["image"]], find),
+    }
