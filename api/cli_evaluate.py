@@ -26,7 +26,13 @@ class SuiteName(StrEnum):  # training.protocol.suites.SUITES (kept here so that 
 
 
 def evaluate_command(
-    model: Annotated[Path, typer.Option("--model", help="Model directory to evaluate (landmarks: a landmark model's; realism: not read).")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="Model directory to evaluate (landmarks: a landmark model's; realism: the space the films are also compared in).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Where the report goes: a folder (protocol), a folder or a .md file (the others).")],
     manifest: Annotated[
         Path | None,

@@ -83,7 +83,8 @@ def _upper(sims: np.ndarray) -> np.ndarray:
     return 1.0 - sims[np.triu_indices(len(sims), k=1)]
 
 
-def _cv_auc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> float:
+def cross_validated_auc(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> float:
+    """How well a logistic model tells labels `y` apart from `x`, scored out of fold (folds never split a group)."""
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     scores = np.zeros(len(y))
     for train, test in splitter.split(x, y, groups):
@@ -104,7 +105,7 @@ def compare(
     folds = int(min(5, len(set(patients_a)), len(set(patients_b))))
     if folds < 2:
         raise ValueError("each cohort needs cases from at least two patients")
-    auc = _cv_auc(x, y, groups, folds, seed)
+    auc = cross_validated_auc(x, y, groups, folds, seed)
     rng = np.random.default_rng(seed)
     null = []
     for i in range(permutations):
@@ -114,7 +115,7 @@ def compare(
         y_perm = np.array([int(flipped[g]) for g in groups])
         if y_perm.min() == y_perm.max():
             continue
-        null.append(_cv_auc(x, y_perm, groups, folds, seed + 1 + i))
+        null.append(cross_validated_auc(x, y_perm, groups, folds, seed + 1 + i))
     null_arr = np.array(null)
     p_value = (1 + int(np.sum(null_arr >= auc))) / (1 + len(null_arr))
     within_a, within_b, between = _upper(a @ a.T), _upper(b @ b.T), (1.0 - a @ b.T).ravel()

@@ -35,6 +35,8 @@ HELD_OUT = 0.3
 class Films:
     views: np.ndarray  # (N, VIEW, VIEW) float32
     groups: list[str]  # the hand each film shows
+    paths: tuple[Path, ...] = ()
+    sexes: tuple[str, ...] = ()
 
 
 def _view(image: np.ndarray) -> np.ndarray:
@@ -62,7 +64,21 @@ def real_films(shared: Path, count: int, rng: np.random.Generator) -> Films:
     chosen = rng.choice(pool, size=max(count - len(keys), 0), replace=False)
     keys += [(shared / "rsna_100px" / "images" / f"{i}.png", f"rsna:{i}") for i in chosen]
     keys = keys[:count]
-    return Films(np.stack([_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p, _ in keys]), [k for _, k in keys])
+    views = np.stack([_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p, _ in keys])
+    return Films(views, [k for _, k in keys], tuple(p for p, _ in keys), tuple(_sex_of(shared, k) for _, k in keys))
+
+
+def _sex_of(shared: Path, key: str) -> str:
+    """A real film's sex from its source's labels ("dha:ID", "rsna:ID")."""
+    source, film = key.split(":")
+    if source == "dha":
+        from training.landmark_data import read_dha_table
+
+        return str(read_dha_table(shared / "dha").set_index("id").at[film, "sex"])
+    from training.real_data import read_labels
+
+    male = read_labels(shared / "rsna_100px").set_index("id").at[int(film), "male"]
+    return "M" if str(male).lower() == "true" else "F"
 
 
 def cohort_films(manifest: Path, count: int, rng: np.random.Generator) -> Films:
@@ -76,15 +92,17 @@ def cohort_films(manifest: Path, count: int, rng: np.random.Generator) -> Films:
         groups = table["patient_id"].astype(str)
     chosen = rng.choice(len(table), size=min(count, len(table)), replace=False)
     table, groups = table.iloc[chosen], groups.iloc[chosen]
-    views = [_view(cv2.imread(str(manifest.parent / p), cv2.IMREAD_GRAYSCALE)) for p in table["image"]]
-    return Films(np.stack(views), [str(g) for g in groups])
+    paths = tuple(manifest.parent / p for p in table["image"])
+    views = [_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in paths]
+    return Films(np.stack(views), [str(g) for g in groups], paths, tuple(table["sex"].astype(str)))
 
 
 def source_films(shared: Path, keys: list[str]) -> Films:
     """The real films a derived cohort came from ("dha:ID", "rsna:ID"), grouped by themselves."""
     paths = {"dha": lambda i: shared / "dha" / "images" / f"{i}.jpg", "rsna": lambda i: shared / "rsna_100px" / "images" / f"{i}.png"}
-    views = [_view(cv2.imread(str(paths[k.split(":")[0]](k.split(":")[1])), cv2.IMREAD_GRAYSCALE)) for k in keys]
-    return Films(np.stack(views), list(keys))
+    files = tuple(paths[k.split(":")[0]](k.split(":")[1]) for k in keys)
+    views = [_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in files]
+    return Films(np.stack(views), list(keys), files, tuple(_sex_of(shared, k) for k in keys))
 
 
 def _network() -> nn.Module:
@@ -128,7 +146,25 @@ def held_out_auc(real: Films, other: Films, seed: int = 0) -> dict:
     return {"auc": round(auc, 3), "interval": [round(float(low), 3), round(float(high), 3)], "train": len(train), "held_out": len(test)}
 
 
-def realism_report(shared: Path, manifest: Path, count: int = 300, seed: int = 0) -> tuple[str, dict]:
+def space_auc(model_dir: Path, real: Films, other: Films, seed: int = 0) -> dict:
+    """The same question in a model's feature space: a logistic model on the embeddings of the films
+    the gate accepts, five folds that never split a hand (`index.cohort_stats.cross_validated_auc`)."""
+    from index.cohort_stats import cross_validated_auc
+    from matcher.checkpoint import load_model
+    from training.protocol.encoders import embed_films
+
+    model, card = load_model(model_dir)
+    a, kept_a = embed_films(model, list(real.paths), list(real.sexes), "cpu", 0)
+    b, kept_b = embed_films(model, list(other.paths), list(other.sexes), "cpu", 0)
+    groups = np.array(
+        [g for g, k in zip(real.groups, kept_a, strict=True) if k] + [g for g, k in zip(other.groups, kept_b, strict=True) if k]
+    )
+    y = np.r_[np.zeros(len(a), int), np.ones(len(b), int)]
+    auc = cross_validated_auc(np.vstack([a, b]), y, groups, 5, seed)
+    return {"model": card.fingerprint[:12], "auc": round(auc, 3), "real": len(a), "cohort": len(b)}
+
+
+def realism_report(shared: Path, manifest: Path, count: int = 300, seed: int = 0, model_dir: Path | None = None) -> tuple[str, dict]:
     rng = np.random.default_rng(seed)
     other = cohort_films(manifest, count, rng)
     derived = "derived_from" in pd.read_csv(manifest, nrows=1).columns
@@ -151,6 +187,13 @@ def realism_report(shared: Path, manifest: Path, count: int = 300, seed: int = 0
             ["cohort", "held-out AUC", "95% interval"], [[str(manifest), result["auc"], f"{result['interval'][0]}-{result['interval'][1]}"]]
         ),
     ]
+    if model_dir is not None:
+        space = data["space"] = space_auc(model_dir, real, other, seed)
+        lines += [
+            "",
+            f"In model {space['model']}'s feature space ({space['real']} real and {space['cohort']} cohort films the gate accepts; "
+            f"a logistic model, five folds that never split a hand): AUC **{space['auc']}**.",
+        ]
     shafts = _shaft_sets(shared, manifest, rng)
     if shafts:
         from training.protocol.shaft_profiles import shaft_lines

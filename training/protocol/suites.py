@@ -135,7 +135,7 @@ def _realism(options: EvaluationConfig, command: str, progress: Progress) -> lis
 
     if options.real_films is None or not (options.real_films / "dha" / "labels.csv").is_file():
         raise EvaluationError("the realism suite needs --real-films: a folder holding dha and rsna_100px")
-    markdown, data = realism_report(options.real_films, options.needs_manifest("realism"), seed=options.seed)
+    markdown, data = realism_report(options.real_films, options.needs_manifest("realism"), seed=options.seed, model_dir=options.model)
     report = _write(options.out, markdown.replace("\n\n", f"\n\nCommand: `{command}`\n\n", 1), {"command": command, **data})
     return [f"real against {data['cohort']}: held-out AUC {data['auc']} ({data['interval'][0]}-{data['interval'][1]})", f"report: {report}"]
 
