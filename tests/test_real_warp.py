@@ -88,6 +88,7 @@ def test_a_warped_cohort_says_what_it_is(bone2gene, atlas_film, shared_dir: Path
     assert result.returncode == 0, result.stderr
     manifest = pd.read_csv(tmp_path / "w" / "manifest.csv")
     assert len(manifest) == 6 and (manifest["source"] == "derived:warped-real").all()
+    assert manifest["bone_age_months"].between(60, 240).all()  # the real film's readers' bone age rides along
     held_out = {f"real-dha:{i}" for i in dha_split(shared_dir / "dha")[1]}
     assert manifest["patient_id"].str.startswith("real-dha:").all() and not set(manifest["patient_id"]) & held_out  # never a test film
     warped = manifest[manifest["disorder"] != "unaffected"]

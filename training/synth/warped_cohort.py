@@ -45,6 +45,7 @@ class RealHand:
     points: np.ndarray  # (37, 2)
     sex: str
     age_months: float  # the atlas: chronological; RSNA: bone age, the only age it gives
+    bone_age_months: float  # the atlas: its two readers' mean; RSNA: its label
 
 
 def atlas_hands(root: Path) -> list[RealHand]:
@@ -52,12 +53,12 @@ def atlas_hands(root: Path) -> list[RealHand]:
 
     labels = read_dha_table(root).set_index("id")
     films = dha_films(root, dha_split(root)[0])
-    return [
-        RealHand(
-            f.key, f.image, f.points, str(labels.at[f.key.split(":")[1], "sex"]), 12 * float(labels.at[f.key.split(":")[1], "age_years"])
-        )
-        for f in films
-    ]
+    hands = []
+    for film in films:
+        row = labels.loc[film.key.split(":")[1]]
+        bone_age = 6 * (float(row["bone_age_reader1_years"]) + float(row["bone_age_reader2_years"]))
+        hands.append(RealHand(film.key, film.image, film.points, str(row["sex"]), 12 * float(row["age_years"]), bone_age))
+    return hands
 
 
 def rsna_hands(root: Path, count: int, rng: np.random.Generator) -> list[RealHand]:
@@ -79,7 +80,7 @@ def rsna_hands(root: Path, count: int, rng: np.random.Generator) -> list[RealHan
         image = cv2.imread(str(root / "images" / f"{row.id}.png"), cv2.IMREAD_GRAYSCALE)
         points = measurer.landmarks_of(image).points.astype(float)
         sex = "M" if str(row.male).lower() == "true" else "F"
-        hands.append(RealHand(f"rsna:{row.id}", image, points, sex, float(row.boneage)))
+        hands.append(RealHand(f"rsna:{row.id}", image, points, sex, float(row.boneage), float(row.boneage)))
     return hands
 
 
@@ -122,6 +123,7 @@ def generate_warped_cohort(config: WarpedCohortConfig, progress: Progress | None
                 "patient_id": f"real-{hand.key}",
                 "sex": hand.sex,
                 "age_months": round(hand.age_months, 2),
+                "bone_age_months": round(hand.bone_age_months, 2),  # the real film's (a length warp leaves maturation as it was)
                 "disorder": "unaffected" if spec is None else spec.id,
                 "gene": gene,
                 "source": SOURCE,
