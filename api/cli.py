@@ -46,6 +46,9 @@ def synth(
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (0 = one per core).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a cohort already in --out.")] = False,
     list_disorders: Annotated[bool, typer.Option("--list-disorders", help="List the disorders and exit.")] = False,
+    renderer: Annotated[
+        str, typer.Option("--renderer", help="classic (today's), or film (an oriented trabecular pattern in every tubular bone).")
+    ] = "classic",
 ) -> None:
     """Generate synthetic hand radiographs with known ground truth (disorder, bone age, mask, bone lengths)."""
     from training.synth.cohort import CohortConfig, generate_cohort, summarise
@@ -72,6 +75,7 @@ def synth(
         specs=tuple(specs),
         workers=workers,
         overwrite=overwrite,
+        renderer=renderer,  # type: ignore[arg-type]
     )
     with progress_bar("rendering", unit="image") as progress:
         manifest = generate_cohort(config, progress=progress)

@@ -142,3 +142,27 @@ def test_a_shaft_projects_brightest_at_its_cortices_and_the_beam_falls_as_beer_l
     share = transmitted(thickness, zero, zero, exposure)[:, 0]
     assert np.allclose(share, np.exp(-exposure.mu_soft * thickness[:, 0]), rtol=1e-5)
     assert np.allclose(np.diff(np.log(share)), -exposure.mu_soft * 10, rtol=1e-4)  # equal steps of thickness, equal steps of log
+
+
+def test_the_film_renderer_gives_the_medulla_an_oriented_trabecular_pattern() -> None:
+    """With grain, a shaft's marrow path varies, more across the shaft than along it (trabeculae run
+    along the bone); its cortex is untouched, and without grain nothing changes."""
+    from training.synth.raster import PathMaps, Tube, draw_tube
+
+    def shaft(grain: float) -> PathMaps:
+        maps = PathMaps.empty((240, 120))
+        draw_tube(
+            maps,
+            Tube(
+                "shaft", (60.0, 230.0), 0.0, 220.0, 24.0, 24.0, 24.0, cortex=4.0, prox_end="square", dist_end="square", grain=grain, seed=5
+            ),
+        )
+        return maps
+
+    plain, grained = shaft(0.0), shaft(1.0)
+    assert np.array_equal(plain.cortical, grained.cortical)
+    medulla = (slice(60, 180), slice(48, 72))
+    pattern = (grained.trabecular - plain.trabecular)[medulla]
+    assert pattern.std() > 0.3 * plain.trabecular[medulla].mean()  # a pattern of the marrow's own order
+    along, across = np.abs(np.diff(pattern, axis=0)).mean(), np.abs(np.diff(pattern, axis=1)).mean()
+    assert across > 1.5 * along

@@ -71,6 +71,7 @@ class CohortConfig:
     specs: tuple[DisorderSpec, ...] = field(default_factory=lambda: tuple(builtin_specs()))
     workers: int = 0  # 0 = one per CPU core
     overwrite: bool = False
+    renderer: Literal["classic", "film"] = "classic"  # film: the tubular bones' medulla carries an oriented trabecular pattern
 
     def validate(self) -> None:
         if self.n < 1:
@@ -81,6 +82,8 @@ class CohortConfig:
             raise CohortError("--format must be png or dicom")
         if self.bits not in (8, 16):
             raise CohortError("--bits must be 8 or 16")
+        if self.renderer not in RENDERER_GRAIN:
+            raise CohortError(f"--renderer must be one of {', '.join(RENDERER_GRAIN)}")
         if not 0.0 <= self.control_fraction <= 1.0:
             raise CohortError("--controls must be a fraction between 0 and 1")
         known = {s.id for s in self.specs}
@@ -181,21 +184,24 @@ def sample_anatomy(plan: PlannedCase, spec: DisorderSpec, rng: np.random.Generat
     return phenotype, CaseAnatomy(plan.sex, plan.age_years, ba, resolved, individual, Pose.sample(rng))
 
 
-def simulate(plan: PlannedCase, spec: DisorderSpec, size: int) -> Simulation:
+RENDERER_GRAIN = {"classic": 0.0, "film": 1.0}  # amplitude of the oriented trabecular pattern per renderer
+
+
+def simulate(plan: PlannedCase, spec: DisorderSpec, size: int, renderer: str = "classic") -> Simulation:
     """Render one planned case in memory (deterministic in its seeds)."""
     rng = np.random.default_rng(plan.image_seed)
     phenotype, case = sample_anatomy(plan, spec, rng)
     layout = build_hand(case)
     frame = choose_frame(layout, size, case.pose.rotation_deg, rng)
     coarseness = case.phenotype.feature("trabecular_coarseness")
-    radiograph = expose(layout, frame, Exposure.sample(rng), rng, coarseness)
+    radiograph = expose(layout, frame, Exposure.sample(rng), rng, coarseness, RENDERER_GRAIN[renderer])
     return Simulation(plan, phenotype, case, layout, frame, radiograph)
 
 
 def render_case(plan: PlannedCase, config: CohortConfig, specs: dict[str, DisorderSpec]) -> RenderedCase:
     """Render and write one case; returns its manifest row and bone table."""
     spec = specs[plan.disorder]
-    sim = simulate(plan, spec, config.size)
+    sim = simulate(plan, spec, config.size, config.renderer)
     radiograph, layout, frame, phenotype = sim.radiograph, sim.layout, sim.frame, sim.phenotype
     ba = sim.case.bone_age_years
     rng = np.random.default_rng([plan.image_seed, 1])  # file-level choices (photometric, fake PHI)

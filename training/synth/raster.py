@@ -49,6 +49,7 @@ class Tube:
     bend: float = 0.0  # px lateral bow at mid-shaft
     density: float = 1.0
     seed: int = 0
+    grain: float = 0.0  # amplitude of the oriented trabecular pattern in the medulla (0: none, the classic renderer)
 
     @property
     def physis_end(self) -> str | None:
@@ -211,9 +212,39 @@ def draw_tube(maps: PathMaps, tube: Tube) -> None:
             tongue = np.exp(-((t / (0.22 * tube.r_shaft)) ** 2)) * np.clip(1.0 - d_end / (0.3 * tube.length), 0.0, 1.0)
             marrow *= 1.0 - 0.85 * tube.tongue * tongue
             outer = outer - (outer - inner) * 0.6 * tube.tongue * tongue
+    if tube.grain > 0:
+        marrow = marrow * np.maximum(1.0 + tube.grain * trabecular_grain(s, t, tube.r_shaft, tube.seed), 0.0)
     weight = inside * tube.density
     maps.cortical[sl] += (np.maximum(outer - inner, 0.0) * weight).astype(np.float32)
     maps.trabecular[sl] += (marrow * weight).astype(np.float32)
+
+
+_GRAIN_TILE = 128
+
+
+def _grain_tile() -> np.ndarray:
+    """A seamless unit-SD noise tile, band-limited: the texture every bone's grain is read from."""
+    if not hasattr(_grain_tile, "tile"):
+        noise = np.random.default_rng(20261207).standard_normal((_GRAIN_TILE, _GRAIN_TILE)).astype(np.float32)
+        spectrum = np.fft.fft2(noise)
+        fy, fx = np.meshgrid(np.fft.fftfreq(_GRAIN_TILE), np.fft.fftfreq(_GRAIN_TILE), indexing="ij")
+        radius = np.hypot(fx, fy)
+        band = np.exp(-(((radius - 0.12) / 0.06) ** 2))  # wavelengths of about 8 tile cells
+        tile = np.real(np.fft.ifft2(spectrum * band)).astype(np.float32)
+        _grain_tile.tile = tile / tile.std()
+    return _grain_tile.tile
+
+
+def trabecular_grain(along: np.ndarray, across: np.ndarray, r_shaft: float, seed: int) -> np.ndarray:
+    """Oriented trabecular texture (unit SD) at a bone's local coordinates (px): trabeculae run along
+    the shaft, so the pattern is four times longer along the axis than across it, and scales with the bone."""
+    from scipy.ndimage import map_coordinates
+
+    offset = np.random.default_rng(seed).uniform(0, _GRAIN_TILE, 2)
+    cell = max(r_shaft / 20.0, 0.2)  # px per tile cell across the shaft: trabeculae a fifth of the shaft's half-width apart
+    rows = along / (4.0 * cell) + offset[0]
+    cols = across / cell + offset[1]
+    return map_coordinates(_grain_tile(), [rows.ravel(), cols.ravel()], order=1, mode="grid-wrap").reshape(along.shape)
 
 
 def draw_disc(maps: PathMaps, disc: Disc) -> None:

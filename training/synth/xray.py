@@ -11,7 +11,7 @@ burnt-in labels. Every setting is sampled per image (`Exposure`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -144,11 +144,12 @@ def _disc_to_px(disc: Disc, frame: Frame) -> Disc:
     )
 
 
-def bone_paths(layout: HandLayout, frame: Frame) -> PathMaps:
-    """Path lengths through bone (px) for every primitive of the layout."""
+def bone_paths(layout: HandLayout, frame: Frame, grain: float = 0.0) -> PathMaps:
+    """Path lengths through bone (px) for every primitive of the layout (`grain`: the tubular bones'
+    oriented trabecular pattern, `raster.trabecular_grain`; 0 in the classic renderer)."""
     maps = PathMaps.empty(frame.shape)
     for tube in layout.tubes:
-        draw_tube(maps, _tube_to_px(tube, frame))
+        draw_tube(maps, replace(_tube_to_px(tube, frame), grain=grain))
     for disc in layout.discs:
         draw_disc(maps, _disc_to_px(disc, frame))
     return maps
@@ -227,11 +228,13 @@ def transmitted(
     return cv2.exp((-attenuation).astype(np.float32))
 
 
-def expose(layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0) -> Radiograph:
-    """Render the layout as a processed radiograph."""
+def expose(
+    layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0, grain: float = 0.0
+) -> Radiograph:
+    """Render the layout as a processed radiograph (`grain`: see `bone_paths`)."""
     k = frame.px_per_mm
     soft, mask = soft_tissue(layout, frame)
-    maps = bone_paths(layout, frame)
+    maps = bone_paths(layout, frame, grain)
     cortical_mm = maps.cortical / k
     trabecular_mm = maps.trabecular / k
     texture = _band_noise(frame.shape, max(0.5, 0.12 * k * coarseness), rng, stretch=2.0)
