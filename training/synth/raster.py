@@ -5,12 +5,14 @@ as a body of revolution around its axis with a cortical shell, so the path throu
 lateral offset t is the chord 2*sqrt(R^2 - t^2) minus the marrow chord: this is what
 gives real radiographs their bright cortical margins and darker medulla. Epiphyses,
 carpals and sesamoids are ellipsoids with a thin shell and optional deformations
-(cone, capping overhangs, wedge, irregular outline). All geometry is in pixels here;
+(cone, capping overhangs, wedge, irregular outline). The film renderer gives a shaft's medulla an
+oriented trabecular pattern (`Tube.grain`, `trabecular_grain`). All geometry is in pixels here;
 `geometry` converts from millimetres.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -222,17 +224,14 @@ def draw_tube(maps: PathMaps, tube: Tube) -> None:
 _GRAIN_TILE = 128
 
 
+@functools.cache
 def _grain_tile() -> np.ndarray:
-    """A seamless unit-SD noise tile, band-limited: the texture every bone's grain is read from."""
-    if not hasattr(_grain_tile, "tile"):
-        noise = np.random.default_rng(20261207).standard_normal((_GRAIN_TILE, _GRAIN_TILE)).astype(np.float32)
-        spectrum = np.fft.fft2(noise)
-        fy, fx = np.meshgrid(np.fft.fftfreq(_GRAIN_TILE), np.fft.fftfreq(_GRAIN_TILE), indexing="ij")
-        radius = np.hypot(fx, fy)
-        band = np.exp(-(((radius - 0.12) / 0.06) ** 2))  # wavelengths of about 8 tile cells
-        tile = np.real(np.fft.ifft2(spectrum * band)).astype(np.float32)
-        _grain_tile.tile = tile / tile.std()
-    return _grain_tile.tile
+    """A seamless unit-SD noise tile, band-limited: the texture every bone's grain is read from (made once)."""
+    noise = np.random.default_rng(20261207).standard_normal((_GRAIN_TILE, _GRAIN_TILE)).astype(np.float32)
+    fy, fx = np.meshgrid(np.fft.fftfreq(_GRAIN_TILE), np.fft.fftfreq(_GRAIN_TILE), indexing="ij")
+    band = np.exp(-(((np.hypot(fx, fy) - 0.12) / 0.06) ** 2))  # wavelengths of about 8 tile cells
+    tile = np.real(np.fft.ifft2(np.fft.fft2(noise) * band)).astype(np.float32)
+    return tile / tile.std()
 
 
 def trabecular_grain(along: np.ndarray, across: np.ndarray, r_shaft: float, seed: int) -> np.ndarray:
@@ -241,7 +240,7 @@ def trabecular_grain(along: np.ndarray, across: np.ndarray, r_shaft: float, seed
     from scipy.ndimage import map_coordinates
 
     offset = np.random.default_rng(seed).uniform(0, _GRAIN_TILE, 2)
-    cell = max(r_shaft / 20.0, 0.2)  # px per tile cell across the shaft: trabeculae a fifth of the shaft's half-width apart
+    cell = max(r_shaft / 20.0, 0.2)  # px per tile cell across the shaft: trabeculae about 0.4 of its half-width apart
     rows = along / (4.0 * cell) + offset[0]
     cols = across / cell + offset[1]
     return map_coordinates(_grain_tile(), [rows.ravel(), cols.ravel()], order=1, mode="grid-wrap").reshape(along.shape)
