@@ -2,7 +2,8 @@
 
 Real films: the atlas's training ids and RSNA training films (never validation, development or
 full-resolution ones), all unaffected. The cohort: any manifest (today's phantoms, warped real
-hands). For a cohort derived from real films (`derived_from`: `bone2gene synth-warped`) the real
+hands). Every film is first brought to the RSNA copies' 100-px height, so that resolution cannot
+give a source away. For a cohort derived from real films (`derived_from`: `bone2gene synth-warped`) the real
 films are exactly those it came from, one derived film per real hand, so that the two sides
 share their sites and hands and only what the warp did can tell them apart. Equal numbers of each are read as 128-px letterboxed views, each standardised to zero
 mean and unit SD (so a global grey level gives nothing away), and split by hand (a warped film
@@ -27,6 +28,7 @@ from torch import nn
 from training.protocol import markdown
 
 VIEW = 128
+COMMON_HEIGHT = 100  # the RSNA films' height: every film is brought down to it first
 EPOCHS = 12
 HELD_OUT = 0.3
 
@@ -40,8 +42,13 @@ class Films:
 
 
 def _view(image: np.ndarray) -> np.ndarray:
+    """The film at the RSNA copies' resolution (COMMON_HEIGHT px high; none is finer), then letterboxed
+    into the VIEW square: sharpness alone must not tell a source apart."""
     image = image.astype(np.float32)
     h, w = image.shape
+    if h > COMMON_HEIGHT:
+        image = cv2.resize(image, (max(1, round(w * COMMON_HEIGHT / h)), COMMON_HEIGHT), interpolation=cv2.INTER_AREA)
+        h, w = image.shape
     scale = VIEW / max(h, w)
     small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
     canvas = np.full((VIEW, VIEW), float(np.median(small)), np.float32)
