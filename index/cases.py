@@ -91,20 +91,19 @@ def checked_vectors(cases: Sequence[NewCase], dim: int) -> list[np.ndarray]:
 
 
 def checked_bone_rows(cases: Sequence[NewCase]) -> list[list[tuple[str, float]]]:
-    """Each case's measured bones as (bone, length) rows; refuses lengths that are not 19 numbers,
-    positive where found (NaN: not found)."""
+    """Each case's measured bones as (bone, length) rows (`bone_rows`)."""
+    return [[] if c.bone_lengths is None else bone_rows(c.bone_lengths, c.case_id or str(i)) for i, c in enumerate(cases)]
+
+
+def bone_rows(lengths: np.ndarray, case: str) -> list[tuple[str, float]]:
+    """One case's 19 lengths as (bone, length) rows for the found bones; refuses lengths that are not
+    19 numbers, positive where found (NaN: not found)."""
     from matcher.hand_scheme import BONE_NAMES
 
-    rows = []
-    for i, case in enumerate(cases):
-        if case.bone_lengths is None:
-            rows.append([])
-            continue
-        lengths = np.asarray(case.bone_lengths, dtype=float).reshape(-1)
-        if lengths.shape != (len(BONE_NAMES),) or np.any(lengths[np.isfinite(lengths)] <= 0) or np.any(np.isinf(lengths)):
-            raise GalleryError(f"case {case.case_id or i}: bone lengths must be {len(BONE_NAMES)} positive numbers (NaN where not found)")
-        rows.append([(name, float(v)) for name, v in zip(BONE_NAMES, lengths, strict=True) if np.isfinite(v)])
-    return rows
+    values = np.asarray(lengths, dtype=float).reshape(-1)
+    if values.shape != (len(BONE_NAMES),) or np.any(values[np.isfinite(values)] <= 0) or np.any(np.isinf(values)):
+        raise GalleryError(f"case {case}: bone lengths must be {len(BONE_NAMES)} positive numbers (NaN where not found)")
+    return [(name, float(v)) for name, v in zip(BONE_NAMES, values, strict=True) if np.isfinite(v)]
 
 
 def case_ids_for(cases: Sequence[NewCase]) -> list[str]:
@@ -187,7 +186,7 @@ def relabel_work(
 
 def set_bones_work(measured: dict[int, np.ndarray]) -> Callable[[sqlite3.Connection, int], None]:
     """Store bone lengths measured after the cases were added (`BoneStore.set_lengths`), replacing any."""
-    rows = dict(zip(measured, checked_bone_rows([NewCase(np.zeros(1), "M", 0.0, bone_lengths=v) for v in measured.values()]), strict=True))
+    rows = {case_row: bone_rows(lengths, f"row {case_row}") for case_row, lengths in measured.items()}
 
     def work(db: sqlite3.Connection, _: int) -> None:
         for case_row, bones in rows.items():

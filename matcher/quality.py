@@ -23,6 +23,7 @@ All measurements run on a 256-pixel working copy of the image and its hand mask.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,21 +189,19 @@ class _LandmarkCheck:
 
     def __init__(self, radiograph: Radiograph, finder: LandmarkFinder | Literal["bundled"] | None) -> None:
         self.radiograph, self.finder = radiograph, finder
-        self._answer: tuple[Wholeness | None] | None = None
 
-    def __call__(self) -> Wholeness | None:
-        if self._answer is None:
-            from matcher.hand_wholeness import wholeness
+    @functools.cached_property
+    def answer(self) -> Wholeness | None:
+        from matcher.hand_wholeness import wholeness
 
-            finder = self.finder
-            if finder == "bundled":
-                from matcher.hand_measure import bundled_measurer
+        finder = self.finder
+        if finder == "bundled":
+            from matcher.hand_measure import bundled_measurer
 
-                measurer = bundled_measurer()
-                finder = None if measurer is None else measurer.landmarks_of
-            found = None if finder is None else finder(self.radiograph.normalised())
-            self._answer = (None if found is None else wholeness(found, self.radiograph.pixels.shape[:2]),)
-        return self._answer[0]
+            measurer = bundled_measurer()
+            finder = None if measurer is None else measurer.landmarks_of
+        found = None if finder is None else finder(self.radiograph.normalised())
+        return None if found is None else wholeness(found, self.radiograph.pixels.shape[:2])
 
 
 class _Verdict:
@@ -217,7 +216,7 @@ class _Verdict:
 
     def whole_by_landmarks(self) -> bool:
         """Whether the landmarks find the whole hand on the film (recorded with the measurements)."""
-        answer = self.whole()
+        answer = self.whole.answer
         if answer is not None:
             self.measured["whole_by_landmarks"] = float(answer.whole)
         return answer is not None and answer.whole
@@ -306,7 +305,7 @@ def _check_hand(image: np.ndarray, small: np.ndarray, mask: np.ndarray, config: 
     cut, cut_runs = _cut(mask)
     verdict.measured.update(cut_fraction=round(cut, 4), cut_runs=cut_runs)
     if cut > config.max_cut_fraction and not verdict.whole_by_landmarks():
-        answer = verdict.whole()
+        answer = verdict.whole.answer
         found = f" ({answer.explanation()})" if answer is not None else ""
         verdict.refuse("cut_off", f"the hand is cut off at the edge of the image{found}; the whole hand and wrist must be visible")
         return

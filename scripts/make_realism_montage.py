@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from training.synth.warped_cohort import real_film_path
+
 TILE = (260, 340)  # width, height
 
 
@@ -44,7 +46,7 @@ def main() -> None:
     chosen = chosen.drop_duplicates("disorder").head(args.rows)
     rows = []
     for row in chosen.itertuples():
-        real = cv2.imread(str(args.shared / "dha" / "images" / f"{row.derived_from.split(':')[1]}.jpg"), cv2.IMREAD_GRAYSCALE)
+        real = cv2.imread(str(real_film_path(args.shared, row.derived_from)), cv2.IMREAD_GRAYSCALE)
         film = cv2.imread(str(args.warped.parent / row.image), cv2.IMREAD_GRAYSCALE)
         same = phantoms[(phantoms["disorder"] == row.disorder) & (phantoms["sex"] == row.sex)]
         phantom = same.iloc[(same["age_months"] - row.age_months).abs().argsort()[:1]]

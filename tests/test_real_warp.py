@@ -83,6 +83,7 @@ def test_a_warped_cohort_says_what_it_is(bone2gene, atlas_film, shared_dir: Path
     import pandas as pd
 
     from training.landmark_data import dha_split
+    from training.synth.warped_cohort import real_film_path
 
     result = bone2gene("synth-warped", "--real", shared_dir, "--out", tmp_path / "w", "--n", "6", "--rsna-share", "0", "--seed", "1")
     assert result.returncode == 0, result.stderr
@@ -95,7 +96,7 @@ def test_a_warped_cohort_says_what_it_is(bone2gene, atlas_film, shared_dir: Path
     assert len(warped) and (warped["carried"] == "length").all()
     for row in manifest.itertuples():
         image = cv2.imread(str(tmp_path / "w" / row.image), cv2.IMREAD_GRAYSCALE)
-        source = cv2.imread(str(shared_dir / "dha" / "images" / f"{row.derived_from.split(':')[1]}.jpg"), cv2.IMREAD_GRAYSCALE)
+        source = cv2.imread(str(real_film_path(shared_dir, row.derived_from)), cv2.IMREAD_GRAYSCALE)
         assert np.array_equal(image, source) == (row.disorder == "unaffected")  # controls are the real film itself
     again = bone2gene("synth-warped", "--real", shared_dir, "--out", tmp_path / "w", "--n", "2")
     assert again.returncode == 2 and "already holds a cohort" in again.stderr

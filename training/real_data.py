@@ -44,6 +44,15 @@ def reported_ids(labelled: Path) -> frozenset[int]:
     return frozenset(int(i) for i in read_labels(labelled)["id"]) if (labelled / "labels.csv").is_file() else frozenset()
 
 
+def training_labels(root: Path) -> pd.DataFrame:
+    """`labels.csv` of the RSNA films no real-film test reads: not validation, not development, not
+    reported at full resolution (`real_hands_labelled` beside `root`)."""
+    labels = read_labels(root)
+    ids = labels["id"].to_numpy()
+    reported = reported_ids(root.parent / "real_hands_labelled")
+    return labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].isin(list(reported))]
+
+
 @dataclass
 class RealSet:
     """Film views (N, 100, 100) uint8 with their labels."""

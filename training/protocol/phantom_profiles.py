@@ -43,9 +43,7 @@ def spec_profile(spec: DisorderSpec, patients: int = 300, seed: int = 0) -> np.n
 
 
 def _z(norms: BoneNorms, lengths: np.ndarray, cases: pd.DataFrame) -> np.ndarray:
-    return np.stack(
-        [norms.z_scores(length, age / 12, sex) for length, age, sex in zip(lengths, cases["age_months"], cases["sex"], strict=True)]
-    )
+    return norms.z_table(lengths, cases["age_months"].to_numpy(float) / 12, cases["sex"].astype(str).to_numpy())
 
 
 def phantom_z(network: LandmarkNet, norms: BoneNorms, manifest: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:

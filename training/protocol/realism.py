@@ -26,6 +26,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
 
 from training.protocol import markdown
+from training.synth.warped_cohort import real_film_path, real_film_sexes
 
 VIEW = 128
 COMMON_HEIGHT = 100  # the RSNA films' height: every film is brought down to it first
@@ -60,32 +61,12 @@ def _view(image: np.ndarray) -> np.ndarray:
 def real_films(shared: Path, count: int, rng: np.random.Generator) -> Films:
     """`count` real unaffected films: the atlas's training ids first, then RSNA training films."""
     from training.landmark_data import dha_split
-    from training.real_data import is_dev_id, is_validation_id, read_labels
+    from training.real_data import training_labels
 
-    atlas = shared / "dha"
-    keys = [(atlas / "images" / f"{i}.jpg", f"dha:{i}") for i in dha_split(atlas)[0]]
-    labels = read_labels(shared / "rsna_100px")
-    ids = labels["id"].to_numpy()
-    reported = {p.stem for p in (shared / "real_hands_labelled").glob("*.png")}
-    pool = labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].astype(str).isin(reported)]["id"].to_numpy()
-    chosen = rng.choice(pool, size=max(count - len(keys), 0), replace=False)
-    keys += [(shared / "rsna_100px" / "images" / f"{i}.png", f"rsna:{i}") for i in chosen]
-    keys = keys[:count]
-    views = np.stack([_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p, _ in keys])
-    return Films(views, [k for _, k in keys], tuple(p for p, _ in keys), tuple(_sex_of(shared, k) for _, k in keys))
-
-
-def _sex_of(shared: Path, key: str) -> str:
-    """A real film's sex from its source's labels ("dha:ID", "rsna:ID")."""
-    source, film = key.split(":")
-    if source == "dha":
-        from training.landmark_data import read_dha_table
-
-        return str(read_dha_table(shared / "dha").set_index("id").at[film, "sex"])
-    from training.real_data import read_labels
-
-    male = read_labels(shared / "rsna_100px").set_index("id").at[int(film), "male"]
-    return "M" if str(male).lower() == "true" else "F"
+    keys = [f"dha:{i}" for i in dha_split(shared / "dha")[0]]
+    pool = training_labels(shared / "rsna_100px")["id"].to_numpy()
+    keys += [f"rsna:{i}" for i in rng.choice(pool, size=max(count - len(keys), 0), replace=False)]
+    return source_films(shared, keys[:count])
 
 
 def cohort_films(manifest: Path, count: int, rng: np.random.Generator) -> Films:
@@ -105,11 +86,10 @@ def cohort_films(manifest: Path, count: int, rng: np.random.Generator) -> Films:
 
 
 def source_films(shared: Path, keys: list[str]) -> Films:
-    """The real films a derived cohort came from ("dha:ID", "rsna:ID"), grouped by themselves."""
-    paths = {"dha": lambda i: shared / "dha" / "images" / f"{i}.jpg", "rsna": lambda i: shared / "rsna_100px" / "images" / f"{i}.png"}
-    files = tuple(paths[k.split(":")[0]](k.split(":")[1]) for k in keys)
+    """Real films named by their keys ("dha:ID", "rsna:ID"), each its own group."""
+    files = tuple(real_film_path(shared, k) for k in keys)
     views = [_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in files]
-    return Films(np.stack(views), list(keys), files, tuple(_sex_of(shared, k) for k in keys))
+    return Films(np.stack(views), list(keys), files, tuple(real_film_sexes(shared, list(keys))))
 
 
 def _network() -> nn.Module:

@@ -48,6 +48,26 @@ class RealHand:
     bone_age_months: float  # the atlas: its two readers' mean; RSNA: its label
 
 
+def real_film_path(shared: Path, key: str) -> Path:
+    """Where a real film named by its key ("dha:ID", "rsna:ID", as `derived_from` names them) lies under `shared`."""
+    source, film = key.split(":", 1)
+    return shared / "dha" / "images" / f"{film}.jpg" if source == "dha" else shared / "rsna_100px" / "images" / f"{film}.png"
+
+
+def real_film_sexes(shared: Path, keys: list[str]) -> list[str]:
+    """Each keyed real film's sex, from its source's labels (each table read once)."""
+    from training.landmark_data import read_dha_table
+    from training.real_data import read_labels
+
+    atlas = read_dha_table(shared / "dha").set_index("id")["sex"].astype(str) if any(k.startswith("dha:") for k in keys) else None
+    rsna = read_labels(shared / "rsna_100px").set_index("id")["male"] if any(k.startswith("rsna:") for k in keys) else None
+    sexes = []
+    for key in keys:
+        source, film = key.split(":", 1)
+        sexes.append(atlas[film] if source == "dha" else ("M" if str(rsna[int(film)]).lower() == "true" else "F"))
+    return sexes
+
+
 def atlas_hands(root: Path) -> list[RealHand]:
     from training.landmark_data import dha_films, dha_split, read_dha_table
 
@@ -64,15 +84,12 @@ def atlas_hands(root: Path) -> list[RealHand]:
 def rsna_hands(root: Path, count: int, rng: np.random.Generator) -> list[RealHand]:
     """`count` RSNA training films (validation, development and full-resolution ids left out) whose every ray point is found."""
     from matcher.hand_measure import bundled_measurer
-    from training.real_data import is_dev_id, is_validation_id, read_labels
+    from training.real_data import training_labels
 
     measurer = bundled_measurer()
     if measurer is None:
         raise WarpError("no landmark model installed: RSNA films carry no annotated metacarpal bases to warp along")
-    labels = read_labels(root)
-    reported = {p.stem for p in (root.parent / "real_hands_labelled").glob("*.png")}
-    ids = labels["id"].to_numpy()
-    pool = labels[~is_validation_id(ids) & ~is_dev_id(ids) & ~labels["id"].astype(str).isin(reported)]
+    pool = training_labels(root)
     hands: list[RealHand] = []
     for row in pool.sample(frac=1.0, random_state=int(rng.integers(2**31))).itertuples():
         if len(hands) >= count:
