@@ -105,6 +105,22 @@ def synth_warped(
     typer.echo(f"{len(manifest)} derived films ({(manifest['disorder'] != 'unaffected').sum()} warped): {out / 'manifest.csv'}")
 
 
+@app.command("synth-mix")
+def synth_mix(
+    manifests: Annotated[list[Path], typer.Argument(help="Two or more cohort manifests (`synth`, `synth-warped`).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the combined manifest.csv (the images stay where they are).")],
+) -> None:
+    """One training manifest from several cohorts: phantoms of either renderer and warped real hands."""
+    from training.synth.mix import MixError, combine_manifests
+
+    try:
+        combined = combine_manifests(manifests, out)
+    except MixError as exc:
+        fail(str(exc))
+    counts = ", ".join(f"{name}: {count}" for name, count in combined["cohort"].value_counts(sort=False).items())
+    typer.echo(f"{len(combined)} cases ({counts}): {out / 'manifest.csv'}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo data lives (reused when present).")] = Path("demo-data"),

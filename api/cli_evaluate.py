@@ -78,6 +78,10 @@ def evaluate_command(
     fit_manifest: Annotated[
         Path | None, typer.Option("--fit-manifest", help="evidence: another cohort, to fit the combinations of evidence on.")
     ] = None,
+    renderer: Annotated[
+        str,
+        typer.Option("--renderer", help="real: the renderer of the phantom galleries real controls are ranked against (classic, film)."),
+    ] = "classic",
 ) -> None:
     """Measure a model with an evaluation suite. protocol (the default): rank disorders for held-out
     patients in the four settings (F->F, R->R, F->F+R, R->F+R) against random ranking, an untrained
@@ -99,6 +103,7 @@ def evaluate_command(
         model=model, manifest=manifest, out=out, features_model=features_model, deeplasia_parameters=deeplasia_parameters,
         trust_pickle=trust_pickle, draws=draws, gallery_fraction=gallery_fraction, rule=rule, seed=seed, device=device,
         workers=workers, real_films=real_films, baseline=baseline_model, fit_manifest=fit_manifest,
+        renderer=renderer,
     )  # fmt: skip
     command = "bone2gene evaluate " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     with progress_bar("reading films", unit="film") as progress:

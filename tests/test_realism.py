@@ -52,6 +52,35 @@ def test_statistics_of_real_images_are_plausible(real_hands: list[Path], index: 
     assert 0.2 < stats["hand_fraction"] < 0.6 and stats["hand_grey"] > stats["background_grey"]
 
 
+def test_realism_views_copy_every_film_as_the_rsna_copies_were_made(
+    real_hands_labelled: tuple[list[Path], pd.DataFrame], rsna_100px: Path
+) -> None:
+    """The suite brings phantoms and atlas films to the RSNA copies' form: the same step applied to the
+    full-resolution originals of RSNA films gives their 100-px copies, pixel for pixel."""
+    from training.protocol.realism import rsna_copy
+
+    for path in real_hands_labelled[0][:1]:
+        copy = cv2.imread(str(rsna_100px / "images" / path.name), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(rsna_copy(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)), copy)
+
+
+def test_the_film_style_processes_to_a_dark_field_with_the_hand_lower_in_the_frame() -> None:
+    """What the film renderer changes about the image (and only that): the same planned cases, the
+    open field near black as on most development films, the fingertips further below the top edge."""
+    specs = {s.id: s for s in builtin_specs()}
+    plans = plan_cohort(CohortConfig(n=8, out=Path("unused"), seed=3))
+
+    def looks(renderer: str) -> tuple[float, float]:
+        sims = [simulate(p, specs[p.disorder], 256, renderer) for p in plans]
+        background = np.median([image_statistics(s.radiograph.image)["background_grey"] for s in sims])
+        top = np.median([np.argmax(s.radiograph.mask.any(axis=1)) / s.radiograph.mask.shape[0] for s in sims])
+        return float(background), float(top)
+
+    (classic_grey, classic_top), (film_grey, film_top) = looks("classic"), looks("film")
+    assert film_grey < 0.15 < classic_grey
+    assert film_top > classic_top + 0.03
+
+
 def test_the_realism_classifier_tells_apart_what_differs_and_not_what_does_not() -> None:
     """Held-out AUC near 1 for two sets that differ (blobs with and without a bright bar), near 0.5 for two
     draws of the same set, each with an interval that says how sure it is."""

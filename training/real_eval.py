@@ -121,10 +121,10 @@ def embed_images(model: Bone2GeneModel, root: Path, images: list[str], sexes: li
     return [next(found) if ok else None for ok in accepted]
 
 
-def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512) -> pd.DataFrame:
-    """A phantom cohort of `seed` drawn under `work / f"cohort-{seed}"` (images stay there while `work`
-    lives), with each accepted phantom's embedding."""
-    manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=size))
+def synthetic_embeddings(model: Bone2GeneModel, work: Path, n: int, seed: int, size: int = 512, renderer: str = "classic") -> pd.DataFrame:
+    """A phantom cohort of `seed` drawn under `work / f"cohort-{seed}"` by `renderer` (images stay there
+    while `work` lives), with each accepted phantom's embedding."""
+    manifest = generate_cohort(CohortConfig(n=n, out=work / f"cohort-{seed}", seed=seed, size=size, renderer=renderer))  # type: ignore[arg-type]
     embeddings = embed_images(model, work / f"cohort-{seed}", list(manifest["image"]), list(manifest["sex"]))
     manifest = manifest.assign(embedding=embeddings)
     return manifest[[e is not None for e in embeddings]].reset_index(drop=True)
@@ -143,15 +143,16 @@ def feature_space(
     image_size: int = 512,
     seeds: tuple[int, int] = (GALLERY_SEED, QUERY_SEED),
     full_resolution: list[np.ndarray] | None = None,
+    renderer: str = "classic",
 ) -> dict:
     """Real controls and held-out synthetic cases against a synthetic gallery like the demo's
     (its phantoms drawn at `image_size` px: smaller is quicker, for models whose input is smaller;
     `seeds`: the gallery's cohort and the queries' cohort). `full_resolution`: embeddings of
     full-resolution real films, measured against the same gallery under "full_resolution"
-    (the encoder sees them sharper than the 100-px films)."""
+    (the encoder sees them sharper than the 100-px films). `renderer`: the phantoms' (`bone2gene synth --renderer`)."""
     with tempfile.TemporaryDirectory() as tmp:
-        gallery = synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size)
-        queries = synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size)
+        gallery = synthetic_embeddings(model, Path(tmp), gallery_n, seeds[0], image_size, renderer)
+        queries = synthetic_embeddings(model, Path(tmp), query_n, seeds[1], image_size, renderer)
     figures = space_figures(gallery, queries, real_embeddings)
     if full_resolution:
         sharp = space_figures(gallery, queries, full_resolution)
@@ -262,8 +263,9 @@ def paired_latency(paths: list[Path], analyzer: Analyzer, baseline: Analyzer, re
     return out
 
 
-def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Path | None = None) -> dict:
-    """Every figure of the module's note; `baseline_dir` (the previous model) adds a paired latency run."""
+def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Path | None = None, renderer: str = "classic") -> dict:
+    """Every figure of the module's note; `baseline_dir` (the previous model) adds a paired latency run;
+    `renderer` draws the phantom galleries."""
     model, card = load_model(model_dir or BUNDLED_MODEL_DIR)
     analyzer = Analyzer(model)  # as users get it: the latency figures
     reader = Analyzer(model, AnalysisOptions(hand=None))  # bone age, sex and embeddings: the hand is not measured
@@ -280,7 +282,7 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
         "model": _describe(card),
         "rsna_validation": validation,
         "labelled_full_resolution": labelled_figures,
-        "feature_space": feature_space(model, embeddings, full_resolution=full_resolution),
+        "feature_space": {"renderer": renderer, **feature_space(model, embeddings, full_resolution=full_resolution, renderer=renderer)},
         "latency": latency(analyzer, sorted(labelled.glob("*.png"))[:6]),
         "latency_against_baseline": None
         if baseline_dir is None
@@ -325,6 +327,7 @@ def model_markdown(result: dict) -> list[str]:
         f"| largest difference full resolution vs 100-px copy | {f['max_full_vs_copy']} months | same answer |",
         f"| sex accuracy, all validation films | {v['sex_accuracy']:.1%} | |",
         f"| sex accuracy, bone age over 120 months ({v['older']} films) | {v['sex_accuracy_older']:.1%} | >= 80% |",
+        f"| phantom galleries' renderer | {s.get('renderer', 'classic')} | |",
         f"| real controls: unaffected first | {s['real_unaffected_first']:.1%} | |",
         f"| real controls: flagged no close match | {s['real_flagged_no_close_match']:.1%} | |",
         f"| real controls: unaffected first or flagged | {s['real_unaffected_first_or_flagged']:.1%} | >= 90% |",

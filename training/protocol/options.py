@@ -26,6 +26,7 @@ class EvaluationConfig:
     real_films: Path | None = None  # a folder holding rsna_100px, real_hands_labelled and real_hands (real)
     baseline: Path | None = None  # an earlier model: a paired latency run (real), its space beside (space)
     fit_manifest: Path | None = None  # the cohort the combinations of evidence are fitted on (evidence)
+    renderer: str = "classic"  # the phantom galleries' renderer (real)
 
     def needs_manifest(self, suite: str) -> Path:
         if self.manifest is None:

@@ -2,10 +2,11 @@
 
 Real films: the atlas's training ids and RSNA training films (never validation, development or
 full-resolution ones), all unaffected. The cohort: any manifest (today's phantoms, warped real
-hands). Every film is first brought to the RSNA copies' 100-px height, so that resolution cannot
-give a source away. For a cohort derived from real films (`derived_from`: `bone2gene synth-warped`) the real
+hands). Every film is first brought to the RSNA copies' form (the whole film squashed to 100 x 100
+px by nearest-neighbour sampling, as those copies were made), so that neither resolution, the frame's
+shape nor the copies' aliasing can give a source away. For a cohort derived from real films (`derived_from`: `bone2gene synth-warped`) the real
 films are exactly those it came from, one derived film per real hand, so that the two sides
-share their sites and hands and only what the warp did can tell them apart. Equal numbers of each are read as 128-px letterboxed views, each standardised to zero
+share their sites and hands and only what the warp did can tell them apart. Equal numbers of each are read as 128-px views, each standardised to zero
 mean and unit SD (so a global grey level gives nothing away), and split by hand (a warped film
 and the real film it came from fall on the same side) into 70% to train a four-layer CNN and
 30% to measure it on. The held-out ROC AUC comes with a bootstrap 95% interval: 0.5 is
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 from torch import nn
@@ -29,7 +31,7 @@ from training.protocol import markdown
 from training.synth.warped_cohort import real_film_path, real_film_sexes
 
 VIEW = 128
-COMMON_HEIGHT = 100  # the RSNA films' height: every film is brought down to it first
+COMMON_SIZE = 100  # the RSNA copies: every film squashed to this square first
 EPOCHS = 12
 HELD_OUT = 0.3
 
@@ -42,20 +44,18 @@ class Films:
     sexes: tuple[str, ...] = ()
 
 
+def rsna_copy(image: np.ndarray) -> np.ndarray:
+    """An 8-bit film as the RSNA copies were made: the whole film squashed to COMMON_SIZE px square by
+    nearest-neighbour sampling (Pillow's NEAREST, the aspect ratio not kept). This reproduces the copies
+    of the 14 full-resolution RSNA films exactly."""
+    return np.asarray(Image.fromarray(image).resize((COMMON_SIZE, COMMON_SIZE), Image.Resampling.NEAREST))
+
+
 def _view(image: np.ndarray) -> np.ndarray:
-    """The film at the RSNA copies' resolution (COMMON_HEIGHT px high; none is finer), then letterboxed
-    into the VIEW square: sharpness alone must not tell a source apart."""
-    image = image.astype(np.float32)
-    h, w = image.shape
-    if h > COMMON_HEIGHT:
-        image = cv2.resize(image, (max(1, round(w * COMMON_HEIGHT / h)), COMMON_HEIGHT), interpolation=cv2.INTER_AREA)
-        h, w = image.shape
-    scale = VIEW / max(h, w)
-    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    canvas = np.full((VIEW, VIEW), float(np.median(small)), np.float32)
-    y, x = (VIEW - small.shape[0]) // 2, (VIEW - small.shape[1]) // 2
-    canvas[y : y + small.shape[0], x : x + small.shape[1]] = small
-    return (canvas - canvas.mean()) / max(float(canvas.std()), 1e-6)
+    """The film's RSNA-style copy (`rsna_copy`) read at VIEW px and standardised. Every source gets the
+    same treatment, so that neither sharpness, the frame's shape nor the copies' aliasing tells one apart."""
+    view = cv2.resize(rsna_copy(image).astype(np.float32), (VIEW, VIEW), interpolation=cv2.INTER_LINEAR)
+    return (view - view.mean()) / max(float(view.std()), 1e-6)
 
 
 def real_films(shared: Path, count: int, rng: np.random.Generator) -> Films:

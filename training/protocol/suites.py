@@ -65,7 +65,7 @@ def _real(options: EvaluationConfig, command: str, progress: Progress) -> list[s
 
     if options.real_films is None or not (options.real_films / "rsna_100px").is_dir():
         raise EvaluationError("the real suite needs --real-films: a folder holding rsna_100px, real_hands_labelled and real_hands")
-    data = {"command": command, **evaluate_real(options.real_films, options.model, options.baseline)}
+    data = {"command": command, **evaluate_real(options.real_films, options.model, options.baseline, options.renderer)}
     report = _write(
         options.out, "\n".join([f"# Real radiographs: {options.model}", "", f"Command: `{command}`", "", *model_markdown(data)]), data
     )

@@ -27,7 +27,7 @@ from matcher.errors import Bone2GeneError
 from training.synth.geometry import CaseAnatomy, HandLayout, Individual, Pose, build_hand
 from training.synth.spec import DisorderSpec, PatientPhenotype, builtin_specs
 from training.synth.writers import FakePatient, write_dicom, write_mask, write_png
-from training.synth.xray import Exposure, Frame, Radiograph, choose_frame, expose
+from training.synth.xray import RENDERERS, Frame, Radiograph, choose_frame, expose
 
 GENERATOR_VERSION = "1"
 MANIFEST_COLUMNS = [
@@ -71,7 +71,7 @@ class CohortConfig:
     specs: tuple[DisorderSpec, ...] = field(default_factory=lambda: tuple(builtin_specs()))
     workers: int = 0  # 0 = one per CPU core
     overwrite: bool = False
-    renderer: Literal["classic", "film"] = "classic"  # film: the tubular bones' medulla carries an oriented trabecular pattern
+    renderer: Literal["classic", "film"] = "classic"  # film: `xray.RENDERERS["film"]`: trabecular grain, site-like processing and framing
 
     def validate(self) -> None:
         if self.n < 1:
@@ -82,8 +82,8 @@ class CohortConfig:
             raise CohortError("--format must be png or dicom")
         if self.bits not in (8, 16):
             raise CohortError("--bits must be 8 or 16")
-        if self.renderer not in RENDERER_GRAIN:
-            raise CohortError(f"--renderer must be one of {', '.join(RENDERER_GRAIN)}")
+        if self.renderer not in RENDERERS:
+            raise CohortError(f"--renderer must be one of {', '.join(RENDERERS)}")
         if not 0.0 <= self.control_fraction <= 1.0:
             raise CohortError("--controls must be a fraction between 0 and 1")
         known = {s.id for s in self.specs}
@@ -184,17 +184,15 @@ def sample_anatomy(plan: PlannedCase, spec: DisorderSpec, rng: np.random.Generat
     return phenotype, CaseAnatomy(plan.sex, plan.age_years, ba, resolved, individual, Pose.sample(rng))
 
 
-RENDERER_GRAIN = {"classic": 0.0, "film": 1.0}  # amplitude of the oriented trabecular pattern per renderer
-
-
 def simulate(plan: PlannedCase, spec: DisorderSpec, size: int, renderer: str = "classic") -> Simulation:
     """Render one planned case in memory (deterministic in its seeds)."""
     rng = np.random.default_rng(plan.image_seed)
     phenotype, case = sample_anatomy(plan, spec, rng)
     layout = build_hand(case)
-    frame = choose_frame(layout, size, case.pose.rotation_deg, rng)
+    style = RENDERERS[renderer]
+    frame = choose_frame(layout, size, case.pose.rotation_deg, rng, style)
     coarseness = case.phenotype.feature("trabecular_coarseness")
-    radiograph = expose(layout, frame, Exposure.sample(rng), rng, coarseness, RENDERER_GRAIN[renderer])
+    radiograph = expose(layout, frame, style.exposure(rng), rng, coarseness, style)
     return Simulation(plan, phenotype, case, layout, frame, radiograph)
 
 

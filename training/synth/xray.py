@@ -21,6 +21,30 @@ from training.synth.raster import Disc, PathMaps, Tube, draw_disc, draw_tube
 
 
 @dataclass(frozen=True)
+class RenderStyle:
+    """How one renderer forms its images: configuration as data (`RENDERERS` names them). The classic
+    style is the generator's original look; the film style's settings were read off development films
+    only (RSNA ids with id % 20 == 10, atlas training ids), never off the films the realism suite reports on."""
+
+    grain: float = 0.0  # oriented trabecular pattern in the tubular bones (`raster.trabecular_grain`)
+    film_exposure: bool = False  # exposures from `Exposure.sample_film` (processing and texture of real sites)
+    top_margin: tuple[float, float] = (0.025, 0.08)  # space above the fingertips, as a share of the height
+    fill: tuple[float, float] = (0.70, 0.86)  # the hand's (fingertips to wrist) share of the height
+    forearm_depth: float = 1.0  # the forearm's soft-tissue thickness, relative to the classic model's
+
+    def exposure(self, rng: np.random.Generator) -> Exposure:
+        return Exposure.sample_film(rng) if self.film_exposure else Exposure.sample(rng)
+
+
+# film: on the development films the fingertips lie 11-20% below the top edge (classic phantoms 8-11%),
+# the hand covers less of the frame (22% against 26%) and the wrist and forearm are the brightest part
+RENDERERS: dict[str, RenderStyle] = {
+    "classic": RenderStyle(),
+    "film": RenderStyle(grain=1.0, film_exposure=True, top_margin=(0.05, 0.16), fill=(0.64, 0.80), forearm_depth=1.4),
+}
+
+
+@dataclass(frozen=True)
 class Exposure:
     """Acquisition and processing settings of one radiograph."""
 
@@ -42,6 +66,8 @@ class Exposure:
     collimation_white: bool  # unexposed border white (raw) or black (electronic shutter)
     marker: bool
     label: bool
+    mottle: float = 0.0  # lumpy overlap of tissues and trabecular clusters, a few mm across (the film renderer; 0: classic)
+    fog: float = 0.0  # uneven grey added over the whole film (scanned film's base fog, scatter): its largest amplitude
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Exposure:
@@ -67,6 +93,26 @@ class Exposure:
             label=bool(rng.random() < 0.35),
         )
 
+    @classmethod
+    def sample_film(cls, rng: np.random.Generator) -> Exposure:
+        """The film renderer's exposures: the classic physics, then processing and texture as two kinds
+        of site show them. Most films (the RSNA challenge's: scanned film and CR) are processed to a
+        near-black open field with the hand in the mid greys and visibly mottled; the rest (the atlas's)
+        keep a grey field and a bright, smooth hand. The ranges were read off development films only
+        (RSNA ids with id % 20 == 10, atlas training ids) at the 100-px scale the realism suite reads."""
+        base = cls.sample(rng)
+        if rng.random() < 0.75:
+            return replace(
+                base,
+                background=float(rng.uniform(0.0, 0.12)),
+                white=float(rng.uniform(0.62, 0.88)),
+                photons=float(rng.uniform(800.0, 3000.0)),
+                mottle=float(rng.uniform(0.15, 0.4)),
+                collimation_white=bool(rng.random() < 0.15),  # an unexposed white border is rare on these films
+                fog=float(rng.uniform(0.0, 0.12)),
+            )
+        return replace(base, mottle=float(rng.uniform(0.0, 0.15)))
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -86,8 +132,9 @@ class Frame:
         return np.array([self.point(p) for p in pts], dtype=np.float32)
 
 
-def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.random.Generator) -> Frame:
-    """Scale and place the hand like a radiographer would: filling most of the field."""
+def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.random.Generator, style: RenderStyle = RenderStyle()) -> Frame:
+    """Scale and place the hand like a radiographer would: filling most of the field (how much, and
+    how far below the top edge: `style`)."""
     height = int(size)
     width = round(size * rng.uniform(0.74, 0.88))
     rotation = math.radians(rotation_deg)
@@ -104,9 +151,9 @@ def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.ran
     x0, y0 = px.min(axis=0)
     x1, y1 = px.max(axis=0)
     extra = 12.0 * layout.scale
-    fill = rng.uniform(0.70, 0.86)
+    fill = rng.uniform(*style.fill)
     scale = min(fill * height / (y1 - y0 + extra), 0.94 * width / (x1 - x0 + extra))
-    top_margin = rng.uniform(0.025, 0.08) * height
+    top_margin = rng.uniform(*style.top_margin) * height
     offset_y = top_margin - (y0 - extra / 2) * scale
     centre_x = (x0 + x1) / 2 * scale
     offset_x = width / 2 - centre_x + rng.normal(0.0, 0.03) * width
@@ -155,8 +202,9 @@ def bone_paths(layout: HandLayout, frame: Frame, grain: float = 0.0) -> PathMaps
     return maps
 
 
-def soft_tissue(layout: HandLayout, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-    """(thickness in mm, binary mask) of the soft-tissue envelope."""
+def soft_tissue(layout: HandLayout, frame: Frame, forearm_depth: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(thickness in mm, binary mask) of the soft-tissue envelope (`forearm_depth`: the forearm's
+    thickness relative to the classic model's)."""
     h, w = frame.shape
     mask = np.zeros((h, w), np.uint8)
     forearm = np.zeros((h, w), np.uint8)
@@ -182,7 +230,7 @@ def soft_tissue(layout: HandLayout, frame: Frame) -> tuple[np.ndarray, np.ndarra
     forearm_dist = cv2.distanceTransform(forearm, cv2.DIST_L2, 5) / k
     rf = 15.0 * layout.scale + 3.0
     fore_t = 2.0 * np.sqrt(np.clip(forearm_dist * (2 * rf - np.minimum(forearm_dist, rf)), 0, None))
-    thickness = np.maximum(hand_t, fore_t * (forearm > 0))
+    thickness = np.maximum(hand_t, forearm_depth * fore_t * (forearm > 0))
     thickness = _blur(thickness.astype(np.float32), max(1.0, 1.0 * k))
     return thickness * (mask > 0), mask
 
@@ -229,16 +277,25 @@ def transmitted(
 
 
 def expose(
-    layout: HandLayout, frame: Frame, exposure: Exposure, rng: np.random.Generator, coarseness: float = 1.0, grain: float = 0.0
+    layout: HandLayout,
+    frame: Frame,
+    exposure: Exposure,
+    rng: np.random.Generator,
+    coarseness: float = 1.0,
+    style: RenderStyle = RenderStyle(),
 ) -> Radiograph:
-    """Render the layout as a processed radiograph (`grain`: see `bone_paths`)."""
+    """Render the layout as a processed radiograph (`style`: the renderer's grain and forearm)."""
     k = frame.px_per_mm
-    soft, mask = soft_tissue(layout, frame)
-    maps = bone_paths(layout, frame, grain)
+    soft, mask = soft_tissue(layout, frame, style.forearm_depth)
+    maps = bone_paths(layout, frame, style.grain)
     cortical_mm = maps.cortical / k
     trabecular_mm = maps.trabecular / k
-    texture = _band_noise(frame.shape, max(0.5, 0.12 * k * coarseness), rng, stretch=2.0)
-    intensity = transmitted(soft, cortical_mm, trabecular_mm, exposure, exposure.texture * coarseness * texture)
+    texture = exposure.texture * coarseness * _band_noise(frame.shape, max(0.5, 0.12 * k * coarseness), rng, stretch=2.0)
+    if exposure.mottle > 0:  # a few millimetres across: what a 100-px copy of a real film still shows inside the hand
+        lumps = _band_noise(frame.shape, max(0.5, 0.8 * k), rng)
+        soft = soft * (1.0 + 0.1 * exposure.mottle * lumps)
+        texture = texture + exposure.mottle * lumps
+    intensity = transmitted(soft, cortical_mm, trabecular_mm, exposure, texture)
     glare = _blur(intensity, 25.0 * k)
     intensity = (1 - exposure.scatter) * intensity + exposure.scatter * glare
     photons = exposure.photons * (frame.shape[0] / 1024.0) ** -2  # bigger pixels collect more quanta
@@ -265,6 +322,8 @@ def expose(
     h, _w = frame.shape
     ramp = np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None]
     image = image * (1.0 + exposure.heel * ramp)
+    if exposure.fog > 0:
+        image = image + exposure.fog * _fog_field(frame.shape, rng)
 
     open_field = _collimate(frame.shape, exposure, rng)
     outside = open_field == 0
@@ -276,6 +335,18 @@ def expose(
     image = np.where(overlay >= 0, overlay, image)
     hand_mask[overlay >= 0] = 0
     return Radiograph(np.clip(image, 0.0, 1.0).astype(np.float32), hand_mask, 1.0 / k)
+
+
+def _fog_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth field in [0, 1] across the film: a tilted plane plus a few broad blobs."""
+    h, w = shape
+    coarse = rng.random((4, 4)).astype(np.float32)
+    blobs = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    plane = (np.cos(angle) * xx / w + np.sin(angle) * yy / h + 1.0) / 2.0
+    field_ = 0.5 * plane + 0.5 * blobs
+    return (field_ - field_.min()) / max(float(field_.max() - field_.min()), 1e-6)
 
 
 def _collimate(shape: tuple[int, int], exposure: Exposure, rng: np.random.Generator) -> np.ndarray:
