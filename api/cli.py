@@ -39,8 +39,12 @@ def synth(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same files.")] = 0,
     size: Annotated[int, typer.Option("--size", help="Image height in pixels (width is 74-88% of it).")] = 1024,
-    fmt: Annotated[ImageFormat, typer.Option("--format", help="png, or dicom (12-bit CR with fake PHI).")] = ImageFormat.png,
-    bits: Annotated[int, typer.Option("--bits", help="PNG bit depth: 8 or 16.")] = 8,
+    fmt: Annotated[
+        ImageFormat, typer.Option("--format", help="png, or dicom (CR with fake PHI, MONOCHROME1 or 2 at random).")
+    ] = ImageFormat.png,
+    bits: Annotated[
+        int | None, typer.Option("--bits", help="Bit depth: PNG 8 (default) or 16; DICOM 8, 12 (default) or 16 bits stored.")
+    ] = None,
     disorders: Annotated[str | None, typer.Option("--disorders", help="Comma-separated disorder ids to draw from (default: all).")] = None,
     controls: Annotated[float, typer.Option("--controls", help="Fraction of unaffected controls.")] = 0.2,
     workers: Annotated[int, typer.Option("--workers", help="Parallel processes (0 = one per core).")] = 0,

@@ -96,7 +96,8 @@ def test_existing_cohort_is_never_overwritten_without_asking(tmp_path: Path) -> 
     [
         ({"n": 0}, "--n"),
         ({"size": 10}, "--size"),
-        ({"bits": 12}, "--bits"),
+        ({"bits": 12}, "--bits"),  # PNG: 8 or 16
+        ({"bits": 10, "format": "dicom"}, "--bits"),
         ({"control_fraction": 2.0}, "--controls"),
         ({"disorders": ("nope",)}, "unknown disorder"),
     ],

@@ -231,6 +231,42 @@ def _phi_dicom(tmp_path: Path, drop_age: bool = False, drop_pixels: bool = False
     return path, [str(p) for p in phi if p]
 
 
+@pytest.mark.parametrize("bits", [8, 12, 16])
+@pytest.mark.parametrize("monochrome1", [False, True])
+def test_phantoms_written_at_each_depth_and_photometry_read_back_as_the_same_bone_bright_image(
+    tmp_path: Path, bits: int, monochrome1: bool
+) -> None:
+    image = np.tile(np.linspace(0.0, 1.0, 160, dtype=np.float32), (120, 1))
+    path = tmp_path / "p.dcm"
+    patient = FakePatient.invent(np.random.default_rng(0), age_months=100.0)
+    write_dicom(
+        path, image, sex="M", age_months=100.0, pixel_spacing_mm=0.2, seed=1, monochrome1=monochrome1, patient=patient, bits_stored=bits
+    )
+    raw = pydicom.dcmread(path)
+    assert raw.BitsStored == bits and raw.BitsAllocated == (8 if bits == 8 else 16)
+    assert raw.PhotometricInterpretation == ("MONOCHROME1" if monochrome1 else "MONOCHROME2")
+    pixels = read_radiograph(path, SMALL).pixels.astype(np.float64)
+    read01 = (pixels - pixels.min()) / (pixels.max() - pixels.min())
+    assert np.abs(read01 - image).max() <= 1.0 / 2**bits + 1e-3  # bone bright, whatever was stored
+
+
+def test_a_phantom_dicom_depth_outside_8_12_16_is_refused(tmp_path: Path) -> None:
+    patient = FakePatient.invent(np.random.default_rng(0), age_months=100.0)
+    with pytest.raises(ValueError, match="8, 12 or 16"):
+        write_dicom(
+            tmp_path / "p.dcm",
+            np.zeros((8, 8), np.float32),
+            sex="M",
+            age_months=1,
+            pixel_spacing_mm=0.2,
+            seed=1,
+            monochrome1=False,
+            patient=patient,
+            bits_stored=10,
+        )
+    assert not (tmp_path / "p.dcm").exists()
+
+
 def test_sex_age_and_spacing_come_from_the_header(tmp_path: Path) -> None:
     path, _ = _phi_dicom(tmp_path)
     meta = read_radiograph(path).metadata

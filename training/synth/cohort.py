@@ -65,13 +65,17 @@ class CohortConfig:
     seed: int = 0
     size: int = 1024
     format: Literal["png", "dicom"] = "png"
-    bits: Literal[8, 16] = 8
+    bits: Literal[8, 12, 16] | None = None  # PNG: 8 (default) or 16; DICOM: 8, 12 (default) or 16 bits stored
     control_fraction: float = 0.2
     disorders: tuple[str, ...] | None = None
     specs: tuple[DisorderSpec, ...] = field(default_factory=lambda: tuple(builtin_specs()))
     workers: int = 0  # 0 = one per CPU core
     overwrite: bool = False
     renderer: Literal["classic", "film"] = "classic"  # film: `xray.RENDERERS["film"]`: trabecular grain, site-like processing and framing
+
+    @property
+    def bits_written(self) -> int:
+        return self.bits or (8 if self.format == "png" else 12)
 
     def validate(self) -> None:
         if self.n < 1:
@@ -80,8 +84,9 @@ class CohortConfig:
             raise CohortError("--size must be between 64 and 4096 pixels")
         if self.format not in ("png", "dicom"):
             raise CohortError("--format must be png or dicom")
-        if self.bits not in (8, 16):
-            raise CohortError("--bits must be 8 or 16")
+        allowed = (8, 16) if self.format == "png" else (8, 12, 16)
+        if self.bits is not None and self.bits not in allowed:
+            raise CohortError(f"--bits must be {' or '.join(map(str, allowed))} for {self.format}")
         if self.renderer not in RENDERERS:
             raise CohortError(f"--renderer must be one of {', '.join(RENDERERS)}")
         if not 0.0 <= self.control_fraction <= 1.0:
@@ -215,10 +220,11 @@ def render_case(plan: PlannedCase, config: CohortConfig, specs: dict[str, Disord
             seed=plan.image_seed,
             monochrome1=bool(rng.random() < 0.3),
             patient=FakePatient.invent(rng, age_months),
+            bits_stored=config.bits_written,
         )
     else:
         image_rel = f"images/{plan.case_id}.png"
-        write_png(config.out / image_rel, radiograph.image, config.bits)
+        write_png(config.out / image_rel, radiograph.image, config.bits_written)
     mask_rel = f"masks/{plan.case_id}.png"
     write_mask(config.out / mask_rel, radiograph.mask)
 
@@ -322,7 +328,7 @@ def generate_cohort(config: CohortConfig, progress: Callable[[int, int], None] |
         "seed": config.seed,
         "size": config.size,
         "format": config.format,
-        "bits": config.bits if config.format == "png" else 12,
+        "bits": config.bits_written,
         "control_fraction": config.control_fraction,
         "disorders": {s.id: s.model_dump(mode="json") for s in config.specs if not config.disorders or s.id in config.disorders},
     }

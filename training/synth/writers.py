@@ -94,11 +94,15 @@ def write_dicom(
     seed: int,
     monochrome1: bool,
     patient: FakePatient,
+    bits_stored: int = DICOM_BITS_STORED,
 ) -> None:
-    """A CR radiograph, 12 bits stored, MONOCHROME2 or (inverted) MONOCHROME1."""
-    stored = np.round(np.clip(image01, 0, 1) * (2**DICOM_BITS_STORED - 1)).astype(np.uint16)
+    """A CR radiograph, `bits_stored` 8, 12 or 16 (8 in 8-bit words, the others in 16), MONOCHROME2 or (inverted) MONOCHROME1."""
+    if bits_stored not in (8, 12, 16):
+        raise ValueError(f"a DICOM phantom stores 8, 12 or 16 bits, not {bits_stored}")
+    top = 2**bits_stored - 1
+    stored = np.round(np.clip(image01, 0, 1) * top).astype(np.uint8 if bits_stored == 8 else np.uint16)
     if monochrome1:  # bone is dark in the stored values; readers must invert
-        stored = (2**DICOM_BITS_STORED - 1) - stored
+        stored = top - stored
     entropy = [f"bone2gene-synth-{seed}"]
     study_uid = generate_uid(entropy_srcs=[*entropy, "study"])
     series_uid = generate_uid(entropy_srcs=[*entropy, "series"])
@@ -140,15 +144,15 @@ def write_dicom(
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME1" if monochrome1 else "MONOCHROME2"
     ds.Rows, ds.Columns = stored.shape
-    ds.BitsAllocated = 16
-    ds.BitsStored = DICOM_BITS_STORED
-    ds.HighBit = DICOM_BITS_STORED - 1
+    ds.BitsAllocated = 8 if bits_stored == 8 else 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = 0
     ds.PixelSpacing = [f"{pixel_spacing_mm:.6f}", f"{pixel_spacing_mm:.6f}"]
     ds.ImagerPixelSpacing = ds.PixelSpacing
     ds.RescaleIntercept = "0"
     ds.RescaleSlope = "1"
-    ds.WindowCenter = str(2 ** (DICOM_BITS_STORED - 1))
-    ds.WindowWidth = str(2**DICOM_BITS_STORED)
+    ds.WindowCenter = str(2 ** (bits_stored - 1))
+    ds.WindowWidth = str(2**bits_stored)
     ds.PixelData = stored.tobytes()
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
