@@ -94,7 +94,10 @@ def evaluate_command(
     errors on real films it never trained on."""
     from training.protocol.options import EvaluationConfig
     from training.protocol.suites import SUITES
+    from training.synth.xray import RENDERERS
 
+    if renderer not in RENDERERS:
+        fail(f"--renderer {renderer!r} is not a renderer; choose one of {', '.join(RENDERERS)}")
     checked = ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model"), (real_films, "--real-films"))
     for path, option in (*checked, (baseline_model, "--baseline-model"), (fit_manifest, "--fit-manifest")):
         if path is not None and not path.exists():

@@ -165,6 +165,8 @@ def test_evaluate_refuses_bad_input_with_a_reason(bone2gene, tmp_path: Path, sma
     pd.read_csv(small_manifest).groupby("disorder").head(1).to_csv(lonely, index=False)
     nothing = bone2gene("evaluate", "--model", BUNDLED_MODEL_DIR, "--manifest", lonely, "--out", tmp_path / "o")
     assert nothing.returncode == 2 and "two or more patients" in nothing.stderr
+    unknown = bone2gene("evaluate", "--suite", "real", "--model", BUNDLED_MODEL_DIR, "--renderer", "oil", "--out", tmp_path / "o")
+    assert unknown.returncode == 2 and "classic, film" in unknown.stderr
     assert not (tmp_path / "o").exists()
 
 

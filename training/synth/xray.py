@@ -23,8 +23,9 @@ from training.synth.raster import Disc, PathMaps, Tube, draw_disc, draw_tube
 @dataclass(frozen=True)
 class RenderStyle:
     """How one renderer forms its images: configuration as data (`RENDERERS` names them). The classic
-    style is the generator's original look; the film style's settings were read off development films
-    only (RSNA ids with id % 20 == 10, atlas training ids), never off the films the realism suite reports on."""
+    style is the generator's original look; the film style's settings were read off RSNA development
+    films only (ids with id % 20 == 10), never off the films the realism suite reports on
+    (docs/decisions/phantoms_like_films.md)."""
 
     grain: float = 0.0  # oriented trabecular pattern in the tubular bones (`raster.trabecular_grain`)
     film_exposure: bool = False  # exposures from `Exposure.sample_film` (processing and texture of real sites)
@@ -36,7 +37,7 @@ class RenderStyle:
         return Exposure.sample_film(rng) if self.film_exposure else Exposure.sample(rng)
 
 
-# film: on the development films the fingertips lie 11-20% below the top edge (classic phantoms 8-11%),
+# film: on the development films the fingertips lie 11-20% below the top edge (classic phantoms 7-11%),
 # the hand covers less of the frame (22% against 26%) and the wrist and forearm are the brightest part
 RENDERERS: dict[str, RenderStyle] = {
     "classic": RenderStyle(),
@@ -98,8 +99,8 @@ class Exposure:
         """The film renderer's exposures: the classic physics, then processing and texture as two kinds
         of site show them. Most films (the RSNA challenge's: scanned film and CR) are processed to a
         near-black open field with the hand in the mid greys and visibly mottled; the rest (the atlas's)
-        keep a grey field and a bright, smooth hand. The ranges were read off development films only
-        (RSNA ids with id % 20 == 10, atlas training ids) at the 100-px scale the realism suite reads."""
+        keep a grey field and a bright, smooth hand (the classic processing). The ranges were read off
+        RSNA development films only (ids with id % 20 == 10) at the 100-px scale the realism suite reads."""
         base = cls.sample(rng)
         if rng.random() < 0.75:
             return replace(
