@@ -78,10 +78,7 @@ def evaluate_command(
     fit_manifest: Annotated[
         Path | None, typer.Option("--fit-manifest", help="evidence: another cohort, to fit the combinations of evidence on.")
     ] = None,
-    renderer: Annotated[
-        str,
-        typer.Option("--renderer", help="real: the renderer of the phantom galleries real controls are ranked against (classic, film)."),
-    ] = "classic",
+    renderer: Annotated[str, typer.Option("--renderer", help="real: the phantom galleries' renderer (classic, film).")] = "classic",
 ) -> None:
     """Measure a model with an evaluation suite. protocol (the default): rank disorders for held-out
     patients in the four settings (F->F, R->R, F->F+R, R->F+R) against random ranking, an untrained
@@ -94,14 +91,9 @@ def evaluate_command(
     errors on real films it never trained on."""
     from training.protocol.options import EvaluationConfig
     from training.protocol.suites import SUITES
-    from training.synth.xray import RENDERERS
 
-    if renderer not in RENDERERS:
-        fail(f"--renderer {renderer!r} is not a renderer; choose one of {', '.join(RENDERERS)}")
-    checked = ((model, "--model"), (manifest, "--manifest"), (features_model, "--features-model"), (real_films, "--real-films"))
-    for path, option in (*checked, (baseline_model, "--baseline-model"), (fit_manifest, "--fit-manifest")):
-        if path is not None and not path.exists():
-            fail(f"{option} {path} does not exist")
+    paths = {"--model": model, "--manifest": manifest, "--features-model": features_model, "--real-films": real_films}
+    _refuse_bad_inputs({**paths, "--baseline-model": baseline_model, "--fit-manifest": fit_manifest}, renderer)
     options = EvaluationConfig(
         model=model, manifest=manifest, out=out, features_model=features_model, deeplasia_parameters=deeplasia_parameters,
         trust_pickle=trust_pickle, draws=draws, gallery_fraction=gallery_fraction, rule=rule, seed=seed, device=device,
@@ -112,3 +104,14 @@ def evaluate_command(
     with progress_bar("reading films", unit="film") as progress:
         lines = SUITES[suite.value].run(options, command, progress)
     typer.echo("\n".join(lines))
+
+
+def _refuse_bad_inputs(paths: dict[str, Path | None], renderer: str) -> None:
+    """Every given path must exist and the renderer be known, before a suite spends minutes reading films."""
+    from training.synth.xray import RENDERERS
+
+    if renderer not in RENDERERS:
+        fail(f"--renderer {renderer!r} is not a renderer; choose one of {', '.join(RENDERERS)}")
+    for option, path in paths.items():
+        if path is not None and not path.exists():
+            fail(f"{option} {path} does not exist")
