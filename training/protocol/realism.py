@@ -11,7 +11,9 @@ mean and unit SD (so a global grey level gives nothing away), and split by hand 
 and the real film it came from fall on the same side) into 70% to train a four-layer CNN and
 30% to measure it on. The held-out ROC AUC comes with a bootstrap 95% interval: 0.5 is
 indistinguishable, 1.0 perfectly told apart. The same run measures a baseline: two real sites
-(RSNA training films, the atlas's training ids) against each other by the same network.
+(RSNA training films, the atlas's training ids) against each other by the same network. Since two
+real sites are told apart too, a phantom cohort is also read against a real site the network never
+saw (`unseen_site_auc`): what sets phantoms apart from real films of any site, not from one site.
 """
 
 from __future__ import annotations
