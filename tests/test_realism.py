@@ -65,7 +65,7 @@ def test_realism_views_copy_every_film_as_the_rsna_copies_were_made(
 
 
 def test_the_film_style_processes_to_a_dark_field_with_the_hand_lower_in_the_frame() -> None:
-    """What the film renderer changes about the image (and only that): the same planned cases, the
+    """What the film renderer changes about the image, on the same planned cases: the
     open field near black as on most development films, the fingertips further below the top edge."""
     specs = {s.id: s for s in builtin_specs()}
     plans = plan_cohort(CohortConfig(n=8, out=Path("unused"), seed=3))
