@@ -166,3 +166,21 @@ def test_the_film_renderer_gives_the_medulla_an_oriented_trabecular_pattern() ->
     assert pattern.std() > 0.3 * plain.trabecular[medulla].mean()  # a pattern of the marrow's own order
     along, across = np.abs(np.diff(pattern, axis=0)).mean(), np.abs(np.diff(pattern, axis=1)).mean()
     assert across > 1.5 * along
+
+
+def test_the_film_renderer_gives_round_bones_an_unoriented_trabecular_pattern() -> None:
+    """A carpal with grain: its interior varies as much up as across (no long axis), its rim is untouched."""
+    from training.synth.raster import Disc, PathMaps, draw_disc
+
+    def carpal(grain: float) -> PathMaps:
+        maps = PathMaps.empty((120, 120))
+        draw_disc(maps, Disc("capitate", (60.0, 60.0), 0.0, 40.0, 40.0, 20.0, grain=grain, seed=3))
+        return maps
+
+    plain, grained = carpal(0.0), carpal(1.0)
+    assert np.array_equal(plain.cortical, grained.cortical)
+    inside = (slice(40, 80), slice(40, 80))
+    pattern = (grained.trabecular - plain.trabecular)[inside]
+    assert pattern.std() > 0.3 * plain.trabecular[inside].mean()
+    along, across = np.abs(np.diff(pattern, axis=0)).mean(), np.abs(np.diff(pattern, axis=1)).mean()
+    assert 0.6 < across / along < 1.6

@@ -6,7 +6,8 @@ lateral offset t is the chord 2*sqrt(R^2 - t^2) minus the marrow chord: this is 
 gives real radiographs their bright cortical margins and darker medulla. Epiphyses,
 carpals and sesamoids are ellipsoids with a thin shell and optional deformations
 (cone, capping overhangs, wedge, irregular outline). The film renderer gives a shaft's medulla an
-oriented trabecular pattern (`Tube.grain`, `trabecular_grain`). All geometry is in pixels here;
+oriented trabecular pattern (`Tube.grain`, `trabecular_grain`), and carpals, epiphyses and
+sesamoids an unoriented one (`Disc.grain`). All geometry is in pixels here;
 `geometry` converts from millimetres.
 """
 
@@ -88,6 +89,7 @@ class Disc:
     fragments: float = 0.0
     seed: int = 0
     trabecular: bool = True
+    grain: float = 0.0  # amplitude of the trabecular pattern in the interior (0: none, the classic renderer)
 
 
 @dataclass
@@ -289,6 +291,8 @@ def draw_disc(maps: PathMaps, disc: Disc) -> None:
         weight = weight * np.clip(1.0 - disc.fragments * np.clip(-field_, 0.0, None) * 1.6, 0.0, 1.0)
     cortical = np.maximum(outer - inner, 0.0) * weight
     interior = inner * weight
+    if disc.grain > 0 and disc.trabecular:  # round bones have no long axis: the pattern unstretched (along scaled to match)
+        interior = interior * np.maximum(1.0 + disc.grain * trabecular_grain(4.0 * p, q, min(a, b), disc.seed), 0.0)
     if disc.trabecular:
         maps.cortical[sl] += cortical.astype(np.float32)
         maps.trabecular[sl] += interior.astype(np.float32)

@@ -27,7 +27,7 @@ class RenderStyle:
     films only (ids with id % 20 == 10), never off the films the realism suite reports on
     (docs/decisions/phantoms_like_films.md)."""
 
-    grain: float = 0.0  # oriented trabecular pattern in the tubular bones (`raster.trabecular_grain`)
+    grain: float = 0.0  # trabecular pattern in every bone (`raster.trabecular_grain`), oriented in the tubular ones
     film_exposure: bool = False  # exposures from `Exposure.sample_film` (processing and texture of real sites)
     top_margin: tuple[float, float] = (0.025, 0.08)  # space above the fingertips, as a share of the height
     fill: tuple[float, float] = (0.70, 0.86)  # the hand's (fingertips to wrist) share of the height
@@ -193,13 +193,13 @@ def _disc_to_px(disc: Disc, frame: Frame) -> Disc:
 
 
 def bone_paths(layout: HandLayout, frame: Frame, grain: float = 0.0) -> PathMaps:
-    """Path lengths through bone (px) for every primitive of the layout (`grain`: the tubular bones'
-    oriented trabecular pattern, `raster.trabecular_grain`; 0 in the classic renderer)."""
+    """Path lengths through bone (px) for every primitive of the layout (`grain`: the trabecular
+    pattern of tubular and round bones, `raster.trabecular_grain`; 0 in the classic renderer)."""
     maps = PathMaps.empty(frame.shape)
     for tube in layout.tubes:
         draw_tube(maps, replace(_tube_to_px(tube, frame), grain=grain))
     for disc in layout.discs:
-        draw_disc(maps, _disc_to_px(disc, frame))
+        draw_disc(maps, replace(_disc_to_px(disc, frame), grain=grain))
     return maps
 
 
