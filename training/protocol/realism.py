@@ -67,14 +67,29 @@ def _view(image: np.ndarray) -> np.ndarray:
     return (view - view.mean()) / max(float(view.std()), 1e-6)
 
 
-def real_films(shared: Path, count: int, rng: np.random.Generator) -> Films:
-    """`count` real unaffected films: the atlas's training ids first, then RSNA training films."""
+def _atlas_keys(shared: Path) -> list[str]:
+    """The atlas's training ids, as film keys."""
     from training.landmark_data import dha_split
+
+    return [f"dha:{i}" for i in dha_split(shared / "dha")[0]]
+
+
+def _rsna_keys(shared: Path, count: int, rng: np.random.Generator) -> list[str]:
+    """`count` RSNA training films drawn at random, as film keys."""
     from training.real_data import training_labels
 
-    keys = [f"dha:{i}" for i in dha_split(shared / "dha")[0]]
     pool = training_labels(shared / "rsna_100px")["id"].to_numpy()
-    keys += [f"rsna:{i}" for i in rng.choice(pool, size=max(count - len(keys), 0), replace=False)]
+    return [f"rsna:{i}" for i in rng.choice(pool, size=max(count, 0), replace=False)]
+
+
+def _file_view(path: Path) -> np.ndarray:
+    return _view(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+
+
+def real_films(shared: Path, count: int, rng: np.random.Generator) -> Films:
+    """`count` real unaffected films: the atlas's training ids first, then RSNA training films."""
+    keys = _atlas_keys(shared)
+    keys += _rsna_keys(shared, count - len(keys), rng)
     return source_films(shared, keys[:count])
 
 
@@ -90,14 +105,14 @@ def cohort_films(manifest: Path, count: int, rng: np.random.Generator) -> Films:
     chosen = rng.choice(len(table), size=min(count, len(table)), replace=False)
     table, groups = table.iloc[chosen], groups.iloc[chosen]
     paths = tuple(manifest.parent / p for p in table["image"])
-    views = [_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in paths]
+    views = [_file_view(p) for p in paths]
     return Films(np.stack(views), [str(g) for g in groups], paths, tuple(table["sex"].astype(str)))
 
 
 def source_films(shared: Path, keys: list[str]) -> Films:
     """Real films named by their keys ("dha:ID", "rsna:ID"), each its own group."""
     files = tuple(real_film_path(shared, k) for k in keys)
-    views = [_view(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)) for p in files]
+    views = [_file_view(p) for p in files]
     return Films(np.stack(views), list(keys), files, tuple(real_film_sexes(shared, list(keys))))
 
 
@@ -174,13 +189,8 @@ def two_sites(shared: Path, rng: np.random.Generator, seed: int = 0) -> dict:
     """The baseline measured in the same run: two real sites against each other, the atlas's training
     ids against as many RSNA training films, by the same network. Real films of one site are told
     from another's too; a cohort is read against that."""
-    from training.landmark_data import dha_split
-    from training.real_data import training_labels
-
-    atlas = [f"dha:{i}" for i in dha_split(shared / "dha")[0]]
-    pool = training_labels(shared / "rsna_100px")["id"].to_numpy()
-    rsna = [f"rsna:{i}" for i in rng.choice(pool, size=len(atlas), replace=False)]
-    return held_out_auc(source_films(shared, rsna), source_films(shared, atlas), seed)
+    atlas = _atlas_keys(shared)
+    return held_out_auc(source_films(shared, _rsna_keys(shared, len(atlas), rng)), source_films(shared, atlas), seed)
 
 
 def space_auc(model_dir: Path, real: Films, other: Films, seed: int = 0) -> dict:
