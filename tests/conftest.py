@@ -163,11 +163,11 @@ EXPLORE_DISORDERS = (
 
 @pytest.fixture(scope="session")
 def embedded_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 200-case synthetic cohort (8 disorders, two of them unseen by the bundled model, 288 px)
+    """A 150-case synthetic cohort (8 disorders, two of them unseen by the bundled model, 288 px)
     in a gallery embedded once per session with the bundled model, for the tests that measure the
     feature space (cohort maps and statistics, unseen syndromes). Read-only: nobody writes to it."""
     root = tmp_path_factory.mktemp("embedded-cohort")
-    config = CohortConfig(n=200, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
+    config = CohortConfig(n=150, out=root / "cohort", seed=41, size=288, disorders=EXPLORE_DISORDERS, workers=2, control_fraction=0.25)
     embedded_gallery(config, root / "gallery", batch_size=16, measure_hands=False)  # its tests read the image space only
     return root / "gallery"
 

@@ -168,6 +168,20 @@ def test_batches_read_bone_age_and_sex_like_single_analyses(
         assert row.male_probability == pytest.approx(single.male_probability, abs=1e-4)
 
 
+def test_embedding_only_batches_skip_the_reader_and_keep_the_embeddings(bundle: Bone2GeneModel, images: list[tuple[Path, str]]) -> None:
+    """What the evaluation suites read: the same embeddings, no bone age or sex, the reader never run."""
+    items = [BatchItem(p, s) for p, s in images]
+    full = embed_many(bundle, items, batch_size=2, workers=0)
+    calls: list[int] = []
+    hook = bundle.age_sex_reader.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        only = embed_many(bundle, items, batch_size=2, workers=0, embedding_only=True)
+    finally:
+        hook.remove()
+    assert not calls and all(r.bone_age_months is None and r.male_probability is None for r in only)
+    assert all(np.array_equal(a.embedding, b.embedding) for a, b in zip(full, only, strict=True))
+
+
 def test_amending_a_config_keeps_the_weights_and_refuses_what_it_cannot_hold(
     encoder_and_reader: tuple[Bone2GeneModel, Bone2GeneModel], tmp_path: Path, bone2gene
 ) -> None:

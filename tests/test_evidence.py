@@ -105,8 +105,8 @@ def test_the_evidence_suite_fits_on_one_cohort_and_reports_on_another(bone2gene,
     from matcher.checkpoint import BUNDLED_MODEL_DIR
 
     disorders = ("unaffected", "achondroplasia", "cleidocranial_dysplasia", "trps1")
-    fit, _ = render_cohort(n=32, seed=21, size=256, disorders=disorders)
-    test, _ = render_cohort(n=32, seed=22, size=256, disorders=disorders)
+    fit, _ = render_cohort(n=24, seed=21, size=256, disorders=disorders)
+    test, _ = render_cohort(n=24, seed=22, size=256, disorders=disorders)
     result = bone2gene(
         "evaluate", "--suite", "evidence", "--model", BUNDLED_MODEL_DIR, "--fit-manifest", fit / "manifest.csv",
         "--manifest", test / "manifest.csv", "--draws", "2", "--out", tmp_path / "evidence.md",

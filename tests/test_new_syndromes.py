@@ -83,7 +83,7 @@ def test_the_space_suite_scores_a_model_beside_another_from_the_command_line(bon
     import json
     import shutil
 
-    cohort, _ = render_cohort(n=60, seed=4, size=256, disorders=("unaffected", "achondroplasia", "trps1"))
+    cohort, _ = render_cohort(n=40, seed=4, size=256, disorders=("unaffected", "achondroplasia", "trps1"))  # calibration needs >= 10 pairs
     copy = Path(shutil.copytree(BUNDLED_MODEL_DIR, tmp_path / "copy"))
     args = ["--suite", "space", "--model", BUNDLED_MODEL_DIR, "--baseline-model", copy, "--draws", "2"]
     result = bone2gene("evaluate", *args, "--manifest", cohort / "manifest.csv", "--out", tmp_path / "space.md")
@@ -91,7 +91,7 @@ def test_the_space_suite_scores_a_model_beside_another_from_the_command_line(bon
     report, numbers = (tmp_path / "space.md").read_text(), json.loads((tmp_path / "space.json").read_text())
     assert "Command: `bone2gene evaluate --suite space" in report and "| model | F->F+R top-1 |" in report
     mine, baseline = numbers["rows"].values()
-    assert mine == baseline and mine["frequent"] == 2 and mine["accepted"] >= 50
+    assert mine == baseline and mine["frequent"] == 2 and mine["accepted"] >= 35
     assert mine["frequent_top1"] > 0.5 and mine["same_disorder_cosine"] > mine["other_disorder_cosine"]  # unaffected vs achondroplasia
 
     seen, _ = render_cohort(n=12, seed=3, size=256, disorders=("unaffected", "achondroplasia"))

@@ -165,13 +165,11 @@ def test_batch_that_cannot_be_filled_is_refused(tiny_cohort: Path, tmp_path: Pat
         train(config, log=lambda _: None)
 
 
-def test_a_yaml_run_saves_the_best_model_resumes_and_matches_a_two_process_torchrun(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+def _yaml_run_of_two_epochs(tiny_cohort: Path, tmp_path: Path, bone2gene) -> tuple[dict, Path, pd.DataFrame]:
     """`bone2gene train CONFIG.yaml`: paths relative to the file, the resolved config beside the run,
-    CSV and JSON logs, a checkpoint per epoch, the best validation epoch as the model, resume. Then
-    a real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes the same
-    epoch-1 checkpoint for its second epoch; the one-process second epoch is the reference. One rank
-    speaks and writes. tests/test_distributed.py checks the gradients exactly. (One test: the two
-    share their first epoch, which costs a model build and a training run each time.)"""
+    CSV and JSON logs, a checkpoint per epoch, the best validation epoch as the model; then a second
+    epoch resumed from the first. Leaves a copy of the epoch-1 run in cfg/ranks; returns the settings,
+    the run folder and its log."""
     (tmp_path / "cfg").mkdir()
     settings = {
         "manifest": str(tiny_cohort),
@@ -200,7 +198,7 @@ def test_a_yaml_run_saves_the_best_model_resumes_and_matches_a_two_process_torch
     assert card.provenance["held_out_disorders"] == ["trps1"] and card.provenance["epoch"] == 1
     log = pd.read_csv(run / "log.csv")
     assert log["epoch"].tolist() == [1] and np.isfinite(log["loss_metric"]).all() and "val_top1" in log
-    shutil.copytree(run, tmp_path / "cfg" / "ranks")  # the torchrun job resumes the same epoch-1 checkpoint
+    shutil.copytree(run, tmp_path / "cfg" / "ranks")  # a torchrun job can resume the same epoch-1 checkpoint
 
     # a second epoch continues from the checkpoint instead of starting again
     settings["epochs"] = 2
@@ -211,7 +209,20 @@ def test_a_yaml_run_saves_the_best_model_resumes_and_matches_a_two_process_torch
     assert reference["epoch"].tolist() == [1, 2] and len((run / "log.jsonl").read_text().splitlines()) == 2
     best = int(reference.sort_values(["val_top1", "val_top5", "epoch"], ascending=[False, False, True])["epoch"].iloc[0])
     assert load_model(run / "model")[1].provenance["epoch"] == best
+    return settings, run, reference
 
+
+def test_a_yaml_run_saves_the_best_model_and_resumes(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+    _yaml_run_of_two_epochs(tiny_cohort, tmp_path, bone2gene)
+
+
+@pytest.mark.slow
+def test_a_two_process_torchrun_resumes_like_one_process(tiny_cohort: Path, tmp_path: Path, bone2gene) -> None:
+    """A real two-process DistributedDataParallel job (torchrun, gloo on the CPU) resumes the
+    epoch-1 checkpoint of a YAML run for its second epoch; the one-process second epoch is the
+    reference. One rank speaks and writes. tests/test_distributed.py checks the gradients exactly
+    in the default suite."""
+    settings, _, reference = _yaml_run_of_two_epochs(tiny_cohort, tmp_path, bone2gene)
     (tmp_path / "cfg" / "ranks.yaml").write_text(yaml.safe_dump({**settings, "out": "ranks"}))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "api.cli"]
     job = subprocess.run(

@@ -75,7 +75,7 @@ def embed_films(
     """Films embedded as the gallery embeds them (`matcher.batch.embed_many`): the embeddings of those
     the gate accepts, in order, and which films those are."""
     items = [BatchItem(Path(p), s) for p, s in zip(paths, sexes, strict=True)]
-    results = embed_many(model, items, batch_size=16, workers=workers, device=pick_device(device))
+    results = embed_many(model, items, batch_size=16, workers=workers, device=pick_device(device), embedding_only=True)
     accepted = np.array([r.accepted for r in results], dtype=bool)
     dim = model.config.embedding_dim
     return (np.stack([r.embedding for r in results if r.accepted]) if accepted.any() else np.zeros((0, dim), np.float32)), accepted
