@@ -171,3 +171,32 @@ def test_bone_age_offsets_follow_the_literature() -> None:
         for k in range(10)
     ]
     assert max(turner_teen) <= 13.0  # bone age stalls without puberty
+
+
+def test_a_turned_hand_shifts_the_thumb_and_the_arch_and_leaves_the_third_ray() -> None:
+    """Pronation (the film renderer's positioning): a ray's base moves sideways by its depth in the
+    metacarpal arch times the sine; the third ray, on the turning axis, stays. The film renderer also
+    sets the thumb 10 degrees nearer the index; the classic renderer does neither, so its cases keep
+    the pose they always had."""
+    import math
+    from dataclasses import replace
+
+    from training.synth import anatomy as A
+    from training.synth.geometry import build_hand
+
+    plan = PlannedCase("c", "p", "unaffected", "F", 12.0, 3000, 4000)
+    flat = simulate(plan, SPECS["unaffected"], 96).case
+    film = simulate(plan, SPECS["unaffected"], 96, renderer="film").case.pose
+    assert flat.pose.pronation_deg == 0.0 and film.pronation_deg != 0.0
+    assert film.thumb_abduction_deg == pytest.approx(flat.pose.thumb_abduction_deg - 10.0)  # and everything else as drawn
+    assert replace(film, pronation_deg=0.0, thumb_abduction_deg=flat.pose.thumb_abduction_deg) == flat.pose
+    flat = replace(flat, pose=replace(flat.pose, wrist_deviation_deg=0.0))
+    turned = replace(flat, pose=replace(flat.pose, pronation_deg=10.0))
+    before, after = ({t.name: t for t in build_hand(c).tubes} for c in (flat, turned))
+    scale = build_hand(flat).scale
+    for digit, name in ((1, "MC1"), (3, "MC3"), (5, "MC5")):
+        x = A.RAY_BASES[digit][0] * scale
+        expected = x * math.cos(math.radians(10)) + A.RAY_DEPTH_MM[digit] * scale * math.sin(math.radians(10)) - x
+        assert after[name].origin[0] - before[name].origin[0] == pytest.approx(expected, abs=1e-6), name
+        assert after[name].origin[1] == pytest.approx(before[name].origin[1], abs=1e-6)
+    assert after["MC3"].origin == before["MC3"].origin and after["MC1"].origin[0] > before["MC1"].origin[0] + 2 * scale

@@ -216,6 +216,10 @@ RAY_BASES: dict[int, tuple[float, float]] = {
     5: (-17.5, 8.5),
 }
 RAY_ANGLES_DEG: dict[int, float] = {1: 33.0, 2: 7.0, 3: 0.0, 4: -7.0, 5: -15.0}
+# How far each ray's base lies towards the palm from the third's (mm, adult): the transverse
+# metacarpal arch, with the thumb's base well in front of the others. A hand turned about its long
+# axis (pronation, `Pose.pronation_deg`) shifts each base sideways by this depth times the sine.
+RAY_DEPTH_MM: dict[int, float] = {1: 14.0, 2: 2.0, 3: 0.0, 4: 2.5, 5: 6.0}
 # Extra angle of the fingers relative to their metacarpal at average finger spread.
 FINGER_SPREAD_DEG: dict[int, float] = {1: 3.0, 2: 5.0, 3: 0.0, 4: -6.0, 5: -12.0}
 JOINT_SPACE_MM = 1.6  # adult articular gap between neighbouring tubular bones

@@ -16,7 +16,7 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -193,8 +193,12 @@ def simulate(plan: PlannedCase, spec: DisorderSpec, size: int, renderer: str = "
     """Render one planned case in memory (deterministic in its seeds)."""
     rng = np.random.default_rng(plan.image_seed)
     phenotype, case = sample_anatomy(plan, spec, rng)
-    layout = build_hand(case)
     style = RENDERERS[renderer]
+    if style.pronation_sd_deg > 0 or style.thumb_abduction_deg:  # its own generator: the other draws stay the classic style's
+        turn = Pose.sample_pronation(np.random.default_rng([plan.image_seed, 2]), style.pronation_sd_deg) if style.pronation_sd_deg else 0.0
+        thumb = case.pose.thumb_abduction_deg + style.thumb_abduction_deg
+        case = replace(case, pose=replace(case.pose, pronation_deg=turn, thumb_abduction_deg=thumb))
+    layout = build_hand(case)
     frame = choose_frame(layout, size, case.pose.rotation_deg, rng, style)
     coarseness = case.phenotype.feature("trabecular_coarseness")
     radiograph = expose(layout, frame, style.exposure(rng), rng, coarseness, style)

@@ -55,6 +55,12 @@ class Pose:
     finger_spread: float
     thumb_abduction_deg: float
     wrist_deviation_deg: float
+    pronation_deg: float = 0.0  # turned about the long axis, the radial side up (+) or down; drawn by styles that ask
+
+    @staticmethod
+    def sample_pronation(rng: np.random.Generator, sd_deg: float) -> float:
+        """A slight turn about the hand's long axis, as hands lie when not pressed flat."""
+        return float(np.clip(rng.normal(0.0, sd_deg), -2.5 * sd_deg, 2.5 * sd_deg))
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Pose:
@@ -130,6 +136,16 @@ def _rotate_about(point: np.ndarray, centre: np.ndarray, angle_deg: float) -> np
     a = math.radians(angle_deg)
     d = point - centre
     return centre + np.array([d[0] * math.cos(a) + d[1] * math.sin(a), -d[0] * math.sin(a) + d[1] * math.cos(a)])
+
+
+def _pronated(point: np.ndarray, pronation_deg: float, depth: float = 0.0) -> np.ndarray:
+    """Where a point of the hand's plane (x across, the third ray at x = 0) projects once the hand
+    is turned by `pronation_deg` about its long axis: across distances shrink by the cosine, and a
+    point `depth` in front of the plane (the arch's sides, the thumb) moves sideways by the sine."""
+    if pronation_deg == 0.0:
+        return point
+    a = math.radians(pronation_deg)
+    return np.array([point[0] * math.cos(a) + depth * math.sin(a), point[1]])  # volar points follow the radial side's lift
 
 
 def _growth_plate_signs(ph: ResolvedPhenotype, bone: A.TubularBone, st) -> tuple[float, float, float, float]:
@@ -464,7 +480,7 @@ def _carpals(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float)
         elif carpal.name == "triquetrum":
             rotation += delta * 0.5
             centre[1] -= delta * 0.06
-        centre = _rotate_about(centre * scale, wrist, hand_rotation)
+        centre = _rotate_about(_pronated(centre * scale, case.pose.pronation_deg), wrist, hand_rotation)
         mean_axis = (carpal.half_x + carpal.half_y) / 2
         # 0.92: mature carpals touch at their articular margins rather than overlap broadly
         half_x = (carpal.half_x * (1 - st.roundness) + mean_axis * st.roundness) * st.size * size_factor * scale * 0.92
@@ -523,7 +539,8 @@ def _rays(b: _Builder, scale: float, wrist: np.ndarray, hand_rotation: float) ->
     if thumb is not ThumbForm.ABSENT:
         rays.insert(0, (1, A.RAYS[1]))
     for digit, names in rays:
-        base = _rotate_about(np.array(A.RAY_BASES[digit]) * scale, wrist, hand_rotation)
+        base = _pronated(np.array(A.RAY_BASES[digit]) * scale, pose.pronation_deg, A.RAY_DEPTH_MM[digit] * scale)
+        base = _rotate_about(base, wrist, hand_rotation)
         angle = A.RAY_ANGLES_DEG[digit] + hand_rotation
         if digit == 1:
             angle += pose.thumb_abduction_deg

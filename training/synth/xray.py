@@ -18,6 +18,7 @@ import numpy as np
 
 from training.synth.geometry import HandLayout
 from training.synth.raster import Disc, PathMaps, Tube, draw_disc, draw_tube
+from training.synth.tones import apply_tone, site_tones
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,30 @@ class RenderStyle:
     top_margin: tuple[float, float] = (0.025, 0.08)  # space above the fingertips, as a share of the height
     fill: tuple[float, float] = (0.70, 0.86)  # the hand's (fingertips to wrist) share of the height
     forearm_depth: float = 1.0  # the forearm's soft-tissue thickness, relative to the classic model's
+    tone_curves: bool = False  # RSNA-like films take a real site's tone curve (`tones.site_tones`), not the parametric one
+    pronation_sd_deg: float = 0.0  # the hand turned slightly about its long axis (`geometry.Pose.pronation_deg`); 0: flat
+    thumb_abduction_deg: float = 0.0  # added to every drawn thumb abduction (`geometry.Pose`)
 
     def exposure(self, rng: np.random.Generator) -> Exposure:
-        return Exposure.sample_film(rng) if self.film_exposure else Exposure.sample(rng)
+        return Exposure.sample_film(rng, self.tone_curves) if self.film_exposure else Exposure.sample(rng)
 
 
 # film: on the development films the fingertips lie 11-20% below the top edge (classic phantoms 7-11%),
-# the hand covers less of the frame (22% against 26%) and the wrist and forearm are the brightest part
+# the hand covers less of the frame (22% against 26%) and the wrist and forearm are the brightest part;
+# their mean view sets the thumb nearer the index than the generator's standard pose (-10 degrees:
+# docs/decisions/phantoms_like_films.md)
 RENDERERS: dict[str, RenderStyle] = {
     "classic": RenderStyle(),
-    "film": RenderStyle(grain=1.0, film_exposure=True, top_margin=(0.05, 0.16), fill=(0.64, 0.80), forearm_depth=1.4),
+    "film": RenderStyle(
+        grain=1.0,
+        film_exposure=True,
+        top_margin=(0.05, 0.16),
+        fill=(0.64, 0.80),
+        forearm_depth=1.4,
+        tone_curves=True,
+        pronation_sd_deg=6.0,
+        thumb_abduction_deg=-10.0,
+    ),
 }
 
 
@@ -69,6 +84,7 @@ class Exposure:
     label: bool
     mottle: float = 0.0  # lumpy overlap of tissues and trabecular clusters, a few mm across (the film renderer; 0: classic)
     fog: float = 0.0  # uneven grey added over the whole film (scanned film's base fog, scatter): its largest amplitude
+    site_tone: tuple[float, ...] | None = None  # a real site's tone curve (`tones.ToneModel.sample`): open field, hand quantiles
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Exposure:
@@ -95,7 +111,7 @@ class Exposure:
         )
 
     @classmethod
-    def sample_film(cls, rng: np.random.Generator) -> Exposure:
+    def sample_film(cls, rng: np.random.Generator, tone_curves: bool = False) -> Exposure:
         """The film renderer's exposures: the classic physics, then processing and texture as two kinds
         of site show them. Most films (the RSNA challenge's: scanned film and CR) are processed to a
         near-black open field with the hand in the mid greys and visibly mottled; the rest (the atlas's)
@@ -103,7 +119,7 @@ class Exposure:
         RSNA development films only (ids with id % 20 == 10) at the 100-px scale the realism suite reads."""
         base = cls.sample(rng)
         if rng.random() < 0.75:
-            return replace(
+            rsna_like = replace(
                 base,
                 background=float(rng.uniform(0.0, 0.12)),
                 white=float(rng.uniform(0.62, 0.88)),
@@ -112,6 +128,10 @@ class Exposure:
                 collimation_white=bool(rng.random() < 0.15),  # an unexposed white border is rare on these films
                 fog=float(rng.uniform(0.0, 0.12)),
             )
+            if not tone_curves:
+                return rsna_like
+            background, hand = site_tones().sample(rng)  # the fitted greys include the films' own fog: half as much on top
+            return replace(rsna_like, background=background, fog=rsna_like.fog / 2, site_tone=(background, *map(float, hand)))
         return replace(base, mottle=float(rng.uniform(0.0, 0.15)))
 
 
@@ -305,19 +325,11 @@ def expose(
     noisy = cv2.GaussianBlur(noisy.astype(np.float32), (0, 0), blur)
     log_signal = -cv2.log(np.maximum(noisy, np.float32(1e-4)))
 
-    # Vendor processing auto-ranges on the anatomy (histogram analysis), so the densest
-    # part lands near white whatever the exposure; then a compressive tone curve and gamma,
-    # applied as a lookup table (one pass over the image).
-    inside = log_signal[::4, ::4][mask[::4, ::4] > 0]
-    l_max = float(np.percentile(inside, 99.5)) * exposure.range_margin if inside.size else 2.4
-    l_max = max(l_max, 0.2)
-    table_top = l_max * 1.5
-    grid = np.linspace(0.0, table_top, 8192, dtype=np.float64)
-    tone = (1.0 - np.exp(-exposure.tone_k * grid)) / (1.0 - math.exp(-exposure.tone_k * l_max))
-    span = exposure.white - exposure.background
-    table = (exposure.background + span * np.clip(tone, 0.0, 1.0) ** exposure.gamma).astype(np.float32)
-    index = np.minimum(np.maximum(log_signal, 0.0) * np.float32(8191 / table_top), 8191).astype(np.int32)
-    image = table[index]
+    # processing: a real site's tone curve where one was drawn, the parametric vendor curve otherwise
+    if exposure.site_tone is not None:
+        image = apply_tone(log_signal, mask, exposure.site_tone[0], np.array(exposure.site_tone[1:]))
+    else:
+        image = _parametric_tone(log_signal, mask, exposure)
     low = _blur(image, 1.5 * k + 2.0)
     image = image + exposure.edge_enhance * (image - low)
     h, _w = frame.shape
@@ -336,6 +348,22 @@ def expose(
     image = np.where(overlay >= 0, overlay, image)
     hand_mask[overlay >= 0] = 0
     return Radiograph(np.clip(image, 0.0, 1.0).astype(np.float32), hand_mask, 1.0 / k)
+
+
+def _parametric_tone(log_signal: np.ndarray, mask: np.ndarray, exposure: Exposure) -> np.ndarray:
+    """Vendor processing auto-ranges on the anatomy (histogram analysis), so the densest part lands
+    near white whatever the exposure; then a compressive tone curve and gamma, applied as a lookup
+    table (one pass over the image)."""
+    inside = log_signal[::4, ::4][mask[::4, ::4] > 0]
+    l_max = float(np.percentile(inside, 99.5)) * exposure.range_margin if inside.size else 2.4
+    l_max = max(l_max, 0.2)
+    table_top = l_max * 1.5
+    grid = np.linspace(0.0, table_top, 8192, dtype=np.float64)
+    tone = (1.0 - np.exp(-exposure.tone_k * grid)) / (1.0 - math.exp(-exposure.tone_k * l_max))
+    span = exposure.white - exposure.background
+    table = (exposure.background + span * np.clip(tone, 0.0, 1.0) ** exposure.gamma).astype(np.float32)
+    index = np.minimum(np.maximum(log_signal, 0.0) * np.float32(8191 / table_top), 8191).astype(np.int32)
+    return table[index]
 
 
 def _fog_field(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
