@@ -184,3 +184,19 @@ def test_the_film_renderer_gives_round_bones_an_unoriented_trabecular_pattern() 
     assert pattern.std() > 0.3 * plain.trabecular[inside].mean()
     along, across = np.abs(np.diff(pattern, axis=0)).mean(), np.abs(np.diff(pattern, axis=1)).mean()
     assert 0.6 < across / along < 1.6
+
+
+def test_equalisation_takes_out_the_broad_thickness_of_thick_parts_and_keeps_their_detail() -> None:
+    """The film renderer's CR/DR processing: a thick forearm's broad excess over the anatomy's median
+    is partly removed; thin parts and the fine detail of a bone edge inside the thick part stay."""
+    from training.synth.xray import equalise_thick_parts
+
+    log_signal = np.full((200, 200), 0.5, np.float32)
+    log_signal[:, 100:] = 2.0  # a thick part
+    log_signal[:, 150:152] += 0.3  # a bone edge inside it
+    mask = np.full((200, 200), 255, np.uint8)
+    out = equalise_thick_parts(log_signal, mask, share=0.5, px_per_mm=2.0)
+    assert np.allclose(out[:, :60], log_signal[:, :60], atol=1e-3)  # thin parts untouched
+    assert out[100, 180] < log_signal[100, 180] - 0.3  # the thick part's level comes down
+    edge = lambda image: float(image[100, 150] - image[100, 146])  # noqa: E731
+    assert edge(out) == pytest.approx(edge(log_signal), abs=0.05)  # the detail inside it stays

@@ -44,6 +44,9 @@ def test_a_drawn_curve_puts_the_hands_greys_on_its_quantiles() -> None:
     assert profile[0] == pytest.approx(background, abs=1e-6)
     assert np.allclose(profile[1:], greys, atol=0.01)
     assert image.max() <= 1.0 and np.all(np.diff(image[hand > 0][np.argsort(log_signal[hand > 0])]) >= -1e-6)  # monotone
+    log_signal[100, 60:63] = [5.0, 6.0, 8.0]  # far thicker than the rest of the hand
+    thick = apply_tone(log_signal, hand, background, greys)[100, 60:63]
+    assert greys[-1] < thick[0] < thick[1] < thick[2] < 1.0  # a shoulder: the thickest parts keep their contrast, never white
 
 
 def test_the_shipped_model_was_fitted_on_development_films_and_draws_dark_fields() -> None:

@@ -88,15 +88,18 @@ def site_tones() -> ToneModel:
 
 def apply_tone(log_signal: np.ndarray, hand: np.ndarray, background: float, hand_greys: np.ndarray) -> np.ndarray:
     """Grey image from the detector's log signal: the hand's log-signal quantiles land on
-    `hand_greys`, the open field (log signal 0) on `background`, linearly in between; above the
-    hand's top quantile the curve goes on at its last slope up to white."""
+    `hand_greys`, the open field (log signal 0) on `background`, linearly in between. Above the
+    hand's top quantile a shoulder takes over, as film and vendor curves have: it leaves at the
+    curve's last slope and approaches white without reaching it, so bone inside the thickest soft
+    tissue (wrist, forearm) keeps some contrast instead of burning out."""
     inside = log_signal[::2, ::2][hand[::2, ::2] > 0]
     knots = np.quantile(inside, QUANTILES) if inside.size else np.linspace(0.1, 2.0, len(QUANTILES))
     knots = np.maximum.accumulate(np.maximum(knots, 1e-3)) + 1e-4 * np.arange(len(QUANTILES))
-    slope = (hand_greys[-1] - hand_greys[-3]) / max(knots[-1] - knots[-3], 1e-4)
-    top = knots[-1] + max(max(1.0 - hand_greys[-1], 0.0) / max(slope, 1e-3), 1e-3)
-    xs = np.concatenate([[0.0], knots, [top]])
-    ys = np.concatenate([[background], hand_greys, [max(1.0, hand_greys[-1])]])
-    if xs[1] <= 0.0:
-        xs[1:] += 1e-3
-    return np.interp(log_signal, xs, ys).astype(np.float32)
+    xs = np.concatenate([[0.0], knots])
+    ys = np.concatenate([[background], hand_greys])
+    image = np.interp(log_signal, xs, ys).astype(np.float32)
+    top, headroom = float(knots[-1]), max(1.0 - float(hand_greys[-1]), 1e-3)
+    slope = max((hand_greys[-1] - hand_greys[-3]) / max(knots[-1] - knots[-3], 1e-4), 1e-3)
+    above = log_signal > top
+    image[above] = hand_greys[-1] + headroom * (1.0 - np.exp(-(log_signal[above] - top) * slope / headroom))
+    return image

@@ -85,6 +85,7 @@ class Exposure:
     mottle: float = 0.0  # lumpy overlap of tissues and trabecular clusters, a few mm across (the film renderer; 0: classic)
     fog: float = 0.0  # uneven grey added over the whole film (scanned film's base fog, scatter): its largest amplitude
     site_tone: tuple[float, ...] | None = None  # a real site's tone curve (`tones.ToneModel.sample`): open field, hand quantiles
+    equalisation: float = 0.0  # share of the broad excess attenuation of thick parts taken out before the tone curve
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Exposure:
@@ -131,7 +132,10 @@ class Exposure:
             if not tone_curves:
                 return rsna_like
             background, hand = site_tones().sample(rng)  # the fitted greys include the films' own fog: half as much on top
-            return replace(rsna_like, background=background, fog=rsna_like.fog / 2, site_tone=(background, *map(float, hand)))
+            tone = (background, *map(float, hand))
+            return replace(
+                rsna_like, background=background, fog=rsna_like.fog / 2, site_tone=tone, equalisation=float(rng.uniform(0.2, 0.6))
+            )
         return replace(base, mottle=float(rng.uniform(0.0, 0.15)))
 
 
@@ -325,6 +329,8 @@ def expose(
     noisy = cv2.GaussianBlur(noisy.astype(np.float32), (0, 0), blur)
     log_signal = -cv2.log(np.maximum(noisy, np.float32(1e-4)))
 
+    if exposure.equalisation > 0:
+        log_signal = equalise_thick_parts(log_signal, mask, exposure.equalisation, k)
     # processing: a real site's tone curve where one was drawn, the parametric vendor curve otherwise
     if exposure.site_tone is not None:
         image = apply_tone(log_signal, mask, exposure.site_tone[0], np.array(exposure.site_tone[1:]))
@@ -348,6 +354,16 @@ def expose(
     image = np.where(overlay >= 0, overlay, image)
     hand_mask[overlay >= 0] = 0
     return Radiograph(np.clip(image, 0.0, 1.0).astype(np.float32), hand_mask, 1.0 / k)
+
+
+def equalise_thick_parts(log_signal: np.ndarray, mask: np.ndarray, share: float, px_per_mm: float) -> np.ndarray:
+    """CR/DR multi-frequency processing in its simplest form: where the anatomy is thicker than its
+    median (wrist, forearm) a `share` of the broad excess is taken out, so the bones inside thick
+    soft tissue keep their contrast instead of burning out to white."""
+    broad = _blur(log_signal, 12.0 * px_per_mm)
+    inside = broad[::4, ::4][mask[::4, ::4] > 0]
+    level = float(np.median(inside)) if inside.size else 0.0
+    return log_signal - np.float32(share) * np.maximum(broad - np.float32(level), 0.0)
 
 
 def _parametric_tone(log_signal: np.ndarray, mask: np.ndarray, exposure: Exposure) -> np.ndarray:
