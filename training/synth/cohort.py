@@ -27,7 +27,7 @@ from matcher.errors import Bone2GeneError
 from training.synth.geometry import CaseAnatomy, HandLayout, Individual, Pose, build_hand
 from training.synth.spec import DisorderSpec, PatientPhenotype, builtin_specs
 from training.synth.writers import FakePatient, write_dicom, write_mask, write_png
-from training.synth.xray import RENDERERS, Frame, Radiograph, choose_frame, expose
+from training.synth.xray import RENDERERS, Frame, Radiograph, RenderStyle, choose_frame, expose
 
 GENERATOR_VERSION = "1"
 MANIFEST_COLUMNS = [
@@ -194,15 +194,22 @@ def simulate(plan: PlannedCase, spec: DisorderSpec, size: int, renderer: str = "
     rng = np.random.default_rng(plan.image_seed)
     phenotype, case = sample_anatomy(plan, spec, rng)
     style = RENDERERS[renderer]
-    if style.pronation_sd_deg > 0 or style.thumb_abduction_deg:  # its own generator: the other draws stay the classic style's
-        turn = Pose.sample_pronation(np.random.default_rng([plan.image_seed, 2]), style.pronation_sd_deg) if style.pronation_sd_deg else 0.0
-        thumb = case.pose.thumb_abduction_deg + style.thumb_abduction_deg
-        case = replace(case, pose=replace(case.pose, pronation_deg=turn, thumb_abduction_deg=thumb))
+    case = _posed_by_style(case, style, plan.image_seed)
     layout = build_hand(case)
     frame = choose_frame(layout, size, case.pose.rotation_deg, rng, style)
     coarseness = case.phenotype.feature("trabecular_coarseness")
     radiograph = expose(layout, frame, style.exposure(rng), rng, coarseness, style)
     return Simulation(plan, phenotype, case, layout, frame, radiograph)
+
+
+def _posed_by_style(case: CaseAnatomy, style: RenderStyle, image_seed: int) -> CaseAnatomy:
+    """The style's positioning on top of the drawn pose (pronation, the thumb's mean): from a
+    generator of its own, so that every other draw stays what the classic style makes."""
+    if not (style.pronation_sd_deg > 0 or style.thumb_abduction_deg):
+        return case
+    turn = Pose.sample_pronation(np.random.default_rng([image_seed, 2]), style.pronation_sd_deg) if style.pronation_sd_deg else 0.0
+    thumb = case.pose.thumb_abduction_deg + style.thumb_abduction_deg
+    return replace(case, pose=replace(case.pose, pronation_deg=turn, thumb_abduction_deg=thumb))
 
 
 def render_case(plan: PlannedCase, config: CohortConfig, specs: dict[str, DisorderSpec]) -> RenderedCase:

@@ -117,7 +117,9 @@ class Exposure:
         of site show them. Most films (the RSNA challenge's: scanned film and CR) are processed to a
         near-black open field with the hand in the mid greys and visibly mottled; the rest (the atlas's)
         keep a grey field and a bright, smooth hand (the classic processing). The ranges were read off
-        RSNA development films only (ids with id % 20 == 10) at the 100-px scale the realism suite reads."""
+        RSNA development films only (ids with id % 20 == 10) at the 100-px scale the realism suite reads.
+        `tone_curves`: the RSNA-like films take a real site's tone curve (`tones.site_tones`) and have
+        their thick parts equalised first, as CR/DR processing does."""
         base = cls.sample(rng)
         if rng.random() < 0.75:
             rsna_like = replace(
