@@ -200,3 +200,13 @@ def test_equalisation_takes_out_the_broad_thickness_of_thick_parts_and_keeps_the
     assert out[100, 180] < log_signal[100, 180] - 0.3  # the thick part's level comes down
     edge = lambda image: float(image[100, 150] - image[100, 146])  # noqa: E731
     assert edge(out) == pytest.approx(edge(log_signal), abs=0.05)  # the detail inside it stays
+
+
+def test_the_film_renderer_frames_the_hand_large_and_keeps_the_wrist_on_the_film() -> None:
+    from training.synth.xray import MAX_REACH
+
+    for k in range(12):
+        plan = PlannedCase("c", "p", "unaffected", "M", 4.0 + k, 500 + k, 600 + k)
+        sim = simulate(plan, SPECS["unaffected"], 128, renderer="film")
+        height = sim.radiograph.image.shape[0]
+        assert sim.frame.point(sim.layout.wrist)[1] <= MAX_REACH * height + 1.0, k
