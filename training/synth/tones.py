@@ -2,8 +2,9 @@
 
 A processed radiograph's grey histogram belongs to its site (film, scanner, CR/DR vendor LUT): where
 the open field lands, how the soft tissue and the bones spread over the greys. A parametric tone
-curve (`xray.expose`) gets the ordering right but not the shape, and the shape alone tells a
-phantom from a real film (the realism suite's sorted-grey probe: `benchmarks/realism.md`).
+curve (`xray.expose`'s classic processing) gets the ordering right but not where real sites put the
+greys (hand median 0.40 on film phantoms before these curves against 0.33 on development films:
+`docs/decisions/phantoms_like_films.md`).
 
 So the film renderer draws each RSNA-like film's curve from a model of real films' grey profiles:
 the open field's median grey and the grey quantiles inside the hand, reduced to a mean and a few
