@@ -210,3 +210,33 @@ def test_the_film_renderer_frames_the_hand_large_and_keeps_the_wrist_on_the_film
         sim = simulate(plan, SPECS["unaffected"], 128, renderer="film")
         height = sim.radiograph.image.shape[0]
         assert sim.frame.point(sim.layout.wrist)[1] <= MAX_REACH * height + 1.0, k
+
+
+def test_some_film_phantoms_are_scanned_films_on_a_light_box_and_pass_the_gate() -> None:
+    """About a fifth of the development films are a film scanned on a light box; so are the film
+    renderer's phantoms now and then: a tilted film with a bright clear edge in a dark surround, the
+    hand and its mask inside the film, and the quality gate reads them as hands."""
+    import tempfile
+    from pathlib import Path
+
+    from matcher.io import read_radiograph
+    from matcher.mask import segment_hand
+    from matcher.quality import assess_quality
+    from training.synth.writers import write_png
+
+    scanned = []
+    for k in range(40):
+        s = simulate(PlannedCase("c", "p", "unaffected", "F", 6.0 + k % 10, 700 + k, 800 + k), SPECS["unaffected"], 256, renderer="film")
+        if s.frame.film_scan is not None:
+            scanned.append(s)
+    assert 3 <= len(scanned) <= 15  # a fifth of 40, give or take
+    assert all(sim("unaffected", seed=k).frame.film_scan is None for k in range(5))  # the classic renderer: never
+    for s in scanned[:3]:
+        film = s.frame.film_scan.inside(s.radiograph.image.shape)
+        assert not (s.radiograph.mask[film == 0] > 0).any()  # the hand ends at the film
+        assert np.median(s.radiograph.image[film == 0]) < 0.25  # a dark surround
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, s in enumerate(scanned[:3]):
+            write_png(Path(tmp) / f"{i}.png", s.radiograph.image, 8)
+            radiograph = read_radiograph(Path(tmp) / f"{i}.png")
+            assert assess_quality(radiograph, segment_hand(radiograph.pixels)).accepted, i

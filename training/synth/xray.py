@@ -36,6 +36,7 @@ class RenderStyle:
     tone_curves: bool = False  # RSNA-like films take a real site's tone curve (`tones.site_tones`), not the parametric one
     pronation_sd_deg: float = 0.0  # the hand turned slightly about its long axis (`geometry.Pose.pronation_deg`); 0: flat
     thumb_abduction_deg: float = 0.0  # added to every drawn thumb abduction (`geometry.Pose`)
+    film_scan_share: float = 0.0  # share of films that are a scanned film on a light box (`FilmScan`)
 
     def exposure(self, rng: np.random.Generator) -> Exposure:
         return Exposure.sample_film(rng, self.tone_curves) if self.film_exposure else Exposure.sample(rng)
@@ -57,6 +58,7 @@ RENDERERS: dict[str, RenderStyle] = {
         tone_curves=True,
         pronation_sd_deg=6.0,
         thumb_abduction_deg=-10.0,
+        film_scan_share=0.2,
     ),
 }
 
@@ -143,6 +145,29 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class FilmScan:
+    """A film photographed or scanned on a light box (about a fifth of the RSNA development films: 9
+    of 40 looked at): the film a tilted rectangle inside the image, its clear edge a bright band, a
+    dark surround outside. Pixel units; the film's bottom may run past the image."""
+
+    centre: tuple[float, float]
+    half_size: tuple[float, float]
+    angle_deg: float
+    edge_px: float
+    surround: float
+    edge_grey: float
+
+    def inside(self, shape: tuple[int, int]) -> np.ndarray:
+        """uint8 1 inside the film rectangle, 0 outside."""
+        (cx, cy), (hw, hh) = self.centre, self.half_size
+        corners = np.array([[cx - hw, cy - hh], [cx + hw, cy - hh], [cx + hw, cy + hh], [cx - hw, cy + hh]], np.float32)
+        rot = cv2.getRotationMatrix2D((cx, cy), self.angle_deg, 1.0)
+        film = np.zeros(shape, np.uint8)
+        cv2.fillConvexPoly(film, np.round(cv2.transform(corners[None], rot)[0]).astype(np.int32), 1)
+        return film
+
+
+@dataclass(frozen=True)
 class Frame:
     """How the millimetre layout lands on the detector."""
 
@@ -150,6 +175,7 @@ class Frame:
     px_per_mm: float
     rotation: float  # radians, clockwise on the image
     offset: tuple[float, float]  # image position of the layout origin
+    film_scan: FilmScan | None = None
 
     def point(self, xy: tuple[float, float] | np.ndarray) -> tuple[float, float]:
         x, y = float(xy[0]), -float(xy[1])  # +y (distal) is up the image
@@ -185,11 +211,35 @@ def choose_frame(layout: HandLayout, size: int, rotation_deg: float, rng: np.ran
     fill = rng.uniform(*style.fill)
     top_margin = rng.uniform(*style.top_margin) * height
     fill = min(fill, MAX_REACH - top_margin / height)  # the wrist stays on the film
-    scale = min(fill * height / (y1 - y0 + extra), 0.94 * width / (x1 - x0 + extra))
+    scanned = style.film_scan_share > 0 and rng.random() < style.film_scan_share
+    if scanned:  # a film on a light box: the hand smaller, with room for the film's edges around it
+        fill, top_margin = fill * rng.uniform(0.62, 0.8), top_margin + rng.uniform(0.04, 0.1) * height
+    scale = min(fill * height / (y1 - y0 + extra), (0.8 if scanned else 0.94) * width / (x1 - x0 + extra))
     offset_y = top_margin - (y0 - extra / 2) * scale
     centre_x = (x0 + x1) / 2 * scale
     offset_x = width / 2 - centre_x + rng.normal(0.0, 0.03) * width
-    return Frame((height, width), float(scale), rotation, (float(offset_x), float(offset_y)))
+    frame = Frame((height, width), float(scale), rotation, (float(offset_x), float(offset_y)))
+    return replace(frame, film_scan=_film_around(frame, px, scale, rng)) if scanned else frame
+
+
+def _film_around(frame: Frame, probe_px: np.ndarray, scale: float, rng: np.random.Generator) -> FilmScan:
+    """The scanned film's rectangle around the hand as `frame` places it (`probe_px`: the hand's
+    outline at unit scale, unrotated offsets), a few per cent of the image beyond it on every side."""
+    height, width = frame.shape
+    x0, y0 = probe_px.min(axis=0) * scale + np.array(frame.offset)
+    x1, y1 = probe_px.max(axis=0) * scale + np.array(frame.offset)
+    left, right, top = (rng.uniform(0.03, 0.09) * s for s in (width, width, height))
+    bottom = max(y1, height) + rng.uniform(-0.05, 0.1) * height
+    centre = ((x0 - left + x1 + right) / 2, (y0 - top + bottom) / 2)
+    half = ((x1 + right - x0 + left) / 2, (bottom - y0 + top) / 2)
+    return FilmScan(
+        centre,
+        half,
+        float(rng.uniform(-3.0, 3.0)),
+        float(rng.uniform(0.004, 0.012) * height),
+        float(rng.uniform(0.0, 0.15)),
+        float(rng.uniform(0.7, 0.95)),
+    )
 
 
 def _tube_to_px(tube: Tube, frame: Frame) -> Tube:
@@ -360,7 +410,24 @@ def expose(
     overlay = _annotations(frame.shape, exposure, hand_mask, rng)
     image = np.where(overlay >= 0, overlay, image)
     hand_mask[overlay >= 0] = 0
+    if frame.film_scan is not None:
+        image, hand_mask = _on_light_box(image, hand_mask, frame.film_scan, rng)
     return Radiograph(np.clip(image, 0.0, 1.0).astype(np.float32), hand_mask, 1.0 / k)
+
+
+def _on_light_box(image: np.ndarray, hand_mask: np.ndarray, scan: FilmScan, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The processed film as a scan of it shows it: inside the film's rectangle as it was, its clear
+    edge a bright band, outside a dark, slightly uneven surround; the hand mask ends at the film."""
+    film = scan.inside(image.shape)
+    band = max(1, round(scan.edge_px))
+    inner = cv2.erode(film, np.ones((2 * band + 1, 2 * band + 1), np.uint8))
+    h, _w = image.shape
+    surround = (
+        scan.surround + 0.04 * np.linspace(-1.0, 1.0, h, dtype=np.float32)[:, None] + rng.normal(0, 0.01, image.shape).astype(np.float32)
+    )
+    edge = scan.edge_grey + rng.normal(0, 0.02, image.shape).astype(np.float32)
+    image = np.where(inner > 0, image, np.where(film > 0, edge, surround)).astype(np.float32)
+    return image, np.where(inner > 0, hand_mask, 0).astype(np.uint8)
 
 
 def equalise_thick_parts(log_signal: np.ndarray, mask: np.ndarray, share: float, px_per_mm: float) -> np.ndarray:
