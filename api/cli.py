@@ -125,6 +125,42 @@ def synth_mix(
     typer.echo(f"{len(combined)} cases ({counts}): {out / 'manifest.csv'}")
 
 
+@app.command("synth-specs")
+def synth_specs(
+    out: Annotated[Path, typer.Option("--out", help="The YAML file of drawn specs to write (`bone2gene synth --spec` reads it).")],
+    n: Annotated[int, typer.Option("--n", help="Number of disorders to draw.")] = 300,
+    seed: Annotated[int, typer.Option("--seed", help="The sampler's seed; the same seed draws the same disorders.")] = 0,
+    magnitude: Annotated[float, typer.Option("--magnitude", help="Scale of every drawn effect (1: the catalogue's sizes).")] = 1.0,
+    exclude: Annotated[
+        str | None,
+        typer.Option("--exclude", help="Comma-separated catalogue disorders to borrow nothing from (default: the held-out four)."),
+    ] = None,
+) -> None:
+    """Draw procedural disorders from the spec grammar, shaped like the catalogue's, and report how far apart they lie."""
+    from training.synth.disorder_sampler import CATALOGUE_HELD_OUT, DisorderSampler, SamplerConfig, write_specs
+    from training.synth.spec import builtin_specs
+    from training.synth.spec_space import diversity_rows
+
+    if n < 2:
+        fail(f"--n {n}: draw at least 2 disorders")
+    if out.exists():
+        fail(f"{out} already exists; choose a new --out (a drawn list is kept with the model trained on it)")
+    catalogue = builtin_specs()
+    known = {s.id for s in catalogue}
+    held_out = tuple(x.strip() for x in exclude.split(",") if x.strip()) if exclude is not None else CATALOGUE_HELD_OUT
+    unknown = sorted(set(held_out) - known)
+    if unknown:
+        fail(f"--exclude names disorders not in the catalogue: {', '.join(unknown)} (see bone2gene synth --list-disorders)")
+    config = SamplerConfig(n=n, seed=seed, magnitude=magnitude, exclude=held_out)
+    drawn = DisorderSampler(config, catalogue).sample()
+    header = f"Drawn by `bone2gene synth-specs --n {n} --seed {seed} --magnitude {magnitude} --exclude {','.join(held_out)}`"
+    write_specs(drawn, out, header)
+    trained = [s for s in catalogue if s.category != "control" and s.id not in held_out]
+    for row in diversity_rows({"catalogue (trained disorders)": trained, "drawn": drawn}):
+        typer.echo("  ".join(f"{k}: {v}" for k, v in row.items()))
+    typer.echo(f"{len(drawn)} disorders: {out}")
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Where the demo data lives (reused when present).")] = Path("demo-data"),

@@ -269,6 +269,13 @@ def builtin_specs() -> list[DisorderSpec]:
         return load_specs(path, identities)
 
 
+def unseen_syndrome_specs() -> list[DisorderSpec]:
+    """Syndromes written by hand for the unseen-disorder test (`specs/unseen_syndromes.yaml`): in
+    no training recipe and never drawn by the disorder sampler."""
+    with resources.as_file(resources.files("training.synth").joinpath("specs", "unseen_syndromes.yaml")) as path:
+        return load_specs(path)
+
+
 def merge_specs(base: list[DisorderSpec], extra: list[DisorderSpec]) -> list[DisorderSpec]:
     """`extra` adds disorders and replaces those with the same id."""
     merged = {s.id: s for s in base}
