@@ -9,7 +9,7 @@ import pandas as pd
 
 from index.store import Gallery
 from matcher.checkpoint import BUNDLED_MODEL_DIR, read_card
-from training.protocol.unseen import new_syndrome_experiment, summarise
+from training.protocol.unseen import new_syndrome_experiment, per_disorder, summarise, unseen_disorders
 
 
 def synthetic_table(clustered, rng: np.random.Generator, spread: float = 0.5) -> tuple[np.ndarray, pd.DataFrame]:
@@ -37,6 +37,19 @@ def test_noise_embeddings_stay_at_chance(clustered) -> None:
     summary = summarise(new_syndrome_experiment(vectors, table, rare=("d6", "d7"), n_added=(5,), draws=3, seed=2))
     top1 = float(summary.set_index("setting").loc["rare (R -> F+R)", "top-1"].split(" ")[0])
     assert top1 < 40.0  # random expectation 12.5 %: the experiment does not flatter an uninformative space
+
+
+def test_a_disorder_the_model_never_trained_on_is_unseen_whether_listed_or_new() -> None:
+    """A new syndrome's spec (absent from the model's labels) is unseen as much as a held-out one."""
+    assert unseen_disorders({"a", "b", "new_one"}, ["b"], {"a", "unaffected"}) == ["b", "new_one"]
+    assert unseen_disorders({"a", "b"}, ["b"], set()) == ["b"]  # a model that names no labels: only those listed
+
+
+def test_each_unseen_disorder_gets_its_own_row(clustered) -> None:
+    vectors, table = synthetic_table(clustered, np.random.default_rng(4))
+    rows = per_disorder(new_syndrome_experiment(vectors, table, rare=("d6", "d7"), n_added=(3,), draws=2, seed=1), 3)
+    assert list(rows["disorder"]) == ["d6", "d7"] and set(rows.columns) == {"disorder", "queries per draw", "top-1", "top-5"}
+    assert (rows["queries per draw"] == 14).all()  # 10 patients x 2 visits, 3 patients added
 
 
 def test_bundled_model_finds_unseen_syndromes_better_than_chance(embedded_cohort: Path) -> None:
@@ -67,6 +80,7 @@ def test_the_unseen_suite_reports_the_models_held_out_disorders_from_the_command
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "unseen.md").read_text()
     assert "Unseen in training: trps1." in report and "Command: `bone2gene evaluate --suite unseen" in report
+    assert "## model, density rule, each unseen disorder with 3 cases added" in report
     assert "## model, density rule (default)" in report and "## untrained encoder (baseline), nearest case (GestaltMatcher)" in report
     numbers = json.loads((tmp_path / "unseen.json").read_text())
     rows = numbers["sections"]["model, density rule (default)"]

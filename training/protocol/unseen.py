@@ -118,6 +118,26 @@ def summarise(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def unseen_disorders(in_cohort: set[str], listed: Sequence[str], trained: set[str]) -> list[str]:
+    """The cohort's disorders the model never trained on: those its provenance lists as held out,
+    and (where the model names its training disorders) any it does not name, such as a new syndrome's spec."""
+    return sorted(d for d in in_cohort if d in set(listed) or (trained and d not in trained))
+
+
+def per_disorder(results: pd.DataFrame, n_added: int) -> pd.DataFrame:
+    """Top-k of each unseen disorder's queries (mean ± SD over draws) with `n_added` gallery cases:
+    which disorders the space places and which it does not."""
+    rare = results[(results["setting"] == "rare (R -> F+R)") & (results["n_added"] == n_added)]
+    records = []
+    for disorder, part in rare.groupby("disorder"):
+        record: dict[str, object] = {"disorder": disorder, "queries per draw": int(len(part) / part["draw"].nunique())}
+        for k in (1, 5):
+            hits = part.groupby("draw")["rank"].apply(lambda r, k=k: float(np.mean(r <= k)))
+            record[f"top-{k}"] = f"{100 * hits.mean():.1f} ± {100 * hits.std(ddof=0):.1f}"
+        records.append(record)
+    return pd.DataFrame(records)
+
+
 def unseen_report(
     model_dir: Path, manifest: Path, draws: int = 10, seed: int = 8, device: str = "auto", workers: int = 0
 ) -> tuple[str, dict]:
@@ -129,7 +149,7 @@ def unseen_report(
     model, card = load_model(model_dir)
     table = read_case_manifest(manifest)
     table = table[table["disorder"].notna()].reset_index(drop=True)
-    held_out = [d for d in card.provenance.get("held_out_disorders") or [] if d in set(table["disorder"])]
+    held_out = unseen_disorders(set(table["disorder"]), card.provenance.get("held_out_disorders") or [], set(card.config.labels))
     if not held_out:
         raise EvaluationError(
             f"none of {manifest}'s disorders was held out of {model_dir}'s training (its provenance lists "
@@ -144,7 +164,10 @@ def unseen_report(
     for name, vectors in (("model", trained), ("untrained encoder (baseline)", baseline)):
         for rule in (RankingRule.DENSITY, RankingRule.NEAREST):
             label = "density rule (default)" if rule == RankingRule.DENSITY else "nearest case (GestaltMatcher)"
-            sections[f"{name}, {label}"] = summarise(new_syndrome_experiment(vectors, kept, held_out, draws=draws, seed=seed, rule=rule))
+            results = new_syndrome_experiment(vectors, kept, held_out, draws=draws, seed=seed, rule=rule)
+            sections[f"{name}, {label}"] = summarise(results)
+            if name == "model" and rule == RankingRule.DENSITY:
+                sections["model, density rule, each unseen disorder with 3 cases added"] = per_disorder(results, 3)
     counts = kept["disorder"].value_counts()
     about = {
         "model": card.fingerprint[:12],
