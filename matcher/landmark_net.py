@@ -50,9 +50,9 @@ class LandmarkNet(nn.Module):
         self.config = config
         self.encoder = timm.create_model(config.backbone, pretrained=False, features_only=True, out_indices=(1, 2, 3, 4), in_chans=1)
         if imagenet:
-            from matcher.imagenet_weights import load_lite0_imagenet
+            from matcher.imagenet_weights import load_lite_imagenet
 
-            load_lite0_imagenet(self.encoder, in_chans=1)
+            load_lite_imagenet(self.encoder, "lite0", in_chans=1)
         width = config.decoder_channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in self.encoder.feature_info.channels())
         self.smooth = DoubleConv(width, width)

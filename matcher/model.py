@@ -31,6 +31,10 @@ from torch import nn
 
 from matcher.deeplasia import DEEPLASIA_AGE_SCALE, TIMM_NAMES, AgeCalibration, HeadSpec
 
+# ModelConfig.variant -> timm's architecture: Deeplasia's b0 and b4, and EfficientNet-Lite0/1/2 in
+# timm's TensorFlow-padding form, which the packaged ImageNet weights fit exactly (`matcher.imagenet_weights`)
+BACKBONES: dict[str, str] = {**TIMM_NAMES, **{f"lite{k}": f"tf_efficientnet_lite{k}" for k in range(3)}}
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -58,7 +62,7 @@ class ModelConfig:
 
     @property
     def backbone_name(self) -> str:
-        return TIMM_NAMES[self.variant]
+        return BACKBONES[self.variant]
 
     def to_json_dict(self) -> dict:
         return asdict(self)

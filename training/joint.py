@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from matcher.checkpoint import load_model, save_model
+from matcher.imagenet_weights import start_from_imagenet
 from matcher.model import Bone2GeneModel
 from training.checkpointing import TrainingParts, resume, save_checkpoint
 from training.config_file import plain_data
@@ -52,6 +53,7 @@ class JointConfig:
     # optimiser and schedule (continue training under a new plan; `resume` keeps the old plan)
     init_checkpoint: Path | None = None
     variant: str = "b0"
+    imagenet: bool = False  # without `init`: the backbone starts from the packaged ImageNet weights (variant lite0/1/2)
     input_size: int = 100
     embedding_dim: int = 256
     epochs: int = 8
@@ -84,6 +86,10 @@ class JointConfig:
 def initial_model(config: JointConfig, labels: dict[str, int]) -> Bone2GeneModel:
     """A film-view model with `labels`, from `config.init`'s weights when given."""
     model = Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels, preprocessing="film"))
+    if config.imagenet and config.init is not None:
+        raise ValueError("`imagenet` starts from the ImageNet weights and `init` from a model: give one of them")
+    if config.imagenet:
+        start_from_imagenet(model.backbone, config.variant)
     if config.init is not None:
         base, _ = load_model(config.init)
         if (base.config.variant, base.config.embedding_dim) != (config.variant, config.embedding_dim):

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from matcher.checkpoint import load_model_or_deeplasia, save_model
 from matcher.deeplasia import DEEPLASIA_AGE_SCALE, HeadSpec
 from matcher.errors import Bone2GeneError
+from matcher.imagenet_weights import start_from_imagenet
 from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.bone_age_targets import bone_age_targets
@@ -71,6 +72,7 @@ class TrainConfig:
     input_size: int = 256
     embedding_dim: int = 256
     init: Path | None = None  # start from: a Bone2Gene model directory or a Deeplasia checkpoint file (None: random weights)
+    imagenet: bool = False  # without `init`: the backbone starts from the packaged ImageNet weights (variant lite0/1/2)
     deeplasia_parameters: Path | None = None  # Deeplasia's parameters.yml, for a legacy checkpoint in `init`
     trust_pickle: bool = False  # allow a Deeplasia checkpoint that needs full unpickling (only from a trusted source)
     epochs: int = 30
@@ -143,7 +145,10 @@ def _initial_model(config: TrainConfig, labels: dict[str, int]) -> tuple[Bone2Ge
         model = Bone2GeneModel(model_config)
         model.load_state_dict(base.encoder_state_dict(), strict=False)
         return model, base.age_sex_reader
-    return Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels)), None
+    model = Bone2GeneModel(new_model_config(config.variant, config.input_size, config.embedding_dim, labels))
+    if config.imagenet:
+        start_from_imagenet(model.backbone, config.variant)
+    return model, None
 
 
 def new_model_config(
@@ -274,6 +279,8 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
         raise TrainConfigError(
             "distil_bone_age keeps the starting model's bone age, but `init` is empty (random weights have none to keep)"
         )
+    if config.imagenet and config.init is not None:
+        raise TrainConfigError("`imagenet` starts from the ImageNet weights and `init` from a model: give one of them")
     if config.arcface_sub_centers < 1:
         raise TrainConfigError(
             f"arcface_sub_centers is {config.arcface_sub_centers}; it must be 1 or more (1: plain ArcFace, one centre per disorder)"
