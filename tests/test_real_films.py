@@ -28,6 +28,8 @@ from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
 from matcher.io import read_radiograph
 from matcher.mask import segment_hand
 from matcher.quality import assess_quality
+from training.atlas_bone_age import atlas_bone_age
+from training.landmark_data import dha_split, read_dha_table
 from training.real_data import is_validation_id, read_labels
 from training.real_eval import feature_space
 
@@ -131,3 +133,17 @@ def test_real_control_hands_get_no_confident_disorder(analyzer: Analyzer, analys
     )
     assert space["real_confident_disorder"] == 0.0, space["real_top_probability_max"]
     assert space["real_unaffected_first_or_flagged"] >= MIN_REAL_FIRST_OR_FLAGGED
+
+
+def test_bone_age_on_a_second_site_against_its_two_radiologists(analyzer: Analyzer, shared_dir: Path) -> None:
+    """The atlas's held-out films (six of them here; all 24 in benchmarks/real.md: 10.6 months)."""
+    root = shared_dir / "dha"
+    if not (root / "labels.csv").is_file():
+        pytest.skip("../shared/dha is not present")
+    chosen = dha_split(root)[1][:6]
+    figures = atlas_bone_age(analyzer, root, ids=chosen)
+    assert figures["films"] == figures["accepted"] == 6 and not figures["refused"]
+    readers = read_dha_table(root).set_index("id").loc[chosen, ["bone_age_reader1_years", "bone_age_reader2_years"]].to_numpy(float)
+    assert figures["readers_mad_months"] == round(float(np.mean(np.abs(readers[:, 0] - readers[:, 1]) * 12)), 2)
+    assert sum(band["films"] for band in figures["by_age_band"]) == 6
+    assert figures["bone_age_mad_months"] < 18.0

@@ -39,6 +39,7 @@ from matcher.model import Bone2GeneModel
 from matcher.rank import DEFAULT_RULE, LabelIndex
 from matcher.score_features import Neighbourhood
 from training.age_error import errors_by_age_band, small_sample_spread
+from training.atlas_bone_age import SEX_FROM_YEARS, atlas_bone_age
 from training.joint_eval import real_figures
 from training.protocol.encoders import embed_films
 from training.real_data import is_validation_id, read_labels, reported_ids
@@ -282,6 +283,7 @@ def evaluate_real(shared: Path, model_dir: Path | None = None, baseline_dir: Pat
         "model": _describe(card),
         "rsna_validation": validation,
         "labelled_full_resolution": labelled_figures,
+        "atlas_second_site": atlas_bone_age(reader, shared / "dha") if (shared / "dha" / "labels.csv").is_file() else None,
         "feature_space": {"renderer": renderer, **feature_space(model, embeddings, full_resolution=full_resolution, renderer=renderer)},
         "latency": latency(analyzer, sorted(labelled.glob("*.png"))[:6]),
         "latency_against_baseline": None
@@ -343,6 +345,7 @@ def model_markdown(result: dict) -> list[str]:
         "A flag that fires on nearly every case does not count: read the row 'unaffected first or flagged' with the flag-off row.",
         "",
         *_age_band_lines(v.get("by_age_band")),
+        *_atlas_lines(result.get("atlas_second_site")),
         *_latency_lines(result.get("latency_against_baseline")),
         f"Most frequent top disorders for real controls: {s['real_top_disorders']}",
         "",
@@ -391,6 +394,30 @@ def _age_band_lines(bands: list[dict] | None) -> list[str]:
         "| bone age (months) | films | MAD (months) | bias (months) |",
         "| --- | --- | --- | --- |",
         *rows,
+        "",
+    ]
+
+
+def _atlas_lines(atlas: dict | None) -> list[str]:
+    """The second site (`training.atlas_bone_age`); absent from results measured before it was added."""
+    if not atlas:
+        return []
+    bands = [f"| {_band_name(b['low'], b['high'])} | {b['films']} | {b['mad']} | {b['bias']:+} |" for b in atlas["by_age_band"]]
+    return [
+        f"A second site at full resolution: the Digital Hand Atlas's {atlas['accepted']}/{atlas['films']} held-out films "
+        f"(ids never trained or tuned on), against the mean of its two radiologists.",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| bone-age MAD against the readers' mean | {atlas['bone_age_mad_months']} months | <= 9 |",
+        f"| the two readers' own difference (mean absolute) | {atlas['readers_mad_months']} months | |",
+        f"| bias (read minus readers' mean) | {atlas['bias_months']:+} months | |",
+        f"| sex accuracy over {SEX_FROM_YEARS:g} years ({atlas['sex_films_over_10']} films, sex not given) | "
+        f"{_or_dash(atlas['sex_accuracy_over_10'] and 100 * atlas['sex_accuracy_over_10'])}% | >= 85% |",
+        "",
+        "| readers' bone age (months) | films | MAD (months) | bias (months) |",
+        "| --- | --- | --- | --- |",
+        *bands,
         "",
     ]
 
