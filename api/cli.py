@@ -299,6 +299,44 @@ def model_install(
     )
 
 
+@model_app.command("calibrate-age")
+def model_calibrate_age(
+    reader: Annotated[Path, typer.Argument(help="An age and sex reader's directory (e.g. MODEL/age_sex_reader).")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the corrected reader (a new directory).")],
+    rsna: Annotated[Path | None, typer.Option("--rsna", help="Fit on RSNA's development films (rsna_100px: never reported).")] = None,
+    films: Annotated[
+        Path | None, typer.Option("--films", help="Or on a site's own films: a CSV with path, sex (M/F), bone_age_months.")
+    ] = None,
+) -> None:
+    """Fit a reader's linear correction for regression to the mean (infants read older, adolescents younger) on labelled films."""
+    import pandas as pd
+
+    from training.age_correction import AgeCorrectionError, calibrate_reader, rsna_development_films
+
+    if (rsna is None) == (films is None):
+        fail("give --rsna ROOT (its development films) or --films CSV (path, sex, bone_age_months), one of them")
+    if out.exists():
+        fail(f"{out} already exists; choose a new --out (the reader in {reader} stays as it is)")
+    if films is not None:
+        table = pd.read_csv(films)
+        missing = [c for c in ("path", "sex", "bone_age_months") if c not in table]
+        if missing:
+            fail(f"{films} lacks the column(s) {', '.join(missing)}; it needs path, sex (M/F) and bone_age_months")
+        table["path"] = [p if Path(p).is_absolute() else films.parent / p for p in table["path"]]
+        source = str(films)
+    else:
+        assert rsna is not None
+        table, source = rsna_development_films(rsna), f"RSNA development films ({rsna})"
+    try:
+        correction, fingerprint = calibrate_reader(reader, table, out, source)
+    except AgeCorrectionError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"read = {correction.intercept:.1f} + {correction.slope:.3f} x bone age on {correction.films} films; "
+        f"corrected reader {fingerprint[:16]} in {out} (attach it: bone2gene model attach-reader MODEL {out})"
+    )
+
+
 @model_app.command("attach-reader")
 def model_attach_reader(
     directory: Annotated[Path, typer.Argument(help="The model directory that gets the reader (its own files are not changed).")],
