@@ -268,3 +268,16 @@ def test_cli_import_and_info(bone2gene, fixtures: Path, tmp_path: Path) -> None:
     assert info.returncode == 0 and "input 1024 px" in info.stdout and "slope 0.0432" in info.stdout
     missing = bone2gene("model", "import-deeplasia", str(fixtures / "legacy_b0_512.ckpt"), "-o", str(tmp_path / "x"))
     assert missing.returncode == 2 and "--parameters" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_the_bundled_model_card_names_the_installed_fingerprints() -> None:
+    """MODEL_CARD.md describes the networks that are installed: replacing either without its card fails here."""
+    import re
+
+    from matcher.checkpoint import AGE_SEX_READER_DIR, BUNDLED_MODEL_DIR, read_card
+
+    text = (BUNDLED_MODEL_DIR / "MODEL_CARD.md").read_text()
+    named = re.search(r"Encoder fingerprint `([0-9a-f]{12})`.*?reader `([0-9a-f]{12})`", text, re.S)
+    assert named, "the card's first lines name the encoder's and the reader's fingerprints"
+    assert named.group(1) == read_card(BUNDLED_MODEL_DIR).fingerprint[:12]
+    assert named.group(2) == read_card(BUNDLED_MODEL_DIR / AGE_SEX_READER_DIR).fingerprint[:12]
