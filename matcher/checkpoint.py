@@ -34,6 +34,8 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 AGE_SEX_READER_DIR = "age_sex_reader"
 MODEL_CARD_FILE = "MODEL_CARD.md"  # the people-written history of a model directory
+# the specs of the disorders a model's encoder was trained on (drawn or written), kept beside it
+TRAINING_SPECS_FILE = "training_disorders.yaml"
 FORMAT = "bone2gene-model/1"
 
 
@@ -271,6 +273,8 @@ def install_model(source: Path | str, target: Path = BUNDLED_MODEL_DIR, storage_
         if notes.is_file():
             shutil.copy2(notes, staged / MODEL_CARD_FILE)
             break
+    if (source / TRAINING_SPECS_FILE).is_file():
+        shutil.copy2(source / TRAINING_SPECS_FILE, staged / TRAINING_SPECS_FILE)
     retired = target.with_name(target.name + ".old")
     if retired.exists():
         shutil.rmtree(retired)

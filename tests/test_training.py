@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from matcher.checkpoint import load_model, model_from_deeplasia
+from matcher.checkpoint import TRAINING_SPECS_FILE, install_model, load_model, model_from_deeplasia
 from matcher.deeplasia import read_deeplasia
 from matcher.model import Bone2GeneModel
 from matcher.preprocess import deeplasia_input
@@ -21,6 +21,7 @@ from training.augment import AugmentConfig, augment, to_model_input
 from training.config_file import TrainConfigError, load_train_config
 from training.dataset import ManifestError, prepare, read_manifest
 from training.evaluate import embed_crops
+from training.synth.spec import load_specs
 from training.train import TrainConfig, _build, _initial_model, split_by_patient, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -196,6 +197,11 @@ def _yaml_run_of_two_epochs(tiny_cohort: Path, tmp_path: Path, bone2gene) -> tup
     assert card.config.embedding_trained and card.config.sex_head_trained and card.config.input_size == 256
     assert set(card.config.labels) == {"unaffected", "achondroplasia", "brachydactyly_e"}
     assert card.provenance["held_out_disorders"] == ["trps1"] and card.provenance["epoch"] == 1
+    # the cohort's generator seed and the specs of the disorders trained on stay with the model, also when installed
+    assert card.provenance["cohort"]["seed"] == 3 and card.provenance["cohort"]["generator"].startswith("bone2gene")
+    assert sorted(s.id for s in load_specs(run / "model" / TRAINING_SPECS_FILE)) == sorted(card.config.labels)
+    install_model(run / "model", tmp_path / "installed")
+    assert (tmp_path / "installed" / TRAINING_SPECS_FILE).read_text() == (run / "model" / TRAINING_SPECS_FILE).read_text()
     log = pd.read_csv(run / "log.csv")
     assert log["epoch"].tolist() == [1] and np.isfinite(log["loss_metric"]).all() and "val_top1" in log
     shutil.copytree(run, tmp_path / "cfg" / "ranks")  # a torchrun job can resume the same epoch-1 checkpoint

@@ -45,6 +45,7 @@ from matcher.model import Bone2GeneModel, ModelConfig
 from training.augment import AugmentConfig, augment
 from training.bone_age_targets import bone_age_targets
 from training.checkpointing import TrainingParts, resume, save_checkpoint
+from training.cohort_record import cohort_record, write_training_specs
 from training.dataset import CropCache, ManifestError, prepare
 from training.distributed import Ranks, gathered, join, leave, loss_parameters_unscaled, mean_over_ranks, own_share, wait_for_all
 from training.evaluate import disorder_ranks, embed_crops, topk_report
@@ -318,6 +319,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
         (config.out / "config.yaml").write_text(yaml.safe_dump(config.to_json(), sort_keys=False))  # resolved: every field
     provenance = {"trained_by": "training.train", "train_config": config.to_json(), "training_disorders": names, "ranks": ranks.world}
     provenance["held_out_disorders"] = list(config.held_out)
+    provenance["cohort"] = cohort_record(config.manifest)
     if reader is not None:
         provenance["age_sex_reader_from"] = str(config.init)
         if ranks.main:
@@ -338,6 +340,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
             _write_logs(config.out, record, history)
             if _is_best(record, history):
                 _save_copy(parts.model, config.out / "best_model", {**provenance, "history": history, "epoch": epoch + 1}, reader)
+                write_training_specs(config.out / "best_model", config.manifest, names)
             save_checkpoint(checkpoint_path, parts, epoch + 1, history)
         wait_for_all(ranks)
     final = config.out / "model"
@@ -349,6 +352,7 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
         shutil.copytree(config.out / "best_model", final)
     else:
         _save_copy(parts.model, final, {**provenance, "history": history, "epoch": len(history)}, reader)
+        write_training_specs(final, config.manifest, names)
     leave(ranks)
     return final
 
