@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from training.synth.spec import GROUPS, PARAMETERS, THUMB_FORMS, DisorderSpec, Effect, Kind, ThumbForm, builtin_specs
+from training.synth.spec import GROUPS, PARAMETERS, THUMB_FORMS, DisorderSpec, Effect, Kind, SpecError, ThumbForm, builtin_specs
 from training.synth.spec_space import parameter_unit
 
 # The bundled encoder's held-out catalogue disorders (scripts/recipes/demo_encoder.yaml `held_out`):
@@ -108,7 +108,7 @@ class CataloguePool:
             pool.ages.append(spec.age_years)
             pool.female_fractions.append(spec.female_fraction)
         if not pool.shapes:
-            raise ValueError("the catalogue lends no disorder to sample from (all excluded?)")
+            raise SpecError("the catalogue lends no disorder to sample from: every one is a control or excluded")
         return pool
 
     def kind_weights(self, table: str) -> tuple[list[str], np.ndarray]:
@@ -145,7 +145,7 @@ class DisorderSampler:
             "length": self._bone_effects("lengths", max(shape.lengths, 1 if shape.features == 0 else 0), rng),
             "width": self._bone_effects("widths", shape.widths, rng),
             "features": self._features(shape.features, rng),
-            "bone_age_offset_months": self._offset(pool.bone_ages[rng.integers(len(pool.bone_ages))], 1.0, rng),
+            "bone_age_offset_months": self._offset(pool.bone_ages[rng.integers(len(pool.bone_ages))], rng),
         }
         if shape.thumb:
             entry["thumb"] = _thumb_forms(rng)
@@ -184,7 +184,7 @@ class DisorderSampler:
         if PARAMETERS[name].kind is Kind.FACTOR:
             drawn = self._factor(source, rng, (0.3, 3.0))
         else:
-            drawn = self._offset(source, 1.0, rng)
+            drawn = self._offset(source, rng)
             if parameter_unit(name) == 1.0:  # a 0..1 grade
                 drawn = _clipped(drawn, 0.0, 1.0)
         if source.bones:
@@ -206,9 +206,9 @@ class DisorderSampler:
             drawn["mean"] = round(scaled(source.mean), 4)
         return drawn
 
-    def _offset(self, source: Effect, unit_scale: float, rng: np.random.Generator) -> dict:
+    def _offset(self, source: Effect, rng: np.random.Generator) -> dict:
         """The source's offset (and its course with age) scaled by a random factor."""
-        scale = self._scale(rng) * unit_scale
+        scale = self._scale(rng)
         drawn: dict = {"sd": source.sd, "probability": _penetrance(source, rng)}
         if source.by_age:
             drawn["by_age"] = [[age, round(v * scale, 4)] for age, v in source.by_age]
