@@ -31,7 +31,7 @@ from matcher.quality import assess_quality
 from training.atlas_bone_age import atlas_bone_age
 from training.landmark_data import dha_split, read_dha_table
 from training.real_data import is_validation_id, read_labels
-from training.real_eval import feature_space
+from training.real_eval import _atlas_lines, feature_space
 
 HELD_OUT_FILMS = 300
 # the bundled model's reader (6f100e352507), reading each film and its mirror image, measures 10.9 months
@@ -147,3 +147,5 @@ def test_bone_age_on_a_second_site_against_its_two_radiologists(analyzer: Analyz
     assert figures["readers_mad_months"] == round(float(np.mean(np.abs(readers[:, 0] - readers[:, 1]) * 12)), 2)
     assert sum(band["films"] for band in figures["by_age_band"]) == 6
     assert figures["bone_age_mad_months"] < 18.0
+    report = "\n".join(_atlas_lines(figures))  # the real suite's section
+    assert f"| bone-age MAD against the readers' mean | {figures['bone_age_mad_months']} months | <= 9 |" in report
