@@ -273,9 +273,8 @@ def _build(config: TrainConfig, model: Bone2GeneModel, classes: int, steps_per_e
     return TrainingParts(model, metric_loss, optimiser, scheduler)
 
 
-def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
-    """Train; returns the directory of the saved model (`config.out / 'model'`): the epoch with the
-    best validation retrieval (top-1, then top-5), or the last epoch without a validation split."""
+def _refuse_contradictions(config: TrainConfig) -> None:
+    """Settings that cannot go together, refused before anything is read or written."""
     if config.distil_bone_age and config.init is None:
         raise TrainConfigError(
             "distil_bone_age keeps the starting model's bone age, but `init` is empty (random weights have none to keep)"
@@ -286,6 +285,12 @@ def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
         raise TrainConfigError(
             f"arcface_sub_centers is {config.arcface_sub_centers}; it must be 1 or more (1: plain ArcFace, one centre per disorder)"
         )
+
+
+def train(config: TrainConfig, log=print, progress: bool = False) -> Path:
+    """Train; returns the directory of the saved model (`config.out / 'model'`): the epoch with the
+    best validation retrieval (top-1, then top-5), or the last epoch without a validation split."""
+    _refuse_contradictions(config)
     torch.manual_seed(config.seed)
     ranks, device = join(config.device)
     if config.batch_size % (ranks.world * config.m_per_class):
