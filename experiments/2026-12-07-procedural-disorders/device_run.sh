@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The GPU machine's run for issue 36 (item 5): one command that carries nothing big. The cohort is
 # rendered there from the same seeds (renders are deterministic by seed, whatever the worker count),
-# both from-scratch encoders train on the GPU (random and ImageNet starts, equal compute), and the
-# run folders (checkpoint.pt, log, best_model/, model/) go to $OUT, from where this machine resumes
-# or evaluates them (`bone2gene train <yaml> --resume`: the same paths under build/procedural/).
+# both from-scratch encoders train on the GPU (random and ImageNet starts, equal compute, to the end),
+# and each run's model comes back through $OUT in float16 (config.json with its history, weights,
+# training_disorders.yaml: 3 files a run, within the tool's 8 files of 16 MiB), to be evaluated here.
 #   run: experiments/2026-12-07-procedural-disorders/device_run.sh   (with the device tool; $OUT set there)
 # That machine reaches no package index: its own Python must hold torch and timm (its KINDS.md lists
 # them); the project's other dependencies and the ImageNet wheels travel as wheels (the device README's
@@ -21,5 +21,5 @@ print(','.join([s.id for s in builtin_specs() if s.id not in CATALOGUE_HELD_OUT]
     --spec "$specs" --disorders "$ids" --size 512 --seed 3601 --workers 0
 for run in scratch_lite0_imagenet scratch_lite0_random; do
     $b2g train "$here/$run.yaml" --device cuda --resume
-    mkdir -p "$OUT/$run" && cp -r "build/procedural/$run/." "$OUT/$run/"
+    python3 -c "from pathlib import Path; from matcher.checkpoint import install_model; install_model(Path('build/procedural/$run/model'), Path('$OUT/$run'))"
 done
