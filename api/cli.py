@@ -309,25 +309,18 @@ def model_calibrate_age(
     ] = None,
 ) -> None:
     """Fit a reader's linear correction for regression to the mean (infants read older, adolescents younger) on labelled films."""
-    import pandas as pd
-
-    from training.age_correction import AgeCorrectionError, calibrate_reader, rsna_development_films
+    from training.age_correction import AgeCorrectionError, calibrate_reader, read_films_table, rsna_development_films
 
     if (rsna is None) == (films is None):
         fail("give --rsna ROOT (its development films) or --films CSV (path, sex, bone_age_months), one of them")
     if out.exists():
         fail(f"{out} already exists; choose a new --out (the reader in {reader} stays as it is)")
-    if films is not None:
-        table = pd.read_csv(films)
-        missing = [c for c in ("path", "sex", "bone_age_months") if c not in table]
-        if missing:
-            fail(f"{films} lacks the column(s) {', '.join(missing)}; it needs path, sex (M/F) and bone_age_months")
-        table["path"] = [p if Path(p).is_absolute() else films.parent / p for p in table["path"]]
-        source = str(films)
-    else:
-        assert rsna is not None
-        table, source = rsna_development_films(rsna), f"RSNA development films ({rsna})"
     try:
+        if films is not None:
+            table, source = read_films_table(films), str(films)
+        else:
+            assert rsna is not None
+            table, source = rsna_development_films(rsna), f"RSNA development films ({rsna})"
         correction, fingerprint = calibrate_reader(reader, table, out, source)
     except AgeCorrectionError as exc:
         fail(str(exc))

@@ -78,18 +78,35 @@ def rsna_development_films(root: Path) -> pd.DataFrame:
     )
 
 
+def read_films_table(path: Path) -> pd.DataFrame:
+    """A site's labelled films: a CSV with `path` (relative to the CSV or absolute), `sex` (M/F) and
+    `bone_age_months`; a missing column is refused by name."""
+    table = pd.read_csv(path)
+    missing = [c for c in ("path", "sex", "bone_age_months") if c not in table]
+    if missing:
+        raise AgeCorrectionError(f"{path} lacks the column(s) {', '.join(missing)}; it needs path, sex (M/F) and bone_age_months")
+    table["path"] = [p if Path(p).is_absolute() else path.parent / p for p in table["path"]]
+    return table
+
+
+def read_bone_ages(model, paths: list[Path], sexes: list[str]) -> np.ndarray:
+    """Each film's bone age (months) as `model` reads it with the sex given; NaN where the gate refuses it."""
+    from matcher.batch import BatchItem, embed_many
+
+    results = embed_many(model, [BatchItem(Path(p), str(s)) for p, s in zip(paths, sexes, strict=True)], batch_size=32)
+    return np.array([r.bone_age_months if r.accepted else np.nan for r in results], float)
+
+
 def calibrate_reader(reader_dir: Path, films: pd.DataFrame, out: Path, source: str) -> tuple[AgeCorrection, str]:
     """Read `films` (`path, sex, bone_age_months`) with the reader in `reader_dir`, fit the
     correction, and save the reader with it in `out` (the same weights; `source` names the films
     in its provenance). Returns the correction and the new directory's fingerprint."""
-    from matcher.batch import BatchItem, embed_many
     from matcher.checkpoint import load_model, save_model
 
     model, card = load_model(reader_dir)
     if model.age_sex_reader is not None:
         raise AgeCorrectionError(f"{reader_dir} has a reader of its own: give the reader's directory ({reader_dir}/age_sex_reader)")
-    results = embed_many(model, [BatchItem(Path(p), str(s)) for p, s in zip(films["path"], films["sex"], strict=True)], batch_size=32)
-    read = np.array([r.bone_age_months if r.accepted else np.nan for r in results], float)
+    read = read_bone_ages(model, list(films["path"]), list(films["sex"]))
     correction = fit_age_correction(read, films["bone_age_months"].to_numpy(float))
     model.config = replace(model.config, calibration=corrected_calibration(model.config.calibration, correction))
     record = {

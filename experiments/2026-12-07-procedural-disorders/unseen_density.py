@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from matcher.checkpoint import load_model
+from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model, read_card
 from matcher.manifest import read_case_manifest
 from matcher.rank import RankingRule
 from training.protocol.encoders import embed_films
@@ -31,7 +31,7 @@ def main() -> None:
     table = read_case_manifest(args.manifest)
     table = table[table["disorder"].notna()].reset_index(drop=True)
     # unseen: what the bundled model never trained on, so that both models are asked about the same disorders
-    bundled_labels = set(load_model(Path("matcher/weights/demo_model"))[1].config.labels)
+    bundled_labels = set(read_card(BUNDLED_MODEL_DIR).config.labels)
     held_out = unseen_disorders(set(table["disorder"]), card.provenance.get("held_out_disorders") or [], bundled_labels)
     vectors, accepted = embed_films(model, table["path"], table["sex"], "auto", 1)
     kept = table[accepted].reset_index(drop=True)

@@ -12,17 +12,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from matcher.batch import BatchItem, embed_many
 from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
-from training.age_correction import fit_age_correction
+from training.age_correction import fit_age_correction, read_bone_ages
 from training.age_error import errors_by_age_band
 from training.landmark_data import dha_split, read_dha_table
 from training.real_data import is_dev_id, is_validation_id, read_labels, reported_ids
-
-
-def _read(model, paths: list[Path], males: np.ndarray) -> np.ndarray:
-    results = embed_many(model, [BatchItem(p, "M" if m else "F") for p, m in zip(paths, males, strict=True)], batch_size=32)
-    return np.array([r.bone_age_months if r.accepted else np.nan for r in results], float)
 
 
 def main() -> None:
@@ -37,11 +31,13 @@ def main() -> None:
     for name, chosen in (("dev", is_dev_id(labels["id"].to_numpy())), ("val", is_validation_id(labels["id"].to_numpy()))):
         films = labels[chosen & ~labels["id"].isin(list(reported))]
         paths = [args.shared / "rsna_100px" / "images" / f"{i}.png" for i in films["id"]]
-        sets[name] = pd.DataFrame({"read": _read(model, paths, films["male"].to_numpy()), "truth": films["boneage"].to_numpy(float)})
+        sets[name] = pd.DataFrame(
+            {"read": read_bone_ages(model, paths, ["M" if m else "F" for m in films["male"]]), "truth": films["boneage"].to_numpy(float)}
+        )
     atlas = read_dha_table(args.shared / "dha").set_index("id").loc[dha_split(args.shared / "dha")[1]]
     paths = [args.shared / "dha" / "images" / f"{i}.jpg" for i in atlas.index]
     truth = atlas[["bone_age_reader1_years", "bone_age_reader2_years"]].mean(axis=1).to_numpy() * 12
-    sets["atlas"] = pd.DataFrame({"read": _read(model, paths, (atlas["sex"] == "M").to_numpy()), "truth": truth})
+    sets["atlas"] = pd.DataFrame({"read": read_bone_ages(model, paths, list(atlas["sex"])), "truth": truth})
     for name, table in sets.items():
         table.to_csv(args.out / f"{name}.csv", index=False)
     correction = fit_age_correction(sets["dev"]["read"], sets["dev"]["truth"])

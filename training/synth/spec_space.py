@@ -61,8 +61,11 @@ def signature(spec: DisorderSpec) -> np.ndarray:
     return np.concatenate([lengths, widths, features, [bone_age], thumbs])
 
 
+SIGNATURE_SIZE = 2 * len(_BONES) + len(PARAMETERS) + 1 + len(_ABNORMAL_THUMBS)
+
+
 def signatures(specs: Sequence[DisorderSpec]) -> np.ndarray:
-    return np.stack([signature(s) for s in specs]) if specs else np.zeros((0, len(signature(DisorderSpec(id="x", name="x")))))
+    return np.stack([signature(s) for s in specs]) if specs else np.zeros((0, SIGNATURE_SIZE))
 
 
 def pairwise_distances(points: np.ndarray) -> np.ndarray:
