@@ -454,6 +454,7 @@ from api.cli_explore import explore_app
 from api.cli_gallery import disorders_app, gallery_app, query_command
 from api.cli_gallery_bones import gallery_measure, gallery_norms  # noqa: F401  (registers on gallery_app)
 from api.cli_norms import norms_app
+from api.cli_pacs import pacs_app
 from api.cli_service import keys_app, serve
 from api.cli_training import train_command
 
@@ -463,6 +464,7 @@ app.add_typer(explore_app, name="explore")
 app.command("serve")(serve)
 app.add_typer(disorders_app, name="disorders")
 app.add_typer(norms_app, name="norms")
+app.add_typer(pacs_app, name="pacs")
 app.command("query")(query_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)

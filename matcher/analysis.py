@@ -22,6 +22,7 @@ import torch
 from matcher.bone_age_reference import BoneAgeReference, bundled_reference, z_score
 from matcher.errors import RadiographError
 from matcher.hand_measure import HandMeasurement, HandMeasurer, bundled_measurer
+from matcher.hand_shape import outline_polygon
 from matcher.inputs import InputTransform, model_input
 from matcher.io import Radiograph, RadiographMetadata, Source, read_radiograph
 from matcher.mask import Method, segment_hand
@@ -71,6 +72,7 @@ class Analysis:
     age_crop: InputTransform | None = None
     attention: np.ndarray | None = None
     hand: HandMeasurement | None = None  # landmarks and bones, where a landmark model is installed
+    outline: np.ndarray | None = None  # (N, 2) the hand mask's outline in image pixels, for pictures of the result
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, include_embedding: bool = False) -> dict:
@@ -151,6 +153,7 @@ class Analyzer:
         if given_sex not in (None, "M", "F"):
             raise ValueError(f"sex must be M or F, not {sex!r}")
         result = Analysis(verdict.accepted, list(verdict.reasons), verdict, meta, timings_ms=timings)
+        result.outline = outline_polygon(hand.mask)
         result.age_months = age_months if age_months is not None else meta.age_months
         result.sex, result.sex_source = (given_sex, "given") if given_sex else (meta.sex, "dicom" if meta.sex else None)
         result.sex_head_trained = self.model.age_sex_model.config.sex_head_trained

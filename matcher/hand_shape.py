@@ -27,6 +27,16 @@ def outline_of(mask: np.ndarray) -> Outline:
     return Outline(*_webs(contour), solidity=solidity) if len(contour) >= 8 else Outline(0, [], solidity)
 
 
+def outline_polygon(mask: np.ndarray) -> np.ndarray | None:
+    """The hand's outer outline as an (N, 2) int32 polygon in image pixels (x, y), simplified to
+    within a pixel; None for an empty mask. Small enough to keep with an analysis and draw later."""
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    contour = max(contours, key=cv2.contourArea)
+    return cv2.approxPolyDP(contour, 1.0, True).reshape(-1, 2).astype(np.int32)
+
+
 def _webs(contour: np.ndarray) -> tuple[int, list[tuple[int, int]]]:
     hull = cv2.convexHull(contour, returnPoints=False)
     if hull is None or len(hull) < 4:

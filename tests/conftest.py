@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -183,3 +184,32 @@ def copy_of_template(template: tuple[Path, pd.DataFrame], target: Path) -> tuple
         accepted = set(gallery.cases()["case_id"])
     images = [root / "cohort" / p for p, c in zip(manifest["image"], manifest["case_id"], strict=True) if c in accepted]
     return target / "gallery", manifest, images
+
+
+@dataclass
+class PacsWorld:
+    """What the DICOM node's tests share: the bundled model and its analyzer, hand films as a PACS
+    holds them (DICOM CR with fake PHI, each accepted by the quality gate), and a gallery to match
+    them against that a test copies before writing (`gallery_template`'s)."""
+
+    model: object
+    card: object
+    analyzer: object
+    films: list[Path]
+    template: tuple[Path, pd.DataFrame]
+
+    def gallery_copy(self, target: Path) -> Path:
+        return copy_of_template(self.template, target)[0]
+
+
+@pytest.fixture(scope="session")
+def pacs_world(render_cohort, gallery_template: tuple[Path, pd.DataFrame]) -> PacsWorld:
+    from matcher.analysis import Analyzer
+    from matcher.checkpoint import BUNDLED_MODEL_DIR, load_model
+
+    model, card = load_model(BUNDLED_MODEL_DIR)
+    analyzer = Analyzer(model)
+    out, manifest = render_cohort(n=6, seed=23, size=384, format="dicom", disorders=SERVICE_DISORDERS)
+    films = [out / image for image in manifest["image"] if analyzer.analyze(out / image).accepted]
+    assert len(films) >= 3, "the quality gate refused most of the rendered DICOM films"
+    return PacsWorld(model, card, analyzer, films, gallery_template)
