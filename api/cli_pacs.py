@@ -206,7 +206,7 @@ def answer(
     if result.findings is None:
         fail(f"the quality gate refused the film: {result.refusal}")
     out.mkdir(parents=True, exist_ok=True)
-    sr, sc = result.datasets
+    sr, sc = result.datasets()
     sr.save_as(out / "sr.dcm", enforce_file_format=True)
     sc.save_as(out / "sc.dcm", enforce_file_format=True)
     cv2.imwrite(str(out / "sc.png"), cv2.cvtColor(sc.pixel_array, cv2.COLOR_RGB2BGR))

@@ -3,7 +3,10 @@ disk queues that keep films and answers across failures, and the ledger that ans
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
+import subprocess
 import time
 from pathlib import Path
 
@@ -153,3 +156,61 @@ def test_the_ledger_keeps_films_by_digest_only_and_its_counts_across_reopens(tmp
     assert again.seen("1.2.840.99.1") == "analysed" and again.seen("1.2.840.99.2") is None
     assert again.counts()["received"] == 3 and again.counts()["analysed"] == 1
     assert b"1.2.840.99.1" not in (tmp_path / "ledger.sqlite").read_bytes() + (tmp_path / "ledger.sqlite-wal").read_bytes()
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA, and a certificate it signed for the node and one for a modality (openssl, on loopback)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "node", "node-key", "modality", "modality-key")}
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        str(files["ca-key"]),
+        "-out",
+        str(files["ca"]),
+    )
+    for name in ("node", "modality"):
+        request = folder / f"{name}.csr"
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", str(files[f"{name}-key"]), "-out", str(request))
+        extensions = folder / f"{name}.ext"
+        extensions.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        run("x509", "-req", "-in", str(request), "-CA", str(files["ca"]), "-CAkey", str(files["ca-key"]), "-CAcreateserial", "-days", "1",
+            "-extfile", str(extensions), "-out", str(files[name]))  # fmt: skip
+    return files
+
+
+def test_dicom_tls_admits_a_modality_with_a_signed_certificate_and_no_one_in_the_clear(tmp_path: Path) -> None:
+    files = _certificates(tmp_path)
+    settings = NodeSettings(
+        gallery=tmp_path, state=tmp_path / "state", port=free_port(), allowed_calling_aes=["MODALITY"],
+        peer_ae_title="PACS", peer_host="127.0.0.1", peer_port=free_port(),
+        tls_certificate=files["node"], tls_key=files["node-key"], tls_ca=files["ca"],
+    )  # fmt: skip
+    scp = StorageSCP(settings, Inbox(tmp_path / "inbox"), Ledger(tmp_path / "ledger.sqlite"))
+    scp.start()
+    try:
+        ae = AE(ae_title="MODALITY")
+        ae.add_requested_context(Verification)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files["ca"]))
+        client.load_cert_chain(str(files["modality"]), str(files["modality-key"]))
+        secure = ae.associate("127.0.0.1", settings.port, ae_title=settings.ae_title, tls_args=(client, "localhost"))
+        assert secure.is_established and secure.send_c_echo().Status == 0x0000
+        secure.release()
+        assert not ae.associate("127.0.0.1", settings.port, ae_title=settings.ae_title).is_established, "no association in the clear"
+        anonymous = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files["ca"]))  # trusts us, shows nothing
+        assert not ae.associate("127.0.0.1", settings.port, ae_title=settings.ae_title, tls_args=(anonymous, "localhost")).is_established
+    finally:
+        scp.stop()

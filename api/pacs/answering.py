@@ -8,8 +8,9 @@ administrator sees what the PACS will get before connecting one. The film is rea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import numpy as np
 import pydicom
 
 from api.pacs.film_header import answer_header
@@ -26,13 +27,24 @@ from matcher.rank import DEFAULT_RULE, RankingRule
 
 @dataclass
 class Answer:
+    """A film analysed and ranked; `datasets` makes its two DICOM answers (the slow, pure-Python part,
+    so that a node can make them while the next film is analysed)."""
+
     analysis: Analysis
+    header: pydicom.Dataset | None = None  # the film's header as the answers need it
+    pixels: np.ndarray | None = None  # the film, bone bright, for the secondary capture
     findings: Findings | None = None  # None: the quality gate refused the film
-    datasets: list[pydicom.Dataset] = field(default_factory=list)  # the SR and the SC
 
     @property
     def refusal(self) -> str | None:
         return None if self.analysis.accepted else "; ".join(self.analysis.reasons)
+
+    def datasets(self) -> list[pydicom.Dataset]:
+        """The Structured Report and the Secondary Capture."""
+        if self.findings is None or self.header is None or self.pixels is None:
+            raise ValueError("a refused film has no answers")
+        picture = findings_picture(self.pixels, self.analysis, self.findings)
+        return [structured_report(self.findings, self.header), secondary_capture(picture, self.header)]
 
 
 class FilmAnswerer:
@@ -41,7 +53,7 @@ class FilmAnswerer:
         self._gene_of = {d.id: ", ".join(d.genes) or None for d in gallery.disorders()}
 
     def answer(self, encoded: bytes, film: pydicom.Dataset) -> Answer:
-        """The answers to `film` (its header; `encoded`: the whole object). Raises `RadiographError`
+        """`film` (its header; `encoded`: the whole object) analysed and ranked. Raises `RadiographError`
         for pixels that cannot be read and `UnanswerableFilm` for a header that cannot carry an answer."""
         header = answer_header(film)
         radiograph = read_radiograph(encoded)
@@ -51,5 +63,4 @@ class FilmAnswerer:
         profile = hand_profile(analysis)
         result = rank_gallery(self.gallery, analysis.embedding, self.top, rule=self.rule, hand=[profile] if profile else [])
         findings = gather_findings(analysis, result, self.card, self._gene_of, self.top)
-        picture = findings_picture(radiograph.pixels, analysis, findings)
-        return Answer(analysis, findings, [structured_report(findings, header), secondary_capture(picture, header)])
+        return Answer(analysis, header, radiograph.pixels, findings)

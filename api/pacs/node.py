@@ -21,7 +21,7 @@ from api.pacs.answering import FilmAnswerer
 from api.pacs.film_filter import skip_reason
 from api.pacs.film_header import UnanswerableFilm
 from api.pacs.ledger import Ledger
-from api.pacs.outbox import Outbox
+from api.pacs.outbox import Job, Outbox
 from api.pacs.senders import DeliveryError, Sender
 from api.pacs.settings import NodeSettings
 from index.store import Gallery
@@ -86,26 +86,37 @@ class Node:
             self.ledger.record(uid, "refused", "refused")
             log.warning("%s: the quality gate refused the film: %s", origin, answer.refusal)
             return Received("refused", answer.refusal)
-        job = self.outbox.put(answer.datasets)  # queued durably before the film counts as answered
+        job = self.outbox.put(answer.datasets())  # queued durably before the film counts as answered
         self.ledger.record(uid, "analysed", "analysed")
         log.info("%s: analysed; answer %s queued", origin, job.job_id)
         return Received("answered", job_id=job.job_id)
 
     def deliver_due(self) -> int:
-        """Try every answer whose time has come; returns how many were delivered."""
+        """Try every answer whose time has come, in one session with the peer; returns how many were delivered."""
+        due = self.outbox.due()
+        if not due:
+            return 0
         delivered = 0
-        for job in self.outbox.due():
-            try:
-                self.sender.send(self.outbox.datasets(job))
-            except DeliveryError as exc:
-                job = self.outbox.failed(job, str(exc))
-                self.ledger.count("failed")
-                log.warning("answer %s not delivered (attempt %d, tried again later): %s", job.job_id, job.attempts, exc)
-                continue
-            self.outbox.delivered(job)
-            self.ledger.count("sent", len(job.files))
-            delivered += 1
+        try:
+            with self.sender.session() as session:
+                for job in due:
+                    try:
+                        session.send(self.outbox.files(job))
+                    except DeliveryError as exc:
+                        self._not_delivered(job, exc)
+                        continue
+                    self.outbox.delivered(job)
+                    self.ledger.count("sent", len(job.files))
+                    delivered += 1
+        except DeliveryError as exc:  # no session at all: every due answer waits for the next attempt
+            for job in due:
+                self._not_delivered(job, exc)
         return delivered
+
+    def _not_delivered(self, job: Job, exc: DeliveryError) -> None:
+        job = self.outbox.failed(job, str(exc))
+        self.ledger.count("failed")
+        log.warning("answer %s not delivered (attempt %d, tried again later): %s", job.job_id, job.attempts, exc)
 
     def status_line(self) -> str:
         counts = self.ledger.counts()

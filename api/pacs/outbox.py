@@ -75,8 +75,11 @@ class Outbox:
         now = time.time() if now is None else now
         return [job for job in self.jobs() if job.next_try <= now]
 
+    def files(self, job: Job) -> list[Path]:
+        return [self.root / job.job_id / name for name in job.files]
+
     def datasets(self, job: Job) -> list[pydicom.Dataset]:
-        return [pydicom.dcmread(self.root / job.job_id / name) for name in job.files]
+        return [pydicom.dcmread(path) for path in self.files(job)]
 
     def delivered(self, job: Job) -> None:
         shutil.rmtree(self.root / job.job_id)

@@ -23,6 +23,7 @@ from api.pacs.settings import NodeSettings
 
 log = logging.getLogger("bone2gene.pacs")
 
+MAX_PDU = 4 * 2**20  # senders may cut a film into 4 MiB PDUs instead of pynetdicom's default 16 KiB
 CANNOT_UNDERSTAND = 0xC210
 OUT_OF_RESOURCES = 0xA700
 
@@ -38,6 +39,7 @@ class StorageSCP:
         ae = AE(ae_title=self.settings.ae_title)
         ae.require_calling_aet = list(self.settings.allowed_calling_aes)
         ae.require_called_aet = True
+        ae.maximum_pdu_size = MAX_PDU
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)

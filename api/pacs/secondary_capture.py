@@ -20,14 +20,15 @@ from matcher.analysis import Analysis
 MANUFACTURER = "Bone2Gene matcher"
 SC_SERIES_NUMBER = 9902
 SC_SERIES_DESCRIPTION = "Bone2Gene findings (research use)"
-MIN_HEIGHT, MAX_HEIGHT = 1024, 1600  # the picture's height: the panel's text is sized to it and must stay legible
+PICTURE_HEIGHT = 1024  # every picture's height: text sized to it stays legible, and the capture stays near 4 MB
 OUTLINE, LANDMARK, WARNING, TEXT = (60, 220, 60), (40, 80, 255), (80, 200, 255), (235, 235, 235)  # BGR drawing colours
 
 
 def film_display(pixels: np.ndarray) -> np.ndarray:
-    """8-bit grey of a bone-bright film, windowed between its 1st and 99.5th percentiles."""
+    """8-bit grey of a bone-bright film, windowed between its 1st and 99.5th percentiles (read on
+    every 4th pixel of every 4th row: the same window, a sixteenth of the sorting)."""
     values = pixels.astype(np.float32)
-    low, high = np.percentile(values, [1.0, 99.5])
+    low, high = np.percentile(values[::4, ::4], [1.0, 99.5])
     return np.clip((values - low) / max(high - low, 1.0) * 255.0, 0, 255).astype(np.uint8)
 
 
@@ -49,7 +50,7 @@ def _film_with_overlay(pixels: np.ndarray, analysis: Analysis, scale: float) -> 
 def _panel(lines: list[str], height: int) -> np.ndarray:
     width = max(480, round(height * 0.62))
     panel = np.zeros((height, width, 3), np.uint8)
-    font_scale = height / 1600 * 0.9
+    font_scale = height / 1600 * 0.9  # 0.58 at 1024 px: Hershey simplex about 13 px high
     thickness = max(1, round(font_scale * 1.6))
     step = round(34 * height / 1600)
     columns = max(20, int(width / (19 * font_scale)))
@@ -67,7 +68,7 @@ def _panel(lines: list[str], height: int) -> np.ndarray:
 
 def findings_picture(pixels: np.ndarray, analysis: Analysis, findings: Findings) -> np.ndarray:
     """The RGB picture: the annotated film beside the findings panel."""
-    scale = min(max(pixels.shape[0], MIN_HEIGHT), MAX_HEIGHT) / pixels.shape[0]
+    scale = PICTURE_HEIGHT / pixels.shape[0]
     film = _film_with_overlay(pixels, analysis, scale)
     panel = _panel([RESEARCH_NOTICE, "", *findings.lines()], film.shape[0])
     return cv2.cvtColor(np.hstack([film, panel]), cv2.COLOR_BGR2RGB)
