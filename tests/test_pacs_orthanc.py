@@ -18,6 +18,9 @@ from pathlib import Path
 import pydicom
 import pytest
 from orthanc_server import AE_TITLE, PASSWORD, USER, Orthanc, free_port, require_orthanc
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.sop_class import ComputedRadiographyImageStorage
 from sr_reading import sr_values
 
 from api.pacs.inbox import Inbox
@@ -156,7 +159,7 @@ def test_answers_wait_out_a_pacs_outage_and_a_killed_node(pacs_world, tmp_path: 
         "BONE2GENE_PACS_GALLERY": str(pacs_world.gallery_copy(tmp_path)),
         "BONE2GENE_PACS_STATE": str(state),
         "BONE2GENE_PACS_PORT": str(node_port),
-        "BONE2GENE_PACS_ALLOWED_CALLING_AES": f'["{AE_TITLE}"]',
+        "BONE2GENE_PACS_ALLOWED_CALLING_AES": f'["{AE_TITLE}", "MODALITY"]',
         "BONE2GENE_PACS_PEER_AE_TITLE": AE_TITLE,
         "BONE2GENE_PACS_PEER_HOST": "127.0.0.1",
         "BONE2GENE_PACS_PEER_PORT": str(orthanc.dicom_port),
@@ -168,9 +171,13 @@ def test_answers_wait_out_a_pacs_outage_and_a_killed_node(pacs_world, tmp_path: 
         monkeypatch.setenv(name, value)
     try:
         _wait(lambda: "listening as" in (log.read_text() if log.exists() else ""), "the node's start", log=log)
-        stored = orthanc.store(pacs_world.films[2])
-        orthanc.route_to_node(stored["ID"])
-        orthanc.stop()  # the PACS goes down while the node analyses
+        stored = orthanc.store(pacs_world.films[2])  # the study is in the PACS ...
+        orthanc.stop()  # ... which goes down; the modality sends the film to the node as well
+        modality = AE(ae_title="MODALITY")
+        modality.add_requested_context(ComputedRadiographyImageStorage, ExplicitVRLittleEndian)
+        assoc = modality.associate("127.0.0.1", node_port, ae_title="BONE2GENE")
+        assert assoc.send_c_store(pacs_world.films[2]).Status == 0x0000
+        assoc.release()
         _wait(lambda: Ledger(state / "ledger.sqlite").counts()["failed"] >= 1, "a failed delivery", log=log)
         assert len(Outbox(state / "outbox")) == 1
         node.send_signal(signal.SIGKILL)  # the node dies with its answer undelivered
