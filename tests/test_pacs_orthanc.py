@@ -150,6 +150,7 @@ def _wait(condition, what: str, timeout_s: float = 120.0, log: Path | None = Non
     pytest.fail(f"{what} did not happen in {timeout_s:.0f} s{': ' + log.read_text()[-3000:] if log else ''}")
 
 
+@pytest.mark.slow  # a node process started, killed and restarted: about 20 s
 def test_answers_wait_out_a_pacs_outage_and_a_killed_node(pacs_world, tmp_path: Path, monkeypatch) -> None:
     require_orthanc()
     node_port = free_port()

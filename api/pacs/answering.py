@@ -27,8 +27,7 @@ from matcher.rank import DEFAULT_RULE, RankingRule
 
 @dataclass
 class Answer:
-    """A film analysed and ranked; `datasets` makes its two DICOM answers (the slow, pure-Python part,
-    so that a node can make them while the next film is analysed)."""
+    """A film analysed and ranked; `datasets` makes its two DICOM answers from it."""
 
     analysis: Analysis
     header: pydicom.Dataset | None = None  # the film's header as the answers need it

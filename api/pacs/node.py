@@ -1,10 +1,10 @@
 """One pipeline for every route a film arrives by: filter, once-only, analyse, rank, answer, deliver.
 
 `Node.receive` takes the encoded DICOM object (as the SCP or the DICOMweb watcher got it) and
-returns what became of it; `answering.FilmAnswerer` makes the answers (SR and SC), the only
-things that carry the patient's identity, because they go back into the patient's own study.
-Nothing is added to the gallery. Answers are queued on disk before the
-ledger marks the film done, so a crash in between repeats an analysis but never loses an answer.
+returns what became of it; `answering.FilmAnswerer` makes the answers (SR and SC), the only things
+that carry the patient's identity, because they go back into the patient's own study. Nothing is
+added to the gallery. Answers are queued on disk before the ledger marks the film done, so a crash
+in between repeats an analysis but never loses an answer.
 """
 
 from __future__ import annotations
