@@ -141,6 +141,7 @@ def watch(
 ) -> None:
     """Watch a DICOMweb PACS (QIDO-RS), fetch new hand films (WADO-RS), answer into their own study."""
     from api.pacs.connections import dicomweb_client
+    from api.pacs.senders import without_credentials
     from api.pacs.watcher import DicomWebWatcher
 
     flags = {"gallery": gallery, "state": state, "model": model, "ae_title": ae_title, "dicomweb_url": dicomweb_url}
@@ -151,7 +152,9 @@ def watch(
         fail("watching needs the PACS's DICOMweb root: --dicomweb-url URL (or BONE2GENE_PACS_DICOMWEB_URL)")
     runner = _start(settings)
     runner.watcher = DicomWebWatcher(settings, dicomweb_client(settings), runner.inbox, runner.node.ledger, days or None)
-    typer.echo(f"watching {settings.dicomweb_url} every {settings.poll_interval_s:.0f} s; answers by {runner.node.sender.describe()}")
+    typer.echo(
+        f"watching {without_credentials(settings.dicomweb_url)} every {settings.poll_interval_s:.0f} s; answers by {runner.node.sender.describe()}"
+    )
     try:
         runner.run()
     finally:

@@ -16,6 +16,7 @@ from sr_reading import sr_values
 from api.pacs.film_filter import skip_reason
 from api.pacs.findings import RESEARCH_NOTICE, Findings, gather_findings
 from api.pacs.secondary_capture import findings_picture, secondary_capture
+from api.pacs.senders import without_credentials
 from api.pacs.settings import FilmFilter, NodeSettings
 from api.pacs.structured_report import structured_report
 from api.use_cases import hand_profile, rank_gallery
@@ -144,6 +145,7 @@ def test_settings_refuse_what_cannot_work_and_never_show_a_secret(tmp_path: Path
         gallery=tmp_path, state=tmp_path, destination="dicomweb", dicomweb_url="http://pacs/dicom-web", dicomweb_token="tok-SECRET-123"
     )
     assert "tok-SECRET-123" not in repr(settings) and "tok-SECRET-123" not in str(settings.model_dump())
+    assert without_credentials("https://node:pw-123@pacs.example.org:8443/dicom-web") == "https://pacs.example.org:8443/dicom-web"
 
 
 def test_pacs_answer_writes_what_the_pacs_would_get_and_refuses_what_is_not_dicom(bone2gene, pacs_world, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import pydicom
 from dicomweb_client import DICOMwebClient
@@ -100,7 +101,7 @@ class StowSender:
         self._client: DICOMwebClient | None = None
 
     def describe(self) -> str:
-        return f"STOW-RS to {self.settings.dicomweb_url}"
+        return f"STOW-RS to {without_credentials(self.settings.dicomweb_url or '')}"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -116,6 +117,12 @@ class StowSender:
         failed = response.get("FailedSOPSequence") if response is not None else None
         if failed:
             raise DeliveryError(f"{self.describe()}: the server refused {len(failed)} object(s)")
+
+
+def without_credentials(url: str) -> str:
+    """`url` without a user and password written into it (https://user:pw@host/...), for messages."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))) if parts.hostname else url
 
 
 def sender_for(settings: NodeSettings) -> CStoreSender | StowSender:
