@@ -30,6 +30,7 @@ ORIGIN = "dicomweb"
 class DicomWebWatcher:
     def __init__(self, settings: NodeSettings, client: DICOMwebClient, inbox: Inbox, ledger: Ledger, days: int | None = 2) -> None:
         self.settings, self.client, self.inbox, self.ledger, self.days = settings, client, inbox, ledger, days
+        self._fetched: set[str] = set()  # fetched into the inbox, perhaps not analysed yet: not fetched again
 
     def _filters(self, modality: str, study: str | None) -> dict:
         filters: dict = {"Modality": modality}
@@ -55,7 +56,7 @@ class DicomWebWatcher:
         fetched = 0
         for header in self._candidates():
             uid = str(header.get("SOPInstanceUID", ""))
-            if not uid or self.ledger.seen(uid) is not None:
+            if not uid or uid in self._fetched or self.ledger.seen(uid) is not None:
                 continue
             reason = skip_reason(header, self.settings.film_filter, check_pixels=False)
             if reason is not None:
@@ -66,5 +67,6 @@ class DicomWebWatcher:
             buffer = pydicom.filebase.DicomBytesIO()
             pydicom.dcmwrite(buffer, film, enforce_file_format=True)
             self.inbox.put(buffer.getvalue(), ORIGIN)
+            self._fetched.add(uid)
             fetched += 1
         return fetched
