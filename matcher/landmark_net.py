@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from matcher.conv_blocks import DoubleConv
-from matcher.hand_scheme import N_LANDMARKS
+from matcher.hand_scheme import ATLAS_SCHEME, FOREIGN_SCHEMES, N_LANDMARKS
 
 STRIDE = 4  # input pixels per heatmap cell
 ABSENT = -1.0e4  # a training point known not to be on the view (cut off, outside): its target is a flat map
@@ -35,10 +36,43 @@ class LandmarkNetConfig:
     # the view side films are read at in use (None: input_size): the network is fully convolutional
     # and trained on rescaled views, so a smaller view trades a little accuracy for time
     read_size: int | None = None
+    # foreign annotation schemes (`matcher.hand_scheme.FOREIGN_SCHEMES`) with channels of their own
+    # after the atlas's: films annotated in them teach those, not the atlas's points
+    foreign_schemes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "foreign_schemes", tuple(self.foreign_schemes))  # a card's JSON list
+        unknown = [s for s in self.foreign_schemes if s not in FOREIGN_SCHEMES]
+        if unknown:
+            raise ValueError(f"unknown annotation scheme(s) {unknown}; known: {sorted(FOREIGN_SCHEMES)}")
 
     @property
     def view_size(self) -> int:
         return self.read_size or self.input_size
+
+    @property
+    def channels(self) -> int:
+        return self.n_landmarks + sum(len(FOREIGN_SCHEMES[s]) for s in self.foreign_schemes)
+
+    def scheme_channels(self, scheme: str = ATLAS_SCHEME) -> tuple[slice, tuple[int, ...]]:
+        """Where `scheme`'s points are among the heatmaps, and which atlas points they are."""
+        if scheme == ATLAS_SCHEME:
+            return slice(0, self.n_landmarks), tuple(range(self.n_landmarks))
+        if scheme not in self.foreign_schemes:
+            raise ValueError(
+                f"this landmark model has no channels for the {scheme!r} scheme (it has: {[ATLAS_SCHEME, *self.foreign_schemes]})"
+            )
+        before = self.foreign_schemes[: self.foreign_schemes.index(scheme)]
+        start = self.n_landmarks + sum(len(FOREIGN_SCHEMES[s]) for s in before)
+        return slice(start, start + len(FOREIGN_SCHEMES[scheme])), FOREIGN_SCHEMES[scheme]
+
+    def scheme_targets(self, points: np.ndarray, scheme: str) -> np.ndarray:
+        """A film's atlas-indexed points (37, 2) as targets for every channel (channels, 2): its
+        own scheme's channels get them, every other channel is unknown (NaN)."""
+        where, atlas_points = self.scheme_channels(scheme)
+        targets = np.full((self.channels, 2), np.nan, np.float32)
+        targets[where] = points[list(atlas_points)]
+        return targets
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -56,10 +90,11 @@ class LandmarkNet(nn.Module):
         width = config.decoder_channels
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in self.encoder.feature_info.channels())
         self.smooth = DoubleConv(width, width)
-        self.head = nn.Conv2d(width, config.n_landmarks, 1)
+        self.head = nn.Conv2d(width, config.channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, S, S) normalised views -> (B, L, S/4, S/4) heatmap logits."""
+        """(B, 1, S, S) normalised views -> (B, channels, S/4, S/4) heatmap logits: the atlas's 37
+        points, then each foreign scheme's (`LandmarkNetConfig.scheme_channels`)."""
         features = self.encoder(x)
         y = self.lateral[-1](features[-1])
         for feature, lateral in zip(reversed(features[:-1]), reversed(self.lateral[:-1]), strict=True):

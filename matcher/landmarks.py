@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from matcher.frozen import Forward
-from matcher.hand_scheme import LANDMARK_NAMES
+from matcher.hand_scheme import ATLAS_SCHEME, LANDMARK_NAMES
 from matcher.landmark_net import LandmarkNet, decode_points
 
 MISSING_BELOW = 0.3  # a point with less confidence (probability mass at its peak) is reported missing
@@ -73,13 +73,20 @@ def film_view(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 @torch.inference_mode()
 def find_landmarks(
-    network: LandmarkNet, images: list[np.ndarray], threshold: float = MISSING_BELOW, forward: Forward | None = None
+    network: LandmarkNet,
+    images: list[np.ndarray],
+    threshold: float = MISSING_BELOW,
+    forward: Forward | None = None,
+    scheme: str = ATLAS_SCHEME,
 ) -> list[HandLandmarks]:
     """The landmarks of grey films (bone bright), each in its own pixels (`forward`: the network
-    frozen for inference, `matcher.frozen`; the network itself when not given)."""
+    frozen for inference, `matcher.frozen`; the network itself when not given). `scheme` reads
+    a foreign annotation scheme's channels instead of the atlas's (for measuring the model on
+    films annotated in it); the atlas points it does not mark are missing."""
     network = network.eval()
     device = next(network.parameters()).device
     size = network.config.view_size
+    where, atlas_points = network.config.scheme_channels(scheme)
     views, matrices = zip(*(film_view(image, size) for image in images), strict=True) if images else ((), ())
     found = []
     channels_last = next(network.parameters()).is_contiguous(memory_format=torch.channels_last)
@@ -87,9 +94,12 @@ def find_landmarks(
         batch = torch.from_numpy(np.stack(views[start : start + 8])[:, None]).to(device)
         if channels_last:
             batch = batch.to(memory_format=torch.channels_last)
-        points, confidence = decode_points((forward or network)(batch), network.config.peak_radius)
+        points, confidence = decode_points((forward or network)(batch)[:, where], network.config.peak_radius)
         for p, c, matrix in zip(points.cpu().numpy(), confidence.cpu().numpy(), matrices[start : start + 8], strict=True):
-            film = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)
-            film[c < threshold] = np.nan
-            found.append(HandLandmarks(film.astype(np.float32), c.astype(np.float32)))
+            film = np.full((len(LANDMARK_NAMES), 2), np.nan, np.float32)
+            sure = np.zeros(len(LANDMARK_NAMES), np.float32)
+            film[list(atlas_points)] = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)
+            sure[list(atlas_points)] = c
+            film[sure < threshold] = np.nan
+            found.append(HandLandmarks(film, sure))
     return found

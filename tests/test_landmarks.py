@@ -78,6 +78,47 @@ def test_the_network_starts_from_imagenet_and_maps_a_view_to_heatmaps_at_stride_
     assert out.shape == (2, N_LANDMARKS, 32, 32)
 
 
+def test_a_foreign_annotation_scheme_has_channels_of_its_own_and_its_films_teach_only_those() -> None:
+    config = LandmarkNetConfig(input_size=64, foreign_schemes=["rsna"])  # a card's JSON list
+    assert config.foreign_schemes == ("rsna",) and config.channels == N_LANDMARKS + 20
+    where, marked = config.scheme_channels("rsna")
+    assert (where.start, where.stop) == (N_LANDMARKS, N_LANDMARKS + 20) and marked == tuple(RSNA_KEYPOINTS.values())
+    points = np.arange(N_LANDMARKS * 2, dtype=np.float32).reshape(N_LANDMARKS, 2)
+    rsna, atlas = config.scheme_targets(points, "rsna"), config.scheme_targets(points, "atlas")
+    assert np.isnan(rsna[:N_LANDMARKS]).all() and np.array_equal(rsna[N_LANDMARKS:], points[list(marked)])
+    assert np.array_equal(atlas[:N_LANDMARKS], points) and np.isnan(atlas[N_LANDMARKS:]).all()
+    assert LandmarkNet(config).eval()(torch.zeros(1, 1, 64, 64)).shape == (1, N_LANDMARKS + 20, 16, 16)
+    with pytest.raises(ValueError, match="no channels for the 'rsna' scheme"):
+        LandmarkNetConfig().scheme_channels("rsna")
+    with pytest.raises(ValueError, match="unknown annotation scheme"):
+        LandmarkNetConfig(foreign_schemes=("coco",))
+
+
+def test_a_run_started_from_a_trained_model_starts_a_new_scheme_from_the_atlas_points_it_marks(tmp_path: Path) -> None:
+    """The new scheme's channels start as the atlas's answer for the same points; the atlas's are kept."""
+    from matcher.landmark_files import load_landmark_model, save_landmark_model
+    from matcher.landmarks import find_landmarks
+    from training.landmark_start import started_network
+    from training.train import TrainConfigError
+
+    torch.manual_seed(0)
+    save_landmark_model(LandmarkNet(LandmarkNetConfig(input_size=64)), tmp_path / "trained", {})
+    trained, _ = load_landmark_model(tmp_path / "trained")
+    config = LandmarkNetConfig(input_size=64, foreign_schemes=("rsna",))
+    network = started_network(config, imagenet=False, start_from=tmp_path / "trained").eval()
+    view = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        before, after = trained(view), network(view)
+    marked = list(RSNA_KEYPOINTS.values())
+    assert torch.allclose(after[:, :N_LANDMARKS], before) and torch.allclose(after[:, N_LANDMARKS:], before[:, marked])
+    film = (np.random.default_rng(1).random((90, 70)) * 255).astype(np.uint8)
+    (own,), (atlas,) = find_landmarks(network, [film], threshold=0, scheme="rsna"), find_landmarks(network, [film], threshold=0)
+    unmarked = [i for i in range(N_LANDMARKS) if i not in marked]
+    assert np.isnan(own.points[unmarked]).all() and np.allclose(own.points[marked], atlas.points[marked])
+    with pytest.raises(TrainConfigError, match="decoder channels"):
+        started_network(LandmarkNetConfig(input_size=64, decoder_channels=32), imagenet=False, start_from=tmp_path / "trained")
+
+
 def test_a_view_moves_the_points_with_the_pixels() -> None:
     """A bright dot at each point of a film lands where the view says the point is, under every augmentation."""
     rng = np.random.default_rng(0)
@@ -94,6 +135,17 @@ def test_a_view_moves_the_points_with_the_pixels() -> None:
                 x, y = np.round(moved[index]).astype(int)
                 patch = view[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3]
                 assert patch.max() > view[64, 64] + 0.5, (augment, index)  # the view's centre shows the film's background
+
+
+def test_a_view_can_look_like_an_enlarged_small_copy_with_its_points_unmoved() -> None:
+    """The atlas's films are also shown as the RSNA keypoint films are held (100 px, enlarged)."""
+    image = (np.random.default_rng(0).random((400, 300)) * 255).astype(np.uint8)
+    points = np.array([[150.0, 200.0], [40.0, 60.0]], np.float32)
+    sharp, soft = (ViewAugment(noise=0.0, blur=0.0, cut=0.0, low_resolution=chance) for chance in (0.0, 1.0))
+    view, moved = training_view(image, points, 256, sharp, np.random.default_rng(4))
+    small, moved_small = training_view(image, points, 256, soft, np.random.default_rng(4))
+    assert np.array_equal(moved, moved_small)
+    assert cv2.Laplacian(small, cv2.CV_32F).var() < 0.2 * cv2.Laplacian(view, cv2.CV_32F).var()
 
 
 def test_the_letterbox_keeps_the_aspect_ratio_and_inverts() -> None:
@@ -164,6 +216,8 @@ def test_the_landmarks_suite_reports_on_held_out_atlas_films_only(bone2gene, ren
 
     settings = {"trainer": "landmarks", "out": "run", "dha": str(shared_dir / "dha"), "input_size": 64, "epochs": 1}
     settings |= {"batch_size": 8, "dha_repeats": 1, "workers": 0, "imagenet": False}
+    settings |= {"rsna": str(shared_dir / "rsna_100px"), "rsna_films": 16, "foreign_schemes": ["rsna"]}
+    settings |= {"reported": str(shared_dir / "real_hands_labelled")}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings))
     trained = bone2gene("train", tmp_path / "run.yaml")
     assert trained.returncode == 0, trained.stderr
@@ -175,6 +229,8 @@ def test_the_landmarks_suite_reports_on_held_out_atlas_films_only(bone2gene, ren
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["atlas_held_out"]["films"] == 24 and data["atlas_held_out"]["points"] == 24 * 37
     assert data["real_hands_labelled"]["films"] == 14 and data["real_hands_labelled"]["points"] == 14 * 20
+    assert data["real_hands_labelled_own_scheme"]["films"] == 14 and data["real_hands_labelled_own_scheme"]["points"] == 14 * 20
+    assert "RSNA-scheme channels" in out.read_text()
     assert len(data["per_landmark"]) <= 37 and set(data["per_bone_median_pct"]) == set(BONE_NAMES)
     assert "Command: `bone2gene evaluate --suite landmarks" in out.read_text() and "## Phantoms against their own specs" in out.read_text()
     assert data["profile_check"]["annotated"]["scored"] > 0 and data["phantom_profiles"]["phantoms"] == 24

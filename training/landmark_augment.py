@@ -3,7 +3,10 @@
 Inference letterboxes a film into the view (`matcher.landmarks.letterbox`). Training starts from the
 same placement and varies what films vary in: left and right hands (a mirror; the landmark
 identities stay), rotation, hand size in the frame and its position, exposure (gamma, contrast),
-noise and blur, and what surrounds the film (black, white or grey). A part of the hand may be cut off the film
+noise and blur, resolution (a film we hold only as a small copy, as the RSNA keypoint films at 100 px,
+is read enlarged: `low_resolution` teaches the atlas's films that look, so that the atlas's points and
+a foreign scheme's are learnt at both resolutions and their channels differ by the schemes alone),
+and what surrounds the film (black, white or grey). A part of the hand may be cut off the film
 (a half-plane filled with the surround). Points that leave the view or are cut off are absent
 (`matcher.landmark_net.ABSENT`): the network learns to be unsure of them.
 """
@@ -29,6 +32,8 @@ class ViewAugment:
     noise: float = 0.03
     blur: float = 0.3  # the chance of a Gaussian blur of up to 1.5 px
     cut: float = 0.2  # the chance that part of the hand is cut off the film (its points become absent)
+    low_resolution: float = 0.0  # the chance that the view is shrunk to `low_side` px and enlarged back
+    low_side: tuple[int, int] = (80, 130)  # the RSNA copies: 100 px across the film
 
 
 def _transform(shape: tuple[int, int], size: int, augment: ViewAugment | None, rng: np.random.Generator) -> np.ndarray:
@@ -58,10 +63,20 @@ def training_view(
     if augment is not None and rng.random() < augment.cut:
         outside |= _cut_off(view, moved, fill, rng)
     moved[outside & np.isfinite(points).all(axis=1)] = ABSENT
+    if augment is not None and rng.random() < augment.low_resolution:
+        view = _enlarged_small_copy(view, augment.low_side, rng)
     view = normalise_view(view)
     if augment is not None:
         view = _photometric(view, augment, rng)
     return view.astype(np.float32), moved.astype(np.float32)
+
+
+def _enlarged_small_copy(view: np.ndarray, sides: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The view as a small copy of the film would give it: shrunk (each axis on its own, as the
+    square 100-px copies squeeze a film) and enlarged back."""
+    size = view.shape[0]
+    small = cv2.resize(view, (int(rng.integers(*sides)), int(rng.integers(*sides))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
 def _cut_off(view: np.ndarray, points: np.ndarray, fill: float, rng: np.random.Generator) -> np.ndarray:

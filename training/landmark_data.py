@@ -3,7 +3,9 @@
 Three sources, each in the atlas scheme (`matcher.hand_scheme`, NaN where a point is unknown):
 - the Digital Hand Atlas (`dha/`): 37 points on full-resolution films of 9-18 year olds;
 - the RSNA keypoints (`rsna_100px/keypoints.csv`): 20 of the points on films of all ages, whose
-  images we hold at 100 x 100 only; they are stretched back to the original's aspect ratio;
+  images we hold at 100 x 100 only; they are stretched back to the original's aspect ratio. Their
+  annotators placed the finger joints by another definition (`matcher.hand_scheme.FOREIGN_SCHEMES`),
+  so these films carry their scheme's name;
 - phantoms (`bone2gene synth`): the ends of every tubular bone are known exactly, so the 24 ray
   points are; the wrist and carpal points are not (the generator does not place them).
 Atlas films are held out by id (`dha_split`); films reported elsewhere (`real_hands_labelled`)
@@ -20,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from matcher.hand_scheme import MC_BASES, N_LANDMARKS, RAYS, RSNA_KEYPOINTS
+from matcher.hand_scheme import ATLAS_SCHEME, MC_BASES, N_LANDMARKS, RAYS, RSNA_KEYPOINTS
 from training.protocol.splits import EvaluationError
 
 RSNA_HEIGHT = 400  # the 100-px RSNA copies are stretched to this height at their original aspect ratio
@@ -31,6 +33,7 @@ class LandmarkFilm:
     key: str  # "<source>:<id>"
     image: np.ndarray  # uint8 (H, W), bone bright
     points: np.ndarray  # float32 (37, 2): x, y in the image's pixels; NaN where unknown
+    scheme: str = ATLAS_SCHEME  # whose definition of each point the annotation follows
 
     @property
     def source(self) -> str:
@@ -82,7 +85,7 @@ def rsna_keypoint_films(root: Path, exclude: Iterable[str] = ()) -> list[Landmar
         points = np.full((N_LANDMARKS, 2), np.nan, np.float32)
         for name, index in RSNA_KEYPOINTS.items():
             points[index] = (row[f"{name}_x"] * width / row.original_width, row[f"{name}_y"] * RSNA_HEIGHT / row.original_height)
-        films.append(LandmarkFilm(f"rsna:{row.id}", image, points))
+        films.append(LandmarkFilm(f"rsna:{row.id}", image, points, "rsna"))
     return films
 
 

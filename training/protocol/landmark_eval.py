@@ -4,7 +4,8 @@
   1024 px film height and as % of hand length, median and 95th percentile; how many points were
   reported missing; and the error of the 19 bone lengths (`matcher.hand_scheme.BONES`).
 - The full-resolution RSNA films (`real_hands_labelled`, their 20 keypoints at full resolution):
-  the median error as % of hand length.
+  the median error as % of hand length, from the atlas channels and, where the model has them,
+  from the channels of the RSNA annotators' scheme.
 Hand length is the distance from the distal radius to the middle fingertip: the midpoint of atlas
 points 3 and 4, or the RSNA `wrist` point.
 - The same films' pattern profiles against the bundled norms (which left them out): how many bone
@@ -146,6 +147,7 @@ def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None)
     found = find_landmarks(network, [t.image for t in atlas + full])  # once per film, for every table below
     errors, bones = measure(network, atlas, found[: len(atlas)]), bone_errors(atlas, found[: len(atlas)])
     full_errors = measure(network, full, found[len(atlas) :]) if full else pd.DataFrame()
+    own_scheme = _own_scheme_errors(network, full)
     norms = load_norms()
     measured = [h.points for h in found]
     profile_check = {
@@ -161,6 +163,7 @@ def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None)
             "bone_length_median_pct": _median(bones.iloc[:, 1:].to_numpy()),
         },
         "real_hands_labelled": {**_summary(full_errors), "films": len(full)} if len(full_errors) else None,
+        "real_hands_labelled_own_scheme": {**_summary(own_scheme), "films": len(full)} if len(own_scheme) else None,
         "per_landmark": _per_landmark(errors).to_dict(orient="records"),
         "per_bone_median_pct": {c: _median(bones[c].to_numpy()) for c in bones.columns[1:]},
         "profile_check": profile_check,
@@ -173,6 +176,15 @@ def landmark_report(model_dir: Path, shared: Path, phantoms: Path | None = None)
         lines, data["phantom_profiles"] = phantom_profile_report(network, norms, phantoms)
         text = "\n".join([text, "", *lines])
     return text, data
+
+
+def _own_scheme_errors(network, full: list[FilmTruth]) -> pd.DataFrame:
+    """The RSNA films' errors read from the model's channels for their annotators' scheme (empty
+    when it has none): the atlas's points are defined otherwise, so the atlas channels carry that
+    difference (`matcher.hand_scheme.FOREIGN_SCHEMES`) besides their error."""
+    if not full or "rsna" not in network.config.foreign_schemes:
+        return pd.DataFrame()
+    return measure(network, full, find_landmarks(network, [t.image for t in full], scheme="rsna"))
 
 
 def _per_landmark(errors: pd.DataFrame) -> pd.DataFrame:
@@ -199,13 +211,18 @@ def _markdown(data: dict) -> str:
     atlas, full, check = data["atlas_held_out"], data["real_hands_labelled"], data["profile_check"]
     rows = [_row(f"{atlas['films']} held-out atlas films (37 points)", atlas, atlas["bone_length_median_pct"])]
     if full:
-        rows.append(_row(f"{full['films']} full-resolution RSNA films (20 points)", full, "-"))
+        rows.append(_row(f"{full['films']} full-resolution RSNA films (20 points), atlas channels", full, "-"))
+    if data.get("real_hands_labelled_own_scheme"):
+        own = data["real_hands_labelled_own_scheme"]
+        rows.append(_row(f"{own['films']} full-resolution RSNA films (20 points), RSNA-scheme channels", own, "-"))
     header = ["films", "points", "missing", "median px", "p95 px", "median % hand", "p95 % hand", "bone length, median error %"]
     lines = [
         "# Hand landmarks on real films never trained on",
         "",
         f"Landmark model {data['model']}. Radial errors of the points found (missing ones counted apart); pixels at 1024 px "
-        "film height; % of hand length (distal radius to middle fingertip).",
+        "film height; % of hand length (distal radius to middle fingertip). The RSNA films' annotators mark the finger joints "
+        "by another definition than the atlas's; a model with channels for their scheme is also read in it "
+        "(`matcher.hand_scheme.FOREIGN_SCHEMES`).",
         "",
         *markdown.table(header, rows),
         "",
