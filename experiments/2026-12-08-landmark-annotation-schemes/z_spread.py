@@ -1,9 +1,9 @@
 """The spread of bone z-scores on the landmarks suite's unaffected films, per landmark model and per site.
 
-    python experiments/2026-12-08-landmark-annotation-schemes/z_spread.py --shared ../shared MODEL_DIR [MODEL_DIR ...]
+    python experiments/2026-12-08-landmark-annotation-schemes/z_spread.py --shared ../shared [--norms N.json] MODEL_DIR [MODEL_DIR ...]
 
 For each model: the held-out atlas films and the 14 full-resolution RSNA films, their bone z-scores
-against the bundled norms from the model's landmarks and from the annotations: how many there are,
+against the bundled norms (or --norms) from the model's landmarks and from the annotations: how many there are,
 how many lie beyond +-2, their mean and SD (1.0 for norms that fit the measurement).
 """
 
@@ -33,9 +33,10 @@ def z_scores(norms, truths: list[FilmTruth], points: list[np.ndarray]) -> np.nda
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--norms", type=Path, default=None, help="norms to score against (default: the bundled ones)")
     parser.add_argument("models", type=Path, nargs="+")
     args = parser.parse_args()
-    norms = load_norms()
+    norms = load_norms(args.norms) if args.norms else load_norms()
     full = rsna_full_truths(args.shared / "rsna_100px", args.shared / "real_hands_labelled")
     for model in args.models:
         network, card = load_landmark_model(model)
