@@ -83,7 +83,7 @@ RSNA_KEYPOINTS: dict[str, int] = {
 
 # Foreign annotation schemes: the atlas points each one marks, in its own column order. A scheme
 # may put a point elsewhere than the atlas does (the RSNA hand-pose annotation marks the finger
-# joints about 0.9% of hand length more distally), so a landmark network trained on both learns a
+# joints more distally), so a landmark network trained on both learns a
 # channel per foreign point (`LandmarkNetConfig.foreign_schemes`) instead of a compromise of the two.
 FOREIGN_SCHEMES: dict[str, tuple[int, ...]] = {"rsna": tuple(RSNA_KEYPOINTS.values())}
 ATLAS_SCHEME = "atlas"

@@ -87,6 +87,7 @@ def find_landmarks(
     device = next(network.parameters()).device
     size = network.config.view_size
     where, atlas_points = network.config.scheme_channels(scheme)
+    marked = list(atlas_points)
     views, matrices = zip(*(film_view(image, size) for image in images), strict=True) if images else ((), ())
     found = []
     channels_last = next(network.parameters()).is_contiguous(memory_format=torch.channels_last)
@@ -98,8 +99,8 @@ def find_landmarks(
         for p, c, matrix in zip(points.cpu().numpy(), confidence.cpu().numpy(), matrices[start : start + 8], strict=True):
             film = np.full((len(LANDMARK_NAMES), 2), np.nan, np.float32)
             sure = np.zeros(len(LANDMARK_NAMES), np.float32)
-            film[list(atlas_points)] = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)
-            sure[list(atlas_points)] = c
+            film[marked] = (p - matrix[:, 2]) / np.diag(matrix[:, :2])  # undo the letterbox (scale, shift)
+            sure[marked] = c
             film[sure < threshold] = np.nan
             found.append(HandLandmarks(film, sure))
     return found

@@ -24,7 +24,7 @@ def head_rows(trained: LandmarkNetConfig, new: LandmarkNetConfig) -> list[int]:
     rows = list(range(new.n_landmarks))
     for scheme in new.foreign_schemes:
         if scheme in trained.foreign_schemes:
-            rows += list(range(trained.channels))[trained.scheme_channels(scheme)[0]]
+            rows += list(range(trained.channels)[trained.scheme_channels(scheme)[0]])
         else:
             rows += list(FOREIGN_SCHEMES[scheme])
     return rows
